@@ -1,0 +1,1 @@
+"""benchmarks/: measures throughput, memory and prediction error; checks the source document claims."""

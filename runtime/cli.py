@@ -1,0 +1,90 @@
+"""The `wse` command line.
+
+Subcommands are modules registered under the ``wse.commands`` entry-point group in pyproject.toml (runtime's own and
+benchmarks'), so this file never imports benchmarks/ and ``wse --help`` imports no JAX: each command module is light
+at import time and pulls JAX inside its ``run``.
+
+A command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> dict``; it may define
+``render(result, console)`` for the human-readable form. Contract: with ``--json`` the last line of stdout is one JSON
+object with the result; a user error exits with status 2 and one ``error:`` line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from importlib.metadata import entry_points
+
+# Order in `wse --help`; commands not listed here (from other packages) follow alphabetically.
+_ORDER = ["info", "plan", "data", "train", "finetune", "generate", "eval", "convert", "bench", "claims"]
+
+
+def _commands() -> dict[str, str]:
+    found = {ep.name: ep.value for ep in entry_points(group="wse.commands")}
+    return dict(sorted(found.items(), key=lambda kv: (_ORDER.index(kv[0]) if kv[0] in _ORDER else 99, kv[0])))
+
+
+def _json_default(obj):
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if hasattr(obj, "__fspath__"):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    parser = argparse.ArgumentParser(
+        prog="wse",
+        description="Train Cerebras-GPT models in JAX and simulate Cerebras wafer-scale execution.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules = {}
+    for name, target in _commands().items():
+        module = importlib.import_module(target)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+        module.add_arguments(p)
+        modules[name] = module
+    return parser, modules
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, modules = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 0
+    module = modules[args.command]
+    from runtime.errors import user_error_types
+
+    try:
+        result = module.run(args)
+    except user_error_types() as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        sys.stdout.flush()
+        print(json.dumps(result, default=_json_default))
+    elif hasattr(module, "render"):
+        from rich.console import Console
+
+        module.render(result, Console())
+    else:
+        print(json.dumps(result, indent=2, default=_json_default))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

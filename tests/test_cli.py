@@ -1,0 +1,30 @@
+import json
+import subprocess
+import sys
+
+
+def wse(*args):
+    return subprocess.run([sys.executable, "-m", "runtime.cli", *args], capture_output=True, text=True)
+
+
+def test_help_does_not_import_jax():
+    code = "import sys; from runtime.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit: pass\nassert 'jax' not in sys.modules, 'wse --help imported jax'"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
+def test_info_json_contract():
+    res = wse("info", "--model", "111M", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    for key in ("name", "n_layers", "d_model", "n_heads", "d_head", "d_ffn", "vocab_size", "max_seq_len", "parameters",
+                "flops_per_token_6n", "flops_per_token_algorithmic", "chinchilla_tokens", "train_flops_6nd",
+                "train_flops_algorithmic"):
+        assert key in out
+    assert out["parameters"] == 111_050_496
+
+
+def test_user_error_is_one_line_exit_2():
+    res = wse("info", "--model", "112M", "--json")
+    assert res.returncode == 2
+    assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
