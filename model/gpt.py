@@ -271,7 +271,7 @@ def _as_variables(values: Params, axes: Params):
     """Wrap a (nested) dict of arrays into nnx.Params carrying logical axis names, as nnx containers."""
     if isinstance(values, dict):
         return nnx.Dict({k: _as_variables(v, axes[k]) for k, v in values.items()})
-    return nnx.Param(values, sharding_names=axes, eager_sharding=False)
+    return nnx.Param(values, out_sharding=axes, eager_sharding=False)
 
 
 class GPT(nnx.Module):
@@ -294,7 +294,7 @@ class GPT(nnx.Module):
         return cls(cfg, params=params, dtype=dtype)
 
     def params(self) -> Params:
-        return nnx.state(self, nnx.Param).to_pure_dict()
+        return nnx.to_pure_dict(nnx.state(self, nnx.Param))
 
     def __call__(self, tokens: jax.Array) -> jax.Array:
         return forward(self.config, self.params(), tokens, dtype=self.dtype)
