@@ -15,8 +15,9 @@ class UserError(ValueError):
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Every exception type that means 'the user asked for something wrong' (imported lazily: no JAX)."""
     from model.config import ModelConfigError
+    from model.tokenizer import TokenizerError
 
-    types: list[type[BaseException]] = [UserError, ModelConfigError]
+    types: list[type[BaseException]] = [UserError, ModelConfigError, TokenizerError]
     try:
         from wse.errors import PlanError
 

