@@ -1,0 +1,45 @@
+"""`wse convert`: HuggingFace GPT-2 directory <-> this project's Orbax checkpoint (mapping: model/hf.py)."""
+
+from __future__ import annotations
+
+HELP = "convert a HuggingFace GPT-2 directory to a checkpoint (--from-hf) or back (--to-hf)"
+
+
+def add_arguments(parser) -> None:
+    way = parser.add_mutually_exclusive_group(required=True)
+    way.add_argument("--from-hf", metavar="DIR", help="HuggingFace directory (config.json + model.safetensors) to import")
+    way.add_argument("--to-hf", metavar="CKPT_DIR", help="checkpoint or run directory to export for transformers")
+    parser.add_argument("--out", required=True, metavar="DIR", help="new (empty or absent) output directory")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="with --from-hf: allow reading a pickled pytorch_model.bin (only for files you trust)")
+
+
+def run(args) -> dict:
+    from runtime.commands.generate import quiet_libraries
+
+    quiet_libraries()
+    if args.from_hf:
+        from model.hf import load_hf
+        from runtime.checkpoint import save_model
+
+        cfg, params = load_hf(args.from_hf, allow_pickle=args.allow_pickle)
+        save_model(args.out, cfg, params)
+        source, kind = args.from_hf, "hf->checkpoint"
+    else:
+        from model.hf import save_hf
+        from runtime.checkpoint import load_model
+
+        cfg, params = load_model(args.to_hf)
+        save_hf(args.out, cfg, params)
+        source, kind = args.to_hf, "checkpoint->hf"
+    return {"conversion": kind, "source": str(source), "out": str(args.out), "name": cfg.name,
+            "parameters": cfg.parameters, "mup": cfg.mup,
+            "untied_mup_export": bool(cfg.mup and args.to_hf)}
+
+
+def render(result: dict, console) -> None:
+    console.print(f"{result['conversion']}: {result['source']} -> {result['out']} ({result['name']}, "
+                  f"{result['parameters']:,} parameters)")
+    if result["untied_mup_export"]:
+        console.print("[yellow]muP multipliers were folded into an untied GPT-2 export; keep the checkpoint to "
+                      "re-import[/yellow]")

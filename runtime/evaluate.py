@@ -1,0 +1,111 @@
+"""Held-out loss: mean next-token cross-entropy (nats) of a token stream, in non-overlapping windows.
+
+Definition (what `wse eval` reports and training's validation reuses). The stream t_0 .. t_{n-1} is cut into
+consecutive windows of ``seq_len`` tokens: [t_0 .. t_{s-1}], [t_s .. t_{2s-1}], ... A window of m tokens gives m - 1
+predictions (token j + 1 from tokens 0..j of the same window; no context crosses a window boundary, so each window's
+first token is never predicted). The last window may be shorter; if it has fewer than 2 tokens it gives no prediction
+and is dropped. ``loss`` is the mean over all predictions, ``perplexity`` = exp(loss).
+
+All windows are evaluated in batches of one fixed shape [batch_size, seq_len] (the short last window and the last
+batch are padded and masked), so a whole file costs one compile.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import asdict, dataclass
+from functools import partial
+
+import numpy as np
+
+from runtime.errors import UserError
+
+
+@dataclass
+class EvalResult:
+    tokens: int  # tokens of the stream covered by the windows kept (the whole stream unless a 1-token tail was dropped)
+    predictions: int  # next-token predictions averaged over: tokens - number of windows kept
+    windows: int
+    seq_len: int
+    loss: float
+    perplexity: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def windows(tokens: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """(windows [W, seq_len] int32 zero-padded, lengths [W]) per the module definition (tails < 2 tokens dropped)."""
+    tokens = np.asarray(tokens, dtype=np.int32).reshape(-1)
+    starts = np.arange(0, len(tokens), seq_len)
+    lengths = np.minimum(seq_len, len(tokens) - starts)
+    keep = lengths >= 2
+    starts, lengths = starts[keep], lengths[keep]
+    out = np.zeros((len(starts), seq_len), np.int32)
+    for i, (s, m) in enumerate(zip(starts, lengths)):
+        out[i, :m] = tokens[s:s + m]
+    return out, lengths
+
+
+def evaluate_tokens(cfg, params, tokens, seq_len: int | None = None, batch_size: int = 8, dtype=None,
+                    nll_fn=None) -> EvalResult:
+    """Mean next-token cross-entropy of ``tokens`` under the model (see module docstring).
+
+    ``nll_fn(params, inputs [B, T], targets [B, T], mask [B, T]) -> summed nll`` replaces the single-device
+    forward (training passes its sharded one); the default runs ``model.gpt.forward`` under ``jax.jit``.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    seq_len = cfg.max_seq_len if seq_len is None else int(seq_len)
+    if seq_len < 2:
+        raise UserError(f"seq-len {seq_len} is too short: a window needs at least 2 tokens to predict one")
+    if seq_len > cfg.max_seq_len:
+        raise UserError(f"seq-len {seq_len} is beyond the model context of {cfg.max_seq_len} tokens; "
+                        f"use --seq-len {cfg.max_seq_len} or less")
+    wins, lengths = windows(tokens, seq_len)
+    if len(wins) == 0:
+        raise UserError(f"the text has {len(np.asarray(tokens).reshape(-1))} token(s); at least 2 are needed for one prediction")
+    if nll_fn is None:
+        from model.generate import architecture
+
+        nll_fn = partial(_nll_sum, architecture(cfg), dtype=dtype or jnp.float32)
+    # Inputs are window[:-1], targets window[1:], valid where the target is inside the window.
+    mask = np.arange(seq_len - 1)[None, :] < (lengths - 1)[:, None]
+    n = len(wins)
+    batch_size = max(1, min(batch_size, n))
+    padded = -(-n // batch_size) * batch_size
+    wins = np.concatenate([wins, np.zeros((padded - n, seq_len), np.int32)])
+    mask = np.concatenate([mask, np.zeros((padded - n, seq_len - 1), bool)])
+    params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+    total = 0.0
+    for b in range(0, padded, batch_size):
+        w, m = wins[b:b + batch_size], mask[b:b + batch_size]
+        total += float(nll_fn(params, jnp.asarray(w[:, :-1]), jnp.asarray(w[:, 1:]), jnp.asarray(m)))
+    predictions = int(mask.sum())
+    loss = total / predictions
+    return EvalResult(tokens=int(lengths.sum()), predictions=predictions, windows=n, seq_len=seq_len, loss=loss,
+                      perplexity=math.exp(min(loss, 700.0)))
+
+
+def _nll_sum(cfg, params, inputs, targets, mask, dtype):
+    return _nll_sum_jit()(cfg, params, inputs, targets, mask, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=1)
+def _nll_sum_jit():
+    """The jitted summed-NLL function, built on first use so that importing this module does not import JAX."""
+    import jax
+    import jax.numpy as jnp
+
+    from model import gpt
+
+    @partial(jax.jit, static_argnames=("cfg", "dtype"))
+    def nll_sum(cfg, params, inputs, targets, mask, dtype):
+        logits = gpt.forward(cfg, params, inputs, dtype=dtype)
+        logz = jax.nn.logsumexp(logits, axis=-1)
+        picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+        return jnp.sum((logz - picked) * mask)
+
+    return nll_sum

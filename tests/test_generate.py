@@ -1,0 +1,121 @@
+"""KV-cache generation: equals full recomputation, sampling is seeded and filtered, EOT stops rows, shapes reuse."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from model import generate as G
+from model import gpt
+from model.config import get_config
+
+CFG = get_config("tiny").replace(n_layers=2, vocab_size=300, max_seq_len=64)
+NEVER = -1  # an eot id no token can equal
+PROMPTS = [[1, 2, 3], [5, 9, 11, 4, 4, 8, 250, 17, 3, 3, 2], [7, 8, 9, 10, 11, 12]]  # 3, 11, 6 tokens
+
+
+@pytest.fixture(scope="module")
+def params():
+    # Larger than default init so that logits are spread out and argmax is never a near tie.
+    rng = np.random.default_rng(0)
+    shapes = gpt.param_shapes(CFG)
+    return jax.tree.map(lambda s: jnp.asarray(0.1 * rng.standard_normal(s), jnp.float32), shapes,
+                        is_leaf=lambda x: isinstance(x, tuple))
+
+
+_forward = jax.jit(gpt.forward, static_argnums=0)
+
+
+def _last_logits(params, seq):
+    """Logits after ``seq`` from the full (uncached) forward pass. The sequence is right-padded to the context so
+    that one compiled program serves every length; causal attention makes the padding invisible to position
+    len(seq) - 1."""
+    buf = np.zeros((1, CFG.max_seq_len), np.int32)
+    buf[0, :len(seq)] = seq
+    return np.asarray(_forward(CFG, params, jnp.asarray(buf))[0, len(seq) - 1])
+
+
+def _recompute_greedy(params, prompt, n):
+    """Reference: the full forward pass over the whole sequence at every step, no cache, no left padding."""
+    seq = list(prompt)
+    for _ in range(n):
+        seq.append(int(np.argmax(_last_logits(params, seq))))
+    return seq[len(prompt):]
+
+
+def test_cached_batch_equals_full_recompute(params):
+    out = G.generate(CFG, params, PROMPTS, 10, eot_id=NEVER)
+    assert out.finish_reasons == ["length"] * 3 and out.generated == 30
+    for prompt, tokens in zip(PROMPTS, out.tokens):
+        assert tokens == _recompute_greedy(params, prompt, 10)
+
+
+def test_nearby_shapes_share_one_compiled_program(params):
+    G.generate(CFG, params, [[1, 2], [3, 4, 5, 6, 7], [9]], 5, eot_id=NEVER)
+    compiled = len(G._COMPILED)
+    again = G.generate(CFG, params, [[1, 2, 3, 4, 5, 6, 7, 8, 9], [3], [4, 5]], 12, temperature=0.9, top_k=5,
+                       top_p=0.8, seed=4, eot_id=NEVER)
+    assert len(G._COMPILED) == compiled and again.compile_seconds == 0.0
+    assert [len(t) for t in again.tokens] == [12, 12, 12]
+
+
+def test_sampling_is_seeded(params):
+    kw = dict(temperature=1.0, eot_id=NEVER)
+    a = G.generate(CFG, params, PROMPTS, 12, seed=1, **kw).tokens
+    assert G.generate(CFG, params, PROMPTS, 12, seed=1, **kw).tokens == a
+    assert G.generate(CFG, params, PROMPTS, 12, seed=2, **kw).tokens != a
+    assert a != G.generate(CFG, params, PROMPTS, 12, eot_id=NEVER).tokens  # not greedy at temperature 1
+
+
+def test_top_k_1_and_tiny_top_p_are_greedy(params):
+    greedy = G.generate(CFG, params, PROMPTS, 8, eot_id=NEVER).tokens
+    assert G.generate(CFG, params, PROMPTS, 8, temperature=1.5, top_k=1, seed=3, eot_id=NEVER).tokens == greedy
+    assert G.generate(CFG, params, PROMPTS, 8, temperature=1.5, top_p=1e-6, seed=3, eot_id=NEVER).tokens == greedy
+
+
+def test_filters_keep_exactly_the_top_set():
+    logits = jnp.log(jnp.array([[0.05, 0.4, 0.1, 0.3, 0.15]]))
+    kept = lambda k, p: np.isfinite(np.asarray(G._filter(logits, jnp.int32(k), jnp.float32(p))))[0]  # noqa: E731
+    assert kept(2, 1.0).tolist() == [False, True, False, True, False]
+    # nucleus 0.75: 0.4 + 0.3 = 0.7 < 0.75, so 0.15 is needed too
+    assert kept(0, 0.75).tolist() == [False, True, False, True, True]
+    assert kept(0, 0.65).tolist() == [False, True, False, True, False]
+    # top-k first, then top-p over the renormalised top-k: {0.4, 0.3} -> 0.57, 0.43
+    assert kept(2, 0.5).tolist() == [False, True, False, False, False]
+
+
+def test_sampled_tokens_stay_inside_top_k(params):
+    """Hot sampling with top-k 3: every token is among the 3 best of the uncached logits at its step."""
+    out = G.generate(CFG, params, PROMPTS, 12, temperature=5.0, top_k=3, seed=0, eot_id=NEVER)
+    ranks = []
+    for prompt, tokens in zip(PROMPTS, out.tokens):
+        for i, t in enumerate(tokens):
+            order = np.argsort(-_last_logits(params, prompt + tokens[:i]))
+            ranks.append(int(np.where(order == t)[0][0]))
+    assert max(ranks) <= 2 and len(set(ranks)) == 3  # all three ranks drawn, nothing beyond
+
+
+def test_eot_stops_only_its_row(params):
+    base = G.generate(CFG, params, PROMPTS, 10, eot_id=NEVER).tokens
+    eot = base[2][3]  # the 4th token of row 2 becomes the stop token
+    stop = base[2].index(eot)
+    out = G.generate(CFG, params, PROMPTS, 10, eot_id=eot)
+    assert out.tokens[2] == base[2][:stop] and out.finish_reasons[2] == "eot"
+    for row in (0, 1):
+        expect = base[row][:base[row].index(eot)] if eot in base[row] else base[row]
+        assert out.tokens[row] == expect
+        assert out.finish_reasons[row] == ("eot" if eot in base[row] else "length")
+
+
+def test_prompt_too_long_names_both_numbers(params):
+    with pytest.raises(G.GenerationError, match=r"prompt of 60 tokens plus max_new_tokens 5 = 65 .* context of 64"):
+        G.generate(CFG, params, [[1] * 60, [2]], 5)
+    with pytest.raises(G.GenerationError, match="vocabulary"):
+        G.generate(CFG, params, [[300]], 1)
+    with pytest.raises(G.GenerationError, match="top_p"):
+        G.generate(CFG, params, [[1]], 1, top_p=0.0)
+
+
+def test_prompt_filling_the_context_exactly(params):
+    out = G.generate(CFG, params, [list(range(1, 60))], 5, eot_id=NEVER)
+    assert out.tokens[0] == _recompute_greedy(params, list(range(1, 60)), 5)
