@@ -1,0 +1,153 @@
+"""`wse plan`: how a Cerebras wafer (or a cluster of them) would train a model, from the simulator in wse/ (no JAX)."""
+
+from __future__ import annotations
+
+HELP = "plan a model on a Cerebras system: layer-pipelined or weight-streaming, step time, memory, pictures"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", required=True, help="preset name (111M ... 13B, 111M-mup ..., tiny, small) or a YAML/JSON model file")
+    parser.add_argument("--system", required=True,
+                        help="cs1, cs2, cs3, a cluster (andromeda, cg1, cg3) or a YAML system file")
+    parser.add_argument("--systems", type=int, default=None,
+                        help="number of systems (data parallel, weight streaming only); default 1, or the cluster's size")
+    parser.add_argument("--mode", choices=["auto", "pipelined", "streaming"], default="auto",
+                        help="auto: layer-pipelined when the model fits on one wafer, else weight streaming")
+    parser.add_argument("--batch-size", type=int, default=None, help="global batch in sequences (default: the preset's published one)")
+    parser.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (default 2048, capped at the model's context)")
+    parser.add_argument("--picture", default=None, help="write the stage regions (or the streaming memory profile) to this PNG")
+    parser.add_argument("--timeline", default=None, help="write the pipeline schedule (or per-layer compute vs streaming) to this PNG")
+
+
+def run(args) -> dict:
+    from pathlib import Path
+
+    from model.config import get_config
+    from runtime.errors import UserError
+    from wse.hardware import get_system, load_planner_overrides
+    from wse.options import PlanOptions
+    from wse.plan import make_plan
+
+    shape = get_config(args.model)
+    system, cluster_systems = get_system(args.system)
+    options = PlanOptions()
+    if Path(args.system).suffix.lower() in (".yaml", ".yml"):
+        options = options.updated(load_planner_overrides(args.system))
+    systems = args.systems if args.systems is not None else (cluster_systems or 1)
+    for flag, path in (("--picture", args.picture), ("--timeline", args.timeline)):
+        if path is not None and not Path(path).parent.exists():
+            raise UserError(f"{flag} {path}: directory '{Path(path).parent}' does not exist; create it or choose another path")
+    plan = make_plan(shape, system, systems=systems, mode=args.mode, batch_size=args.batch_size,
+                     seq_len=args.seq_len, options=options, model_name=shape.name)
+    result = plan.to_dict()
+    if args.picture or args.timeline:
+        from wse.pictures import draw_picture, draw_timeline
+
+        if args.picture:
+            result["picture"] = str(draw_picture(plan, args.picture))
+        if args.timeline:
+            result["timeline"] = str(draw_timeline(plan, args.timeline))
+    return result
+
+
+def _time(s: float) -> str:
+    if s >= 86400:
+        return f"{s / 86400:,.1f} days"
+    if s >= 3600:
+        return f"{s / 3600:,.1f} h"
+    if s >= 1:
+        return f"{s:,.2f} s"
+    if s >= 1e-3 or s == 0:
+        return f"{s * 1e3:,.2f} ms"
+    return f"{s * 1e6:,.1f} us"
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n:,.0f} B"
+
+
+def _collapse_blocks(layers: list[dict]) -> list[tuple[str, dict]]:
+    """Blocks are identical in shape, so when every block's attention (or FFN) row has the same timings it is shown
+    once as 'block0..39.attention (each)' instead of forty equal rows."""
+    blocks = [l for l in layers if l["name"].startswith("block")]
+    if not blocks:
+        return [(l["name"], l) for l in layers]
+    parts: dict[str, list[dict]] = {}
+    for l in blocks:
+        parts.setdefault(l["name"].partition(".")[2], []).append(l)
+    timing = lambda l: (l["compute_time_s"], l["stream_time_s"], l["bound"], l["fabric_bound"])  # noqa: E731
+    if not all(len({timing(l) for l in rows}) == 1 for rows in parts.values()):
+        return [(l["name"], l) for l in layers]
+    n = len(next(iter(parts.values())))
+    middle = [(f"block0..{n - 1}{'.' + part if part else ''} (each)", rows[0]) for part, rows in parts.items()]
+    return [(l["name"], l) for l in layers if l["name"] == "embedding"] + middle + \
+        [(l["name"], l) for l in layers if not l["name"].startswith("block") and l["name"] != "embedding"]
+
+
+def render(result: dict, console) -> None:
+    from rich.table import Table
+
+    d, mem = result["details"], result["memory"]
+    summary = Table(title=f"{result['model']} on {result['systems']} x {result['system']}: {result['mode']}",
+                    show_header=False)
+    grid = result["grid"]
+    rows = [
+        ("grid", f"{grid['rows']} x {grid['cols']} cells"),
+        ("batch", f"{result['batch_size']} sequences x {result['seq_len']} tokens"),
+        ("step time", _time(result["step_time_s"])),
+        ("tokens/s", f"{result['tokens_per_s']:,.0f}"),
+        ("utilisation of peak", f"{result['utilization']:.1%}"),
+        ("time to train (20 tokens/param)", _time(result["time_to_train_s"])),
+        ("memory per core", f"{mem['peak_bytes_per_core'] / 1024:,.1f} KiB of {mem['capacity_bytes_per_core'] / 1024:,.1f} KiB"),
+        ("weights / optimizer / activations", f"{_bytes(mem['weights_bytes'])} / {_bytes(mem['optimizer_bytes'])} / {_bytes(mem['activations_bytes'])}"),
+    ]
+    if result["mode"] == "pipelined":
+        rows += [("stages x lanes", f"{d['n_stages']} stages in {d['lanes']} lane(s)"),
+                 ("microbatches", f"{d['microbatches']} (bubble {d['bubble_fraction']:.1%})")]
+    else:
+        rows += [("systems used", str(d["systems_used"])),
+                 ("micro-batches", f"{d['micro_batches']} of {d['micro_batch_seqs']} seqs"
+                                   f"{' with recomputation' if d['recompute'] else ''}"),
+                 ("largest per-system batch", f"{d['max_batch_per_system']['no_recompute']} seqs "
+                                              f"({d['max_batch_per_system']['recompute']} recomputing)")]
+    for k, v in rows:
+        summary.add_row(k, v)
+    console.print(summary)
+
+    if result["mode"] == "pipelined":
+        t = Table(title="stages")
+        for col in ("stage", "layers", "region (row, col, rows x cols)", "memory/core", "time/microbatch", "in flight"):
+            t.add_column(col)
+        for i, st in enumerate(result["stages"]):
+            r = st["region"]
+            t.add_row(str(i), f"{st['names'][0]} .. {st['names'][1]}", f"({r['row']}, {r['col']}) {r['rows']} x {r['cols']}",
+                      f"{st['memory_bytes_per_core'] / 1024:,.1f} KiB", _time(st["time_s"]), str(st["in_flight"]))
+        console.print(t)
+    else:
+        t = Table(title="layers (one step, all micro-batches)")
+        for col in ("layer", "compute", "streaming", "bound"):
+            t.add_column(col)
+        for name, layer in _collapse_blocks(result["layers"]):
+            bound = layer["bound"] + (" (fabric)" if layer["fabric_bound"] and layer["bound"] == "compute" else "")
+            t.add_row(name, _time(layer["compute_time_s"]), _time(layer["stream_time_s"]), bound)
+        console.print(t)
+        s = Table(title="data-parallel scaling (same global batch)")
+        for col in ("systems", "used", "tokens/s", "efficiency"):
+            s.add_column(col)
+        for p in result["scaling"]:
+            s.add_row(str(p["systems"]), str(p["systems_used"]), f"{p['tokens_per_s']:,.0f}", f"{p['efficiency']:.1%}")
+        console.print(s)
+
+    a = Table(title="assumptions (unpublished figures this plan used)")
+    a.add_column("parameter")
+    a.add_column("value")
+    a.add_column("why", overflow="fold")
+    for name, item in result["assumptions"].items():
+        a.add_row(name, str(item["value"]), item["reason"])
+    console.print(a)
+    for key in ("picture", "timeline"):
+        if key in result:
+            console.print(f"{key}: {result[key]}")

@@ -1,0 +1,99 @@
+"""`wse plan`: the JSON contract, one-line errors with exit 2, pictures, and no JAX anywhere near it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from runtime.cli import main
+
+TOP = {"model", "system", "systems", "mode", "fits", "grid", "batch_size", "seq_len", "step_time_s", "tokens_per_s",
+       "utilization", "time_to_train_s", "memory", "stages", "layers", "scaling", "assumptions"}
+MEMORY = {"capacity_bytes_per_core", "peak_bytes_per_core", "weights_bytes", "optimizer_bytes", "activations_bytes"}
+
+
+def plan_json(capsys, *args):
+    assert main(["plan", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_pipelined_json_contract(capsys):
+    out = plan_json(capsys, "--model", "111M", "--system", "cs2")
+    assert TOP <= set(out) and MEMORY <= set(out["memory"])
+    assert out["mode"] == "pipelined" and out["fits"] and out["systems"] == 1
+    assert out["batch_size"] == 120 and out["seq_len"] == 2048  # the preset's published batch, 2048 tokens
+    assert out["grid"] == {"rows": 996, "cols": 757}
+    for stage in out["stages"]:
+        assert set(stage) >= {"layers", "region", "memory_bytes_per_core", "time_s"}
+        assert set(stage["region"]) == {"row", "col", "rows", "cols"} and len(stage["layers"]) == 2
+    assert out["stages"][0]["layers"][0] == 0 and out["stages"][-1]["layers"][1] == len(out["layers"]) - 1
+    assert all(set(a) == {"value", "reason"} for a in out["assumptions"].values())
+
+
+def test_streaming_json_contract_and_seq_len_cap(capsys):
+    out = plan_json(capsys, "--model", "tiny", "--system", "cs3", "--mode", "streaming", "--systems", "4",
+                    "--batch-size", "64")
+    assert out["mode"] == "streaming" and out["systems"] == 4 and out["seq_len"] == 256  # capped at max_seq_len
+    assert out["stages"] == []
+    assert all({"name", "compute_time_s", "stream_time_s"} <= set(layer) for layer in out["layers"])
+    assert [p["systems"] for p in out["scaling"]] == [1, 2, 4, 8, 16]
+    assert all({"systems", "tokens_per_s", "efficiency"} <= set(p) for p in out["scaling"])
+
+
+def test_auto_picks_streaming_for_13b_and_clusters(capsys):
+    assert plan_json(capsys, "--model", "13B", "--system", "cs2")["mode"] == "streaming"
+    out = plan_json(capsys, "--model", "1.3B", "--system", "cg1")
+    assert out["mode"] == "streaming" and out["systems"] == 64
+
+
+def test_pictures(tmp_path, capsys):
+    for mode in ("pipelined", "streaming"):
+        pic, tl = tmp_path / f"{mode}.png", tmp_path / f"{mode}-timeline.png"
+        out = plan_json(capsys, "--model", "111M", "--system", "cs2", "--mode", mode, "--picture", str(pic),
+                        "--timeline", str(tl))
+        for path in (pic, tl):
+            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+        assert out["picture"] == str(pic) and out["timeline"] == str(tl)
+
+
+def test_rich_table_by_default(capsys):
+    assert main(["plan", "--model", "111M", "--system", "cs2"]) == 0
+    text = capsys.readouterr().out
+    assert "stages" in text and "assumptions" in text and "tokens/s" in text
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--model", "13B", "--system", "cs2", "--mode", "pipelined"], "--mode streaming"),
+    (["--model", "111M", "--system", "cs7"], "unknown system 'cs7'"),
+    (["--model", "111M", "--system", "cs2", "--seq-len", "4096"], "max_seq_len 2048"),
+    (["--model", "111M", "--system", "cs2", "--picture", "/nonexistent/dir/p.png"], "does not exist"),
+])
+def test_user_errors_are_one_line_exit_2(args, fragment, capsys):
+    assert main(["plan", *args, "--json"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and fragment in err
+
+
+def test_system_file_unknown_key(tmp_path, capsys):
+    path = tmp_path / "my.yaml"
+    path.write_text("base: cs2\nswarmx:\n  fanout: 8\n")
+    assert main(["plan", "--model", "111M", "--system", str(path), "--json"]) == 2
+    assert "unknown key 'swarmx.fanout' (did you mean 'fan_out'?)" in capsys.readouterr().err
+    path.write_text("base: cs2\nplanner:\n  compute_efficiency: 0.25\n")
+    out = plan_json(capsys, "--model", "111M", "--system", str(path))
+    assert out["assumptions"]["plan.compute_efficiency"]["value"] == 0.25
+
+
+def test_no_jax_and_no_model_in_the_simulator():
+    code = (
+        "import sys\n"
+        "import wse, wse.pictures, wse.schedule\n"
+        "assert 'jax' not in sys.modules and 'model' not in sys.modules, 'wse must not import jax or model'\n"
+        "from runtime.cli import main\n"
+        "assert main(['plan', '--model', '111M', '--system', 'cs2', '--json']) == 0\n"
+        "assert 'jax' not in sys.modules, 'wse plan imported jax'\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    json.loads(res.stdout.strip().splitlines()[-1])

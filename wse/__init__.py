@@ -1,0 +1,25 @@
+"""wse: a simulator of how a Cerebras wafer-scale engine (or a grid of accelerators) would train a GPT model.
+
+Pure Python and NumPy (Matplotlib only inside the picture functions): no JAX, and no import of model/; a model is any
+object with the shape fields (n_layers, d_model, n_heads, d_head, d_ffn, vocab_size, max_seq_len).
+
+- hardware: WSE-1/2/3, CS-1/2/3, MemoryX, SwarmX and clusters as data, every figure with its source.
+- grid: the logical grid of cells (a wafer's cores or a mesh's devices) both planners run on.
+- costs: a model's layers with parameters, FLOPs, fabric traffic and activations.
+- partition: optimal contiguous partition of layers onto pipeline stages (for a JAX mesh's stage axis).
+- pipelined / streaming: the two execution modes' planners; plan: mode choice and ``make_plan``.
+- pictures, schedule: region and memory pictures, pipeline and streaming timelines.
+"""
+
+from wse.errors import PlanError
+from wse.grid import Grid, Region, device_grid
+from wse.hardware import CLUSTERS, SYSTEMS, get_system
+from wse.options import PlanOptions
+from wse.partition import partition_layers
+from wse.plan import make_plan, plan_all
+from wse.result import Plan
+
+__all__ = [
+    "CLUSTERS", "Grid", "Plan", "PlanError", "PlanOptions", "Region", "SYSTEMS", "device_grid", "get_system",
+    "make_plan", "partition_layers", "plan_all",
+]

@@ -1,0 +1,117 @@
+"""Choosing the execution mode and planning: the entry point the command line and benchmarks use."""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable
+
+from wse.errors import PlanError
+from wse.hardware import System, get_system, unpublished
+from wse.options import PlanOptions
+from wse.pipelined import plan_pipelined
+from wse.result import Plan
+from wse.streaming import plan_streaming
+
+MODES = ("auto", "pipelined", "streaming")
+DEFAULT_SEQ_LEN = 2048
+
+
+def default_seq_len(shape) -> int:
+    """2048 tokens (how Cerebras-GPT was trained), capped at the model's context."""
+    return min(DEFAULT_SEQ_LEN, shape.max_seq_len)
+
+
+def make_plan(
+    shape,
+    system: System | str,
+    *,
+    systems: int | None = None,
+    mode: str = "auto",
+    batch_size: int | None = None,
+    seq_len: int | None = None,
+    options: PlanOptions | None = None,
+    model_name: str | None = None,
+) -> Plan:
+    """Plan ``shape`` on ``systems`` x ``system``.
+
+    ``system`` may be a name (cs2, a cluster such as andromeda, a YAML file); ``systems`` defaults to the cluster's
+    size, else 1. ``auto`` is layer-pipelined when the model fits on one wafer and one system is asked for (pipelined mode does not
+    scale out), weight streaming otherwise. ``batch_size`` defaults to the shape's published batch size
+    (``shape.batch_size``), ``seq_len`` to 2048 capped at the model's context.
+    """
+    if isinstance(system, str):
+        system, cluster_size = get_system(system)
+        systems = systems if systems is not None else cluster_size
+    systems = 1 if systems is None else systems
+    if mode not in MODES:
+        raise PlanError(f"unknown mode '{mode}'; give one of {', '.join(MODES)}")
+    if systems < 1:
+        raise PlanError(f"--systems must be at least 1, got {systems}")
+    if batch_size is None:
+        batch_size = getattr(shape, "batch_size", None)
+        if batch_size is None:
+            raise PlanError("no batch size: the model shape has no published batch_size; give --batch-size")
+    if seq_len is None:
+        seq_len = default_seq_len(shape)
+    if seq_len > shape.max_seq_len:
+        raise PlanError(f"--seq-len {seq_len} exceeds the model's max_seq_len {shape.max_seq_len}; give at most that")
+    if batch_size < 1 or seq_len < 1:
+        raise PlanError(f"batch size and sequence length must be positive, got {batch_size} and {seq_len}")
+    options = options or PlanOptions()
+    model_name = model_name or getattr(shape, "name", "model")
+
+    def pipelined() -> Plan:
+        return plan_pipelined(shape, system.grid(), batch_size=batch_size, seq_len=seq_len, options=options,
+                              model_name=model_name, system_name=system.name, chip_assumptions=unpublished(system.chip))
+
+    def streaming() -> Plan:
+        return plan_streaming(shape, system, systems=systems, batch_size=batch_size, seq_len=seq_len,
+                              options=options, model_name=model_name)
+
+    if mode == "pipelined":
+        if systems > 1:
+            raise PlanError("layer-pipelined mode runs on one system (it does not scale out); "
+                            "use --mode streaming for several systems")
+        return pipelined()
+    if mode == "streaming":
+        return streaming()
+    if systems == 1:
+        try:
+            return pipelined()
+        except PlanError as pipelined_error:
+            if system.memoryx is None:
+                raise PlanError(f"{str(pipelined_error).removesuffix('; use --mode streaming')}, and {system.name} "
+                                "has no MemoryX for weight streaming; use --system cs2 or cs3",
+                                needed_bytes=pipelined_error.needed_bytes,
+                                available_bytes=pipelined_error.available_bytes) from None
+    return streaming()
+
+
+def plan_all(
+    shapes: Iterable,
+    systems: Iterable[str] = ("cs1", "cs2", "cs3"),
+    modes: Iterable[str] = ("pipelined", "streaming"),
+    options: PlanOptions | None = None,
+) -> list[dict]:
+    """Plan every shape on every system in every mode, at each shape's published batch size: the table of the
+    closing note and what benchmarks time. A plan that cannot be made is a row with ``fits: False`` and the reason."""
+    rows = []
+    modes = list(modes)
+    for sys_name in systems:
+        system, _ = get_system(sys_name)
+        for shape in shapes:
+            for mode in modes:
+                start = time.perf_counter()
+                row = {"model": getattr(shape, "name", "model"), "system": system.name, "mode": mode}
+                try:
+                    plan = make_plan(shape, system, mode=mode, options=options)
+                except PlanError as err:
+                    row.update(fits=False, error=str(err), needed_bytes=err.needed_bytes,
+                               available_bytes=err.available_bytes)
+                else:
+                    row.update(fits=True, step_time_s=plan.step_time_s, tokens_per_s=plan.tokens_per_s,
+                               utilization=plan.utilization, time_to_train_s=plan.time_to_train_s,
+                               batch_size=plan.batch_size, seq_len=plan.seq_len)
+                row["plan_seconds"] = time.perf_counter() - start
+                rows.append(row)
+    return rows

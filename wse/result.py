@@ -1,0 +1,80 @@
+"""The plan a planner returns: plain dataclasses that serialise to the JSON the command line prints."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from wse.grid import Region
+
+
+@dataclass
+class Stage:
+    """One pipeline stage: a contiguous run of layers on a rectangular region.
+
+    ``region`` is the rectangle the stage owns; ``active_cells`` those of its rows that compute (the last stage of a
+    snake lane owns the rows down to the lane's end so that the next lane starts next to it, but the time and memory
+    figures count only the rows the planner allotted). ``in_flight`` is how many microbatches' activations it holds.
+    """
+
+    layers: tuple[int, int]
+    names: tuple[str, str]
+    region: Region
+    active_cells: int
+    memory_bytes_per_core: float
+    time_s: float
+    in_flight: int
+
+
+@dataclass
+class LayerTiming:
+    """One layer of a weight-streaming step (all micro-batches of one system): time on the wafer vs time streaming."""
+
+    name: str
+    compute_time_s: float
+    stream_time_s: float
+    forward_compute_s: float
+    backward_compute_s: float
+    forward_stream_s: float
+    backward_stream_s: float
+    fabric_bound: bool
+    bound: str  # "compute" or "stream"
+    weight_bytes: float  # streamed in per pass
+    activation_bytes: float  # what it keeps on the wafer for the backward pass, largest micro-batch
+
+
+@dataclass
+class ScalingPoint:
+    systems: int
+    systems_used: int
+    tokens_per_s: float
+    efficiency: float
+
+
+@dataclass
+class Plan:
+    model: str
+    system: str
+    systems: int
+    mode: str
+    fits: bool
+    grid: dict
+    batch_size: int
+    seq_len: int
+    step_time_s: float
+    tokens_per_s: float
+    utilization: float
+    time_to_train_s: float
+    memory: dict
+    stages: list[Stage] = field(default_factory=list)
+    layers: list = field(default_factory=list)
+    scaling: list[ScalingPoint] = field(default_factory=list)
+    assumptions: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready: tuples become lists, nested dataclasses dicts."""
+        out = asdict(self)
+        for stage in out["stages"]:
+            stage["layers"] = list(stage["layers"])
+            stage["names"] = list(stage["names"])
+        return out
