@@ -1,0 +1,50 @@
+"""`wse train [--config FILE] [KEY=VALUE ...]`: train a Cerebras-GPT model on a (possibly emulated) device mesh.
+
+The run config (runtime.config) is parsed and checked before JAX is imported, so that a typo costs no start-up and
+the emulated CPU device count (``mesh.devices``) can still be set. Starting again in a run dir that holds a
+checkpoint resumes from it exactly.
+"""
+
+from __future__ import annotations
+
+HELP = "train a model on a (possibly emulated) device mesh; resumes from the run dir's latest checkpoint"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML run config (sections model, data, mesh, execution, train)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="config overrides, e.g. model=tiny data=builtin mesh.devices=8 mesh.axes.stage=4 "
+                             "execution.mode=pipelined train.steps=200 train.run_dir=runs/demo")
+
+
+def run(args) -> dict:
+    from runtime.config import load_config
+
+    config = load_config(args.config, args.overrides).resolve()  # pure Python: errors before JAX starts
+    from runtime.train import Trainer
+
+    return Trainer(config).run()  # progress bar on stderr when it is a terminal
+
+
+def render(result: dict, console) -> None:
+    mesh = " x ".join(f"{k} {v}" for k, v in result["mesh"].items())
+    ran = len(result["losses"])
+    what = (f"steps {result['start_step'] + 1}..{result['start_step'] + ran} of {result['steps']}" if ran else
+            f"nothing to do: the run is at step {result['start_step']} of {result['steps']} (raise train.steps to go on)")
+    lines = [f"trained [bold]{result['model']}[/bold] ({result['parameters']:,} parameters) in {result['mode']} mode "
+             f"on mesh {mesh}: {what}"]
+    if result["start_step"] and ran:
+        lines.append(f"  resumed from the checkpoint at step {result['start_step']}")
+    if result["final_loss"] is not None:
+        lines.append(f"  final training loss {result['final_loss']:.4f}")
+    if result["val_loss"] is not None:
+        lines.append(f"  validation loss {result['val_loss']:.4f}, perplexity {result['val_perplexity']:.2f}")
+    else:
+        lines.append("  no validation: train.eval_batches=0, or the data has no validation split of one batch")
+    if result["tokens_per_s"]:
+        lines.append(f"  {result['tokens_per_s']:,.0f} tokens/s, MFU {100 * result['mfu']:.2f}% "
+                     f"(6N FLOPs vs {result['mfu_peak_source']})")
+    lines.append(f"  run dir {result['run_dir']}: checkpoints/ (latest step {result['checkpoint_step']}), "
+                 "metrics.jsonl, loss.png, config.yaml")
+    for line in lines:
+        console.print(line, highlight=False)

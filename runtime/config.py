@@ -1,0 +1,360 @@
+"""The run config: one validated description of a training run (model, data, mesh, execution, train).
+
+It comes from an optional YAML file plus ``key=value`` overrides (``mesh.devices=8 mesh.axes.stage=4 train.steps=20
+model=tiny data=builtin``), MaxText style, so changing the parallelism or the run length is a config change, never a
+code change. Every key is checked: an unknown one is refused with the closest valid key named, in one line.
+
+Unset training knobs (batch size, sequence length, peak LR, decay shape, warmup) are filled from the model preset's
+published recipe by ``RunConfig.resolve``; the resolved config (nothing left unset) is what a checkpoint records, so a
+resumed run can tell which settings it must keep. Pure Python (pydantic + PyYAML): the command line parses and
+checks a config before it pays for a JAX import, and must do so to set the emulated CPU device count.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict
+
+from runtime.errors import UserError
+
+# The Cerebras-GPT recipe warms the LR up linearly over about 375M tokens (cerebras-gpt.md).
+RECIPE_WARMUP_TOKENS = 375e6
+# Short runs cannot afford that: warmup is capped at this fraction of the run (a CPU run of 200 steps warms up for 20).
+WARMUP_FRACTION_CAP = 0.1
+# Emulated CPU devices when mesh.devices is unset: 8, enough for every mesh shape the issues test (stage 8, 2 x 4).
+DEFAULT_CPU_DEVICES = 8
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, coerce_numbers_to_str=True)
+
+
+class MeshAxes(_Section):
+    """Sizes of the mesh axes; -1 means 'whatever is left of the devices' (at most one axis may say so)."""
+
+    data: int = -1
+    stage: int = 1
+    model: int = 1
+
+
+class MeshConfig(_Section):
+    """Where the run executes. ``platform=cpu`` emulates ``devices`` CPU devices; on gpu/tpu ``devices`` must match
+    the real count (unset: all of them). The ``coordinator_address``/``num_processes``/``process_id`` triple starts
+    ``jax.distributed`` for a multi-process run (unset: taken from the usual environment variables, if any)."""
+
+    platform: Literal["cpu", "gpu", "tpu", "auto"] = "cpu"
+    devices: int | None = None
+    axes: MeshAxes = MeshAxes()
+    coordinator_address: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+
+
+class ExecutionConfig(_Section):
+    """How the layers run on the mesh: ``data`` parallel, ``pipelined`` over the stage axis, weight-``streaming``,
+    or ``auto`` (the planner's pick). ``microbatches`` unset lets the plan choose."""
+
+    mode: Literal["auto", "data", "pipelined", "streaming"] = "auto"
+    microbatches: int | None = None
+    remat: bool = True
+    fsdp: bool = False
+
+
+class TrainConfig(_Section):
+    """The optimisation and the run's bookkeeping. ``None`` means 'from the model preset's recipe' (see resolve)."""
+
+    steps: int = 100
+    batch_size: int | None = None  # global sequences per optimizer step
+    seq_len: int | None = None
+    lr: float | None = None  # peak learning rate (the base rate under muP)
+    warmup_steps: int | None = None
+    decay: Literal["linear", "cosine"] | None = None
+    min_lr_ratio: float = 0.1  # decay to 10% of peak (Cerebras-GPT recipe)
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    accum_steps: int = 1
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    seed: int = 0
+    checkpoint_every: int = 100
+    keep: int = 3
+    eval_every: int = 100
+    eval_batches: int = 4
+    run_dir: str | None = None  # unset: runs/<model name>
+
+
+class RunConfig(_Section):
+    """A whole run: ``model`` is a preset name, a YAML/JSON model file or (in a YAML run file) a mapping of model
+    fields; ``data`` is ``builtin`` (the python-docs corpus) or a directory written by ``wse data``."""
+
+    model: str | dict = "tiny"
+    data: str = "builtin"
+    mesh: MeshConfig = MeshConfig()
+    execution: ExecutionConfig = ExecutionConfig()
+    train: TrainConfig = TrainConfig()
+
+    # ----- derived ----------------------------------------------------------------------------------------------
+    def gpt_config(self):
+        """The GPTConfig this run trains (raises ModelConfigError for an unknown preset or a bad model file)."""
+        from model.config import build_config, get_config
+
+        if isinstance(self.model, dict):
+            fields = dict(self.model)
+            preset = fields.pop("preset", None)
+            if preset is not None:
+                return get_config(str(preset), **fields)
+            return build_config(fields)
+        return get_config(self.model)
+
+    def resolve(self, saved: dict | None = None) -> "RunConfig":
+        """A copy with every recipe default filled in and the cross-field rules checked (UserError otherwise).
+
+        ``saved``: the resolved config of a checkpoint this run resumes; train settings left unset here take its
+        values rather than recomputed defaults (a derived warmup must not move because train.steps grew).
+        """
+        cfg = self.gpt_config()
+        t = self.train.model_copy()
+        for name, value in ((saved or {}).get("train") or {}).items():
+            if getattr(t, name, 0) is None and value is not None and name != "run_dir":
+                setattr(t, name, value)
+        t.batch_size = cfg.batch_size if t.batch_size is None else t.batch_size
+        t.seq_len = cfg.max_seq_len if t.seq_len is None else t.seq_len
+        t.lr = cfg.learning_rate if t.lr is None else t.lr
+        t.decay = cfg.lr_decay if t.decay is None else t.decay
+        if t.warmup_steps is None:
+            recipe = math.ceil(RECIPE_WARMUP_TOKENS / (t.batch_size * t.seq_len))
+            t.warmup_steps = min(recipe, int(WARMUP_FRACTION_CAP * t.steps))
+        if t.run_dir is None:
+            t.run_dir = str(Path("runs") / cfg.name)
+        _check_train(t, cfg)
+        data = self.data if self.data == "builtin" else str(Path(self.data).expanduser().absolute())
+        out = self.model_copy(update={"train": t, "data": data})
+        _check_mesh(out.mesh)
+        return out
+
+    def devices(self) -> int | None:
+        """Devices the mesh asks for (the emulated count on CPU when unset)."""
+        if self.mesh.devices is None and self.mesh.platform == "cpu":
+            return DEFAULT_CPU_DEVICES
+        return self.mesh.devices
+
+    def flat(self) -> dict[str, Any]:
+        """``{"train.steps": 100, ...}``: the config as dotted keys (how overrides and resume checks name things)."""
+        return _flatten(self.model_dump())
+
+
+def _check_train(t: TrainConfig, cfg) -> None:
+    positive = ("steps", "batch_size", "seq_len", "accum_steps", "checkpoint_every", "keep", "eval_every")
+    for name in positive:
+        if getattr(t, name) <= 0:
+            raise UserError(f"train.{name} must be positive, got {getattr(t, name)}")
+    for name in ("warmup_steps", "eval_batches", "seed"):
+        if getattr(t, name) < 0:
+            raise UserError(f"train.{name} must not be negative, got {getattr(t, name)}")
+    if t.seq_len > cfg.max_seq_len:
+        raise UserError(f"train.seq_len={t.seq_len} is beyond model '{cfg.name}' context of {cfg.max_seq_len} tokens; "
+                        f"set train.seq_len={cfg.max_seq_len} or less")
+    if t.lr <= 0:
+        raise UserError(f"train.lr must be positive, got {t.lr}")
+    if not 0.0 <= t.min_lr_ratio <= 1.0:
+        raise UserError(f"train.min_lr_ratio must be between 0 and 1, got {t.min_lr_ratio}")
+    if t.batch_size % t.accum_steps:
+        raise UserError(f"train.batch_size={t.batch_size} is not divisible by train.accum_steps={t.accum_steps}; "
+                        "pick an accum_steps that divides the batch")
+
+
+def _check_mesh(m: MeshConfig) -> None:
+    sizes = m.axes.model_dump()
+    fills = [k for k, v in sizes.items() if v == -1]
+    if len(fills) > 1:
+        raise UserError(f"mesh.axes.{fills[0]} and mesh.axes.{fills[1]} are both -1; at most one axis may fill the rest")
+    for k, v in sizes.items():
+        if v == 0 or v < -1:
+            raise UserError(f"mesh.axes.{k}={v} is not a size; give a positive number or -1 (fill with the rest)")
+    if m.devices is not None and m.devices <= 0:
+        raise UserError(f"mesh.devices must be positive, got {m.devices}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading: a YAML file, then key=value overrides; every key checked against the schema.
+
+
+def valid_keys() -> list[str]:
+    """Every dotted key a run config accepts (leaves and sections)."""
+    keys: list[str] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            key = prefix + name
+            keys.append(key)
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                walk(ann, key + ".")
+
+    walk(RunConfig, "")
+    return keys
+
+
+def _unknown_key(key: str) -> UserError:
+    keys = valid_keys()
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
+    if not close:  # a typo in the last part of a long key: compare last parts within the same section
+        section, _, last = key.rpartition(".")
+        siblings = [k for k in keys if k.rpartition(".")[0] == section]
+        close = [k for k in siblings if k.rpartition(".")[2] in difflib.get_close_matches(last, [s.rpartition(".")[2] for s in siblings], n=1)]
+    hint = f"; did you mean '{close[0]}'?" if close else "; see the config keys in README.md"
+    return UserError(f"unknown config key '{key}'{hint}")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and key != "model":
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _check_keys(tree: dict, prefix: str = "") -> None:
+    keys = set(valid_keys())
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if key not in keys:
+            raise _unknown_key(key)
+        if isinstance(v, dict) and key != "model":
+            _check_keys(v, key + ".")
+
+
+def _set(tree: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for p in parts[:-1]:
+        if not isinstance(node.get(p), dict):
+            node[p] = {}
+        node = node[p]
+    node[parts[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["mesh.devices=8", "model=tiny"]`` -> nested dict; values parsed as YAML scalars (8, true, null, 1e-3)."""
+    import yaml
+
+    tree: dict = {}
+    known = set(valid_keys())
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"override '{item}' is not KEY=VALUE; write for example train.steps=20")
+        if key not in known:
+            raise _unknown_key(key)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, str):
+            value = _number(value)
+        if isinstance(value, dict) and key != "model":
+            raise UserError(f"override '{item}' sets a whole section; set its keys one by one ({key}.<key>=VALUE)")
+        _set(tree, key, value)
+    return tree
+
+
+def _number(text: str):
+    """YAML 1.1 reads '1e-3' as a string; a number-looking string is a number."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "model":
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _one_line(err: pydantic.ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"] if not str(x).startswith(("str", "dict", "int", "literal")))
+        if e["type"] == "extra_forbidden":
+            return str(_unknown_key(loc))
+        msg = e["msg"].removeprefix("Value error, ")
+        got = e.get("input")
+        parts.append(f"{loc}: {msg} (got {got!r})" if not isinstance(got, dict) else f"{loc}: {msg}")
+    return "invalid config: " + "; ".join(dict.fromkeys(parts))
+
+
+def from_dict(tree: dict) -> RunConfig:
+    """Validate a nested dict into a RunConfig (UserError with one line otherwise)."""
+    _check_keys(tree)
+    try:
+        return RunConfig(**tree)
+    except pydantic.ValidationError as err:
+        raise UserError(_one_line(err)) from None
+
+
+def read_yaml(path: str | Path) -> dict:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file '{path}' does not exist; give a YAML run config or leave out --config")
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"config file '{path}' is not valid YAML: {first}") from None
+    if not isinstance(tree, dict):
+        raise UserError(f"config file '{path}' must hold a mapping (model:, data:, mesh:, execution:, train:)")
+    return tree
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), **updates) -> RunConfig:
+    """The run config from an optional YAML file, ``key=value`` overrides, then keyword ``updates`` given as dotted
+    keys with ``__`` for dots (``train__steps=20``) or nested dicts (``train={"steps": 20}``); not yet resolved."""
+    tree = read_yaml(path) if path is not None else {}
+    if path is not None:
+        _check_keys(tree)
+        # A model file named in a run file is relative to the run file.
+        if isinstance(tree.get("model"), str):
+            candidate = Path(path).parent / tree["model"]
+            if candidate.suffix.lower() in (".yaml", ".yml", ".json") and candidate.is_file():
+                tree["model"] = str(candidate)
+    tree = _merge(tree, parse_overrides(list(overrides)))
+    extra: dict = {}
+    for k, v in updates.items():
+        key = k.replace("__", ".")
+        if key not in set(valid_keys()):
+            raise _unknown_key(key)
+        _set(extra, key, v)
+    tree = _merge(tree, extra)
+    return from_dict(tree)
+
+
+# Settings a resumed run must share with the checkpoint it resumes: they change which batches it sees or the
+# optimisation itself. Mesh, execution mode, dtype-free bookkeeping (steps, cadence, keep) may change freely.
+RESUME_FIXED = ("data", "train.batch_size", "train.seq_len", "train.seed", "train.lr", "train.warmup_steps",
+                "train.decay", "train.min_lr_ratio", "train.weight_decay", "train.grad_clip")
+
+
+def resume_conflicts(saved: dict, current: RunConfig) -> list[str]:
+    """Dotted keys whose values differ between a checkpoint's resolved config and the current resolved one."""
+    now = current.flat()
+    then = _flatten(saved)
+    return [k for k in RESUME_FIXED if k in then and then[k] != now.get(k)]

@@ -1,0 +1,73 @@
+"""Executing the GPT on a sharded JAX mesh in the wafer's execution modes — with results equal to one device's.
+
+    from runtime.execution import build_executor
+    ex = build_executor(mode, cfg, mesh, microbatches=None, dtype=jnp.float32, remat=True, fsdp=False,
+                        batch_size=None, seq_len=None, compiler_options=None)
+
+``mode``: ``data`` | ``pipelined`` | ``streaming`` | ``auto`` (stage axis > 1 -> pipelined; training state too big for
+a device -> streaming; else data). ``mesh`` comes from runtime.mesh.build_mesh / make_mesh (axes data, stage, model).
+``batch_size`` (optional, per accumulation step) lets the plan fix the pipeline's microbatch count up front; otherwise
+it is fixed from the first batch seen (and written into ``ex.plan``). ``seq_len`` refines the stage-balancing costs.
+``compiler_options``: XLA options for every jit the executor makes.
+
+Attributes
+    ex.mode             the resolved mode
+    ex.plan             JSON-able dict: mode and why, mesh, stage split [[first, last], ...], layers per stage,
+                        microbatches, predicted bubble fraction, memory kinds, byte counts
+    ex.param_shardings  tree like the params of jax.sharding.NamedSharding (streaming: memory_kind pinned_host)
+    ex.batch_sharding   sharding of [B, T] int32 tokens/targets and bool masks (rows over data, and over stage
+                        outside the pipelined mode)
+
+Methods
+    ex.place(params)                     canonical params (numpy/jax, any placement) -> this mode's layout, placed
+    ex.canonical(tree)                   params/grads in this mode's layout -> canonical gpt layout
+    ex.put_batch(np_array)               a global batch identical on every process -> sharded jax.Array
+    ex.put_local_batch(np_array)         this process's rows -> the global jax.Array
+    ex.loss_and_grads(params, tokens, targets, mask=None) -> (loss, grads)   jitted; grads laid out like params
+    ex.eval_loss(params, tokens, targets, mask=None) -> loss                 jitted, no gradients (validation)
+    ex.state_shardings(optimizer)        shardings of the state dict
+    ex.init_state(params, optimizer)     canonical params -> {"params", "opt_state", "step"}, placed
+    ex.make_train_step(optimizer, accum_steps=1) -> step(state, tokens, targets, mask=None) -> (state, metrics)
+                                         one jax.jit, explicit in/out shardings, state donated;
+                                         metrics {"loss", "grad_norm", "lr" (with a runtime.optim.Optimizer)};
+                                         grad_norm is before clipping; accumulation = lax.scan over row slices
+    ex.export_state(state) / ex.import_state(state, optimizer)   canonical (checkpoint) layout <-> placed state
+    ex.compiled_memory(step, state, tokens, targets, mask=None) -> dict of XLA memory_analysis() figures (bytes
+                                         per device) plus peak_estimate
+
+``optimizer`` is a runtime.optim.Optimizer (build_optimizer: the Cerebras-GPT AdamW) or any optax transformation.
+The loss is the mean next-token cross-entropy over unmasked positions of the whole batch, whatever the split.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from runtime.execution.base import Executor, TrainStep
+from runtime.execution.plan import MODES, device_memory_bytes, make_plan
+from runtime.mesh import mesh_shape
+
+__all__ = ["FAST_COMPILE", "MODES", "Executor", "TrainStep", "build_executor"]
+
+# XLA options that cut CPU compile time about 3x (no LLVM optimisation) at some run-time cost: for tests and
+# correctness checks of tiny models, where compiling dominates. Pass as build_executor(compiler_options=...).
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def build_executor(mode: str, cfg, mesh, *, microbatches: int | None = None, dtype=jnp.float32, remat: bool = True,
+                   fsdp: bool = False, batch_size: int | None = None, seq_len: int | None = None,
+                   compiler_options: dict | None = None) -> Executor:
+    """An executor for ``cfg`` on ``mesh`` in ``mode`` (see the module docstring). ``compiler_options`` go to every
+    jax.jit the executor makes (XLA debug options, e.g. the fast-compile settings the CPU tests use)."""
+    from runtime.execution.data import DataParallelExecutor
+    from runtime.execution.pipelined import PipelinedExecutor
+    from runtime.execution.streaming import StreamingExecutor
+
+    shape = mesh_shape(mesh)
+    plan = make_plan(mode, cfg, shape, microbatches=microbatches, seq_len=seq_len,
+                     device_bytes=device_memory_bytes(mesh), fsdp=fsdp, remat=remat, dtype=jnp.dtype(dtype).name)
+    cls = {"data": DataParallelExecutor, "pipelined": PipelinedExecutor, "streaming": StreamingExecutor}[plan["mode"]]
+    ex = cls(cfg, mesh, plan, dtype=dtype, remat=remat, fsdp=fsdp, compiler_options=compiler_options)
+    if batch_size is not None and plan["mode"] == "pipelined":
+        ex.microbatches(batch_size)
+    return ex

@@ -1,0 +1,332 @@
+"""What every execution mode shares: placement, the loss and gradient contract, and the one-jit training step.
+
+A mode supplies ``_loss_sum`` (the summed masked next-token loss of a batch, as a function of the placed parameters)
+and, if its parameters do not live in device memory or in the canonical layout, the hooks ``_tmap`` / ``_sq_norm`` /
+``_apply_update`` / the layout conversions. Everything else — gradients, accumulation, clipping, the optimizer step,
+donation, shardings of the optimizer state — is written once here, so the modes cannot drift apart numerically.
+
+Loss normalisation: the loss is the mean over all unmasked positions of the *whole* batch. Each microbatch or
+accumulation slice contributes ``sum(nll) / n_total`` with ``n_total`` counted from the full mask before any split
+(it does not depend on the weights), so the gradients of the slices simply add up to the full-batch gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from model import gpt
+from model.config import GPTConfig
+from runtime import sharding as shd
+from runtime.errors import UserError
+from runtime.mesh import mesh_shape
+from runtime.optim import Optimizer, as_optimizer, clip_fn
+
+Params = dict[str, Any]
+REST = ("wte", "wpe", "ln_f")  # the parameters outside the layer stack
+
+
+def nll_sum(logits: jax.Array, targets: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """Summed next-token cross-entropy (nats) over the positions ``mask`` keeps (gpt.cross_entropy without the mean)."""
+    logits = logits.astype(jnp.float32)
+    nll = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    if mask is None:
+        return nll.sum()
+    return (nll * mask.astype(jnp.float32)).sum()
+
+
+def count_positions(tokens: jax.Array, mask: jax.Array | None) -> jax.Array:
+    if mask is None:
+        return jnp.asarray(float(tokens.size), jnp.float32)
+    return jnp.maximum(mask.astype(jnp.float32).sum(), 1.0)
+
+
+def split_rows(x: jax.Array, n: int) -> jax.Array:
+    """[B, ...] -> [n, B/n, ...], slice i holding rows i, n+i, 2n+i ...: with rows sharded contiguously over the
+    data axis every device keeps its own rows (no resharding) as long as n divides its share."""
+    return x.reshape(x.shape[0] // n, n, *x.shape[1:]).swapaxes(0, 1)
+
+
+def merge_rows(x: jax.Array) -> jax.Array:
+    """Inverse of split_rows."""
+    return x.swapaxes(0, 1).reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+
+def _path_names(path) -> tuple[str, ...]:
+    return tuple(str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey))
+
+
+def _in_blocks(path) -> bool:
+    return "blocks" in _path_names(path)
+
+
+class TrainStep:
+    """The training step: ``step(state, tokens, targets, mask=None) -> (state, metrics)``; one jitted function per
+    mask/no-mask variant. ``lower`` is there for ahead-of-time compilation and memory analysis."""
+
+    def __init__(self, make_jit):
+        self._make_jit = make_jit
+        self._jits: dict[bool, Any] = {}
+
+    def _fn(self, has_mask: bool):
+        if has_mask not in self._jits:
+            self._jits[has_mask] = self._make_jit(has_mask)
+        return self._jits[has_mask]
+
+    def __call__(self, state, tokens, targets, mask=None):
+        if mask is None:
+            return self._fn(False)(state, tokens, targets)
+        return self._fn(True)(state, tokens, targets, mask)
+
+    def lower(self, state, tokens, targets, mask=None):
+        if mask is None:
+            return self._fn(False).lower(state, tokens, targets)
+        return self._fn(True).lower(state, tokens, targets, mask)
+
+
+class Executor:
+    """Runs the GPT of ``cfg`` on ``mesh`` in one execution mode. See runtime/execution/__init__.py for the API."""
+
+    mode = "base"
+
+    def __init__(self, cfg: GPTConfig, mesh, plan: dict, *, dtype=jnp.float32, remat: bool = True,
+                 fsdp: bool = False, compiler_options: dict | None = None):
+        self.cfg, self.mesh, self.plan = cfg, mesh, plan
+        self.dtype, self.remat, self.fsdp = dtype, remat, fsdp
+        self.compiler_options = compiler_options
+        self.shape = mesh_shape(mesh)
+        self.rules = shd.rules_for(self.mode, fsdp=fsdp)
+        self.param_specs = shd.param_specs(cfg, mesh, self.rules, self.internal_shapes())
+        self.memory_kind = self._memory_kind()
+        self.param_shardings = shd.named(mesh, self.param_specs, self.memory_kind)
+        self.batch_axes = self._batch_axes()
+        self.batch_sharding = NamedSharding(mesh, P(self.batch_axes))
+        self.replicated = shd.replicated(mesh)
+        self._jits: dict[Any, Any] = {}
+
+    # ----- hooks a mode may override ------------------------------------------------------------------------
+    def _memory_kind(self) -> str | None:
+        """Where parameters and optimizer state live (None: the devices' default memory)."""
+        return None
+
+    def _batch_axes(self) -> tuple[str, ...]:
+        """Mesh axes the batch rows are split over: outside the pipelined mode the stage axis is more replicas."""
+        return tuple(a for a in ("data", "stage") if self.shape[a] > 1) or ("data",)
+
+    def internal_shapes(self) -> Params:
+        """Parameter shapes in this mode's layout (the canonical gpt.param_shapes except for padded pipelines)."""
+        return gpt.param_shapes(self.cfg)
+
+    def _blocks_to_internal(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def _blocks_to_canonical(self, x: jax.Array) -> jax.Array:
+        return x
+
+    def _loss_sum(self, params: Params, tokens, targets, mask) -> jax.Array:
+        raise NotImplementedError
+
+    def _tmap(self, fn, *trees):
+        """Elementwise map over parameter-shaped trees, executed where the parameters live."""
+        return jax.tree.map(fn, *trees)
+
+    def _sq_norm(self, tree) -> jax.Array:
+        return sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree))
+
+    def _apply_update(self, opt: Optimizer, grads, opt_state, params, grad_fn):
+        """One optimizer step: ``grad_fn`` (clipping) per gradient leaf, then ``opt.tx``."""
+        updates, opt_state = opt.tx.update(jax.tree.map(grad_fn, grads), opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    # ----- layout and placement -----------------------------------------------------------------------------
+    def _convert(self, tree, fn):
+        return jax.tree_util.tree_map_with_path(lambda p, x: fn(x) if _in_blocks(p) else x, tree)
+
+    def place(self, params: Params) -> Params:
+        """Canonical parameters (numpy or jax, any placement) -> this mode's layout, placed per param_shardings."""
+        host = jax.tree.map(_to_numpy, params)
+        gpt.check_params(self.cfg, host)
+        return _put(self._convert(host, self._blocks_to_internal), self.param_shardings)
+
+    def layout_is_canonical(self) -> bool:
+        return self.internal_shapes() == gpt.param_shapes(self.cfg)
+
+    def canonical(self, tree):
+        """A tree in this mode's layout (params, grads, a whole training state) -> the canonical gpt layout."""
+        if self.layout_is_canonical():
+            return tree
+        if "canonical" not in self._jits:  # one compiled gather instead of one eager op per tensor
+            self._jits["canonical"] = jax.jit(lambda t: self._convert(t, self._blocks_to_canonical),
+                                              compiler_options=self.compiler_options)
+        return self._jits["canonical"](tree)
+
+    def put_batch(self, array) -> jax.Array:
+        """A global [B, T] batch, identical on every process, -> a jax.Array with rows over the batch axes."""
+        array = np.asarray(array)
+        return jax.make_array_from_callback(array.shape, self.batch_sharding, lambda idx: array[idx])
+
+    def put_local_batch(self, local) -> jax.Array:
+        """This process's rows of the batch (processes in order) -> the global jax.Array."""
+        return jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(local))
+
+    # ----- loss and gradients -------------------------------------------------------------------------------
+    def _value_and_grad(self, params, tokens, targets, mask, n_total):
+        return jax.value_and_grad(lambda p: self._loss_sum(p, tokens, targets, mask) / n_total)(params)
+
+    def _accumulated(self, params, tokens, targets, mask, accum: int):
+        """(loss, grads) of the whole batch, computed ``accum`` row-slices at a time (lax.scan)."""
+        n_total = count_positions(tokens, mask)
+        if accum == 1:
+            return self._value_and_grad(params, tokens, targets, mask, n_total)
+        B = tokens.shape[0]
+        if B % accum:
+            raise UserError(f"batch of {B} sequences does not split into {accum} accumulation steps")
+        spec = P(None, self.batch_axes)
+        parts = [jax.lax.with_sharding_constraint(split_rows(x, accum), NamedSharding(self.mesh, spec))
+                 if x is not None else None for x in (tokens, targets, mask)]
+        first = [None if x is None else x[0] for x in parts]
+        rest = tuple(None if x is None else x[1:] for x in parts)
+        loss, grads = self._value_and_grad(params, *first, n_total)
+
+        def body(carry, xs):
+            loss, grads = carry
+            l_i, g_i = self._value_and_grad(params, *xs, n_total)
+            return (loss + l_i, self._tmap(jnp.add, grads, g_i)), None
+
+        (loss, grads), _ = jax.lax.scan(body, (loss, grads), rest)
+        return loss, grads
+
+    def loss_and_grads(self, params: Params, tokens, targets, mask=None):
+        """(loss, grads) for placed params and a [B, T] batch; grads in the params' layout and placement.
+        The loss is the mean over unmasked positions; one jitted function with explicit shardings."""
+        key = ("loss_and_grads", mask is None)
+        if key not in self._jits:
+            in_sh = (self.param_shardings, self.batch_sharding, self.batch_sharding)
+            if mask is None:
+                fn = lambda p, t, y: self._accumulated(p, t, y, None, 1)  # noqa: E731
+            else:
+                fn = lambda p, t, y, m: self._accumulated(p, t, y, m, 1)  # noqa: E731
+                in_sh = in_sh + (self.batch_sharding,)
+            self._jits[key] = jax.jit(fn, in_shardings=in_sh, out_shardings=(self.replicated, self.param_shardings),
+                                      compiler_options=self.compiler_options)
+        args = (params, tokens, targets) if mask is None else (params, tokens, targets, mask)
+        return self._jits[key](*args)
+
+    def eval_loss(self, params: Params, tokens, targets, mask=None) -> jax.Array:
+        """The loss alone (validation): mean over unmasked positions, no gradients; jitted with explicit shardings."""
+        key = ("eval_loss", mask is None)
+        if key not in self._jits:
+            def fn(p, t, y, m=None):
+                return self._loss_sum(p, t, y, m) / count_positions(t, m)
+
+            in_sh = (self.param_shardings,) + (self.batch_sharding,) * (2 if mask is None else 3)
+            self._jits[key] = jax.jit(fn, in_shardings=in_sh, out_shardings=self.replicated,
+                                      compiler_options=self.compiler_options)
+        args = (params, tokens, targets) if mask is None else (params, tokens, targets, mask)
+        return self._jits[key](*args)
+
+    # ----- optimizer state and the training step --------------------------------------------------------------
+    def state_shardings(self, optimizer) -> dict:
+        """Shardings of {"params", "opt_state", "step"}: optimizer leaves shaped like a parameter (found by the
+        parameter path at the end of their tree path) share its sharding; scalars (step counts) are replicated."""
+        opt = as_optimizer(optimizer)
+        shapes = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s, jnp.float32), self.internal_shapes(),
+                              is_leaf=lambda x: isinstance(x, tuple))
+        opt_shapes = jax.eval_shape(opt.init, shapes)
+        by_path = {}
+        for path, sh in jax.tree_util.tree_flatten_with_path(self.param_shardings)[0]:
+            by_path[_path_names(path)] = sh
+        flat_shapes = {_path_names(p): s.shape for p, s in jax.tree_util.tree_flatten_with_path(shapes)[0]}
+
+        def pick(path, leaf):
+            names = _path_names(path)
+            for i in range(len(names)):
+                if names[i:] in by_path and flat_shapes[names[i:]] == leaf.shape:
+                    return by_path[names[i:]]
+            return self.replicated
+
+        opt_sh = jax.tree_util.tree_map_with_path(pick, opt_shapes)
+        return {"params": self.param_shardings, "opt_state": opt_sh, "step": self.replicated}
+
+    def init_state(self, params: Params, optimizer) -> dict:
+        """Canonical parameters -> the placed training state {"params", "opt_state", "step"}."""
+        opt = as_optimizer(optimizer)
+        sh = self.state_shardings(opt)
+        placed = self.place(params)
+        opt_state = jax.jit(opt.init, out_shardings=sh["opt_state"], compiler_options=self.compiler_options)(placed)
+        step = jax.device_put(jnp.zeros((), jnp.int32), self.replicated)
+        return {"params": placed, "opt_state": opt_state, "step": step}
+
+    def export_state(self, state: dict) -> dict:
+        """The training state in the canonical layout (what a checkpoint stores, whatever the mode)."""
+        return self.canonical(state)
+
+    def import_state(self, state: dict, optimizer) -> dict:
+        """A canonical training state (e.g. restored from a checkpoint) -> placed in this mode's layout."""
+        host = jax.tree.map(_to_numpy, state)
+        return _put(self._convert(host, self._blocks_to_internal), self.state_shardings(optimizer))
+
+    def make_train_step(self, optimizer, accum_steps: int = 1) -> TrainStep:
+        """step(state, tokens, targets, mask=None) -> (state, {"loss", "grad_norm", "lr"}): gradients (accumulated
+        over ``accum_steps`` row slices), global-norm clipping, the optimizer update; one jax.jit with explicit
+        in/out shardings, the state donated."""
+        opt = as_optimizer(optimizer)
+        state_sh = self.state_shardings(opt)
+        metric_names = ("loss", "grad_norm") + (("lr",) if opt.schedule is not None else ())
+        metrics_sh = {k: self.replicated for k in metric_names}
+
+        def step(state, tokens, targets, mask=None):
+            params = state["params"]
+            loss, grads = self._accumulated(params, tokens, targets, mask, accum_steps)
+            norm = jnp.sqrt(self._sq_norm(grads))
+            clip = clip_fn(norm, opt.clip_norm)
+            new_params, new_opt = self._apply_update(opt, grads, state["opt_state"], params, clip)
+            metrics = {"loss": loss, "grad_norm": norm}
+            if opt.schedule is not None:
+                metrics["lr"] = jnp.asarray(opt.schedule(state["step"]), jnp.float32)
+            return {"params": new_params, "opt_state": new_opt, "step": state["step"] + 1}, metrics
+
+        def make_jit(has_mask: bool):
+            in_sh = (state_sh, self.batch_sharding, self.batch_sharding) + ((self.batch_sharding,) if has_mask else ())
+            fn = step if has_mask else (lambda s, t, y: step(s, t, y, None))
+            return jax.jit(fn, in_shardings=in_sh, out_shardings=(state_sh, metrics_sh), donate_argnums=(0,),
+                           compiler_options=self.compiler_options)
+
+        return TrainStep(make_jit)
+
+    def compiled_memory(self, step: TrainStep, state, tokens, targets, mask=None) -> dict:
+        """XLA's memory analysis of the compiled step (bytes per device); see memory_figures."""
+        return memory_figures(step.lower(state, tokens, targets, mask).compile())
+
+
+def memory_figures(compiled) -> dict:
+    """A compiled executable's memory_analysis() as a dict of byte counts per device, plus
+    peak_estimate = argument + output + temp - alias (what must be resident at once)."""
+    stats = compiled.memory_analysis()
+    fields = ("generated_code_size_in_bytes", "argument_size_in_bytes", "output_size_in_bytes",
+              "alias_size_in_bytes", "temp_size_in_bytes", "host_generated_code_size_in_bytes",
+              "host_argument_size_in_bytes", "host_output_size_in_bytes", "host_alias_size_in_bytes",
+              "host_temp_size_in_bytes", "peak_memory_in_bytes")
+    out = {f.removesuffix("_in_bytes"): int(getattr(stats, f)) for f in fields if hasattr(stats, f)}
+    out["peak_estimate"] = out["argument_size"] + out["output_size"] + out["temp_size"] - out["alias_size"]
+    return out
+
+
+def _to_numpy(x):
+    """Host copy of a leaf; arrays spread over several processes are gathered first."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+def _put(tree, shardings):
+    """Place host arrays per shardings; works for any memory kind and for meshes spanning several processes
+    (each process supplies the slices its devices hold)."""
+    return jax.tree.map(lambda x, s: jax.make_array_from_callback(x.shape, s, lambda idx: x[idx]), tree, shardings)

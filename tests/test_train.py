@@ -1,0 +1,259 @@
+"""Training runs end to end on 8 emulated CPU devices with a micro model (5 layers, d_model 32) on real text.
+
+Covers: the same losses whatever the mode and mesh; restore onto another mesh and mode; exact resume after SIGKILL
+(a real `wse train` subprocess); the non-finite guard; and bad input refused with one line, exit 2, nothing modified.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from runtime.cli import main
+from runtime.config import load_config
+from runtime.errors import UserError
+from runtime.train import LOSS_PLOT, METRICS_FILE, Trainer, read_metrics
+
+jax.devices()  # start the backend with conftest's 8 devices before any mesh could ask for fewer
+
+STEPS = 12
+MICRO = "n_layers: 5\nd_model: 32\nn_heads: 2\nd_head: 16\nd_ffn: 64\nmax_seq_len: 64\nbatch_size: 8\nlearning_rate: 0.003\n"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A real-text dataset (CPython's help topics) and the micro model file."""
+    from pydoc_data.topics import topics
+
+    from runtime.data import build_dataset
+
+    root = tmp_path_factory.mktemp("train")
+    src = root / "src"
+    src.mkdir()
+    for i, name in enumerate(sorted(topics)[:40]):
+        (src / f"{i:03d}.txt").write_text(topics[name], encoding="utf-8")
+    build_dataset([str(src)], root / "data", val_fraction=0.1)
+    (root / "micro.yaml").write_text(MICRO)
+    return root
+
+
+def overrides(world: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [f"model={world / 'micro.yaml'}", f"data={world / 'data'}", f"train.steps={STEPS}", "train.seq_len=32",
+            "train.checkpoint_every=2", "train.eval_batches=0", f"train.run_dir={run_dir}", *extra]
+
+
+def train(world, run_dir, *extra, **kwargs) -> dict:
+    return Trainer(load_config(None, overrides(world, run_dir, *extra)), **kwargs).run()
+
+
+# data 2 x stage 4 (5 layers: an uneven split), and gradient accumulation over 2 slices of the batch
+PIPELINED = ("execution.mode=pipelined", "mesh.axes.stage=4", "train.accum_steps=2")
+REFERENCE = ("execution.mode=data", "mesh.devices=1", "train.eval_batches=2", "train.eval_every=5")
+
+
+@pytest.fixture(scope="module")
+def reference(world):
+    """Plain data parallelism on one device, with evaluation: what every other execution must reproduce."""
+    return train(world, world / "ref", *REFERENCE)
+
+
+@pytest.fixture(scope="module")
+def pipelined(world):
+    """Pipelined on 8 devices with checkpoints every 2 steps (the restore and resume source)."""
+    return train(world, world / "pipelined", *PIPELINED)
+
+
+def _tree_hash(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_result_metrics_and_plot(world, reference):
+    r = reference
+    assert r["steps"] == STEPS and r["start_step"] == 0 and len(r["losses"]) == STEPS
+    assert r["final_loss"] == r["losses"][-1] < r["losses"][0]  # it learns
+    assert r["mode"] == "data" and r["mesh"] == {"data": 1, "stage": 1, "model": 1} and r["plan"]["mode"] == "data"
+    assert r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1 and "measured" in r["mfu_peak_source"]
+    assert r["val_perplexity"] == pytest.approx(np.exp(r["val_loss"]))
+    assert r["checkpoint_step"] == STEPS
+    run_dir = Path(r["run_dir"])
+    records = read_metrics(run_dir / METRICS_FILE)
+    train_records = [x for x in records if x["kind"] == "train"]
+    assert [x["step"] for x in train_records] == list(range(1, STEPS + 1))
+    assert [x["loss"] for x in train_records] == r["losses"]
+    assert all(x["grad_norm"] > 0 and x["lr"] >= 0 for x in train_records)
+    assert [x["step"] for x in records if x["kind"] == "eval"] == [5, 10, 12]
+    assert (run_dir / LOSS_PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["10", "12", "8"]  # keep 3
+    json.dumps(r)  # the --json result is plain JSON
+
+
+@pytest.mark.parametrize("extra", [PIPELINED, ("execution.mode=streaming",)], ids=["pipelined-2x4-uneven", "streaming-8"])
+def test_same_losses_whatever_the_mode_and_mesh(world, reference, pipelined, extra):
+    r = pipelined if extra == PIPELINED else train(world, world / f"mode-{extra[0]}", *extra)
+    assert r["mode"] == extra[0].split("=")[1]
+    np.testing.assert_allclose(r["losses"], reference["losses"], rtol=2e-5)
+
+
+@pytest.mark.parametrize("extra", [("execution.mode=streaming", "mesh.devices=4"), REFERENCE], ids=["streaming-4", "data-1"])
+def test_restore_onto_another_mesh_and_mode(world, reference, pipelined, extra):
+    run_dir = world / f"restore-{extra[1]}"
+    shutil.copytree(world / "pipelined", run_dir)
+    for step in (p for p in (run_dir / "checkpoints").iterdir() if int(p.name) > 8):
+        shutil.rmtree(step)  # the latest checkpoint is now step 8 (saved pipelined on 8 devices)
+    r = train(world, run_dir, *extra)
+    assert r["start_step"] == 8 and len(r["losses"]) == STEPS - 8
+    np.testing.assert_allclose(r["losses"], reference["losses"][8:], rtol=2e-5)
+    steps = [x["step"] for x in read_metrics(run_dir / METRICS_FILE) if x["kind"] == "train"]
+    assert steps == list(range(1, STEPS + 1))  # the log continues without duplicates
+
+
+def test_sigkill_at_any_moment_then_resume_is_exact(world, pipelined, tmp_path):
+    """A real `wse train` killed with SIGKILL (aimed at a checkpoint being written), then started again, computes
+    bitwise the losses of the uninterrupted run (the `pipelined` fixture, same config)."""
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "runtime.cli", "train", "--json", *overrides(world, run_dir, *PIPELINED),
+           "mesh.devices=8"]
+    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    env.pop("XLA_FLAGS", None)  # `wse train` must set up the 8 emulated devices itself
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpts = run_dir / "checkpoints"
+    during_save = False
+    try:
+        while proc.poll() is None:
+            names = [p.name for p in ckpts.iterdir()] if ckpts.is_dir() else []
+            complete = [n for n in names if n.isdigit()]
+            during_save = any("tmp" in n for n in names)
+            if complete and (during_save or len(complete) >= 3):
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.002)
+    finally:
+        if proc.poll() is None:
+            proc.kill()  # already SIGKILLed, or the test failed while watching
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before it could be killed: {proc.stderr.read()[-2000:]}"
+    before = max(int(n) for n in os.listdir(ckpts) if n.isdigit())
+    assert before < STEPS
+
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["start_step"] == before and len(out["losses"]) == STEPS - before
+    assert out["losses"] == pipelined["losses"][before:], f"killed during a save: {during_save}"
+    logged = [x["loss"] for x in read_metrics(run_dir / METRICS_FILE) if x["kind"] == "train"]
+    assert logged == pipelined["losses"]  # the killed run's logged steps up to the checkpoint, then the resumed ones
+
+
+def test_two_processes_form_one_mesh(world, reference, tmp_path):
+    """Two `wse train` processes with 4 CPU devices each (jax.distributed on 127.0.0.1) train like one process."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    common = [sys.executable, "-m", "runtime.cli", "train", "--json",
+              *overrides(world, tmp_path / "run", "execution.mode=data", "mesh.devices=8", "mesh.num_processes=2",
+                         f"mesh.coordinator_address=127.0.0.1:{port}")]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    procs = [subprocess.Popen(common + [f"mesh.process_id={i}"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    try:
+        outs = [p.communicate(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    assert results[0]["mesh"] == {"data": 8, "stage": 1, "model": 1}
+    assert results[0]["losses"] == results[1]["losses"]
+    np.testing.assert_allclose(results[0]["losses"], reference["losses"], rtol=2e-5)
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["10", "12", "8"]
+
+
+def test_non_finite_loss_stops_and_names_the_step(world, reference, tmp_path):
+    from model.gpt import param_shapes
+
+    cfg = load_config(None, overrides(world, tmp_path, *REFERENCE)).resolve().gpt_config()
+    params = jax.tree.map(lambda s: np.zeros(s, np.float32), param_shapes(cfg), is_leaf=lambda x: isinstance(x, tuple))
+    params["wte"][7, 3] = np.nan  # one poisoned weight (the same compiled step as the reference run)
+    with pytest.raises(UserError, match=r"loss is nan at step 1: training diverged; .*no checkpoint was written"):
+        train(world, tmp_path / "run", *REFERENCE, init_params=params)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Bad input: one line, exit 2, nothing modified.
+
+
+def _cli(capsys, *args) -> tuple[int, str]:
+    code = main(["train", *args])
+    err = capsys.readouterr().err
+    return code, err
+
+
+def _assert_one_line(code, err, fragment):
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert fragment in err, err
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train.stpes=3"], "did you mean 'train.steps'"),
+    (["model=tiny", "train.seq_len=512"], "beyond model 'tiny' context of 256"),
+    (["mesh.devices=16"], "mesh.devices=16 but 8 cpu devices are available"),
+    (["mesh.devices=8", "mesh.axes.stage=3"], "mesh axes"),
+])
+def test_bad_config_is_refused(capsys, tmp_path, args, fragment):
+    code, err = _cli(capsys, *args, f"train.run_dir={tmp_path / 'run'}")
+    _assert_one_line(code, err, fragment)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("case", ["other-model", "garbled", "truncated", "changed-lr", "foreign-dir"])
+def test_run_dir_that_cannot_be_resumed_is_left_alone(capsys, world, pipelined, tmp_path, case):
+    run_dir = tmp_path / "run"
+    extra: list[str] = list(PIPELINED)
+    fragment = "corrupt"
+    if case == "foreign-dir":
+        run_dir.mkdir()
+        (run_dir / "notes.txt").write_text("my thesis")
+        fragment = "not a training run"
+    else:
+        shutil.copytree(world / "pipelined", run_dir)
+    if case == "other-model":
+        extra, fragment = ["model=tiny"], "holds checkpoints of model"
+    elif case == "changed-lr":
+        extra, fragment = extra + ["train.lr=0.01"], "was trained with train.lr=0.003"
+    elif case in ("garbled", "truncated"):
+        step = run_dir / "checkpoints" / str(STEPS)
+        files = [p for p in (step / "params").rglob("*") if p.is_file() and "ocdbt.process" in str(p)]
+        target = max(files, key=lambda p: p.stat().st_size)
+        data = bytearray(target.read_bytes())
+        if case == "garbled":
+            for i in range(len(data) // 2, len(data) // 2 + 16):
+                data[i] ^= 0x5A
+        else:
+            data = data[: len(data) // 3]
+        target.write_bytes(bytes(data))
+    before = _tree_hash(run_dir)
+    args = overrides(world, run_dir, *extra, f"train.steps={STEPS + 2}")
+    if case == "other-model":
+        args = [a for a in args if not a.startswith("model=")] + ["model=tiny", "train.seq_len=32"]
+    code, err = _cli(capsys, *args)
+    _assert_one_line(code, err, fragment)
+    assert _tree_hash(run_dir) == before

@@ -1,0 +1,77 @@
+"""The run config: YAML + key=value overrides, every key checked, recipe defaults, cross-field rules (no JAX)."""
+
+import pytest
+
+from runtime.config import RECIPE_WARMUP_TOKENS, load_config, parse_overrides, resume_conflicts
+from runtime.errors import UserError
+
+
+def test_overrides_parse_types_and_nest():
+    tree = parse_overrides(["mesh.devices=8", "mesh.axes.stage=4", "train.lr=1e-3", "execution.remat=false",
+                            "model=tiny", "data=builtin", "train.run_dir=runs/x", "execution.microbatches=null"])
+    assert tree == {"mesh": {"devices": 8, "axes": {"stage": 4}}, "train": {"lr": 1e-3, "run_dir": "runs/x"},
+                    "execution": {"remat": False, "microbatches": None}, "model": "tiny", "data": "builtin"}
+
+
+def test_yaml_file_then_overrides_win(tmp_path):
+    (tmp_path / "m.yaml").write_text("n_layers: 2\nd_model: 32\nn_heads: 2\nd_head: 16\nd_ffn: 64\nmax_seq_len: 64\n")
+    (tmp_path / "run.yaml").write_text("model: m.yaml\nmesh:\n  devices: 4\n  axes: {stage: 2}\ntrain:\n  steps: 7\n  lr: 0.01\n")
+    cfg = load_config(tmp_path / "run.yaml", ["train.steps=9"]).resolve()
+    assert cfg.train.steps == 9 and cfg.train.lr == 0.01 and cfg.mesh.devices == 4 and cfg.mesh.axes.stage == 2
+    assert cfg.gpt_config().n_layers == 2  # the model file is found relative to the run file
+    assert cfg.train.seq_len == 64  # defaults to the model's context
+
+
+def test_recipe_defaults_from_the_preset():
+    cfg = load_config(None, ["model=1.3B", "train.steps=1000"]).resolve()
+    t = cfg.train
+    assert (t.batch_size, t.seq_len, t.lr, t.decay) == (528, 2048, 2e-4, "cosine")
+    # 375M warmup tokens are 347 steps of 528 x 2048, capped at 10% of a 1000-step run
+    assert t.warmup_steps == min(round(RECIPE_WARMUP_TOKENS / (528 * 2048) + 0.5), 100) == 100
+    assert t.run_dir == "runs/1.3B" and t.min_lr_ratio == 0.1 and t.weight_decay == 0.1 and t.grad_clip == 1.0
+    assert load_config(None, ["model=tiny"]).resolve().devices() == 8  # emulated CPU devices by default
+
+
+@pytest.mark.parametrize("items, fragment", [
+    (["trian.steps=3"], "did you mean 'train.steps'"),
+    (["train.setps=3"], "did you mean 'train.steps'"),
+    (["mesh.axes.stag=2"], "did you mean 'mesh.axes.stage'"),
+    (["mesh.device=2"], "did you mean 'mesh.devices'"),
+    (["execution.mode=pipe"], "execution.mode"),
+    (["train.steps=abc"], "train.steps"),
+    (["train.steps"], "KEY=VALUE"),
+    (["mesh.axes={stage: 2}"], "one by one"),
+])
+def test_bad_overrides_are_one_line_errors(items, fragment):
+    with pytest.raises(UserError) as err:
+        load_config(None, items)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unknown_key_in_a_yaml_file(tmp_path):
+    (tmp_path / "run.yaml").write_text("train:\n  stpes: 3\n")
+    with pytest.raises(UserError, match="unknown config key 'train.stpes'; did you mean 'train.steps'"):
+        load_config(tmp_path / "run.yaml")
+
+
+@pytest.mark.parametrize("items, fragment", [
+    (["model=tiny", "train.seq_len=4096"], "beyond model 'tiny' context of 256"),
+    (["train.batch_size=6", "train.accum_steps=4"], "not divisible"),
+    (["mesh.axes.data=-1", "mesh.axes.stage=-1"], "at most one axis"),
+    (["train.steps=0"], "train.steps must be positive"),
+])
+def test_cross_field_rules(items, fragment):
+    with pytest.raises(UserError, match=fragment):
+        load_config(None, items).resolve()
+
+
+def test_resume_conflicts_name_the_changed_setting():
+    saved = load_config(None, ["model=tiny", "train.lr=1e-3"]).resolve()
+    longer = load_config(None, ["model=tiny", "train.lr=1e-3", "mesh.devices=2", "execution.mode=streaming",
+                                "train.steps=500"])
+    # the derived warmup (10% of train.steps) continues as saved instead of moving with the longer run
+    assert resume_conflicts(saved.model_dump(), longer.resolve(saved=saved.model_dump())) == []
+    assert longer.resolve(saved=saved.model_dump()).train.warmup_steps == saved.train.warmup_steps == 10
+    assert resume_conflicts(saved.model_dump(), longer.resolve()) == ["train.warmup_steps"]
+    other_lr = load_config(None, ["model=tiny", "train.lr=2e-3"]).resolve()
+    assert resume_conflicts(saved.model_dump(), other_lr) == ["train.lr"]
