@@ -169,20 +169,18 @@ def test_streaming_keeps_state_on_host_and_reports_memory():
 
 
 def test_bfloat16_compute_keeps_float32_weights():
-    """bf16 compute: the layers' matmuls run in bf16 inside the pipeline too (not silently promoted to float32),
-    pipelined and data-parallel losses agree to bf16 precision, and the gradients (master weights) stay float32."""
+    """bf16 compute: the layers' matmuls run in bf16 inside the pipeline (not silently promoted to float32 by a
+    float32 carry), the loss stays within bf16 rounding of float32's, and the gradients (master weights) stay float32."""
     cfg = CFG.replace(n_layers=4)
     params = jax.jit(functools.partial(gpt.init_params, cfg), compiler_options=FAST)(jax.random.key(2))
     tokens, targets = np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 16, 16), dtype=np.int32)
-    losses = {}
-    for mode, axes in (("data", {"data": 1}), ("pipelined", {"stage": 2})):
-        ex = build_executor(mode, cfg, meshlib.make_mesh(axes, jax.devices()[:2 if mode == "pipelined" else 1]),
-                            dtype=jnp.bfloat16, compiler_options=FAST)
-        placed, tok, tgt = ex.place(params), ex.put_batch(tokens), ex.put_batch(targets)
-        jaxpr = str(jax.make_jaxpr(lambda p, t, y: ex._loss_sum(p, t, y, None))(placed, tok, tgt))
-        bf16_dots = [line for line in jaxpr.splitlines() if "dot_general" in line and ":bf16[" in line]
-        assert len(bf16_dots) >= 4, mode  # the block's QKV, output, FFN-in and FFN-out projections
-        loss, grads = ex.loss_and_grads(placed, tok, tgt)
-        assert {g.dtype for g in jax.tree.leaves(grads)} == {jnp.dtype(jnp.float32)}
-        losses[mode] = float(loss)
-    assert losses["pipelined"] == pytest.approx(losses["data"], rel=1e-3)
+    f32 = float(jax.jit(functools.partial(gpt.loss_fn, cfg), compiler_options=FAST)(params, tokens, targets))
+    ex = build_executor("pipelined", cfg, meshlib.make_mesh({"stage": 2}, jax.devices()[:2]), dtype=jnp.bfloat16,
+                        compiler_options=FAST)
+    placed, tok, tgt = ex.place(params), ex.put_batch(tokens), ex.put_batch(targets)
+    jaxpr = str(jax.make_jaxpr(lambda p, t, y: ex._loss_sum(p, t, y, None))(placed, tok, tgt))
+    bf16_dots = [line for line in jaxpr.splitlines() if "dot_general" in line and ":bf16[" in line]
+    assert len(bf16_dots) >= 4  # the block's QKV, output, FFN-in and FFN-out projections
+    loss, grads = ex.loss_and_grads(placed, tok, tgt)
+    assert {g.dtype for g in jax.tree.leaves(grads)} == {jnp.dtype(jnp.float32)}
+    assert float(loss) == pytest.approx(f32, rel=1e-2)

@@ -131,6 +131,18 @@ class Executor:
     def _loss_sum(self, params: Params, tokens, targets, mask) -> jax.Array:
         raise NotImplementedError
 
+    def _head_loss(self, params: Params, x, targets, mask) -> jax.Array:
+        """Final LayerNorm, tied unembedding and summed loss, with the rows of ``x`` spread over every mesh axis that
+        would otherwise compute the same logits twice: ``stage`` (the pipeline's output is needed once), and
+        ``model`` when the vocabulary is not sharded over it (GPT-2's 50257 is prime to 2, 4, 8). The vocabulary
+        matmul is the largest layer of the small presets, so redundant copies of it cost the most."""
+        vocab_sharded = "model" in tuple(self.param_specs["wte"])[:1]
+        axes = tuple(a for a in ("data", "stage", "model")
+                     if self.shape[a] > 1 and not (a == "model" and vocab_sharded))
+        if axes and x.shape[0] % int(np.prod([self.shape[a] for a in axes])) == 0:
+            x = jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, P(axes)))
+        return nll_sum(gpt.head(self.cfg, params, x), targets, mask)
+
     def _tmap(self, fn, *trees):
         """Elementwise map over parameter-shaped trees, executed where the parameters live."""
         return jax.tree.map(fn, *trees)

@@ -13,7 +13,7 @@ import jax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from model import gpt
-from runtime.execution.base import Executor, nll_sum
+from runtime.execution.base import Executor
 
 
 class DataParallelExecutor(Executor):
@@ -24,4 +24,4 @@ class DataParallelExecutor(Executor):
         x = gpt.embed(self.cfg, params, tokens, dtype=self.dtype)
         x = jax.lax.with_sharding_constraint(x, rows)
         x = gpt.run_blocks(self.cfg, params["blocks"], x, remat=self.remat)
-        return nll_sum(gpt.head(self.cfg, params, x), targets, mask)
+        return self._head_loss(params, x, targets, mask)

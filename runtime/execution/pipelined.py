@@ -32,7 +32,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from model import gpt
 from runtime.errors import UserError
 from runtime.execution import plan as planner
-from runtime.execution.base import Executor, merge_rows, nll_sum, split_rows
+from runtime.execution.base import Executor, merge_rows, split_rows
 
 
 def _varying(x, axis: str):
@@ -134,8 +134,4 @@ class PipelinedExecutor(Executor):
         x = jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, P("data")))
         xs = jax.lax.with_sharding_constraint(split_rows(x, M), NamedSharding(self.mesh, P(None, "data")))
         y = merge_rows(self._pipeline(params["blocks"], xs))
-        # The head is the biggest matmul of small models: spread its rows over every replica and stage.
-        spread = tuple(a for a in ("data", "stage") if self.shape[a] > 1)
-        if spread and B % (self.shape["data"] * self.shape["stage"]) == 0:
-            y = jax.lax.with_sharding_constraint(y, NamedSharding(self.mesh, P(spread)))
-        return nll_sum(gpt.head(self.cfg, params, y), targets, mask)
+        return self._head_loss(params, y, targets, mask)  # rows spread over data x stage (x model)

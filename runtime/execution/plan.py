@@ -37,13 +37,14 @@ def layer_state_bytes(cfg: GPTConfig) -> list[float]:
     return [float(params * TRAIN_STATE_BYTES_PER_PARAM)] * cfg.n_layers
 
 
-def partition(cfg: GPTConfig, n_stages: int, seq_len: int | None, device_bytes: int) -> list[tuple[int, int]]:
-    """Contiguous stages minimising the slowest stage's FLOPs, each stage's training state within one device's
-    memory. The wafer simulator's partitioner: the JAX pipeline and the simulated wafer cut the model alike. With
-    fewer layers than stages the trailing stages are empty (first > last) and just pass activations on."""
+def partition(cfg: GPTConfig, n_stages: int, seq_len: int | None, stage_bytes: float) -> list[tuple[int, int]]:
+    """Contiguous stages minimising the slowest stage's FLOPs, each stage's training state within ``stage_bytes``
+    (the memory of the devices one stage's weights are split over). The wafer simulator's partitioner: the JAX
+    pipeline and the simulated wafer cut the model alike. With fewer layers than stages the trailing stages are
+    empty (first > last) and just pass activations on."""
     from wse.partition import partition_layers
 
-    return partition_layers(layer_flops(cfg, seq_len), n_stages, layer_state_bytes(cfg), float(device_bytes))
+    return partition_layers(layer_flops(cfg, seq_len), n_stages, layer_state_bytes(cfg), float(stage_bytes))
 
 
 def choose_microbatches(local_batch: int, n_stages: int) -> int:
@@ -99,7 +100,9 @@ def make_plan(mode: str, cfg: GPTConfig, shape: dict[str, int], *, microbatches:
     }
     if resolved == "pipelined":
         S = shape["stage"]
-        stages = partition(cfg, S, seq_len, device_bytes)
+        # a stage's weights are split over its `model` devices (and its `data` devices too under FSDP)
+        stage_bytes = device_bytes * shape["model"] * (shape["data"] if fsdp else 1)
+        stages = partition(cfg, S, seq_len, stage_bytes)
         sizes = [b - a + 1 for a, b in stages]
         flops = layer_flops(cfg, seq_len)
         plan.update(

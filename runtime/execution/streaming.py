@@ -31,7 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from model import gpt
 from runtime import sharding as shd
-from runtime.execution.base import REST, Executor, _in_blocks, nll_sum
+from runtime.execution.base import REST, Executor, _in_blocks
 
 
 def _drop_layer_axis(sharding: NamedSharding, memory_kind) -> NamedSharding:
@@ -104,7 +104,7 @@ class StreamingExecutor(Executor):
             return gpt.block(self.cfg, self._dev_layer(layer_on_host), h), None
 
         x, _ = jax.lax.scan(body, x, params["blocks"])
-        return nll_sum(gpt.head(self.cfg, rest, x), targets, mask)
+        return self._head_loss(rest, x, targets, mask)
 
     # ----- host-resident tree arithmetic, one layer at a time -------------------------------------------------
     def _tmap(self, fn, *trees):
