@@ -1,0 +1,92 @@
+"""`wse bench`: measured throughput, memory, prediction error, the PyTorch baseline, generation and planner speed.
+
+Progress goes to stderr; the result (also written as bench.json, report.md and PNG plots in ``--out``) is the return
+value, so ``--json`` prints it as the last stdout line. JAX is imported inside ``run`` only, after the emulated CPU
+device count has been set.
+"""
+
+from __future__ import annotations
+
+HELP = "benchmark training, generation and the planner on this machine; compare with PyTorch and the simulator"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes (tiny and small presets, batch 8 x 128, 2 steps): under 3 minutes on 2 cores")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default bench-out/<timestamp>)")
+    parser.add_argument("--scaling", action="store_true",
+                        help="add the scaling study: simulated CS-2/CS-3 clusters and measured 1/2/4/8 CPU devices")
+    parser.add_argument("--platform", default="auto", choices=("auto", "cpu", "gpu", "tpu"),
+                        help="device platform (auto: the accelerator if there is one, else emulated CPU devices)")
+    parser.add_argument("--devices", type=int, metavar="N",
+                        help="devices in the mesh (default: one emulated device per CPU core, 2 to 8; all on an accelerator)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), help="compute dtype (default: float32 on CPU, bfloat16 elsewhere)")
+    parser.add_argument("--models", metavar="LIST", help="comma-separated presets (default: tiny,small,111M; quick: tiny,small)")
+    parser.add_argument("--modes", metavar="LIST", default="data,pipelined,streaming", help="comma-separated execution modes")
+    parser.add_argument("--batch-size", type=int, metavar="SEQS", help="global sequences per step for every model")
+    parser.add_argument("--seq-len", type=int, metavar="T", help="tokens per sequence for every model")
+    parser.add_argument("--steps", type=int, metavar="N", help="timed steps per row (after one warm-up step)")
+    parser.add_argument("--gen-model", metavar="PRESET", help="model for the generation benchmark (default: 111M; with --quick: small)")
+    parser.add_argument("--no-remat", action="store_true", help="do not rematerialise activations (runtime default: remat on)")
+    parser.add_argument("--sequential", action="store_true",
+                        help="run each mode to completion in turn instead of interleaving their steps (less memory)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the PyTorch + transformers baselines")
+    parser.add_argument("--no-generation", action="store_true", help="skip the generation benchmark")
+
+
+def _list(text: str | None, valid=None, what: str = "") -> list[str] | None:
+    if not text:
+        return None
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if valid is not None:
+        from runtime.errors import UserError
+
+        for x in items:
+            if x not in valid:
+                raise UserError(f"unknown {what} '{x}' in --{what}s; give a comma-separated list of {', '.join(valid)}")
+    return items
+
+
+def run(args) -> dict:
+    import sys
+    from datetime import datetime
+    from pathlib import Path
+
+    from model.config import get_config
+    from runtime.errors import UserError
+
+    models = _list(args.models)
+    for m in (models or []) + ([args.gen_model] if args.gen_model else []):
+        get_config(m)  # unknown preset: one-line error before JAX starts
+    modes = _list(args.modes, ("data", "pipelined", "streaming"), "mode")
+    for name in ("devices", "batch_size", "seq_len", "steps"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    out = Path(args.out or f"bench-out/{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder")
+
+    from benchmarks.report import write
+    from benchmarks.suite import run_bench
+
+    import time
+
+    start = time.perf_counter()
+
+    def log(line: str) -> None:
+        print(f"[{time.perf_counter() - start:6.1f}s] {line}", file=sys.stderr, flush=True)
+
+    result = run_bench(quick=args.quick, devices=args.devices, platform=args.platform, dtype=args.dtype,
+                       remat=not args.no_remat, models=models, modes=tuple(modes), batch_size=args.batch_size,
+                       seq_len=args.seq_len, steps=args.steps, scaling=args.scaling, baseline=not args.no_baseline,
+                       generation=not args.no_generation, gen_model=args.gen_model,
+                       interleave=not args.sequential, log=log)
+    result["files"] = write(result, out)
+    return result
+
+
+def render(result: dict, console) -> None:
+    from benchmarks.report import render as _render
+
+    _render(result, console)

@@ -1,0 +1,199 @@
+"""`wse demo`: the main job, end to end on a fresh machine in a few minutes on two CPU cores.
+
+1. plans the tiny Cerebras-GPT-shaped model on a CS-2 (the `wse plan` simulator) and draws the plan;
+2. prepares the built-in python-docs corpus (tokenised once, then cached) and measures its unigram entropy;
+3. trains the model on an emulated 8-device CPU mesh, data 2 x stage 4, pipelined (the wafer's layer-pipelined mode
+   in miniature: four pipeline stages of two layers each, two data-parallel replicas), with checkpoints;
+4. fine-tunes the trained checkpoint on the built-in task set (loss on the completions only) into a second run dir;
+5. evaluates (validation loss against the unigram entropy; task loss before and after fine-tuning) and generates.
+
+It is the tutorial workflow (runtime/workflow.py) with the demo's settings, so every step writes what the command
+line writes (run dirs with checkpoints, metrics.jsonl, loss.png). Narration goes to stderr; the result (and
+``summary.json`` in the output directory) holds the figures.
+"""
+
+from __future__ import annotations
+
+HELP = "the main job: plan on a CS-2, prepare data, train on an emulated 8-device mesh, fine-tune, evaluate, generate"
+
+DEVICES = 8
+MESH = {"data": 2, "stage": 4}  # 8 layers -> 4 stages of 2; 2 replicas
+MODE = "pipelined"
+SYSTEM = "cs2"
+# Pre-training steps of 16 x 128 tokens (the short-run recipe, runtime.workflow.SHORT_RUN); measured to take the
+# validation loss well below the corpus' unigram entropy within the time budget (see README).
+STEPS = 200
+# Validation covers the whole held-out split (about 20K tokens = 9 batches of 16 x 128) at the middle and the end.
+EVAL_BATCHES = 10
+PROMPTS = ("The assert statement", "The with statement")
+
+
+def unigram_baselines(directory) -> dict:
+    """What a model that ignores context scores, three ways (nats/token):
+
+    ``unigram_entropy``: entropy of the whole corpus' token frequencies (training and validation splits together);
+    ``unigram_model_val_loss``: cross-entropy on the validation split of the training split's frequencies (add-one
+    smoothed over the vocabulary), i.e. the validation loss of the best context-free model one can fit;
+    ``unigram_entropy_val``: entropy of the validation split's own frequencies, a bound no context-free model reaches.
+    """
+    import numpy as np
+
+    from runtime.data import TokenDataset
+
+    counts = {}
+    for split in ("train", "val"):
+        ds = TokenDataset(directory, split)
+        counts[split] = sum(np.bincount(s, minlength=ds.vocab_size) for s in ds.shards()).astype(np.float64)
+
+    def entropy(c):
+        p = c[c > 0] / c.sum()
+        return float(-(p * np.log(p)).sum())
+
+    train, val = counts["train"], counts["val"]
+    fitted = (train + 1.0) / (train.sum() + train.size)
+    return {"unigram_entropy": entropy(train + val), "unigram_model_val_loss": float(-(val * np.log(fitted)).sum() / val.sum()),
+            "unigram_entropy_val": entropy(val)}
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--steps", type=int, default=STEPS, metavar="N", help=f"pre-training steps (default {STEPS})")
+    parser.add_argument("--finetune-steps", type=int, default=None, metavar="N",
+                        help="fine-tuning steps (default: a few epochs of the task set, see runtime/finetune.py)")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="new or empty directory for everything the demo writes (default runs/demo-<time>)")
+
+
+def _out_dir(given: str | None):
+    import time
+    from pathlib import Path
+
+    from runtime.errors import UserError
+
+    out = Path(given) if given else Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"--out {out} is not an empty directory; give a new one (the demo never writes over earlier results)")
+    return out
+
+
+def run(args) -> dict:
+    import json
+    import sys
+    import time
+
+    from rich.console import Console
+
+    from runtime.errors import UserError
+
+    t0 = time.perf_counter()
+    if args.steps < 1:
+        raise UserError(f"--steps must be positive, got {args.steps}")
+    if args.finetune_steps is not None and args.finetune_steps < 1:
+        raise UserError(f"--finetune-steps must be positive, got {args.finetune_steps}")
+    out = _out_dir(args.out)
+    say = Console(stderr=True, highlight=False, soft_wrap=True)
+    tty = sys.stderr.isatty()
+
+    from runtime.commands.generate import quiet_libraries
+    from runtime.workflow import SHORT_RUN, initialize_model, load_pretrain_data, load_task_data
+
+    model = initialize_model("tiny", devices=DEVICES, mesh=MESH, mode=MODE, run_dir=out / "pretrain")
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = model.config
+
+    # 1. The wafer plan (simulator, no JAX).
+    plan = model.plan(SYSTEM, picture=out / "plan.png", timeline=out / "plan-timeline.png")
+    d = plan["details"]
+    say.rule("[bold]1. wafer plan")
+    say.print(f"{cfg.name}: {cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.parameters:,} parameters (GPT-2 vocabulary)")
+    say.print(f"on a {plan['system']}: {plan['mode']}"
+              + (f", {d['n_stages']} stages in {d['lanes']} lane(s), {d['microbatches']} microbatches" if plan["mode"] == "pipelined" else "")
+              + f"; step {plan['step_time_s'] * 1e3:.3f} ms for {plan['batch_size']} x {plan['seq_len']} tokens, "
+              f"{plan['tokens_per_s']:,.0f} tokens/s, {plan['utilization']:.1%} of peak, "
+              f"{plan['memory']['peak_bytes_per_core']:,.0f} of {plan['memory']['capacity_bytes_per_core']:,} bytes per core")
+    say.print(f"pictures: {plan['picture']}, {plan['timeline']}")
+
+    # 2. Data.
+    say.rule("[bold]2. data")
+    t = time.perf_counter()
+    data = load_pretrain_data(progress=tty)
+    from runtime.data import TokenDataset
+
+    meta = TokenDataset(data.directory, "train").meta["splits"]
+    baselines = unigram_baselines(data.directory)
+    unigram = baselines["unigram_entropy"]
+    say.print(f"built-in corpus python-docs: {meta['train']['tokens']:,} training + {meta['val']['tokens']:,} validation "
+              f"tokens in {data.directory} ({time.perf_counter() - t:.1f} s)")
+    say.print(f"unigram entropy of the corpus: {unigram:.3f} nats/token; a context-free model fitted on the training split "
+              f"scores {baselines['unigram_model_val_loss']:.3f} on the validation split, whose own unigram entropy is "
+              f"{baselines['unigram_entropy_val']:.3f}")
+
+    # 3. Pre-training on the emulated mesh.
+    say.rule("[bold]3. training")
+    say.print(f"{DEVICES} emulated CPU devices as data {MESH['data']} x stage {MESH['stage']}, {MODE} mode; "
+              f"{args.steps} steps of {SHORT_RUN['batch_size']} x {SHORT_RUN['seq_len']} tokens, peak LR {SHORT_RUN['lr']:g}")
+    quiet_libraries()
+    t = time.perf_counter()
+    half = args.steps // 2 if args.steps >= 20 else args.steps  # short runs: one evaluation, one checkpoint
+    trained = model.train(data, steps=args.steps, eval_every=half, eval_batches=EVAL_BATCHES, checkpoint_every=half)
+    train_s = time.perf_counter() - t
+    say.print(f"trained in {train_s:.0f} s ({trained['tokens_per_s']:,.0f} tokens/s): training loss {trained['final_loss']:.3f}, "
+              f"validation loss {trained['val_loss']:.3f} vs unigram entropy {unigram:.3f}")
+    say.print(f"plan used: stages {trained['plan'].get('stages')}, {trained['plan'].get('microbatches')} microbatches; "
+              f"run dir {trained['run_dir']}")
+
+    # 4. Fine-tuning.
+    say.rule("[bold]4. fine-tuning")
+    tasks = load_task_data()
+    before = model.evaluate(tasks)
+    t = time.perf_counter()
+    tuned = model.fine_tune(tasks, run_dir=out / "finetune", steps=args.finetune_steps)
+    finetune_s = time.perf_counter() - t
+    ex = tuned["train_examples"]
+    say.print(f"{ex['examples']} prompt/completion examples in {ex['windows']} windows, {tuned['steps']} steps at peak LR "
+              f"{tuned['defaults_applied'].get('lr', float('nan')):g} in {finetune_s:.0f} s")
+    say.print(f"held-out completion loss: {before['val_loss']:.3f} before, {tuned['val_loss']:.3f} after; run dir {tuned['run_dir']}")
+
+    # 5. Generation with the fine-tuned weights.
+    say.rule("[bold]5. generation")
+    samples = {}
+    for prompt in PROMPTS:
+        samples[prompt] = model.generate_text(prompt)
+        say.print(f"[bold]{prompt}[/bold]{samples[prompt]}")
+
+    result = {
+        "model": cfg.name, "parameters": cfg.parameters, "mesh": trained["mesh"], "mode": trained["mode"],
+        "steps": trained["steps"], "tokens_per_step": trained["tokens_per_step"], "tokens_per_s": trained["tokens_per_s"],
+        "train_loss": trained["final_loss"], "val_loss": trained["val_loss"], "val_perplexity": trained["val_perplexity"],
+        **baselines, "below_unigram_nats": unigram - trained["val_loss"],
+        "task_loss_before_finetune": before["val_loss"], "finetune_steps": tuned["steps"],
+        "finetune_val_loss": tuned["val_loss"], "finetune_lr": tuned["defaults_applied"].get("lr"),
+        "sample": samples[PROMPTS[0]], "samples": samples,
+        "plan": {"system": plan["system"], "mode": plan["mode"], "step_time_s": plan["step_time_s"],
+                 "tokens_per_s": plan["tokens_per_s"], "utilization": plan["utilization"]},
+        "out": str(out), "run_dir": trained["run_dir"], "finetune_dir": tuned["run_dir"],
+        "plan_picture": plan["picture"], "plan_timeline": plan["timeline"],
+        "loss_plot": str(out / "pretrain" / "loss.png"), "finetune_loss_plot": str(out / "finetune" / "loss.png"),
+        "train_s": train_s, "finetune_s": finetune_s,
+    }
+    result["wall_s"] = time.perf_counter() - t0
+    (out / "summary.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    result["summary"] = str(out / "summary.json")
+    return result
+
+
+def render(result: dict, console) -> None:
+    console.rule("[bold]demo done")
+    lines = [
+        f"validation loss {result['val_loss']:.3f} nats/token (perplexity {result['val_perplexity']:.1f}) vs unigram entropy "
+        f"{result['unigram_entropy']:.3f}: {result['below_unigram_nats']:.2f} nats below",
+        f"held-out completion loss {result['task_loss_before_finetune']:.3f} -> {result['finetune_val_loss']:.3f} after "
+        f"{result['finetune_steps']} fine-tuning steps",
+        f"wall time {result['wall_s']:.0f} s (training {result['train_s']:.0f} s, fine-tuning {result['finetune_s']:.0f} s)",
+        f"plan pictures   {result['plan_picture']}, {result['plan_timeline']}",
+        f"pre-training    {result['run_dir']}  (checkpoints/, metrics.jsonl, loss.png)",
+        f"fine-tuning     {result['finetune_dir']}  (checkpoints/, metrics.jsonl, loss.png)",
+        f"summary         {result['summary']}",
+        f"next: wse generate --checkpoint {result['finetune_dir']} --prompt \"The for statement\"",
+    ]
+    for line in lines:
+        console.print(line, highlight=False)

@@ -1,0 +1,348 @@
+"""The tutorial workflow, from Python, with the same run dirs and checkpoints as the command line::
+
+    from runtime import initialize_model, load_pretrain_data, load_task_data
+    model = initialize_model()                 # tiny preset, 8 emulated CPU devices, the planner's execution mode
+    model.train(load_pretrain_data())          # the built-in python-docs corpus (or files, or a `wse data` dir)
+    model.fine_tune(load_task_data())          # the built-in task set (or a JSONL file)
+    print(model.generate_text("The assert statement"))
+
+``model.train`` is `wse train` (runtime.train.Trainer) in a run dir (default ``runs/<preset>``; starting again there
+resumes), ``model.fine_tune`` is `wse finetune --from` that run dir into ``<run dir>-ft`` (runtime.finetune), and
+``generate_text`` decodes with the latest weights (model.generate). ``model.evaluate`` gives validation loss and
+perplexity; ``model.plan`` the wafer plan (`wse plan`) for the model.
+
+Short-run defaults (``SHORT_RUN``): the tiny preset's own recipe (batch 16 x 256 tokens, peak LR 1e-3) is a
+full-scale recipe; on two CPU cores the tutorial instead trains ``TUTORIAL_TRAIN_STEPS`` steps of 16 x 128-token
+batches at a higher peak LR, which gets well below the unigram entropy in a couple of minutes (the demo measures it).
+Every setting can be passed as a keyword (``steps=``, ``lr=``, ``seq_len=`` ... any ``train.`` key).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtime.errors import UserError
+
+# Two-core CPU recipe for short runs of the tiny preset (measured, see the demo): 16 x 128 tokens per step, peak LR 3e-3
+# with a 10-step warmup, linear decay to 10%. Higher LR diverges early on; lower learns too little in 100-300 steps.
+SHORT_RUN = {"seq_len": 128, "batch_size": 16, "lr": 3e-3, "warmup_steps": 10}
+TUTORIAL_TRAIN_STEPS = 60
+# Fine-tuning in the tutorial: the fine-tuning defaults (runtime.finetune) on 128-token windows.
+TUTORIAL_FINETUNE = {"seq_len": 128}
+# Evaluation and generation defaults.
+EVAL_BATCH = 16
+GENERATE_TOKENS = 40
+
+
+# ------------------------------------------------------------------------------------------------------- data
+
+@dataclass
+class PretrainData:
+    """A token dataset directory (runtime.data) to pre-train on; ``source`` says where it came from."""
+
+    directory: Path
+    source: str
+
+    def __str__(self) -> str:
+        return str(self.directory)
+
+
+@dataclass
+class TaskData:
+    """Fine-tuning examples: ``path`` is a JSONL file or ``"builtin"`` (the python-docs task set); ``val`` an optional
+    held-out JSONL file. The file is checked when this is made, so a bad line is reported before any training."""
+
+    path: str
+    val: str | None = None
+    examples: int = field(default=0, init=False)
+
+    def __post_init__(self):
+        from runtime.finetune import resolve_data
+
+        _, train, held = resolve_data(self.path, self.val)
+        self.examples = len(train) + len(held)
+
+
+def load_pretrain_data(*paths: str | os.PathLike, val_fraction: float | None = None, progress: bool = False) -> PretrainData:
+    """The data to pre-train on. No argument: the built-in python-docs corpus (prepared once, then cached).
+
+    Arguments: a directory written by `wse data` (used as is), or ``.txt``/``.md``/``.jsonl`` files and directories of
+    them, tokenised once into the cache (``runtime.data.cache_dir()/data/user-*``) and reused while unchanged.
+    """
+    from runtime import data
+
+    if not paths:
+        kwargs = {} if val_fraction is None else {"val_fraction": val_fraction}
+        return PretrainData(data.prepare_builtin(progress=progress, **kwargs), "builtin:python-docs")
+    if len(paths) == 1 and (Path(paths[0]).expanduser() / "meta.json").is_file():
+        directory = Path(paths[0]).expanduser()
+        data.TokenDataset(directory, "train")  # checks it is a dataset
+        return PretrainData(directory, str(paths[0]))
+    import hashlib
+
+    key = hashlib.sha256("|".join(str(Path(p).expanduser().absolute()) for p in paths).encode()).hexdigest()[:16]
+    out = data.cache_dir() / "data" / f"user-{key}"
+    fraction = data.DEFAULT_VAL_FRACTION if val_fraction is None else val_fraction
+    data.build_dataset([str(p) for p in paths], out, val_fraction=fraction, overwrite=True, progress=progress)
+    return PretrainData(out, ", ".join(str(p) for p in paths))
+
+
+def load_task_data(path: str | os.PathLike | None = None, *, val: str | os.PathLike | None = None) -> TaskData:
+    """Fine-tuning examples: the built-in task set (no argument) or a JSONL file of ``{"prompt", "completion"}`` /
+    ``{"text"}`` lines, with an optional held-out JSONL file."""
+    from runtime.finetune import BUILTIN
+
+    return TaskData(BUILTIN if path is None else str(path), None if val is None else str(val))
+
+
+# ------------------------------------------------------------------------------------------------------ the model
+
+class Model:
+    """A model with a home on disk: each ``train``/``fine_tune`` is a run dir with checkpoints; the weights of the
+    latest one are kept in memory (canonical layout, host NumPy) for generation and evaluation."""
+
+    def __init__(self, preset: str = "tiny", *, devices: int | None = 8, mesh: dict | None = None, mode: str = "auto",
+                 platform: str = "cpu", run_dir: str | os.PathLike | None = None, seed: int = 0,
+                 progress: bool | None = None, console=None):
+        from model.config import get_config
+
+        self.preset = str(preset)
+        self.config = get_config(self.preset)  # refuses an unknown preset now, without JAX
+        self.mesh = {"platform": platform, "devices": devices, "axes": dict(mesh or {})}
+        self.mode, self.seed = mode, seed
+        self.run_dir = Path(run_dir) if run_dir is not None else Path("runs") / self.config.name
+        self.progress, self.console = progress, console
+        self.params = None  # canonical params of the latest weights (None: not trained yet)
+        self.checkpoint: Path | None = None  # the run dir those weights were saved in
+        self.data: PretrainData | None = None
+        self.history: list[dict] = []
+        self._check()
+
+    def __repr__(self) -> str:
+        where = f", weights from {self.checkpoint}" if self.checkpoint else ", untrained"
+        return f"<Model {self.config.name} ({self.config.parameters:,} parameters), mode {self.mode}{where}>"
+
+    def _check(self) -> None:
+        from runtime.config import from_dict
+
+        from_dict(self._tree({})).resolve()  # mesh axes and mode are checked here, before any JAX
+
+    def _tree(self, train: dict) -> dict:
+        mesh = {k: v for k, v in self.mesh.items() if v not in (None, {})}
+        return {"model": self.preset, "mesh": mesh, "execution": {"mode": self.mode},
+                "train": {"seed": self.seed, **train}}
+
+    def _short(self, recipe: dict) -> dict:
+        """A short-run recipe with its window capped at the model's context."""
+        return {**recipe, "seq_len": min(recipe["seq_len"], self.config.max_seq_len)}
+
+    def _kwargs(self) -> dict:
+        return {"progress": self.progress, "console": self.console}
+
+    # ----- training --------------------------------------------------------------------------------------------
+    def train(self, data: PretrainData | str | os.PathLike | None = None, *, steps: int = TUTORIAL_TRAIN_STEPS,
+              run_dir: str | os.PathLike | None = None, **settings) -> dict:
+        """Pre-train on ``data`` (default: the built-in corpus) for ``steps`` steps in ``run_dir`` (default: the
+        model's), resuming from that run dir's latest checkpoint; ``settings`` are ``train.`` keys (lr=, seq_len= ...).
+        Returns the `wse train --json` result."""
+        from runtime.config import from_dict
+        from runtime.train import Trainer
+
+        if data is None:
+            data = load_pretrain_data()
+        elif not isinstance(data, PretrainData):
+            data = load_pretrain_data(data)
+        run_dir = Path(run_dir) if run_dir is not None else self.run_dir
+        tree = self._tree({**self._short(SHORT_RUN), "steps": steps, **settings, "run_dir": str(run_dir)})
+        tree["data"] = str(data.directory)
+        trainer = Trainer(from_dict(tree), **self._kwargs())
+        result = trainer.run()
+        self._keep(trainer, run_dir)
+        self.data = data
+        self.history.append({"kind": "train", **result})
+        return result
+
+    def fine_tune(self, tasks: TaskData | str | os.PathLike | None = None, *, steps: int | None = None,
+                  run_dir: str | os.PathLike | None = None, **settings) -> dict:
+        """Fine-tune on ``tasks`` (default: the built-in task set), starting from the latest checkpoint, into a new
+        run dir (default ``<latest run dir>-ft``); ``steps`` default: a few epochs (runtime.finetune)."""
+        from runtime import finetune as ft
+
+        if tasks is None:
+            tasks = load_task_data()
+        elif not isinstance(tasks, TaskData):
+            tasks = load_task_data(tasks)
+        train = {**self._short(TUTORIAL_FINETUNE), **settings}
+        if steps is not None:
+            train["steps"] = steps
+        base = self._tree({})
+        updates = {"mesh": base["mesh"], "execution": base["execution"], "train": {"seed": self.seed, **train}}
+        if run_dir is not None:
+            updates["train"]["run_dir"] = str(run_dir)
+        ft.init_mesh(updates=updates)
+        source = self._source()
+        job = ft.prepare(source, tasks.path, val=tasks.val, updates=updates)
+        trainer = job.trainer(**self._kwargs())
+        result = {**trainer.run(), **job.describe()}
+        self._keep(trainer, Path(job.run_config.train.run_dir))
+        self.history.append({"kind": "fine_tune", **result})
+        return result
+
+    def _source(self):
+        """The weights to fine-tune: the latest checkpoint (as `wse finetune --from` reads it), else fresh ones."""
+        from runtime import finetune as ft
+
+        if self.checkpoint is not None:
+            return ft.load_source(self.checkpoint)
+        params = self.params if self.params is not None else self._fresh_params()
+        return ft.Source(self.config, params, "memory", None, None, SHORT_RUN["lr"], SHORT_RUN["batch_size"])
+
+    def _keep(self, trainer, run_dir: Path) -> None:
+        import jax
+
+        self.params = jax.device_get(trainer.params())
+        self.checkpoint = run_dir
+
+    def _fresh_params(self):
+        import jax
+
+        from runtime.train import _init_params_jit
+
+        return jax.device_get(_init_params_jit()(self.config, jax.random.key(self.seed)))
+
+    def _weights(self):
+        if self.params is None:
+            self.params = self._fresh_params()
+        return self.params
+
+    # ----- using the model ---------------------------------------------------------------------------------------
+    def generate_text(self, prompt: str, max_new_tokens: int = GENERATE_TOKENS, *, temperature: float = 0.0,
+                      top_k: int = 0, top_p: float = 1.0, seed: int = 0) -> str:
+        """The continuation of ``prompt`` (greedy by default) with the latest weights, up to ``<|endoftext|>``."""
+        from model.generate import GenerationError, generate
+        from model.tokenizer import get_tokenizer
+
+        tok = get_tokenizer()
+        ids = tok.encode(prompt) or [tok.eot_id]
+        max_new_tokens = min(max_new_tokens, self.config.max_seq_len - len(ids))
+        try:
+            out = generate(self.config, self._weights(), [ids], max_new_tokens, temperature=temperature, top_k=top_k,
+                           top_p=top_p, seed=seed, eot_id=tok.eot_id)
+        except GenerationError as err:
+            raise UserError(str(err)) from None
+        return tok.decode(out.tokens[0])
+
+    def evaluate(self, data: PretrainData | TaskData | str | os.PathLike | None = None, *,
+                 seq_len: int | None = None) -> dict:
+        """Validation loss (nats/token) and perplexity of the latest weights.
+
+        ``data``: a PretrainData (its whole validation split; default: the data last trained on, else the built-in
+        corpus), a TaskData (the completion tokens of its held-out examples, prompts masked as in fine-tuning), a
+        ``.jsonl`` file of examples, a `wse data` directory, or a text file.
+        """
+        import math
+
+        seq_len = seq_len or self._short(SHORT_RUN)["seq_len"]
+        if data is None:
+            data = self.data or load_pretrain_data()
+        if isinstance(data, (str, os.PathLike)):
+            p = Path(data).expanduser()
+            if p.suffix.lower() == ".jsonl" or str(data) == "builtin":
+                data = load_task_data(data)
+            elif p.is_dir():
+                data = load_pretrain_data(p)
+        if isinstance(data, TaskData):
+            loss, n = self._task_loss(data, seq_len)
+            return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 700.0)), "tokens": n, "data": data.path,
+                    "what": "completion tokens of the held-out examples"}
+        from runtime.evaluate import evaluate_tokens
+
+        if isinstance(data, PretrainData):
+            from runtime.data import TokenDataset
+
+            ds = TokenDataset(data.directory, "val")
+            tokens, where = ds.window(0, len(ds)), f"{data.source} (validation split)"
+        else:
+            from model.tokenizer import get_tokenizer
+            from runtime.data import read_text
+
+            tokens, where = get_tokenizer().encode(read_text(data)), str(data)
+        r = evaluate_tokens(self.config, self._weights(), tokens, seq_len, batch_size=EVAL_BATCH)
+        return {"val_loss": r.loss, "val_perplexity": r.perplexity, "tokens": r.tokens, "data": where,
+                "what": f"next-token loss in {seq_len}-token windows"}
+
+    def _task_loss(self, tasks: TaskData, seq_len: int) -> tuple[float, int]:
+        import jax
+        import jax.numpy as jnp
+        import numpy as np
+
+        from model.generate import architecture
+        from model.tokenizer import get_tokenizer
+        from runtime.finetune import pack, resolve_data, tokenize
+
+        _, train, held = resolve_data(tasks.path, tasks.val)
+        tok = get_tokenizer()
+        packed = pack(tokenize(held or train, tok), seq_len, pad_id=tok.eot_id)
+        fn = _masked_nll()
+        params = jax.tree.map(jnp.asarray, self._weights())
+        cfg = architecture(self.config)
+        total = 0.0
+        for b in range(0, packed.rows, EVAL_BATCH):
+            w, m = packed.tokens[b:b + EVAL_BATCH], packed.mask[b:b + EVAL_BATCH]
+            pad = EVAL_BATCH - len(w)  # one shape for every batch: one compile
+            w = np.concatenate([w, np.zeros((pad, w.shape[1]), np.int32)])
+            m = np.concatenate([m, np.zeros((pad, m.shape[1]), bool)])
+            total += float(fn(cfg, params, jnp.asarray(w[:, :-1]), jnp.asarray(w[:, 1:]), jnp.asarray(m)))
+        n = int(packed.mask.sum())
+        return total / n, n
+
+    def plan(self, system: str = "cs2", *, mode: str = "auto", systems: int | None = None,
+             batch_size: int | None = None, seq_len: int | None = None, picture: str | os.PathLike | None = None,
+             timeline: str | os.PathLike | None = None) -> dict:
+        """The wafer plan for this model (`wse plan --model <preset> --system <system>`): mode, stages, step time,
+        memory, assumptions; ``picture``/``timeline`` write the PNGs."""
+        from argparse import Namespace
+
+        from runtime.commands import plan as plan_command
+
+        args = Namespace(model=self.preset, system=system, systems=systems, mode=mode, batch_size=batch_size,
+                         seq_len=seq_len, picture=None if picture is None else str(picture),
+                         timeline=None if timeline is None else str(timeline))
+        return plan_command.run(args)
+
+
+def _masked_nll():
+    """Summed NLL over masked positions, jitted once per process (built lazily: importing this module needs no JAX)."""
+    global _MASKED_NLL
+    if _MASKED_NLL is None:
+        from functools import partial
+
+        import jax
+        import jax.numpy as jnp
+
+        from model import gpt
+
+        @partial(jax.jit, static_argnames=("cfg",))
+        def nll(cfg, params, inputs, targets, mask):
+            logits = gpt.forward(cfg, params, inputs)
+            picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+            return jnp.sum((jax.nn.logsumexp(logits, axis=-1) - picked) * mask)
+
+        _MASKED_NLL = nll
+    return _MASKED_NLL
+
+
+_MASKED_NLL = None
+
+
+def initialize_model(preset: str = "tiny", *, devices: int | None = 8, mesh: dict | None = None, mode: str = "auto",
+                     platform: str = "cpu", run_dir: str | os.PathLike | None = None, seed: int = 0,
+                     progress: bool | None = None, console=None) -> Model:
+    """A model to train: ``preset`` (tiny, small, 111M ... or a model file), on ``devices`` emulated CPU devices
+    (``platform="gpu"`` for real ones; ``devices=None``: all) arranged as ``mesh`` axis sizes (e.g.
+    ``{"data": 2, "stage": 4}``; default: all data parallel), in execution ``mode`` (auto, data, pipelined,
+    streaming), with its runs under ``run_dir`` (default ``runs/<preset>``). Nothing starts JAX until it trains."""
+    return Model(preset, devices=devices, mesh=mesh, mode=mode, platform=platform, run_dir=run_dir, seed=seed,
+                 progress=progress, console=console)

@@ -1,0 +1,177 @@
+"""`wse bench` pieces on a micro model: ceilings, a training row per mode with its prediction, the JSON contract of a
+reduced run, planner speed, the scaling study and target evaluation. No timing is asserted (CI machines are shared);
+only that every figure is there, positive and finite."""
+
+import contextlib
+import io
+import json
+import math
+
+import pytest
+
+MICRO = dict(name="micro", n_layers=2, d_model=32, n_heads=2, d_head=16, d_ffn=128, vocab_size=512, max_seq_len=64,
+             batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "micro.json"
+    path.write_text(json.dumps(MICRO))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def small_ceilings():
+    import jax
+
+    from benchmarks import ceilings
+
+    sizes = dict(ceilings.SIZES)
+    ceilings.SIZES["cpu"] = {"quick": (128, 1 << 20), "full": (128, 1 << 20)}
+    try:
+        yield ceilings.measure_ceilings(jax.devices()[0], quick=True, n_devices=8)
+    finally:
+        ceilings.SIZES.clear()
+        ceilings.SIZES.update(sizes)
+
+
+def _finite_positive(x):
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_ceilings_positive(small_ceilings):
+    c = small_ceilings
+    assert all(_finite_positive(v) for v in c["matmul_flops"].values())
+    assert _finite_positive(c["copy_bytes_per_s"])
+    assert c["per_device"]["matmul_flops"]["float32"] == pytest.approx(c["matmul_flops"]["float32"] / 8)
+    assert c["device"]
+
+
+def test_mode_axes():
+    from benchmarks.training import mode_axes
+
+    assert mode_axes("data", 8, 10) == {"data": 8, "stage": 1, "model": 1}
+    assert mode_axes("pipelined", 8, 10) == {"data": 1, "stage": 8, "model": 1}
+    assert mode_axes("pipelined", 8, 2) == {"data": 4, "stage": 2, "model": 1}
+    assert mode_axes("streaming", 4, 2) == {"data": 4, "stage": 1, "model": 1}
+
+
+@pytest.mark.parametrize("mode", ["pipelined", "streaming"])  # data mode: test_reduced_run_json_contract
+def test_training_row_has_every_field_and_a_finite_prediction(micro, small_ceilings, mode):
+    from benchmarks.predict import predict
+    from benchmarks.training import measure_training, mode_axes
+    from runtime.mesh import build_mesh
+
+    mesh = build_mesh("cpu", 2, mode_axes(mode, 2, MICRO["n_layers"]))
+    row = measure_training(micro, mode, mesh, batch_size=4, seq_len=16, steps=1, warmup=1, peak_flops=1e10)
+    for key in ("model", "mode", "mesh", "tokens_per_s", "mfu", "mfu_algorithmic", "step_time_s", "compile_s",
+                "model_flops_6n", "model_flops_algorithmic", "memory"):
+        assert key in row, key
+    assert row["mode"] == mode
+    assert _finite_positive(row["tokens_per_s"]) and _finite_positive(row["mfu"]) and _finite_positive(row["compile_s"])
+    assert row["memory"]["process_peak_rss"] > 0 and row["memory"]["temp_size"] >= 0
+    assert all(math.isfinite(loss) for loss in row["losses"])
+    pred = predict(row, small_ceilings, 1 << 30)
+    assert _finite_positive(pred["predicted_step_time_s"]) and _finite_positive(pred["ratio"])
+    if mode == "pipelined":
+        assert pred["bubble_fraction"] == pytest.approx(row["plan"]["bubble_fraction"])
+
+
+def test_reduced_run_json_contract(micro, tmp_path, monkeypatch):
+    """`wse bench --json` on the micro model, data mode only: the last stdout line holds the contract's keys."""
+    from benchmarks import ceilings
+    from runtime.cli import main
+
+    monkeypatch.setitem(ceilings.SIZES, "cpu", {"quick": (128, 1 << 20), "full": (128, 1 << 20)})
+    out = tmp_path / "bench"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(["bench", "--quick", "--json", "--models", micro, "--modes", "data", "--devices", "2",
+                   "--batch-size", "4", "--seq-len", "16", "--steps", "1", "--gen-model", micro, "--out", str(out)])
+    assert rc == 0
+    result = json.loads(buf.getvalue().strip().splitlines()[-1])
+    for key in ("device", "peak_matmul_flops", "runs", "baseline", "generation", "planner"):
+        assert key in result, key
+    (run,) = result["runs"]
+    for key in ("model", "mode", "mesh", "tokens_per_s", "mfu", "step_time_s", "predicted_step_time_s", "memory"):
+        assert key in run, key
+    assert math.isfinite(run["predicted_over_measured"])
+    assert result["baseline"]["rows"][0]["tokens_per_s"] > 0
+    assert [g["batch"] for g in result["generation"]["rows"]] == [1, 8]
+    assert all(g["tokens_per_s"] > 0 for g in result["generation"]["rows"])
+    assert result["planner"]["plans"] > 0
+    assert {t["target"] for t in result["targets"]}
+    for name in ("bench.json", "report.md", "training.png", "generation.png"):
+        assert (out / name).is_file(), name
+    assert "## Training" in (out / "report.md").read_text()
+
+
+def test_bench_user_errors_are_one_line(capsys):
+    from runtime.cli import main
+
+    assert main(["bench", "--models", "112M"]) == 2
+    assert main(["bench", "--modes", "data,pipe"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error: ") == 2 and "Traceback" not in err
+
+
+def test_planner_speed_subset():
+    from benchmarks.planner import planner_speed
+
+    r = planner_speed(presets=["tiny", "13B"], systems=("cs1", "cs2"))
+    assert r["plans"] == 2 * 2 * 2
+    assert 0 < r["fits"] < r["plans"]  # 13B pipelined and CS-1 streaming cannot be planned
+    assert r["total_s"] > 0
+
+
+def test_simulated_scaling_subset():
+    from benchmarks.scaling import simulated_scaling
+
+    r = simulated_scaling(sizes=("1.3B",), systems=("cs2",), counts=(1, 2, 4))
+    assert [row["systems"] for row in r["rows"]] == [1, 2, 4]
+    assert r["rows"][0]["strong"]["efficiency"] == pytest.approx(1.0)
+    for row in r["rows"]:
+        assert 0 < row["strong"]["efficiency"] <= 1.0 + 1e-9
+        assert row["weak"]["batch_size"] == 528 * row["systems"]
+    assert r["rows"][-1]["strong"]["tokens_per_s"] > r["rows"][0]["strong"]["tokens_per_s"]
+
+
+def test_targets_follow_the_figures():
+    from benchmarks.targets import evaluate_targets
+
+    def result(ratio, mfu, overhead_ratio):
+        data = {"model": "111M", "mode": "data", "step_time_s": 1.0, "mfu": mfu, "model_flops_6n": 1e9, "remat": True,
+                "batch_size": 8, "seq_len": 128, "predicted_step_time_s": ratio, "predicted_over_measured": ratio}
+        pipe = {"model": "111M", "mode": "pipelined", "step_time_s": overhead_ratio, "predicted_step_time_s": 1.0,
+                "predicted_over_measured": 1.0 / overhead_ratio,
+                "vs_data": {"step_time_ratio": overhead_ratio, "overhead_fraction": 1 - 1 / overhead_ratio,
+                            "predicted_bubble": 0.2, "allowed_overhead": 0.4}}
+        return {"runs": [data, pipe], "peak_matmul_flops": 2e9, "platform": "cpu", "device": "cpu",
+                "baseline": {"available": True, "rows": [{"model": "111M", "ratio": 1.2, "tokens_per_s": 10.0,
+                                                          "ours_data_tokens_per_s": 12.0, "batch_size": 8, "seq_len": 128}]},
+                "generation": {"model": "111M", "rows": [{"batch": 1, "ratio": 0.8, "tokens_per_s": 8.0,
+                                                          "baseline_tokens_per_s": 10.0}]}}
+
+    def met(targets, prefix):
+        return next(t["met"] for t in targets if t["target"].startswith(prefix))
+
+    good = evaluate_targets(result(1.0, 0.6, 1.5))
+    bad = evaluate_targets(result(2.0, 0.3, 2.0))
+    assert met(good, "111M data: predicted") and not met(bad, "111M data: predicted")
+    assert met(good, "111M data-mode MFU") and not met(bad, "111M data-mode MFU")
+    assert met(good, "111M pipelined: overhead") and not met(bad, "111M pipelined: overhead")
+    assert met(good, "111M: tokens/s") is True
+    assert met(good, "111M generation") is False
+    assert met(good, "GPU") is None
+
+
+def test_settle_ceilings_keeps_the_better_reading():
+    from benchmarks.suite import settle_ceilings
+
+    start = {"matmul_flops": {"float32": 10.0, "bfloat16": 5.0}, "copy_bytes_per_s": 4.0, "shared_by_devices": 2,
+             "method": "m"}
+    end = {"matmul_flops": {"float32": 8.0, "bfloat16": 6.0}, "copy_bytes_per_s": 3.0}
+    got = settle_ceilings(start, end)
+    assert got["matmul_flops"] == {"float32": 10.0, "bfloat16": 6.0} and got["copy_bytes_per_s"] == 4.0
+    assert got["per_device"]["matmul_flops"]["bfloat16"] == 3.0
+    assert got["readings"]["after_training"]["matmul_flops"]["float32"] == 8.0
