@@ -16,9 +16,10 @@ inside, or around its source.
 
 Defaults (each can be overridden with ``train.KEY=VALUE``), chosen for adapting a trained model rather than
 training one: peak LR ``FINETUNE_LR_FRACTION`` of the source's (large steps would wreck what pre-training learned),
-``FINETUNE_EPOCHS`` passes over the examples, warmup ``FINETUNE_WARMUP_FRACTION`` of the run, linear decay, a batch
-of the source recipe's size but no larger than the packed windows, and validation over the whole held-out set a few
-times per run.
+``FINETUNE_EPOCHS`` passes over the examples, warmup ``FINETUNE_WARMUP_FRACTION`` of the run, linear decay, the
+source's batch size and window length (its run config's, else its preset recipe's and its context), checkpoints at
+the middle and the end, and validation over the whole held-out set a few times per run. Settings a run dir's
+checkpoint already holds are kept when it resumes.
 """
 
 from __future__ import annotations
@@ -326,6 +327,7 @@ class Source:
     root: Path | None
     lr: float
     batch_size: int
+    seq_len: int | None = None  # None: the model's context
 
     def describe(self) -> str:
         return f"{self.kind} {self.path}" if self.path is not None else f"{self.kind} ({self.cfg.name})"
@@ -335,8 +337,8 @@ def load_source(checkpoint: str | os.PathLike | None = None, hf: str | os.PathLi
                 allow_pickle: bool = False) -> Source:
     """The starting model: a `wse train`/`wse convert`/`wse finetune` checkpoint, or a HuggingFace GPT-2 directory.
 
-    A training run's own peak LR and batch size (from its checkpoint) are the base of the fine-tuning defaults; a
-    model-only checkpoint or HF model falls back to its preset recipe's.
+    A training run's own peak LR, batch size and window length (from its checkpoint) are the base of the fine-tuning
+    defaults; a model-only checkpoint or HF model falls back to its preset recipe's and its context length.
     """
     if (checkpoint is None) == (hf is None):
         raise UserError("give exactly one starting model: --from CKPT_DIR or --hf DIR")
@@ -345,20 +347,20 @@ def load_source(checkpoint: str | os.PathLike | None = None, hf: str | os.PathLi
 
         cfg, params = load_hf(hf, allow_pickle=allow_pickle)
         path = Path(hf).expanduser()
-        return Source(cfg, params, "hf", path, path, cfg.learning_rate, cfg.batch_size)
+        return Source(cfg, params, "hf", path, path, cfg.learning_rate, cfg.batch_size, cfg.max_seq_len)
     from runtime.checkpoint import RunCheckpoints, checkpoint_dir, load_model
 
     path = Path(checkpoint).expanduser()
     cfg, params = load_model(path)
     ckpt = checkpoint_dir(path)
     root = ckpt.parent if ckpt.name == "checkpoints" else ckpt
-    lr, batch = cfg.learning_rate, cfg.batch_size
+    lr, batch, seq_len = cfg.learning_rate, cfg.batch_size, cfg.max_seq_len
     try:
         saved = RunCheckpoints(root).read_meta()[1].get("config", {}).get("train", {})
-        lr, batch = saved.get("lr") or lr, saved.get("batch_size") or batch
+        lr, batch, seq_len = saved.get("lr") or lr, saved.get("batch_size") or batch, saved.get("seq_len") or seq_len
     except UserError:
-        pass  # a model-only checkpoint (wse convert): the preset recipe's LR and batch
-    return Source(cfg, params, "checkpoint", path, root, float(lr), int(batch))
+        pass  # a model-only checkpoint (wse convert): the preset recipe's LR and batch, the model's context
+    return Source(cfg, params, "checkpoint", path, root, float(lr), int(batch), int(seq_len))
 
 
 def default_run_dir(source: Source) -> Path:
@@ -453,9 +455,6 @@ def prepare(source: Source, data: str | os.PathLike = BUILTIN, overrides: list[s
     except TokenizerError as err:
         raise UserError(str(err)) from None
     cfg = source.cfg
-    if tok.vocab_size > cfg.vocab_size:
-        raise UserError(f"tokenizer {tok.name} has {tok.vocab_size} tokens but model '{cfg.name}' only {cfg.vocab_size}; "
-                        "give the tokenizer the model was trained with (--tokenizer)")
     data_path, records, held = resolved if resolved is not None else resolve_data(data, val)
 
     t_user = dict(tree.get("train", {}))
@@ -465,7 +464,7 @@ def prepare(source: Source, data: str | os.PathLike = BUILTIN, overrides: list[s
     # not move the warmup, the LR or the packing).
     saved = _saved_train(run_dir)
     given = lambda key: t_user.get(key) if t_user.get(key) is not None else saved.get(key)  # noqa: E731
-    seq_len = int(given("seq_len") or cfg.max_seq_len)
+    seq_len = int(given("seq_len") or source.seq_len or cfg.max_seq_len)
     if not 2 <= seq_len <= cfg.max_seq_len:
         raise UserError(f"train.seq_len={seq_len} must be between 2 and model '{cfg.name}' context of {cfg.max_seq_len} tokens")
     seed = int(given("seed") or 0)
@@ -480,7 +479,9 @@ def prepare(source: Source, data: str | os.PathLike = BUILTIN, overrides: list[s
         return t_user[key] if t_user.get(key) is not None else defaults[key]
 
     default("seq_len", seq_len)
-    batch = int(default("batch_size", min(source.batch_size, 1 << (train.rows.bit_length() - 1))))
+    # The source recipe's batch even when the examples fill fewer windows (the loader's stream then repeats windows
+    # within a batch): a batch the recipe used divides the meshes it ran on, a count derived from the data may not.
+    batch = int(default("batch_size", source.batch_size))
     steps = int(default("steps", max(1, math.ceil(FINETUNE_EPOCHS * train.rows / batch))))
     default("lr", source.lr * FINETUNE_LR_FRACTION)
     default("warmup_steps", max(1, round(FINETUNE_WARMUP_FRACTION * steps)))

@@ -13,8 +13,10 @@ perplexity; ``model.plan`` the wafer plan (`wse plan`) for the model.
 
 Short-run defaults (``SHORT_RUN``): the tiny preset's own recipe (batch 16 x 256 tokens, peak LR 1e-3) is a
 full-scale recipe; on two CPU cores the tutorial instead trains ``TUTORIAL_TRAIN_STEPS`` steps of 16 x 128-token
-batches at a higher peak LR, which gets well below the unigram entropy in a couple of minutes (the demo measures it).
-Every setting can be passed as a keyword (``steps=``, ``lr=``, ``seq_len=`` ... any ``train.`` key).
+batches at a higher peak LR (a couple of minutes with the fine-tuning), then fine-tunes with runtime.finetune's
+defaults (a tenth of that LR, three epochs of the task set). That shows the workflow, not a good model: see
+`wse demo` for what longer training reaches. Every setting can be passed as a keyword (``steps=``, ``lr=``,
+``seq_len=`` ... any ``train.`` key).
 """
 
 from __future__ import annotations
@@ -28,9 +30,7 @@ from runtime.errors import UserError
 # Two-core CPU recipe for short runs of the tiny preset (measured, see the demo): 16 x 128 tokens per step, peak LR 3e-3
 # with a 10-step warmup, linear decay to 10%. Higher LR diverges early on; lower learns too little in 100-300 steps.
 SHORT_RUN = {"seq_len": 128, "batch_size": 16, "lr": 3e-3, "warmup_steps": 10}
-TUTORIAL_TRAIN_STEPS = 60
-# Fine-tuning in the tutorial: the fine-tuning defaults (runtime.finetune) on 128-token windows.
-TUTORIAL_FINETUNE = {"seq_len": 128}
+TUTORIAL_TRAIN_STEPS = 40
 # Evaluation and generation defaults.
 EVAL_BATCH = 16
 GENERATE_TOKENS = 40
@@ -174,7 +174,7 @@ class Model:
             tasks = load_task_data()
         elif not isinstance(tasks, TaskData):
             tasks = load_task_data(tasks)
-        train = {**self._short(TUTORIAL_FINETUNE), **settings}
+        train = dict(settings)  # unset: runtime.finetune's defaults on top of the source run's batch and window
         if steps is not None:
             train["steps"] = steps
         base = self._tree({})
@@ -197,7 +197,8 @@ class Model:
         if self.checkpoint is not None:
             return ft.load_source(self.checkpoint)
         params = self.params if self.params is not None else self._fresh_params()
-        return ft.Source(self.config, params, "memory", None, None, SHORT_RUN["lr"], SHORT_RUN["batch_size"])
+        short = self._short(SHORT_RUN)
+        return ft.Source(self.config, params, "memory", None, None, short["lr"], short["batch_size"], short["seq_len"])
 
     def _keep(self, trainer, run_dir: Path) -> None:
         import jax

@@ -205,6 +205,22 @@ def test_never_writes_its_source(source, tuned, tmp_path, capsys, where):
     assert _tree_hash(source) == before
 
 
+def test_hf_source_is_read_and_never_written(source, tuned, tmp_path, capsys):
+    """--hf: the model comes from a HuggingFace directory, with the same refusal to write into it."""
+    from model.hf import save_hf
+    from runtime.checkpoint import load_model
+
+    _, data = tuned
+    hf = tmp_path / "hf"
+    save_hf(hf, *load_model(source))
+    before = _tree_hash(hf)
+    assert main(["finetune", "--hf", str(hf), "--data", str(data), f"train.run_dir={hf / 'ft'}"]) == 2
+    err = capsys.readouterr().err
+    assert "inside the source" in err and _tree_hash(hf) == before
+    assert main(["finetune", "--hf", str(hf), "--data", str(data), "model=tiny"]) == 2
+    assert "drop the model= override" in capsys.readouterr().err
+
+
 def test_loss_ignores_prompt_and_padding_targets(source):
     """Through the training executor's loss: changing the targets where the mask is off (prompt tokens, padding)
     leaves the loss unchanged; changing one completion target changes it."""

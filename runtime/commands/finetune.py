@@ -46,8 +46,8 @@ def render(result: dict, console) -> None:
     ex = result["train_examples"]
     extra = "".join(f", {ex[k]} {k}" for k in ("truncated", "dropped") if ex[k])
     console.print(f"fine-tuning [bold]{result['source']}[/bold] on {result['data']}: {ex['examples']} examples in "
-                  f"{ex['windows']} windows ({ex['trained_tokens']:,} trained tokens, {ex['masked_tokens']:,} prompt/padding "
-                  f"tokens masked{extra})", highlight=False)
+                  f"{ex['windows']} windows ({ex['trained_tokens']:,} trained tokens, {ex['masked_tokens']:,} prompt "
+                  f"tokens as context only{extra})", highlight=False)
     if result["defaults_applied"]:
         console.print("  fine-tuning defaults: " + ", ".join(f"train.{k}={v:.3g}" if isinstance(v, float) else f"train.{k}={v}"
                                                             for k, v in result["defaults_applied"].items()), highlight=False)
