@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -28,7 +27,7 @@ def test_demo_runs_end_to_end(tmp_path_factory):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     missing = [f for f in FIELDS if f not in result]
     assert not missing
-    assert result["mesh"] == {"data": 2, "stage": 4, "model": 1} and result["mode"] == "pipelined"
+    assert result["mesh"] == {"data": 8, "stage": 1, "model": 1} and result["mode"] == "data"
     assert result["plan"]["system"] == "CS-2" and result["plan"]["step_time_s"] > 0
     assert 5 < result["unigram_entropy"] < 8 and 0 < result["val_loss"] < 12 and 0 < result["finetune_val_loss"] < 12
     assert result["below_unigram_nats"] == pytest.approx(result["unigram_entropy"] - result["val_loss"])

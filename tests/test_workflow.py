@@ -55,15 +55,20 @@ def test_snippet_trains_fine_tunes_and_generates(tutorial):
 
 
 def test_same_checkpoints_as_the_command_line(tutorial):
-    """`wse generate` on the fine-tuning run dir continues the prompt exactly as generate_text did."""
+    """`wse generate` on the fine-tuning run dir, with the same sampling settings, continues the prompt exactly as
+    generate_text did."""
+    from runtime.workflow import SAMPLING
+
     root, _, _, tuned, text, _, _ = tutorial
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main(["generate", "--json", "--checkpoint", tuned["run_dir"], "--prompt", "The assert statement",
-                     "--max-new-tokens", "8"]) == 0
+                     "--max-new-tokens", "8", "--temperature", str(SAMPLING["temperature"]),
+                     "--top-k", str(SAMPLING["top_k"]), "--seed", str(SAMPLING["seed"])]) == 0
     assert json.loads(out.getvalue().strip().splitlines()[-1])["completion"] == text
     for run in ("pre", "pre-ft"):
         assert (root / run / "checkpoints").is_dir() and (root / run / "loss.png").is_file()
+    assert "data: builtin\n" in (root / "pre" / "config.yaml").read_text()  # as `wse train data=builtin` records it
 
 
 def test_evaluate_and_plan(tutorial):
