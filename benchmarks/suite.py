@@ -95,7 +95,8 @@ def training_rows(sizes: Sizes, modes, n_devices: int, platform: str, dtype: str
 
     With ``interleave`` a model's runs (its modes and its baseline) are all compiled first and then stepped round
     by round, one step of each per round, so that load drifting over the minutes of a run hits them alike; without
-    it each run is compiled, stepped and freed in turn (for a device without memory for all of them at once)."""
+    it, or when they would not fit in memory together (``fits_together``), each run is compiled, stepped and freed
+    in turn."""
     from benchmarks.baseline_torch import TorchRun, torch_available
     from benchmarks.training import TrainingRun, mode_axes
     from model.config import get_config
@@ -134,7 +135,10 @@ def training_rows(sizes: Sizes, modes, n_devices: int, platform: str, dtype: str
             runs.append((mode, make(mode)))
 
         names = list(modes) + (["torch"] if has_torch else [])
-        if interleave:
+        together = interleave and fits_together(cfg, B, T, len(names), platform)
+        if interleave and not together:
+            log(f"  {model}: {len(names)} runs at once would not fit in memory; running them one after another")
+        if together:
             for mode in names:
                 attempt(mode, lambda: start(mode))
             for _ in range(sizes.warmup):
@@ -201,6 +205,35 @@ def training_rows(sizes: Sizes, modes, n_devices: int, platform: str, dtype: str
     else:
         baseline_result = {"available": False, "reason": "skipped (--no-baseline)", "rows": []}
     return rows, baseline_result
+
+
+# Bytes one training run of a model holds, for deciding whether a model's runs fit in memory at once: 24 per parameter
+# (float32 weights, gradients, two Adam moments, and one more copy for the host side of streaming or the baseline's
+# model) plus 16 per logit (the float32 [tokens, vocab] logits, their gradient and the softmax temporaries).
+RUN_BYTES_PER_PARAM = 24
+RUN_BYTES_PER_LOGIT = 16
+# Fraction of the available memory a model's runs may take together (the rest is XLA's workspace and other work).
+TOGETHER_FRACTION = 0.5
+
+
+def available_memory_bytes(platform: str) -> int:
+    """Memory free for the runs: MemAvailable on CPU, the first device's limit minus use on an accelerator."""
+    if platform == "cpu":
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    import jax
+
+    stats = jax.devices(platform)[0].memory_stats() or {}
+    return int(stats.get("bytes_limit", 0) - stats.get("bytes_in_use", 0))
+
+
+def fits_together(cfg, batch: int, seq_len: int, n_runs: int, platform: str) -> bool:
+    """Whether ``n_runs`` training runs of ``cfg`` fit in memory at the same time (see RUN_BYTES_PER_*)."""
+    per_run = RUN_BYTES_PER_PARAM * cfg.parameters + RUN_BYTES_PER_LOGIT * batch * seq_len * cfg.vocab_size
+    return n_runs * per_run <= TOGETHER_FRACTION * available_memory_bytes(platform)
 
 
 class _Done:

@@ -93,8 +93,8 @@ CASES = [
     ("pipe-stage4", "pipelined", {"stage": 4}, 8, {}, 1),
     ("pipe-stage8", "pipelined", {"stage": 8}, 8, {}, 1),
     ("pipe-data2x-stage4", "pipelined", {"data": 2, "stage": 4}, 8, {}, 2),
-    # 5 layers over 2 stages: 3 + 2, one padded slot; with replicas and tensor parallelism inside the stages
-    ("pipe-uneven-data2-stage2-model2", "pipelined", {"data": 2, "stage": 2, "model": 2}, 5, {"microbatches": 2}, 1),
+    # 8 layers over 3 stages: 3 + 3 + 2, one padded slot; tensor parallelism inside the stages; 6 of the 8 devices
+    ("pipe-uneven-stage3-model2", "pipelined", {"stage": 3, "model": 2}, 8, {"microbatches": 4}, 1),
     ("stream-1", "streaming", {"data": 1}, 8, {}, 1),
     ("stream-data2x-model4", "streaming", {"data": 2, "model": 4}, 8, {}, 2),
 ]
