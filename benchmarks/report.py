@@ -22,18 +22,13 @@ def _mib(x) -> str:
 
 
 def _json_default(obj):
-    try:
-        import numpy as np
+    """The CLI's encoder, but a report never fails on a value it cannot encode: it writes its text instead."""
+    from runtime.cli import json_default
 
-        if isinstance(obj, np.generic):
-            return obj.item()
-        if isinstance(obj, np.ndarray):
-            return obj.tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(obj, tuple):
-        return list(obj)
-    return str(obj)
+    try:
+        return json_default(obj)
+    except TypeError:
+        return str(obj)
 
 
 # ----- Markdown ---------------------------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ def _commands() -> dict[str, str]:
     return dict(sorted(found.items(), key=lambda kv: (_ORDER.index(kv[0]) if kv[0] in _ORDER else 99, kv[0])))
 
 
-def _json_default(obj):
+def json_default(obj):
+    """json.dumps default for our results: NumPy scalars and arrays, paths; anything else is a bug, refused."""
     try:
         import numpy as np
 
@@ -76,13 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if args.json:
         sys.stdout.flush()
-        print(json.dumps(result, default=_json_default))
+        print(json.dumps(result, default=json_default))
     elif hasattr(module, "render"):
         from rich.console import Console
 
         module.render(result, Console())
     else:
-        print(json.dumps(result, indent=2, default=_json_default))
+        print(json.dumps(result, indent=2, default=json_default))
     return 0
 
 

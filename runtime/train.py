@@ -413,7 +413,7 @@ class _Components:
                                          decay=t.decay, end_fraction=t.min_lr_ratio, weight_decay=t.weight_decay,
                                          clip_norm=t.grad_clip)
         self.train_step = self.executor.make_train_step(self.optimizer, accum_steps=t.accum_steps)
-        self.eval_loss = _make_eval_loss(self.executor)
+        self.eval_loss = self.executor.eval_loss
 
 
 # Runs in one process that compute the same thing (a resumed run, the tutorial's train-then-train-more, tests)
@@ -436,28 +436,6 @@ def _components(run: RunConfig, gpt, mesh) -> _Components:
     else:
         _COMPONENTS[key] = _COMPONENTS.pop(key)  # most recently used last
     return _COMPONENTS[key]
-
-
-def _make_eval_loss(ex):
-    """loss(params, tokens, targets, mask) -> mean validation loss: the executor's own forward pass (so it runs
-    wherever this mode keeps the weights), jitted with the executor's shardings, no gradients."""
-    import jax
-
-    from runtime.execution.base import count_positions
-
-    def loss(params, tokens, targets, mask=None):
-        return ex._loss_sum(params, tokens, targets, mask) / count_positions(tokens, mask)  # noqa: SLF001
-
-    fns = {}
-
-    def evaluate(params, tokens, targets, mask=None):
-        key = mask is None
-        if key not in fns:
-            in_sh = (ex.param_shardings,) + (ex.batch_sharding,) * (2 if key else 3)
-            fns[key] = jax.jit(loss, in_shardings=in_sh, out_shardings=ex.replicated)
-        return fns[key](params, tokens, targets) if key else fns[key](params, tokens, targets, mask)
-
-    return evaluate
 
 
 @functools.cache
