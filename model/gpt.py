@@ -19,6 +19,7 @@ the hidden-matrix learning rate.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import jax
@@ -138,12 +139,59 @@ def init_params(cfg: GPTConfig, key: jax.Array) -> Params:
 # and are cast at use); LayerNorm statistics, softmax and logits are computed in float32.
 
 
-def layer_norm(x: jax.Array, p: Params, eps: float) -> jax.Array:
+# LayerNorm and GELU carry hand-written backward passes for memory, not speed: autodiff would keep their float32
+# intermediates (the upcast input, the centred and normalised values; erf(x / sqrt 2)) for the backward pass, which at
+# 1.3B, 8 x 2048 tokens is ~40 GiB more than keeping just the input and recomputing the cheap elementwise rest.
+# Gradients equal autodiff's to float32 rounding (tests/test_model.py).
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _normalise(x: jax.Array, eps: float) -> jax.Array:
+    """(x - mean) / sqrt(var + eps) over the last axis, in float32."""
+    return _normalise_fwd(x, eps)[0]
+
+
+def _normalise_fwd(x, eps):
     x32 = x.astype(jnp.float32)
     mean = x32.mean(-1, keepdims=True)
-    var = jnp.square(x32 - mean).mean(-1, keepdims=True)
-    y = (x32 - mean) * jax.lax.rsqrt(var + eps)
-    return (y * p["scale"] + p["bias"]).astype(x.dtype)
+    rstd = jax.lax.rsqrt(jnp.square(x32 - mean).mean(-1, keepdims=True) + eps)
+    return (x32 - mean) * rstd, (x, mean, rstd)
+
+
+def _normalise_bwd(eps, saved, d_y):
+    x, mean, rstd = saved
+    y = (x.astype(jnp.float32) - mean) * rstd
+    d_y = d_y.astype(jnp.float32)
+    d_x = rstd * (d_y - d_y.mean(-1, keepdims=True) - y * (d_y * y).mean(-1, keepdims=True))
+    return (d_x.astype(x.dtype),)
+
+
+_normalise.defvjp(_normalise_fwd, _normalise_bwd)
+
+
+def layer_norm(x: jax.Array, p: Params, eps: float) -> jax.Array:
+    """LayerNorm over the last axis with statistics in float32; the result in x's dtype."""
+    return (_normalise(x, eps) * p["scale"] + p["bias"]).astype(x.dtype)
+
+
+@jax.custom_vjp
+def gelu(x: jax.Array) -> jax.Array:
+    """Exact (erf) GELU, x Phi(x), as ``jax.nn.gelu(x, approximate=False)``; the backward pass keeps only x."""
+    return jax.nn.gelu(x, approximate=False)
+
+
+def _gelu_fwd(x):
+    return gelu(x), x
+
+
+def _gelu_bwd(x, d_y):
+    x32 = x.astype(jnp.float32)
+    cdf = 0.5 * (1.0 + jax.lax.erf(x32 * (1.0 / math.sqrt(2.0))))
+    pdf = jnp.exp(-0.5 * jnp.square(x32)) * (1.0 / math.sqrt(2.0 * math.pi))
+    return ((d_y.astype(jnp.float32) * (cdf + x32 * pdf)).astype(x.dtype),)
+
+
+gelu.defvjp(_gelu_fwd, _gelu_bwd)
 
 
 def embed(cfg: GPTConfig, params: Params, tokens: jax.Array, positions: jax.Array | None = None,
@@ -161,11 +209,83 @@ def attention_scale(cfg: GPTConfig) -> float:
     return 1.0 / cfg.d_head if cfg.mup else 1.0 / math.sqrt(cfg.d_head)
 
 
+# Attention kernels (``attention=`` of block / run_blocks / forward):
+#   "xla"    causal attention written as batched matmuls, any backend and dtype, with a backward pass that keeps only
+#            the probabilities in the compute dtype (see xla_causal_attention);
+#   "cudnn"  cuDNN's fused flash-attention kernel through ``jax.nn.dot_product_attention(implementation="cudnn")``:
+#            NVIDIA GPUs, bfloat16/float16 only; the [B, H, T, T] scores are never in memory.
+# runtime/execution/plan.resolve_attention picks one for a run.
+ATTENTION_KERNELS = ("xla", "cudnn")
+
+
+def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: float, kernel: str = "xla") -> jax.Array:
+    """Causal self-attention on [B, T, H, D] -> [B, T, H, D] with the chosen kernel (see ATTENTION_KERNELS).
+
+    Raises ValueError for an unknown kernel; the cudnn kernel raises what ``jax.nn.dot_product_attention`` raises on
+    a backend, dtype or shape it does not support (plan.resolve_attention probes for that before a run)."""
+    if kernel == "cudnn":
+        return jax.nn.dot_product_attention(q, k, v, scale=scale, is_causal=True, implementation="cudnn")
+    if kernel != "xla":
+        raise ValueError(f"unknown attention kernel '{kernel}'; use one of {', '.join(ATTENTION_KERNELS)}")
+    q, k, v = (jnp.swapaxes(t, 1, 2) for t in (q, k, v))  # [B, H, T, D]
+    return jnp.swapaxes(xla_causal_attention(q, k, v, scale), 1, 2)
+
+
+def _causal_scores(q: jax.Array, k: jax.Array, scale: float) -> jax.Array:
+    """float32 causal scores q.k x scale, [B, H, T, S]: future positions get -0.7 x float32 max (as
+    ``jax.nn.dot_product_attention``'s XLA path does), so their probability is exactly 0."""
+    logits = jnp.einsum("bhtd,bhsd->bhts", q, k, preferred_element_type=jnp.float32)
+    logits = logits * jnp.asarray(scale, jnp.float32)
+    T, S = logits.shape[-2:]
+    causal = jnp.tril(jnp.ones((T, S), bool))
+    return jnp.where(causal, logits, jnp.asarray(-0.7 * jnp.finfo(jnp.float32).max, jnp.float32))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(3,))
+def xla_causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: float) -> jax.Array:
+    """Causal attention on heads-first [B, H, T, D] -> [B, H, T, D] in plain batched matmuls.
+
+    The arithmetic of ``jax.nn.dot_product_attention(..., is_causal=True)``'s XLA implementation (float32 scores and
+    softmax, probabilities cast to v's dtype before the value matmul), with two differences that are about cost only:
+    heads ahead of positions (the library runs the matmuls under a grouped-query vmap whose layout makes XLA:CPU
+    copy the scores into another layout in both passes), and a backward pass in the manner of flash attention: it
+    keeps q, k, v and the float32 log-sum-exp of each query's scores ([B, H, T]) and recomputes the probabilities
+    from them, where autodiff keeps the [B, H, T, T] float32 scores and probabilities (at 1.3B, 8 x 2048 tokens
+    96 GiB over 24 layers) for the price of one more q.k matmul. Gradients equal autodiff's to float32 rounding
+    (tests/test_model.py).
+    """
+    return _xla_attention_fwd(q, k, v, scale)[0]
+
+
+def _xla_attention_fwd(q, k, v, scale):
+    scores = _causal_scores(q, k, scale)
+    lse = jax.nn.logsumexp(scores, axis=-1)
+    probs = jnp.exp(scores - lse[..., None]).astype(v.dtype)
+    return jnp.einsum("bhts,bhsd->bhtd", probs, v), (q, k, v, lse)
+
+
+def _xla_attention_bwd(scale, saved, d_out):
+    q, k, v, lse = saved
+    p32 = jnp.exp(_causal_scores(q, k, scale) - lse[..., None])
+    d_v = jnp.einsum("bhts,bhtd->bhsd", p32.astype(v.dtype), d_out)
+    d_probs = jnp.einsum("bhtd,bhsd->bhts", d_out, v, preferred_element_type=jnp.float32)
+    # softmax backward: dS = P * (dP - sum_s P dP), then the score scale
+    d_scores = p32 * (d_probs - jnp.sum(p32 * d_probs, axis=-1, keepdims=True)) * jnp.asarray(scale, jnp.float32)
+    d_scores = d_scores.astype(q.dtype)
+    d_q = jnp.einsum("bhts,bhsd->bhtd", d_scores, k)
+    d_k = jnp.einsum("bhts,bhtd->bhsd", d_scores, q)
+    return d_q, d_k, d_v
+
+
+xla_causal_attention.defvjp(_xla_attention_fwd, _xla_attention_bwd)
+
+
 def block(cfg: GPTConfig, p: Params, x: jax.Array, *, kv_cache: tuple | None = None, cache_index=None,
-          key_mask: jax.Array | None = None):
+          key_mask: jax.Array | None = None, attention: str = "xla"):
     """One pre-LN transformer block on [B, T, d]; ``p`` is one layer's slice of ``params['blocks']``.
 
-    Without a cache: causal self-attention over the T positions, returns x.
+    Without a cache: causal self-attention over the T positions with the ``attention`` kernel (ATTENTION_KERNELS),
+    returns x.
     With ``kv_cache=(k, v)`` of shape [B, S, H, D]: the new keys/values are written at ``cache_index`` (a scalar,
     the same slot for every row) and the T queries attend to cache slots ``<= cache_index + t`` that ``key_mask``
     ([B, S] bool, False for padding) allows; returns (x, (k, v)).
@@ -177,7 +297,7 @@ def block(cfg: GPTConfig, p: Params, x: jax.Array, *, kv_cache: tuple | None = N
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, T, H, D]
     scale = attention_scale(cfg)
     if kv_cache is None:
-        a = jax.nn.dot_product_attention(q, k, v, scale=scale, is_causal=True)
+        a = causal_attention(q, k, v, scale, attention)
         new_cache = None
     else:
         ck, cv = kv_cache
@@ -194,7 +314,7 @@ def block(cfg: GPTConfig, p: Params, x: jax.Array, *, kv_cache: tuple | None = N
     x = x + a + p["attn"]["c_proj"]["bias"].astype(dtype)
     h = layer_norm(x, p["ln_2"], cfg.layer_norm_eps)
     h = h @ p["mlp"]["c_fc"]["kernel"].astype(dtype) + p["mlp"]["c_fc"]["bias"].astype(dtype)
-    h = jax.nn.gelu(h, approximate=False)
+    h = gelu(h)
     h = h @ p["mlp"]["c_proj"]["kernel"].astype(dtype) + p["mlp"]["c_proj"]["bias"].astype(dtype)
     x = x + h
     return x if kv_cache is None else (x, new_cache)
@@ -202,44 +322,126 @@ def block(cfg: GPTConfig, p: Params, x: jax.Array, *, kv_cache: tuple | None = N
 
 def head(cfg: GPTConfig, params: Params, x: jax.Array) -> jax.Array:
     """Final LayerNorm and the tied unembedding -> float32 logits [B, T, V] (x 1/m_w under muP)."""
-    h = layer_norm(x, params["ln_f"], cfg.layer_norm_eps)
-    logits = jnp.einsum("btd,vd->btv", h, params["wte"].astype(h.dtype), preferred_element_type=jnp.float32)
+    return unembed(cfg, params, layer_norm(x, params["ln_f"], cfg.layer_norm_eps))
+
+
+def unembed(cfg: GPTConfig, params: Params, h: jax.Array) -> jax.Array:
+    """Normalised hidden states [..., d] -> float32 logits [..., V] through the tied embedding (x 1/m_w under muP)."""
+    logits = jnp.einsum("...d,vd->...v", h, params["wte"].astype(h.dtype), preferred_element_type=jnp.float32)
     if cfg.mup:
         logits = logits / cfg.width_multiplier
     return logits
 
 
-def run_blocks(cfg: GPTConfig, blocks: Params, x: jax.Array, remat: bool = False) -> jax.Array:
-    """Apply a stack of blocks (leading axis = layers) in order with ``lax.scan``: one compiled block body."""
-    body = (lambda h, p: (block(cfg, p, h), None))
-    if remat:
-        body = jax.checkpoint(body)
+# Remat (rematerialisation, activation checkpointing) policies for the blocks' backward pass, cheapest first in
+# compute and dearest in memory (MaxText's remat_policy, in JAX's checkpoint-policy terms):
+#   "none"  keep every activation the backward pass needs;
+#   "dots"  keep the outputs of the weight matmuls (QKV, attention output projection, both MLP matmuls), recompute
+#           the rest (LayerNorms, GELU, attention) -- jax.checkpoint_policies.dots_with_no_batch_dims_saveable;
+#   "full"  keep only each block's input and recompute the whole block (one more forward pass, ~1/3 more FLOPs).
+REMAT_POLICIES = ("none", "dots", "full")
+
+
+def remat_policy(remat) -> str:
+    """A REMAT_POLICIES name from a policy name or a bool (True = "full", False = "none"). Raises ValueError."""
+    if remat is True or remat is False:
+        return "full" if remat else "none"
+    if remat not in REMAT_POLICIES:
+        raise ValueError(f"unknown remat policy {remat!r}; use one of {', '.join(REMAT_POLICIES)} (or true/false)")
+    return remat
+
+
+def rematerialised(fn, remat):
+    """``fn`` wrapped for the remat policy (a REMAT_POLICIES name or a bool; see remat_policy)."""
+    policy = remat_policy(remat)
+    if policy == "none":
+        return fn
+    if policy == "dots":
+        return jax.checkpoint(fn, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
+    return jax.checkpoint(fn)
+
+
+def run_blocks(cfg: GPTConfig, blocks: Params, x: jax.Array, remat="none", attention: str = "xla") -> jax.Array:
+    """Apply a stack of blocks (leading axis = layers) in order with ``lax.scan``: one compiled block body, wrapped
+    for the ``remat`` policy (REMAT_POLICIES, or a bool), attention with the ``attention`` kernel."""
+    body = rematerialised(lambda h, p: (block(cfg, p, h, attention=attention), None), remat)
     x, _ = jax.lax.scan(body, x, blocks)
     return x
 
 
-def forward(cfg: GPTConfig, params: Params, tokens: jax.Array, dtype=jnp.float32, remat: bool = False) -> jax.Array:
+def forward(cfg: GPTConfig, params: Params, tokens: jax.Array, dtype=jnp.float32, remat="none",
+            attention: str = "xla") -> jax.Array:
     """Logits [B, T, V] (float32) for tokens [B, T]: the whole model on one device group."""
     x = embed(cfg, params, tokens, dtype=dtype)
-    x = run_blocks(cfg, params["blocks"], x, remat=remat)
+    x = run_blocks(cfg, params["blocks"], x, remat=remat, attention=attention)
     return head(cfg, params, x)
+
+
+def nll(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """Next-token negative log-likelihood in nats per position: logits [..., V], targets [...] -> float32 [...]."""
+    logits = logits.astype(jnp.float32)
+    return jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
 
 
 def cross_entropy(logits: jax.Array, targets: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """Mean next-token cross-entropy in nats over the positions where ``mask`` is true (all if None)."""
-    logits = logits.astype(jnp.float32)
-    logz = jax.nn.logsumexp(logits, axis=-1)
-    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-    nll = logz - picked
+    per_position = nll(logits, targets)
     if mask is None:
-        return nll.mean()
+        return per_position.mean()
     mask = mask.astype(jnp.float32)
-    return (nll * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+    return (per_position * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+
+
+# Tokens (over the whole batch) whose float32 logits one chunk of the loss holds: 4096 x 50257 x 4 bytes = 0.8 GB per
+# logits-sized buffer, where the whole 1.3B batch of 8 x 2048 would hold 3.3 GB in each of the logits, their
+# exponentials and their gradient. 4096 rows still keep the [4096, d] x [d, 50257] unembedding matmul large enough
+# to fill a GPU. Batches of at most this many tokens (every CPU demo and benchmark shape) run in one piece.
+LOSS_CHUNK_TOKENS = 4096
+
+
+def head_nll_sum(cfg: GPTConfig, params: Params, x: jax.Array, targets: jax.Array, mask: jax.Array | None = None,
+                 *, chunk_tokens: int = LOSS_CHUNK_TOKENS) -> jax.Array:
+    """Summed next-token loss (nats, float32 scalar) of final hidden states x [B, T, d] against targets [B, T] over
+    the positions ``mask`` [B, T] keeps (all if None): final LayerNorm, tied unembedding and cross-entropy.
+
+    Above ``chunk_tokens`` tokens the positions are cut into n = ceil(B T / chunk_tokens) chunks along T (rows stay
+    whole, so a batch sharded by rows stays sharded) and a ``lax.scan`` computes one chunk's logits at a time under
+    ``jax.checkpoint``: the backward pass recomputes each chunk's logits, so float32 logits and their gradient are
+    never whole in memory. Equal to the unchunked ``nll(head(...))`` sum to float32 rounding (tests/test_model.py).
+    """
+    B, T, _ = x.shape
+    h = layer_norm(x, params["ln_f"], cfg.layer_norm_eps)
+    n = -(-B * T // max(1, chunk_tokens))
+    if n <= 1:
+        per_position = nll(unembed(cfg, params, h), targets)
+        return per_position.sum() if mask is None else (per_position * mask.astype(jnp.float32)).sum()
+    chunk = -(-T // n)
+    pad = n * chunk - T  # padded positions are masked out
+    keep = jnp.ones((B, T), jnp.float32) if mask is None else mask.astype(jnp.float32)
+    if pad:
+        h = jnp.pad(h, ((0, 0), (0, pad), (0, 0)))
+        targets, keep = (jnp.pad(a, ((0, 0), (0, pad))) for a in (targets, keep))
+    # [B, n * chunk, ...] -> [n, B, chunk, ...]
+    pieces = [a.reshape(B, n, chunk, *a.shape[2:]).swapaxes(0, 1) for a in (h, targets, keep)]
+
+    @jax.checkpoint
+    def chunk_sum(wte, h_c, t_c, k_c):
+        return (nll(unembed(cfg, {"wte": wte}, h_c), t_c) * k_c).sum()
+
+    def body(total, piece):
+        return total + chunk_sum(params["wte"], *piece), None
+
+    total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), tuple(pieces))
+    return total
 
 
 def loss_fn(cfg: GPTConfig, params: Params, tokens: jax.Array, targets: jax.Array, mask: jax.Array | None = None,
-            dtype=jnp.float32, remat: bool = False) -> jax.Array:
-    return cross_entropy(forward(cfg, params, tokens, dtype=dtype, remat=remat), targets, mask)
+            dtype=jnp.float32, remat="none", attention: str = "xla") -> jax.Array:
+    """Mean next-token cross-entropy (nats) of the model on tokens [B, T] against targets [B, T] (see forward)."""
+    x = embed(cfg, params, tokens, dtype=dtype)
+    x = run_blocks(cfg, params["blocks"], x, remat=remat, attention=attention)
+    n = jnp.asarray(float(tokens.size), jnp.float32) if mask is None else jnp.maximum(mask.astype(jnp.float32).sum(), 1.0)
+    return head_nll_sum(cfg, params, x, targets, mask) / n
 
 
 def init_kv_cache(cfg: GPTConfig, batch: int, length: int, dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:

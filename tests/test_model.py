@@ -89,3 +89,75 @@ def test_bf16_compute_close_to_f32():
     a = gpt.loss_fn(CFG, params, tokens[:, :-1], tokens[:, 1:])
     b = gpt.loss_fn(CFG, params, tokens[:, :-1], tokens[:, 1:], dtype=jnp.bfloat16)
     assert abs(float(a) - float(b)) < 0.05 and abs(float(a) - np.log(CFG.vocab_size)) < 1.0
+
+
+def _rel(a, b) -> float:
+    """Largest elementwise error relative to the largest magnitude of b, over two equal trees."""
+    return max(float(jnp.abs(x - y).max() / (jnp.abs(y).max() + 1e-30))
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def _small():
+    cfg = CFG.replace(d_model=32, n_heads=4, d_head=8, d_ffn=64, vocab_size=97)
+    return cfg, gpt.init_params(cfg, jax.random.key(0))
+
+
+def test_xla_attention_kernel_equals_library_attention_and_its_autodiff():
+    """The hand-written backward (probabilities recomputed from the log-sum-exp) equals autodiff of
+    jax.nn.dot_product_attention to float32 rounding."""
+    q, k, v = (jax.random.normal(jax.random.key(i), (2, 24, 4, 8)) for i in range(3))
+    ours = lambda q, k, v: jnp.sum(jnp.sin(gpt.causal_attention(q, k, v, 0.3)))  # noqa: E731
+    lib = lambda q, k, v: jnp.sum(jnp.sin(jax.nn.dot_product_attention(q, k, v, scale=0.3, is_causal=True)))  # noqa: E731
+    np.testing.assert_allclose(gpt.causal_attention(q, k, v, 0.3),
+                               jax.nn.dot_product_attention(q, k, v, scale=0.3, is_causal=True), atol=1e-6)
+    assert _rel(jax.grad(ours, (0, 1, 2))(q, k, v), jax.grad(lib, (0, 1, 2))(q, k, v)) < 1e-5
+    with pytest.raises(ValueError, match="unknown attention kernel 'flash'"):
+        gpt.causal_attention(q, k, v, 0.3, "flash")
+
+
+def test_layer_norm_and_gelu_backward_equal_autodiff():
+    x = 3 * jax.random.normal(jax.random.key(0), (4, 8, 32))
+    p = {"scale": jax.random.normal(jax.random.key(1), (32,)), "bias": jax.random.normal(jax.random.key(2), (32,))}
+
+    def plain_ln(x, p):
+        m = x.mean(-1, keepdims=True)
+        return (x - m) * jax.lax.rsqrt(jnp.square(x - m).mean(-1, keepdims=True) + 1e-5) * p["scale"] + p["bias"]
+
+    w = jax.random.normal(jax.random.key(3), x.shape)
+    ln = lambda f: jax.grad(lambda x, p: jnp.sum(w * f(x, p)), (0, 1))(x, p)  # noqa: E731
+    assert _rel(ln(lambda x, p: gpt.layer_norm(x, p, 1e-5)), ln(plain_ln)) < 1e-5
+    act = lambda f: jax.grad(lambda x: jnp.sum(w * f(x)))(x)  # noqa: E731
+    assert _rel(act(gpt.gelu), act(lambda x: jax.nn.gelu(x, approximate=False))) < 1e-5
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_chunked_loss_equals_whole_logits(masked):
+    """The loss computed chunk by chunk (with padding: 21 positions into chunks of 3 rows x 4) equals the loss of the
+    whole logits, value and gradients, to 1e-5 relative."""
+    cfg, params = _small()
+    x = jax.random.normal(jax.random.key(1), (3, 21, cfg.d_model))
+    targets = jax.random.randint(jax.random.key(2), (3, 21), 0, cfg.vocab_size)
+    mask = jax.random.bernoulli(jax.random.key(3), 0.7, (3, 21)) if masked else None
+
+    def whole(p, x):
+        per = gpt.nll(gpt.head(cfg, p, x), targets)
+        return per.sum() if mask is None else (per * mask).sum()
+
+    chunked = lambda p, x: gpt.head_nll_sum(cfg, p, x, targets, mask, chunk_tokens=10)  # noqa: E731
+    (a, ga), (b, gb) = (jax.value_and_grad(f, (0, 1))(params, x) for f in (chunked, whole))
+    assert abs(float(a) - float(b)) <= 1e-5 * abs(float(b))
+    assert _rel(ga, gb) < 1e-5
+    # the chunked program never holds the whole [B, T, V] logits
+    hlo = jax.jit(jax.grad(chunked)).lower(params, x).as_text()
+    assert f"3x21x{cfg.vocab_size}x" not in hlo and f"3,21,{cfg.vocab_size}]" not in hlo
+
+
+def test_remat_policies_give_the_same_gradients():
+    cfg, params = _small()
+    tokens = jax.random.randint(jax.random.key(4), (2, 17), 0, cfg.vocab_size)
+    grads = {r: jax.grad(lambda p: gpt.loss_fn(cfg, p, tokens[:, :-1], tokens[:, 1:], remat=r))(params)
+             for r in (*gpt.REMAT_POLICIES, True)}
+    for r in ("dots", "full", True):
+        assert _rel(grads[r], grads["none"]) < 1e-5, r
+    with pytest.raises(ValueError, match="unknown remat policy"):
+        gpt.remat_policy("sometimes")
