@@ -57,12 +57,27 @@ class MeshConfig(_Section):
 
 class ExecutionConfig(_Section):
     """How the layers run on the mesh: ``data`` parallel, ``pipelined`` over the stage axis, weight-``streaming``,
-    or ``auto`` (the planner's pick). ``microbatches`` unset lets the plan choose."""
+    or ``auto`` (the planner's pick). ``microbatches`` unset lets the plan choose. ``remat`` is the policy for
+    recomputing activations in the backward pass: ``auto`` (default) takes the cheapest of ``none`` < ``dots`` (keep
+    the weight matmuls' outputs, recompute the rest) < ``full`` (recompute whole blocks) whose predicted memory fits a
+    device, and the plan records which and why; ``true``/``false`` are kept as aliases of ``full``/``none``.
+    ``attention``: ``auto`` (default) runs cuDNN's fused flash kernel on NVIDIA GPUs with bfloat16/float16 compute and
+    the XLA kernel elsewhere; ``xla``/``cudnn`` force one."""
 
     mode: Literal["auto", "data", "pipelined", "streaming"] = "auto"
     microbatches: int | None = None
-    remat: bool = True
+    remat: Literal["auto", "none", "dots", "full"] = "auto"
+    attention: Literal["auto", "xla", "cudnn"] = "auto"
     fsdp: bool = False
+
+    @pydantic.field_validator("remat", mode="before")
+    @classmethod
+    def _remat_aliases(cls, value):
+        if value is None or value is True or value is False:
+            return {None: "auto", True: "full", False: "none"}[value]
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "on", "off", "yes", "no"):
+            return "full" if value.strip().lower() in ("true", "on", "yes") else "none"
+        return value
 
 
 class TrainConfig(_Section):

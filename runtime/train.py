@@ -220,11 +220,19 @@ class Trainer:
         tokens_per_step, flops_per_token = t.batch_size * t.seq_len, self.gpt.flops_per_token_6n()
         losses, times, val = [], [], (None, None)
         bar = _Progress(self._console(), start, t.steps)
+
+        def prefetch():
+            """The next batch, placed on the devices, and the loader position after it (what a checkpoint saves)."""
+            batch = [None if a is None else ex.put_local_batch(a) for a in _split(next(train_loader))]
+            return batch, train_loader.state()
+
         try:
+            pending = prefetch() if start < t.steps else None
             for step in range(start + 1, t.steps + 1):
-                batch = [None if a is None else ex.put_local_batch(a) for a in _split(next(train_loader))]
-                t0 = time.perf_counter()
-                state, metrics = step_fn(state, *batch)
+                (batch, data_position), t0 = pending, time.perf_counter()
+                state, metrics = step_fn(state, *batch)  # dispatched asynchronously
+                # read and transfer the next batch while the devices run this step
+                pending = prefetch() if step < t.steps else None
                 loss = float(metrics["loss"])  # waits for the step
                 dt = time.perf_counter() - t0
                 if not math.isfinite(loss):
@@ -242,7 +250,7 @@ class Trainer:
                     self.on_step(record)
                 bar.update(step, loss, record["tokens_per_s"], record["mfu"])
                 if step % t.checkpoint_every == 0 or step == t.steps:
-                    self._save(ckpt, ex, state, step, train_loader, run_key)
+                    self._save(ckpt, ex, state, step, data_position, run_key)
                 if eval_fn is not None and (step % t.eval_every == 0 or step == t.steps):
                     val = self._evaluate(eval_fn, state, val_loader, ex)
                     log.write({"kind": "eval", "step": step, "val_loss": val[0], "val_perplexity": val[1],
@@ -261,11 +269,12 @@ class Trainer:
             "val_loss": val[0], "val_perplexity": val[1],
         }
 
-    def _save(self, ckpt, ex, state, step, train_loader, run_key) -> None:
-        """Start an asynchronous checkpoint of everything the next step depends on (canonical layout)."""
+    def _save(self, ckpt, ex, state, step, data_position: dict, run_key) -> None:
+        """Start an asynchronous checkpoint of everything the next step depends on (canonical layout);
+        ``data_position`` is the train loader's state() after this step's batch."""
         canonical = ex.export_state(state)
         ckpt.save(step, self.gpt, canonical["params"], canonical["opt_state"], {
-            "step": step, "data": train_loader.state(), "rng": _key_data(run_key),
+            "step": step, "data": data_position, "rng": _key_data(run_key),
             "config": self.run_config.model_dump(), "tokens": step * self.run_config.train.batch_size
             * self.run_config.train.seq_len,
         })
@@ -407,7 +416,7 @@ class _Components:
 
         x, t = run.execution, run.train
         self.executor = build_executor(x.mode, gpt, mesh, microbatches=x.microbatches, dtype=jax.numpy.dtype(t.dtype),
-                                       remat=x.remat, fsdp=x.fsdp, batch_size=t.batch_size // t.accum_steps,
+                                       remat=x.remat, attention=x.attention, fsdp=x.fsdp, batch_size=t.batch_size // t.accum_steps,
                                        seq_len=t.seq_len)
         self.optimizer = build_optimizer(gpt, total_steps=t.steps, lr=t.lr, warmup_steps=t.warmup_steps,
                                          decay=t.decay, end_fraction=t.min_lr_ratio, weight_decay=t.weight_decay,

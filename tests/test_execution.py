@@ -88,11 +88,13 @@ def assert_tree_close(got, want, tol=TOL):
 # id, mode, mesh axes, layers, build_executor options, accumulation steps
 CASES = [
     ("data-1", "data", {"data": 1}, 8, {}, 1),
-    ("data2x-model4-fsdp", "data", {"data": 2, "model": 4}, 8, {"fsdp": True}, 2),
+    # remat forced where the plan would leave it off (these shapes fit easily), so every policy stays covered
+    ("data2x-model4-fsdp", "data", {"data": 2, "model": 4}, 8, {"fsdp": True, "remat": "full"}, 2),
+    ("data2x-dots", "data", {"data": 2}, 8, {"remat": "dots"}, 1),
     ("pipe-stage2", "pipelined", {"stage": 2}, 8, {}, 1),
     ("pipe-stage4", "pipelined", {"stage": 4}, 8, {}, 1),
     ("pipe-stage8", "pipelined", {"stage": 8}, 8, {}, 1),
-    ("pipe-data2x-stage4", "pipelined", {"data": 2, "stage": 4}, 8, {}, 2),
+    ("pipe-data2x-stage4", "pipelined", {"data": 2, "stage": 4}, 8, {"remat": True}, 2),  # the old spelling of full
     # 8 layers over 3 stages: 3 + 3 + 2, one padded slot; tensor parallelism inside the stages; 6 of the 8 devices
     ("pipe-uneven-stage3-model2", "pipelined", {"stage": 3, "model": 2}, 8, {"microbatches": 4}, 1),
     ("stream-1", "streaming", {"data": 1}, 8, {}, 1),
@@ -132,6 +134,9 @@ def test_mode_equals_single_device(case):
 
     params = ex.place(ref["params"])
     loss, grads = ex.loss_and_grads(params, tok, tgt)
+    # remat is decided when the first batch is traced: none for these small shapes unless forced; streaming needs full
+    forced = {True: "full", False: "none"}.get(options.get("remat"), options.get("remat"))
+    assert ex.plan["remat"] == ("full" if mode == "streaming" else forced or "none")
     assert abs(float(loss) - ref["loss"]) <= TOL * abs(ref["loss"])
     assert_tree_close(ex.canonical(grads), ref["grads"])
     check_placement(ex, params, grads)

@@ -13,6 +13,20 @@ def test_overrides_parse_types_and_nest():
                     "execution": {"remat": False, "microbatches": None}, "model": "tiny", "data": "builtin"}
 
 
+def test_remat_unset_or_auto_leaves_it_to_the_plan():
+    assert load_config(None, []).execution.remat == "auto"
+    assert load_config(None, ["execution.remat=auto"]).execution.remat == "auto"
+    assert load_config(None, ["execution.remat=dots"]).execution.remat == "dots"
+    # the old boolean spellings stay valid
+    assert load_config(None, ["execution.remat=true"]).execution.remat == "full"
+    assert load_config(None, ["execution.remat=false"]).execution.remat == "none"
+    with pytest.raises(UserError, match="execution.remat"):
+        load_config(None, ["execution.remat=sometimes"])
+    assert load_config(None, []).execution.attention == "auto"
+    with pytest.raises(UserError, match="execution.attention"):
+        load_config(None, ["execution.attention=flash"])
+
+
 def test_yaml_file_then_overrides_win(tmp_path):
     (tmp_path / "m.yaml").write_text("n_layers: 2\nd_model: 32\nn_heads: 2\nd_head: 16\nd_ffn: 64\nmax_seq_len: 64\n")
     (tmp_path / "run.yaml").write_text("model: m.yaml\nmesh:\n  devices: 4\n  axes: {stage: 2}\ntrain:\n  steps: 7\n  lr: 0.01\n")

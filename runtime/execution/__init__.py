@@ -1,19 +1,25 @@
 """Executing the GPT on a sharded JAX mesh in the wafer's execution modes — with results equal to one device's.
 
     from runtime.execution import build_executor
-    ex = build_executor(mode, cfg, mesh, microbatches=None, dtype=jnp.float32, remat=True, fsdp=False,
-                        batch_size=None, seq_len=None, compiler_options=None)
+    ex = build_executor(mode, cfg, mesh, microbatches=None, dtype=jnp.float32, remat="auto", attention="auto",
+                        fsdp=False, batch_size=None, seq_len=None, compiler_options=None)
 
 ``mode``: ``data`` | ``pipelined`` | ``streaming`` | ``auto`` (stage axis > 1 -> pipelined; training state too big for
 a device -> streaming; else data). ``mesh`` comes from runtime.mesh.build_mesh / make_mesh (axes data, stage, model).
-``batch_size`` (optional, per accumulation step) lets the plan fix the pipeline's microbatch count up front; otherwise
-it is fixed from the first batch seen (and written into ``ex.plan``). ``seq_len`` refines the stage-balancing costs.
+``batch_size`` (optional, per accumulation step) lets the plan fix the pipeline's microbatch count and the remat
+decision up front; otherwise they are fixed from the first batch seen (and written into ``ex.plan``). ``seq_len``
+refines the stage-balancing costs and the activation estimate. ``remat``: "auto" (default) takes the cheapest remat
+policy (none < dots < full, model.gpt.REMAT_POLICIES) whose predicted memory fits a device (``plan["remat"]``,
+``plan["remat_reason"]``); a policy name forces it (True/False/None mean full/none/auto). ``attention``: "auto"
+(default) runs cuDNN's flash kernel on NVIDIA GPUs in bfloat16/float16, else the XLA kernel (``plan["attention"]``,
+``plan["attention_reason"]``); "xla"/"cudnn" force one.
 ``compiler_options``: XLA options for every jit the executor makes.
 
 Attributes
     ex.mode             the resolved mode
     ex.plan             JSON-able dict: mode and why, mesh, stage split [[first, last], ...], layers per stage,
-                        microbatches, predicted bubble fraction, memory kinds, byte counts
+                        microbatches, predicted bubble fraction, remat policy and why, attention kernel and why,
+                        memory kinds, byte counts
     ex.param_shardings  tree like the params of jax.sharding.NamedSharding (streaming: memory_kind pinned_host)
     ex.batch_sharding   sharding of [B, T] int32 tokens/targets and bool masks (rows over data, and over stage
                         outside the pipelined mode)
@@ -54,20 +60,23 @@ __all__ = ["FAST_COMPILE", "MODES", "Executor", "TrainStep", "build_executor"]
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
-def build_executor(mode: str, cfg, mesh, *, microbatches: int | None = None, dtype=jnp.float32, remat: bool = True,
-                   fsdp: bool = False, batch_size: int | None = None, seq_len: int | None = None,
-                   compiler_options: dict | None = None) -> Executor:
-    """An executor for ``cfg`` on ``mesh`` in ``mode`` (see the module docstring). ``compiler_options`` go to every
-    jax.jit the executor makes (XLA debug options, e.g. the fast-compile settings the CPU tests use)."""
+def build_executor(mode: str, cfg, mesh, *, microbatches: int | None = None, dtype=jnp.float32,
+                   remat="auto", attention: str = "auto", fsdp: bool = False, batch_size: int | None = None,
+                   seq_len: int | None = None, compiler_options: dict | None = None) -> Executor:
+    """An executor for ``cfg`` on ``mesh`` in ``mode`` (see the module docstring). ``remat`` "auto" lets the plan
+    decide (see plan.resolve_remat); ``attention`` "auto" too (plan.resolve_attention). ``compiler_options`` go to
+    every jax.jit the executor makes (XLA debug options, e.g. the fast-compile settings the CPU tests use).
+    Raises UserError for a mode, remat policy or attention kernel that cannot run here."""
     from runtime.execution.data import DataParallelExecutor
     from runtime.execution.pipelined import PipelinedExecutor
     from runtime.execution.streaming import StreamingExecutor
 
     shape = mesh_shape(mesh)
-    plan = make_plan(mode, cfg, shape, microbatches=microbatches, seq_len=seq_len,
-                     device_bytes=device_memory_bytes(mesh), fsdp=fsdp, remat=remat, dtype=jnp.dtype(dtype).name)
+    plan = make_plan(mode, cfg, shape, microbatches=microbatches, seq_len=seq_len, batch_size=batch_size,
+                     device_bytes=device_memory_bytes(mesh), fsdp=fsdp, remat=remat, dtype=jnp.dtype(dtype).name,
+                     attention=attention, platform=mesh.devices.flat[0].platform)
     cls = {"data": DataParallelExecutor, "pipelined": PipelinedExecutor, "streaming": StreamingExecutor}[plan["mode"]]
-    ex = cls(cfg, mesh, plan, dtype=dtype, remat=remat, fsdp=fsdp, compiler_options=compiler_options)
+    ex = cls(cfg, mesh, plan, dtype=dtype, fsdp=fsdp, compiler_options=compiler_options)
     if batch_size is not None and plan["mode"] == "pipelined":
         ex.microbatches(batch_size)
     return ex

@@ -31,15 +31,6 @@ Params = dict[str, Any]
 REST = ("wte", "wpe", "ln_f")  # the parameters outside the layer stack
 
 
-def nll_sum(logits: jax.Array, targets: jax.Array, mask: jax.Array | None) -> jax.Array:
-    """Summed next-token cross-entropy (nats) over the positions ``mask`` keeps (gpt.cross_entropy without the mean)."""
-    logits = logits.astype(jnp.float32)
-    nll = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-    if mask is None:
-        return nll.sum()
-    return (nll * mask.astype(jnp.float32)).sum()
-
-
 def count_positions(tokens: jax.Array, mask: jax.Array | None) -> jax.Array:
     if mask is None:
         return jnp.asarray(float(tokens.size), jnp.float32)
@@ -94,10 +85,10 @@ class Executor:
 
     mode = "base"
 
-    def __init__(self, cfg: GPTConfig, mesh, plan: dict, *, dtype=jnp.float32, remat: bool = True,
-                 fsdp: bool = False, compiler_options: dict | None = None):
+    def __init__(self, cfg: GPTConfig, mesh, plan: dict, *, dtype=jnp.float32, fsdp: bool = False,
+                 compiler_options: dict | None = None):
         self.cfg, self.mesh, self.plan = cfg, mesh, plan
-        self.dtype, self.remat, self.fsdp = dtype, remat, fsdp
+        self.dtype, self.fsdp = dtype, fsdp
         self.compiler_options = compiler_options
         self.shape = mesh_shape(mesh)
         self.rules = shd.rules_for(self.mode, fsdp=fsdp)
@@ -108,6 +99,24 @@ class Executor:
         self.batch_sharding = NamedSharding(mesh, P(self.batch_axes))
         self.replicated = shd.replicated(mesh)
         self._jits: dict[Any, Any] = {}
+
+    @property
+    def remat(self) -> str:
+        """The blocks' remat policy (model.gpt.REMAT_POLICIES; the plan's decision, see plan.resolve_remat). Still
+        undecided (no batch size seen yet) reads as "none": only a forward pass can run before one is seen."""
+        return self.plan["remat"] or "none"
+
+    @property
+    def attention(self) -> str:
+        """The attention kernel (model.gpt.ATTENTION_KERNELS) the plan chose."""
+        return self.plan["attention"]
+
+    def _settle_remat(self, batch_size: int, seq_len: int) -> None:
+        """Decide remat from the first batch's shape when the plan could not (batch size unknown when it was made)."""
+        if self.plan["remat"] is None:
+            from runtime.execution.plan import resolve_remat
+
+            resolve_remat(self.plan, self.cfg, batch_size=batch_size, seq_len=seq_len)
 
     # ----- hooks a mode may override ------------------------------------------------------------------------
     def _memory_kind(self) -> str | None:
@@ -132,7 +141,7 @@ class Executor:
         raise NotImplementedError
 
     def _head_loss(self, params: Params, x, targets, mask) -> jax.Array:
-        """Final LayerNorm, tied unembedding and summed loss, with the rows of ``x`` spread over every mesh axis that
+        """Final LayerNorm, tied unembedding and summed loss (in chunks of tokens, gpt.head_nll_sum), with the rows of ``x`` spread over every mesh axis that
         would otherwise compute the same logits twice: ``stage`` (the pipeline's output is needed once), and
         ``model`` when the vocabulary is not sharded over it (GPT-2's 50257 is prime to 2, 4, 8). The vocabulary
         matmul is the largest layer of the small presets, so redundant copies of it cost the most."""
@@ -141,7 +150,7 @@ class Executor:
                      if self.shape[a] > 1 and not (a == "model" and vocab_sharded))
         if axes and x.shape[0] % int(np.prod([self.shape[a] for a in axes])) == 0:
             x = jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, P(axes)))
-        return nll_sum(gpt.head(self.cfg, params, x), targets, mask)
+        return gpt.head_nll_sum(self.cfg, params, x, targets, mask)
 
     def _tmap(self, fn, *trees):
         """Elementwise map over parameter-shaped trees, executed where the parameters live."""
@@ -193,6 +202,7 @@ class Executor:
     def _accumulated(self, params, tokens, targets, mask, accum: int):
         """(loss, grads) of the whole batch, computed ``accum`` row-slices at a time (lax.scan)."""
         n_total = count_positions(tokens, mask)
+        self._settle_remat(tokens.shape[0] // accum, tokens.shape[1])
         if accum == 1:
             return self._value_and_grad(params, tokens, targets, mask, n_total)
         B = tokens.shape[0]

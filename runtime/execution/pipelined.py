@@ -12,8 +12,9 @@ tensor parallelism compose with the pipeline through ordinary shardings). A ``la
 tick t stage 0 takes microbatch t, every stage applies its layers, and ``lax.ppermute`` hands each stage's output
 to the next; the last stage's outputs of ticks S-1 .. M+S-2 are the M results. Ticks outside a stage's window work
 on zeros that never reach a result (the bubble, (S-1)/(M+S-1) of the time). The backward pass is autodiff through
-the scan and the ppermutes; each stage application is rematerialised (``jax.checkpoint``), so a stage keeps only its
-M + S - 1 input activations between the passes.
+the scan and the ppermutes; each stage application is wrapped in the plan's remat policy (with "full" a stage keeps
+only its M + S - 1 input activations between the passes; the plan recomputes only when keeping every tick's
+activations would not fit the stage's devices; see plan.resolve_remat).
 
 Embedding and head. ``wte``/``wpe``/``ln_f`` are replicated over ``stage`` (sharded by the model/fsdp rules like
 any weight) and the embedding lookup and the tied head + loss run outside the pipeline on the whole mesh, the head's
@@ -94,14 +95,14 @@ class PipelinedExecutor(Executor):
         """Apply this stage's slots to h; padded slots pass h through unchanged."""
         def body(h, layer):
             p, ok = layer
-            return jnp.where(ok, gpt.block(self.cfg, p, h), h), None
+            return jnp.where(ok, gpt.block(self.cfg, p, h, attention=self.attention), h), None
 
         return jax.lax.scan(body, h, (blocks, valid))[0]
 
     def _pipeline(self, blocks, xs):
         """GPipe over ``stage``: xs [M, mb, T, d] -> the last stage's outputs [M, mb, T, d]."""
         S, M, dtype = self.n_stages, xs.shape[0], xs.dtype
-        stage_fn = jax.checkpoint(self._stage) if self.remat else self._stage
+        stage_fn = gpt.rematerialised(self._stage, self.remat)
 
         def per_stage(blocks, valid, xs):
             s = jax.lax.axis_index("stage")

@@ -1,4 +1,5 @@
-"""The execution plan: which mode, how the layers split into pipeline stages, how many microbatches.
+"""The execution plan: which mode, how the layers split into pipeline stages, how many microbatches, and whether
+the backward pass recomputes each layer's activations (rematerialisation) instead of keeping them.
 
 A plan is a plain JSON-able dict (the run's JSON output carries it). The stage split is the wafer simulator's
 contiguous partition (wse.partition.partition_layers): the slowest stage's FLOPs minimised, each stage's training
@@ -21,6 +22,28 @@ MICROBATCHES_PER_STAGE = 4
 # parameter) split over the model axis would take more than this fraction of one device's memory.
 STREAMING_MEMORY_FRACTION = 0.8
 TRAIN_STATE_BYTES_PER_PARAM = 16
+
+# Rematerialisation ("remat", activation checkpointing) is a memory-for-compute trade, with the policies of
+# model.gpt.REMAT_POLICIES: none < dots < full in memory saved and in compute spent ("full" runs every block's forward
+# twice, ~1/3 more model FLOPs). ``auto`` (the default) takes the cheapest policy whose predicted peak -- training
+# state, the activations that policy keeps, one loss chunk's logits -- stays within this fraction of a device's
+# memory (the rest is XLA's workspace and allocator slack): MaxText's rule, recompute only when memory requires.
+REMAT_MEMORY_FRACTION = 0.8
+REMAT_CHOICES = ("auto", "none", "dots", "full")
+# Values a block keeps for its backward pass per token and layer under each policy, as (per d_model, per d_ffn):
+#   none: the LayerNorm and GELU inputs, QKV and its per-head layout, the attention output, the matmul inputs, and
+#         float32 softmax statistics (both attention kernels keep only the log-sum-exp, n_heads values per token);
+#   dots: the weight matmuls' outputs (QKV 3 d, attention projection d, MLP d_ffn and d) and the block input;
+#   full: the block input (plus, while its gradient is taken, one block's "none" activations).
+# Fitted to XLA's memory_analysis() of the compiled training step (temp bytes of each policy minus "full", CPU):
+# 1.3B at 8 x 2048 and 111M at 8 x 1024 (float32 and bfloat16) within 15 %, small at 16 x 512 within 20 % (under).
+# XLA:CPU keeps bfloat16 activations in float32 (it computes bfloat16 matmuls in float32 and saves the converted
+# values: the bfloat16 step's temp bytes were 1.1x the float32 step's), so on CPU every value counts 4 bytes.
+REMAT_VALUES = {"none": (10, 2), "dots": (5, 1), "full": (1, 0)}
+# Per logit of one loss chunk ([tokens, vocab], float32): the logits, their exponentials and their gradient.
+LOGIT_BYTES = 12
+# model.gpt.ATTENTION_KERNELS plus "auto" (spelled out: this module is imported where JAX must not be)
+ATTENTION_CHOICES = ("auto", "xla", "cudnn")
 
 
 def layer_flops(cfg: GPTConfig, seq_len: int | None = None) -> list[float]:
@@ -87,13 +110,144 @@ def resolve_mode(mode: str, cfg: GPTConfig, shape: dict[str, int], device_bytes:
     return "data", f"training state {state / 2**30:.2f} GiB per device fits in {device_bytes / 2**30:.1f} GiB"
 
 
+def activation_bytes(cfg: GPTConfig, tokens: float, layers: int, dtype: str, policy: str,
+                     platform: str = "cpu") -> float:
+    """Bytes of activations ``layers`` blocks keep for the backward pass over ``tokens`` tokens under remat
+    ``policy`` (see REMAT_VALUES), plus for "full" and "dots" the one block being recomputed at a time."""
+    import numpy as np
+
+    item = 4 if platform == "cpu" else np.dtype(dtype).itemsize
+
+    def per_token(p):
+        a, b = REMAT_VALUES[p]
+        return item * (a * cfg.d_model + b * cfg.d_ffn) + (4 * cfg.n_heads if p == "none" else 0)
+
+    kept = float(layers) * tokens * per_token(policy)
+    if policy != "none":  # the block under recomputation holds its own activations while its gradient is taken
+        kept += tokens * per_token("none")
+    return kept
+
+
+def device_tokens_and_layers(plan: dict, cfg: GPTConfig, batch_size: int) -> tuple[float, int]:
+    """(sequences one device runs through its blocks per accumulation step, how many blocks it holds). Rows are
+    split over ``data`` (and over ``stage`` outside the pipeline); a pipeline stage keeps the activations of all its
+    M + S - 1 ticks for the backward pass (GPipe: every microbatch, plus the bubble ticks' zeros), through its own
+    slots only."""
+    shape = plan["mesh"]
+    if plan["mode"] == "pipelined":
+        local, S = batch_size / shape["data"], shape["stage"]
+        M = plan.get("microbatches") or choose_microbatches(max(1, int(local)), S)
+        return local * (M + S - 1) / M, plan["slots_per_stage"]
+    return batch_size / (shape["data"] * shape["stage"]), cfg.n_layers
+
+
+def normalise_remat(remat) -> str:
+    """A REMAT_CHOICES name from a name, None (auto) or a bool (True = full, False = none); raises UserError."""
+    if remat is None:
+        return "auto"
+    if remat is True or remat is False:
+        return "full" if remat else "none"
+    if remat not in REMAT_CHOICES:
+        raise UserError(f"unknown execution.remat '{remat}'; use one of {', '.join(REMAT_CHOICES)} (or true = full, "
+                        "false = none)")
+    return remat
+
+
+def resolve_remat(plan: dict, cfg: GPTConfig, *, batch_size: int | None, seq_len: int | None) -> None:
+    """Fill ``plan["remat"]`` (a policy of model.gpt.REMAT_POLICIES, or None while the batch size is unknown) and
+    ``plan["remat_reason"]`` from ``plan["requested_remat"]`` (a policy: forced; "auto": the cheapest policy that fits,
+    see REMAT_MEMORY_FRACTION). ``plan["activation_bytes"]`` records the estimate of every policy."""
+    requested = plan["requested_remat"]
+    if plan["mode"] == "streaming":
+        plan["remat"], plan["remat_reason"] = "full", "weight streaming brings each layer in again for its backward pass"
+        return
+    if requested != "auto":
+        plan["remat"], plan["remat_reason"] = requested, "asked for"
+        return
+    if batch_size is None:
+        plan["remat"], plan["remat_reason"] = None, "decided when the batch size is known"
+        return
+    import numpy as np
+
+    T = seq_len or cfg.max_seq_len
+    rows, layers = device_tokens_and_layers(plan, cfg, batch_size)
+    tokens = rows * T
+    shape = plan["mesh"]
+    state = cfg.parameters * TRAIN_STATE_BYTES_PER_PARAM / shape["model"] / (shape["data"] if plan["fsdp"] else 1)
+    from model.gpt import LOSS_CHUNK_TOKENS
+
+    chunks = max(1, int(np.ceil(batch_size * T / LOSS_CHUNK_TOKENS)))
+    logits = LOGIT_BYTES * tokens / chunks * cfg.vocab_size / shape["model"]
+    budget = REMAT_MEMORY_FRACTION * plan["device_memory_bytes"]
+    acts = {p: activation_bytes(cfg, tokens, layers, plan["compute_dtype"], p, plan["platform"])
+            for p in ("none", "dots", "full")}
+    plan["activation_bytes"] = {p: int(v) for p, v in acts.items()}
+    need = {p: state + v + logits for p, v in acts.items()}
+    fits = [p for p in ("none", "dots", "full") if need[p] <= budget]
+    chosen = fits[0] if fits else "full"
+    gib = lambda b: f"{b / 2**30:.2f} GiB"  # noqa: E731
+    plan["remat"] = chosen
+    plan["remat_reason"] = (
+        f"predicted per device: none {gib(need['none'])}, dots {gib(need['dots'])}, full {gib(need['full'])}; "
+        f"budget {REMAT_MEMORY_FRACTION:.0%} of {plan['device_memory_bytes'] / 2**30:.1f} GiB = {gib(budget)}: "
+        + (f"'{chosen}' is the cheapest that fits" if fits else "none fits; 'full' keeps the least"))
+
+
+def resolve_attention(requested: str, cfg: GPTConfig, *, platform: str, dtype: str, seq_len: int | None
+                      ) -> tuple[str, str]:
+    """(kernel, reason) for the attention (model.gpt.ATTENTION_KERNELS): "auto" takes cuDNN's flash kernel on an
+    NVIDIA GPU with bfloat16/float16 compute when a trial lowering of its forward and backward at this shape works,
+    else the XLA kernel. Asking for "cudnn" where it cannot run raises UserError with the reason."""
+    if requested not in ATTENTION_CHOICES:
+        raise UserError(f"unknown execution.attention '{requested}'; use one of {', '.join(ATTENTION_CHOICES)}")
+    if requested == "xla":
+        return "xla", "asked for"
+    why_not = None
+    if platform != "gpu":
+        why_not = f"the cuDNN kernel needs an NVIDIA GPU (platform here: {platform})"
+    elif dtype not in ("bfloat16", "float16"):
+        why_not = f"the cuDNN kernel needs bfloat16 or float16 compute (train.dtype is {dtype})"
+    else:
+        why_not = cudnn_attention_problem(cfg, seq_len or cfg.max_seq_len, dtype)
+    if why_not is None:
+        return "cudnn", "asked for" if requested == "cudnn" else "NVIDIA GPU with " + dtype + " compute: fused flash kernel"
+    if requested == "cudnn":
+        raise UserError(f"execution.attention=cudnn cannot run here: {why_not}; use execution.attention=auto or xla")
+    return "xla", why_not
+
+
+def cudnn_attention_problem(cfg: GPTConfig, seq_len: int, dtype: str) -> str | None:
+    """None when JAX lowers cuDNN causal attention (forward and gradient) for one row of ``seq_len`` tokens with the
+    model's heads in ``dtype``, else the first line of why not (cuDNN version, head size, ...)."""
+    import jax
+    import jax.numpy as jnp
+
+    shape = jax.ShapeDtypeStruct((1, seq_len, cfg.n_heads, cfg.d_head), jnp.dtype(dtype))
+
+    def loss(q, k, v):
+        out = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="cudnn")
+        return out.astype(jnp.float32).sum()
+
+    try:
+        jax.jit(jax.grad(loss, argnums=(0, 1, 2))).lower(shape, shape, shape)
+    except Exception as err:  # noqa: BLE001 - any refusal means: use the XLA kernel
+        return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    return None
+
+
 def make_plan(mode: str, cfg: GPTConfig, shape: dict[str, int], *, microbatches: int | None, seq_len: int | None,
-              device_bytes: int, fsdp: bool, remat: bool, dtype: str) -> dict:
-    """The plan dict. ``microbatches`` None for a pipeline is resolved when the batch size is first seen."""
+              device_bytes: int, fsdp: bool, remat="auto", dtype: str, batch_size: int | None = None,
+              attention: str = "auto", platform: str = "cpu") -> dict:
+    """The plan dict. ``microbatches`` None for a pipeline is resolved when the batch size is first seen; so is
+    ``remat`` "auto" (decide by memory; see normalise_remat for the accepted values) when ``batch_size`` (sequences
+    per accumulation step) is not given. ``attention``: see resolve_attention; ``platform`` is the mesh's."""
     resolved, reason = resolve_mode(mode, cfg, shape, device_bytes)
+    remat = normalise_remat(remat)
+    kernel, kernel_reason = resolve_attention(attention, cfg, platform=platform, dtype=dtype, seq_len=seq_len)
     plan = {
         "mode": resolved, "requested_mode": mode, "reason": reason, "mesh": dict(shape),
-        "fsdp": fsdp, "remat": remat, "compute_dtype": dtype,
+        "fsdp": fsdp, "requested_remat": remat, "remat": None, "compute_dtype": dtype,
+        "attention": kernel, "attention_reason": kernel_reason, "platform": platform,
         "parameters": cfg.parameters,
         "train_state_bytes": cfg.parameters * TRAIN_STATE_BYTES_PER_PARAM,
         "device_memory_bytes": device_bytes,
@@ -115,6 +269,7 @@ def make_plan(mode: str, cfg: GPTConfig, shape: dict[str, int], *, microbatches:
     elif microbatches not in (None, 1):
         raise UserError(f"execution.microbatches={microbatches} applies to the pipelined mode only; "
                         "other modes split a batch by gradient accumulation (accum_steps)")
+    resolve_remat(plan, cfg, batch_size=batch_size, seq_len=seq_len)
     return plan
 
 

@@ -43,8 +43,7 @@ class StreamingExecutor(Executor):
     mode = "streaming"
 
     def __init__(self, cfg, mesh, plan, **kw):
-        kw["remat"] = True  # the backward pass must stream the weights in again (see module docstring)
-        super().__init__(cfg, mesh, plan, **kw)
+        super().__init__(cfg, mesh, plan, **kw)  # the plan forces remat: the backward pass streams each layer again
         host = self.memory_kind
         self.device_kind = "device" if host else None
         shapes = gpt.param_shapes(cfg)
@@ -52,7 +51,7 @@ class StreamingExecutor(Executor):
         rest = _nbytes({k: shapes[k] for k in REST})
         self.plan.update(
             host_memory_kind=host or "device (no host memory kind on this backend: weights stay in device memory)",
-            remat=True, layer_bytes=layer, embedding_bytes=rest, model_bytes=_nbytes(shapes),
+            layer_bytes=layer, embedding_bytes=rest, model_bytes=_nbytes(shapes),
             # fp32 weights one device holds at once: its shard of the embedding (whole step) and of one layer
             device_weight_bytes=self._device_weight_bytes(shapes),
         )
@@ -101,7 +100,7 @@ class StreamingExecutor(Executor):
 
         @jax.checkpoint
         def body(h, layer_on_host):
-            return gpt.block(self.cfg, self._dev_layer(layer_on_host), h), None
+            return gpt.block(self.cfg, self._dev_layer(layer_on_host), h, attention=self.attention), None
 
         x, _ = jax.lax.scan(body, x, params["blocks"])
         return self._head_loss(rest, x, targets, mask)
