@@ -33,23 +33,32 @@ def _json_default(obj):
 
 # ----- Markdown ---------------------------------------------------------------------------------------------------
 def training_table(result: dict) -> list[str]:
-    lines = ["| model | mode | mesh (data x stage x model) | batch x seq | step (s) | tokens/s | MFU 6N | MFU alg. | "
+    lines = ["| model | mode | mesh (data x stage x model) | batch x seq | remat, attention | step (s) | tokens/s | MFU 6N | MFU alg. | "
              "predicted/measured | compile (s) | device peak est. (MiB) | process RSS (MiB) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["runs"]:
         mesh = r["mesh"]
         shape = f"{mesh['data']}x{mesh['stage']}x{mesh['model']}"
         if r.get("error"):
-            lines.append(f"| {r['model']} | {r['mode']} | {shape} | {r['batch_size']}x{r['seq_len']} | "
+            lines.append(f"| {r['model']} | {r['mode']} | {shape} | {r['batch_size']}x{r['seq_len']} | - | "
                          f"failed: {r['error']} |  |  |  |  |  |  |  |")
             continue
         mem = r.get("memory") or {}
         lines.append(
-            f"| {r['model']} | {r['mode']} | {shape} | {r['batch_size']}x{r['seq_len']} | {_f(r['step_time_s'], '.3f')} | "
+            f"| {r['model']} | {r['mode']} | {shape} | {r['batch_size']}x{r['seq_len']} | {_remat(r)} | "
+            f"{_f(r['step_time_s'], '.3f')} | "
             f"{_f(r['tokens_per_s'], ',.0f')} | {_f(100 * r['mfu'], '.1f')}% | {_f(100 * r['mfu_algorithmic'], '.1f')}% | "
             f"{_f(r.get('predicted_over_measured'), '.2f')} | {_f(r['compile_s'], '.1f')} | "
             f"{_mib(mem.get('peak_estimate'))} | {_mib(mem.get('process_peak_rss'))} |")
     return lines
+
+
+def _remat(row: dict) -> str:
+    """The remat policy and attention kernel, the policy marked 'auto' when the plan chose it (not --remat)."""
+    if row.get("remat") is None:
+        return "-"
+    auto = " (auto)" if row.get("remat_requested") == "auto" else ""
+    return f"{row['remat']}{auto}, {row.get('attention', 'xla')}"
 
 
 def markdown(result: dict) -> str:
@@ -77,7 +86,9 @@ def markdown(result: dict) -> str:
         "Step time: median of the timed steps after warm-up and compile. MFU 6N: 6 x parameters x tokens/s; MFU alg.: "
         "the Cerebras-GPT algorithmic count (attention at the run's sequence length and the logit matmul). "
         "predicted/measured: the wse cost model over a device grid with the measured ceilings (benchmarks/predict.py). "
-        "Device peak est.: XLA memory_analysis argument + output + temp - alias, per device.",
+        "Device peak est.: XLA memory_analysis argument + output + temp - alias, per device. remat: the policy by "
+        "which the backward pass recomputed activations (none, dots, full; auto: the plan's choice by memory, with its "
+        "reason in bench.json), and the attention kernel (xla, or cuDNN's flash kernel).",
         "",
     ]
     over = [r for r in result["runs"] if r.get("vs_data")]
@@ -92,24 +103,25 @@ def markdown(result: dict) -> str:
         out.append("")
     base = result.get("baseline") or {}
     if base.get("rows"):
-        out += ["## PyTorch + transformers baseline (same shape, AdamW, same CPU, same run)", "",
-                "| model | batch x seq | torch tokens/s | ours (data mode) tokens/s | ours / torch |", "|---|---|---|---|---|"]
-        for b in base["rows"]:
-            if b.get("error"):
-                out.append(f"| {b['model']} | | failed: {b['error']} | | |")
-                continue
-            out.append(f"| {b['model']} | {b['batch_size']}x{b['seq_len']} | {_f(b['tokens_per_s'], ',.0f')} | "
-                       f"{_f(b.get('ours_data_tokens_per_s'), ',.0f')} | {_f(b.get('ratio'), '.2f')} |")
-        out += ["", f"Baseline: {base['rows'][0].get('framework', '')}, {base['rows'][0].get('threads', '')} threads, "
-                    f"attention kernel {base['rows'][0].get('attention', '')}.", ""]
+        out += baseline_table(result)
     gen = result.get("generation") or {}
     if gen.get("rows"):
-        out += [f"## Generation ({gen['model']}, greedy, KV cache)", "",
-                "| batch | prompt + new | ours tokens/s | transformers tokens/s | ours / transformers | our compile (s) |",
-                "|---|---|---|---|---|---|"]
+        out += [f"## Generation ({gen['model']}, {gen.get('dtype', 'float32')}, greedy, KV cache)", "",
+                "| batch | prompt + new | ours tokens/s | transformers tokens/s | ours / transformers | roofline tokens/s | "
+                "of roofline | our compile (s) |", "|---|---|---|---|---|---|---|---|"]
         for g in gen["rows"]:
             out.append(f"| {g['batch']} | {g['prompt_len']} + {g['new_tokens']} | {_f(g['tokens_per_s'])} | "
-                       f"{_f(g.get('baseline_tokens_per_s'))} | {_f(g.get('ratio'), '.2f')} | {_f(g['compile_s'], '.1f')} |")
+                       f"{_f(g.get('baseline_tokens_per_s'))} | {_f(g.get('ratio'), '.2f')} | "
+                       f"{_f(g.get('roofline_tokens_per_s'), ',.0f')} | {_f(_pct(g.get('roofline_fraction')), '.1f')}% | "
+                       f"{_f(g['compile_s'], '.1f')} |")
+        if gen.get("bandwidth_bytes_per_s"):
+            out.append("")
+            out.append(f"Roofline: batch x {_f(gen['bandwidth_bytes_per_s'] / 1e9)} GB/s (measured copy bandwidth) / "
+                       f"{_f(gen['weight_bytes'] / 1e6)} MB of {gen['dtype']} weights read once per decode step "
+                       "(KV cache and activations left out: an upper bound, tightest at batch 1). Timed from prompt "
+                       "to last token, prefill included.")
+        if gen.get("baseline_error"):
+            out.append(f"transformers baseline not run: {gen['baseline_error']}")
         out.append("")
     pl = result.get("planner") or {}
     if pl.get("plans"):
@@ -132,6 +144,38 @@ def markdown(result: dict) -> str:
 
         out += ["## The source document's claims (`wse claims`)", "", markdown_table({"claims": result["claims"]}), ""]
     return "\n".join(out)
+
+
+def _pct(x):
+    return None if x is None else 100 * x
+
+
+def baseline_table(result: dict) -> list[str]:
+    """The PyTorch baseline section: one line per model and variant (eager; on a GPU also torch.compile) with its
+    tokens/s, our data mode's over it, and both peak device memories."""
+    base = result["baseline"]
+    where = "same GPU, each variant in its own process" if base.get("subprocess") else "same CPU, same run"
+    out = [f"## PyTorch + transformers baseline (same shape, AdamW, {where})", "",
+           "| model | variant | batch x seq | torch tokens/s | ours (data mode) tokens/s | ours / torch | "
+           "torch peak device memory (MiB) | ours peak est. (MiB) | torch compile (s) |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for b in base["rows"]:
+        variant = b.get("variant", "eager")
+        if b.get("error"):
+            out.append(f"| {b['model']} | {variant} | | failed: {b['error']} | | | | | |")
+            continue
+        out.append(f"| {b['model']} | {variant} | {b['batch_size']}x{b['seq_len']} | {_f(b['tokens_per_s'], ',.0f')} | "
+                   f"{_f(b.get('ours_data_tokens_per_s'), ',.0f')} | {_f(b.get('ratio'), '.2f')} | "
+                   f"{_mib(b.get('peak_memory_bytes'))} | {_mib(b.get('ours_data_peak_memory_bytes'))} | "
+                   f"{_f(b.get('compile_s'), '.1f')} |")
+    first = next((b for b in base["rows"] if not b.get("error")), base["rows"][0])
+    setup = (f"{first.get('framework', '')}, {first.get('threads', '')} threads, "
+             f"attention kernel {first.get('attention', '')}")
+    if base.get("subprocess"):
+        setup += (f", on one GPU, autocast {first.get('autocast') or 'off'} over float32 master weights, "
+                  f"{first.get('optimizer', '')}; torch peak device memory is torch.cuda.max_memory_allocated, "
+                  "ours XLA's estimate")
+    return out + ["", f"Baseline: {setup}.", ""]
 
 
 def scaling_markdown(sc: dict) -> list[str]:
@@ -314,9 +358,12 @@ def render(result: dict, console) -> None:
     console.print(t)
     for b in (result.get("baseline") or {}).get("rows", []):
         if b.get("ratio") is not None:
-            console.print(f"torch baseline {b['model']}: {b['tokens_per_s']:,.0f} tokens/s; ours/torch {b['ratio']:.2f}")
+            console.print(f"torch baseline {b['model']} ({b.get('variant', 'eager')}): {b['tokens_per_s']:,.0f} "
+                          f"tokens/s; ours/torch {b['ratio']:.2f}")
     for g in (result.get("generation") or {}).get("rows", []):
         extra = f", transformers {g['baseline_tokens_per_s']:,.1f} ({g['ratio']:.2f}x)" if "ratio" in g else ""
+        if g.get("roofline_fraction") is not None:
+            extra += f", {g['roofline_fraction']:.0%} of roofline"
         console.print(f"generation batch {g['batch']}: {g['tokens_per_s']:,.1f} tokens/s{extra}")
     pl = result.get("planner") or {}
     if pl.get("plans"):

@@ -54,7 +54,7 @@ def simulated_scaling(sizes=SIZES, systems=SYSTEMS, counts=COUNTS, seq_len: int 
             "method": "wse.streaming.plan_streaming; strong: published global batch; weak: published batch per system"}
 
 
-def measured_scaling(model: str, counts, *, platform: str, dtype: str, remat: bool, batch_size: int, seq_len: int,
+def measured_scaling(model: str, counts, *, platform: str, dtype: str, remat: str, batch_size: int, seq_len: int,
                      steps: int, warmup: int, peak_flops: float, log=None) -> dict:
     """Data-mode tokens/s of ``model`` on each device count (the first n of the emulated devices). The device counts'
     runs are compiled first and then stepped round by round (one step each per round), so load that drifts over the

@@ -9,6 +9,11 @@ memory) is kept with its ``error`` so the report says what is missing instead of
 Devices. On CPU the default mesh has one emulated device per host core (``cpu_default_devices``), on an accelerator
 every device; each mode's axes come from ``training.mode_axes``.
 
+GPU baseline. On a GPU the PyTorch baseline (eager and torch.compile, baseline_torch.py) runs in child processes
+*before* JAX starts: JAX preallocates 75% of the device memory on its first use and keeps it until its process ends,
+so a baseline measured afterwards would get the remaining quarter (the 1.3B shape at batch 8 x 2048 needs about
+60 GB in eager PyTorch). Its rows are joined to our data-mode rows after those have run.
+
 Sizes. ``full`` is what the closing note quotes; ``quick`` is sized to finish in under 3 minutes on 2 CPU cores:
 batch 8 x 128 tokens, 2 timed steps, the ``tiny`` and ``small`` presets only (``111M`` is skipped: one of its
 training steps alone takes tens of seconds on 2 cores, and its compile another ten per mode), generation on ``small``
@@ -89,9 +94,14 @@ def _error(err: BaseException) -> str:
     return f"{type(err).__name__}: {first}"[:300]
 
 
-def training_rows(sizes: Sizes, modes, n_devices: int, platform: str, dtype: str, remat: bool, ceilings: dict,
-                  peak: float, log, *, baseline: bool = True, interleave: bool = True) -> tuple[list[dict], dict]:
+def training_rows(sizes: Sizes, modes, n_devices: int, platform: str, dtype: str, remat: str, ceilings: dict,
+                  peak: float, log, *, baseline: bool = True, interleave: bool = True,
+                  torch_gpu: dict | None = None, attention: str = "auto") -> tuple[list[dict], dict]:
     """(rows, baseline): every mode of every model, and the PyTorch baseline of each model.
+
+    On platform gpu the baseline is one row per variant (eager, compile) from child processes: ``torch_gpu``
+    ({model: rows}, measured by ``gpu_baseline_rows`` before JAX took the device) or, for a model it lacks, measured
+    here after that model's runs are freed; either way each row gets our data-mode tokens/s and the ratio.
 
     With ``interleave`` a model's runs (its modes and its baseline) are all compiled first and then stepped round
     by round, one step of each per round, so that load drifting over the minutes of a run hits them alike; without
@@ -103,7 +113,8 @@ def training_rows(sizes: Sizes, modes, n_devices: int, platform: str, dtype: str
     from runtime.execution.plan import device_memory_bytes
     from runtime.mesh import build_mesh
 
-    has_torch = baseline and torch_available()
+    gpu_torch = baseline and platform == "gpu"
+    has_torch = baseline and not gpu_torch and torch_available()  # in-process PyTorch: the CPU baseline
     rows, base_rows = [], []
     for model in sizes.models:
         cfg = get_config(model)
@@ -115,7 +126,7 @@ def training_rows(sizes: Sizes, modes, n_devices: int, platform: str, dtype: str
             if mode == "torch":
                 return TorchRun(cfg, batch_size=B, seq_len=T)
             mesh = build_mesh(platform, n_devices, mode_axes(mode, n_devices, cfg.n_layers))
-            run = TrainingRun(model, mode, mesh, batch_size=B, seq_len=T, dtype=dtype, remat=remat,
+            run = TrainingRun(model, mode, mesh, batch_size=B, seq_len=T, dtype=dtype, remat=remat, attention=attention,
                               total_steps=sizes.warmup + sizes.steps + 1)
             run.info["device_memory_bytes"] = device_memory_bytes(mesh)
             return run
@@ -186,25 +197,71 @@ def training_rows(sizes: Sizes, modes, n_devices: int, platform: str, dtype: str
                     "predicted_bubble": bubble,
                     "allowed_overhead": bubble + 0.2,
                 }
+        ours = data_step and B * T / data_step
+        data_row = next((r for r in rows[-len(modes):] if r["mode"] == "data" and r.get("step_time_s")), None)
+        ours_mem = ((data_row or {}).get("memory") or {}).get("peak_estimate")
         if has_torch:
             if "torch" in done:
                 b = done["torch"].row()
                 done["torch"].close()
-                ours = data_step and B * T / data_step
                 b["ours_data_tokens_per_s"] = ours or None
                 b["ratio"] = ours / b["tokens_per_s"] if ours else None
+                b["ours_data_peak_memory_bytes"] = ours_mem
                 log(f"  {model:>5} torch     {b['tokens_per_s']:,.0f} tok/s  ours (data) / torch "
                     f"{b['ratio'] if b['ratio'] is not None else float('nan'):.2f}")
             else:
                 b = {"model": model, "batch_size": B, "seq_len": T, "error": failed.get("torch", {}).get("error")}
             base_rows.append(b)
-    if has_torch:
+        if gpu_torch:
+            measured = (torch_gpu or {}).get(model) or gpu_baseline_rows(model, B, T, sizes, dtype, log)
+            for b in measured:
+                b = dict(b)
+                if b.get("tokens_per_s"):
+                    b["ours_data_tokens_per_s"] = ours or None
+                    b["ratio"] = ours / b["tokens_per_s"] if ours else None
+                    b["ours_data_peak_memory_bytes"] = ours_mem
+                    log(f"  {model:>5} torch {b['variant']:<7} {b['tokens_per_s']:,.0f} tok/s  ours (data) / torch "
+                        f"{b['ratio'] if b['ratio'] is not None else float('nan'):.2f}")
+                base_rows.append(b)
+    if gpu_torch:
+        ok = [b for b in base_rows if b.get("tokens_per_s")]
+        baseline_result = {"available": bool(ok), "interleaved": False, "subprocess": True, "rows": base_rows}
+        if not ok:
+            baseline_result["reason"] = next((b["error"] for b in base_rows if b.get("error")), "no baseline row")
+    elif has_torch:
         baseline_result = {"available": True, "interleaved": interleave, "rows": base_rows}
     elif baseline:
         baseline_result = {"available": False, "reason": "torch/transformers not installed", "rows": []}
     else:
         baseline_result = {"available": False, "reason": "skipped (--no-baseline)", "rows": []}
     return rows, baseline_result
+
+
+def gpu_baseline_rows(model: str, batch: int, seq_len: int, sizes: Sizes, dtype: str, log) -> list[dict]:
+    """The GPU PyTorch baseline of ``model`` at ``batch`` x ``seq_len``: one row per variant (eager, compile), each
+    measured in its own child process, one after the other (baseline_torch.run_in_subprocess)."""
+    from benchmarks.baseline_torch import VARIANTS, run_in_subprocess
+
+    rows = []
+    for variant in VARIANTS:
+        row = run_in_subprocess(model, batch_size=batch, seq_len=seq_len, steps=sizes.steps, warmup=sizes.warmup,
+                                dtype=dtype, variant=variant)
+        if row.get("error"):
+            log(f"  {model:>5} torch {variant:<7} FAILED {row['error']}")
+        else:
+            compile_s = f", compile {row['compile_s']:.1f}s" if row.get("compile_s") is not None else ""
+            log(f"  {model:>5} torch {variant:<7} {row['tokens_per_s']:,.0f} tok/s  peak device memory "
+                f"{row['peak_memory_bytes'] / 1e9:.1f} GB{compile_s}")
+        rows.append(row)
+    return rows
+
+
+def _gpu_expected(platform: str) -> bool:
+    """Whether the bench will run on a GPU, decided without starting JAX (which would take the device memory):
+    asked for, or ``auto`` with an NVIDIA device node present."""
+    import glob
+
+    return platform == "gpu" or (platform == "auto" and bool(glob.glob("/dev/nvidia[0-9]*")))
 
 
 # Bytes one training run of a model holds, for deciding whether a model's runs fit in memory at once: 24 per parameter
@@ -278,10 +335,13 @@ def settle_ceilings(start: dict, end: dict) -> dict:
 
 
 def run_bench(*, quick: bool = False, devices: int | None = None, platform: str = "auto", dtype: str | None = None,
-              remat: bool = True, models=None, modes=MODES, batch_size: int | None = None, seq_len: int | None = None,
+              remat: str = "auto", attention: str = "auto", models=None, modes=MODES, batch_size: int | None = None,
+              seq_len: int | None = None,
               steps: int | None = None, scaling: bool = False, baseline: bool = True, generation: bool = True,
               planner: bool = True, gen_model: str | None = None, interleave: bool = True, log=None) -> dict:
-    """Every measurement of `wse bench`; see the module docstring. ``log`` receives progress lines."""
+    """Every measurement of `wse bench`; see the module docstring. ``log`` receives progress lines. ``remat`` "auto"
+    leaves the remat policy to each run's plan (as `wse train` does); a policy name forces it on every run.
+    ``attention`` likewise (auto, xla, cudnn)."""
     log = log or (lambda line: None)
     started, cpu0 = time.perf_counter(), _cpu_seconds()
     sizes = _sizes(quick, models, batch_size, seq_len, steps)
@@ -289,6 +349,13 @@ def run_bench(*, quick: bool = False, devices: int | None = None, platform: str 
         from dataclasses import replace
 
         sizes = replace(sizes, gen_model=gen_model)
+    torch_gpu = None
+    if baseline and _gpu_expected(platform):
+        from model.config import get_config
+
+        log("PyTorch baseline on the GPU (child processes, before JAX takes the device memory):")
+        torch_gpu = {m: gpu_baseline_rows(m, sizes.batch_size[m], min(sizes.seq_len[m], get_config(m).max_seq_len),
+                                          sizes, dtype or "bfloat16", log) for m in sizes.models}
     n_devices, platform = _setup_devices(platform, devices)
 
     import jax
@@ -307,7 +374,8 @@ def run_bench(*, quick: bool = False, devices: int | None = None, platform: str 
 
     log("training" + (" (runs of a model interleaved step by step; PyTorch baseline included):" if interleave else ":"))
     rows, baseline_result = training_rows(sizes, modes, n_devices, platform, dtype, remat, ceilings, peak, log,
-                                          baseline=baseline, interleave=interleave)
+                                          baseline=baseline, interleave=interleave,
+                                          torch_gpu=torch_gpu if platform == "gpu" else None, attention=attention)
     ceilings = settle_ceilings(ceilings, measure_ceilings(jax.devices()[0], quick=quick, n_devices=n_devices))
     peak = ceilings["matmul_flops"][dtype] * (1 if host else n_devices)
     for row in rows:
@@ -325,7 +393,7 @@ def run_bench(*, quick: bool = False, devices: int | None = None, platform: str 
     result["baseline"] = baseline_result
     if generation:
         log("generation:")
-        result["generation"] = _generation(sizes, log)
+        result["generation"] = _generation(sizes, log, dtype, ceilings["copy_bytes_per_s"])
     else:
         result["generation"] = {"skipped": True}
     if planner:
@@ -367,18 +435,20 @@ def _cpu_peak() -> float:
     return matmul_flops("float32", SIZES["cpu"]["quick"][0], jax.devices("cpu")[0])
 
 
-def _generation(sizes: Sizes, log) -> dict:
+def _generation(sizes: Sizes, log, dtype: str, bandwidth: float) -> dict:
     from benchmarks.generation import measure_generation
 
     try:
         g = measure_generation(sizes.gen_model, prompt_len=sizes.gen_prompt, new_tokens=sizes.gen_new_tokens,
-                               batches=(1, 8), repeats=sizes.gen_repeats)
+                               batches=(1, 8), repeats=sizes.gen_repeats, dtype=dtype, bandwidth=bandwidth)
     except Exception as err:  # noqa: BLE001
         log(f"  FAILED {_error(err)}")
         return {"model": sizes.gen_model, "error": _error(err), "rows": []}
     for r in g["rows"]:
         log(f"  {g['model']} batch {r['batch']}: {r['tokens_per_s']:,.1f} tok/s"
-            + (f" vs transformers {r['baseline_tokens_per_s']:,.1f} ({r['ratio']:.2f}x)" if "ratio" in r else ""))
+            + (f" vs transformers {r['baseline_tokens_per_s']:,.1f} ({r['ratio']:.2f}x)" if "ratio" in r else "")
+            + (f"; {r['roofline_fraction']:.0%} of the bandwidth roofline {r['roofline_tokens_per_s']:,.0f}"
+               if r.get("roofline_fraction") else ""))
     return g
 
 

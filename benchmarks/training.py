@@ -66,7 +66,7 @@ class TrainingRun:
     load drifts over minutes, and interleaving gives every run the same conditions."""
 
     def __init__(self, model: str, mode: str, mesh, *, batch_size: int, seq_len: int, dtype: str = "float32",
-                 remat: bool = True, seed: int = 0, total_steps: int = 100):
+                 remat="auto", attention: str = "auto", seed: int = 0, total_steps: int = 100):
         import jax
         import jax.numpy as jnp
 
@@ -78,8 +78,9 @@ class TrainingRun:
 
         cfg = self.cfg = get_config(model)
         seq_len = min(seq_len, cfg.max_seq_len)
-        ex = build_executor(mode, cfg, mesh, dtype=jnp.dtype(dtype), remat=remat, batch_size=batch_size,
-                            seq_len=seq_len)
+        ex = build_executor(mode, cfg, mesh, dtype=jnp.dtype(dtype), remat=remat, attention=attention,
+                            batch_size=batch_size, seq_len=seq_len)
+        self.device = mesh.devices.flat[0]
         optimizer = build_optimizer(cfg, total_steps=total_steps)
         self.state = ex.init_state(gpt.init_params(cfg, jax.random.key(seed)), optimizer)
         tokens_np, targets_np = random_batch(cfg.vocab_size, batch_size, seq_len, seed)
@@ -91,9 +92,12 @@ class TrainingRun:
         self.info = {
             "model": model, "mode": ex.mode, "mesh": mesh_shape(mesh), "devices": int(mesh.devices.size),
             "parameters": cfg.parameters, "batch_size": batch_size, "seq_len": seq_len,
-            "tokens_per_step": batch_size * seq_len, "dtype": dtype, "remat": remat,
+            "tokens_per_step": batch_size * seq_len, "dtype": dtype, "remat": ex.plan["remat"],
+            "remat_requested": ex.plan["requested_remat"], "remat_reason": ex.plan["remat_reason"],
+            "attention": ex.plan["attention"], "attention_reason": ex.plan["attention_reason"],
             "plan": {k: v for k, v in ex.plan.items() if k in ("mode", "stages", "layers_per_stage", "microbatches",
-                                                                "bubble_fraction", "host_memory_kind", "remat")},
+                                                                "bubble_fraction", "host_memory_kind", "remat",
+                                                                "remat_reason", "activation_bytes", "attention")},
         }
         self.times: list[float] = []
         self.losses: list[float] = []
@@ -120,7 +124,7 @@ class TrainingRun:
         tps = self.info["tokens_per_step"] / step_time
         flops_6n = self.cfg.flops_per_token_6n() * tps
         flops_alg = self.cfg.flops_per_token_algorithmic(self.info["seq_len"]) * tps
-        memory = dict(self.memory, process_peak_rss=peak_rss_bytes())
+        memory = dict(self.memory, process_peak_rss=peak_rss_bytes(), **device_peak(self.device))
         return {
             **self.info, "compile_s": self.compile_s, "step_time_s": step_time, "step_times_s": list(self.times),
             "tokens_per_s": tps, "model_flops_6n": flops_6n, "model_flops_algorithmic": flops_alg,
@@ -129,8 +133,18 @@ class TrainingRun:
         }
 
 
+def device_peak(device) -> dict:
+    """{"device_peak_bytes_in_use": the allocator's high-water mark on ``device`` since the process started} where the
+    backend reports one (GPU, TPU; not CPU), else {}. Process-wide: it covers every run made in this process so far."""
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # noqa: BLE001 - backends without memory stats
+        stats = {}
+    return {"device_peak_bytes_in_use": int(stats["peak_bytes_in_use"])} if "peak_bytes_in_use" in stats else {}
+
+
 def measure_training(model: str, mode: str, mesh, *, batch_size: int, seq_len: int, steps: int, warmup: int = 1,
-                     dtype: str = "float32", remat: bool = True, peak_flops: float, seed: int = 0) -> dict:
+                     dtype: str = "float32", remat="auto", peak_flops: float, seed: int = 0) -> dict:
     """Train ``model`` in ``mode`` on ``mesh`` for warmup + steps steps and return the row (see module docstring)."""
     run = TrainingRun(model, mode, mesh, batch_size=batch_size, seq_len=seq_len, dtype=dtype, remat=remat, seed=seed,
                       total_steps=warmup + steps + 1)

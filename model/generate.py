@@ -10,6 +10,11 @@ Sampling follows the usual order: logits / temperature, keep the top-k, then the
 probability reaches top-p, then draw. Temperature 0 is greedy (argmax). Temperature, top-k, top-p, the step count and
 the seed are traced values, so changing them never recompiles; P and the new-token buffer are rounded up to powers
 of two (capped at the context) so that nearby prompt lengths share one program.
+
+Precision. Weights arrive in float32. With a narrower compute dtype (bfloat16) the program casts every weight matrix,
+bias and embedding to it once, before the prefill, so that each decode step reads half the bytes (batch-1 decoding
+is bound by reading the weights); LayerNorm parameters stay float32, as ``gpt.layer_norm`` computes in float32.
+float32 decoding casts nothing.
 """
 
 from __future__ import annotations
@@ -72,7 +77,8 @@ def generate(cfg: GPTConfig, params, prompts: list[list[int]], max_new_tokens: i
     """Continue each prompt (a list of token ids) by up to ``max_new_tokens`` tokens.
 
     ``top_k=0`` and ``top_p=1`` switch those filters off; ``temperature=0`` is greedy. The same seed and inputs
-    give the same tokens. Raises GenerationError for a prompt plus ``max_new_tokens`` beyond the context.
+    give the same tokens. ``dtype`` is the compute dtype (bfloat16: weights cast once per call, see the module
+    docstring). Raises GenerationError for a prompt plus ``max_new_tokens`` beyond the context.
     """
     lengths = _check(cfg, prompts, max_new_tokens, temperature, top_k, top_p)
     cfg = architecture(cfg)
@@ -189,9 +195,22 @@ def _largest_threshold(keys: jax.Array, holds) -> jax.Array:
     return lo
 
 
+_NORMS = ("ln_1", "ln_2", "ln_f")
+
+
+def cast_weights(params, dtype):
+    """Every parameter except the LayerNorms' (``ln_1``, ``ln_2``, ``ln_f``) cast to ``dtype``; same tree."""
+    def cast(path, x):
+        return x if any(getattr(k, "key", None) in _NORMS for k in path) else x.astype(dtype)
+
+    return jax.tree_util.tree_map_with_path(cast, params)
+
+
 @partial(jax.jit, static_argnames=("cfg", "new_bucket", "dtype"))
 def _decode(cfg, params, tokens, lengths, max_new, temperature, top_k, top_p, key, eot_id, *, new_bucket, dtype):
     """Prefill the left-padded prompts, then decode up to ``max_new`` tokens; -1 marks slots after a row stopped."""
+    if jnp.dtype(dtype) != jnp.float32:
+        params = cast_weights(params, dtype)  # once, outside the loop: every step then reads compute-dtype weights
     B, P = tokens.shape
     S = P + new_bucket
     pad = P - lengths  # [B]

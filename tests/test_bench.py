@@ -63,7 +63,10 @@ def test_training_row_has_every_field_and_a_finite_prediction(micro, small_ceili
     from runtime.mesh import build_mesh
 
     mesh = build_mesh("cpu", 2, mode_axes(mode, 2, MICRO["n_layers"]))
-    row = measure_training(micro, mode, mesh, batch_size=4, seq_len=16, steps=1, warmup=1, peak_flops=1e10)
+    # --remat full reaches the executor (the data-mode row below shows the plan's own decision)
+    row = measure_training(micro, mode, mesh, batch_size=4, seq_len=16, steps=1, warmup=1, peak_flops=1e10,
+                           remat="full")
+    assert row["remat"] == "full" and row["plan"]["remat"] == "full" and row["attention"] == "xla"
     for key in ("model", "mode", "mesh", "tokens_per_s", "mfu", "mfu_algorithmic", "step_time_s", "compile_s",
                 "model_flops_6n", "model_flops_algorithmic", "memory"):
         assert key in row, key
@@ -96,9 +99,15 @@ def test_reduced_run_json_contract(micro, tmp_path, monkeypatch):
     for key in ("model", "mode", "mesh", "tokens_per_s", "mfu", "step_time_s", "predicted_step_time_s", "memory"):
         assert key in run, key
     assert math.isfinite(run["predicted_over_measured"])
+    # remat left to the plan, as `wse train` does: the micro model fits, so nothing is recomputed, and the row says why
+    assert run["remat"] == "none" and run["remat_requested"] == "auto" and "cheapest" in run["remat_reason"]
+    assert run["attention"] == "xla" and "GPU" in run["attention_reason"]
     assert result["baseline"]["rows"][0]["tokens_per_s"] > 0
     assert [g["batch"] for g in result["generation"]["rows"]] == [1, 8]
     assert all(g["tokens_per_s"] > 0 for g in result["generation"]["rows"])
+    # the roofline comes from the bench's measured copy bandwidth and the float32 weight bytes
+    assert result["generation"]["bandwidth_bytes_per_s"] == result["ceilings"]["copy_bytes_per_s"]
+    assert all(_finite_positive(g["roofline_fraction"]) for g in result["generation"]["rows"])
     assert result["planner"]["plans"] > 0
     assert {t["target"] for t in result["targets"]}
     for name in ("bench.json", "report.md", "training.png", "generation.png"):
@@ -175,3 +184,59 @@ def test_settle_ceilings_keeps_the_better_reading():
     assert got["matmul_flops"] == {"float32": 10.0, "bfloat16": 6.0} and got["copy_bytes_per_s"] == 4.0
     assert got["per_device"]["matmul_flops"]["bfloat16"] == 3.0
     assert got["readings"]["after_training"]["matmul_flops"]["float32"] == 8.0
+
+
+def test_torch_baseline_in_a_child_process():
+    """The GPU baseline's child-process path, run on CPU: tiny, float32, eager, 1 warm-up + 1 timed step."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from benchmarks.baseline_torch import run_in_subprocess
+
+    row = run_in_subprocess("tiny", batch_size=2, seq_len=16, steps=1, warmup=1, dtype="float32", variant="eager",
+                            device="cpu", timeout_s=120)
+    assert "error" not in row, row.get("error")
+    assert row["model"] == "tiny" and row["variant"] == "eager" and row["device"] == "cpu" and row["subprocess"]
+    assert (row["batch_size"], row["seq_len"], row["dtype"], row["autocast"]) == (2, 16, "float32", None)
+    assert _finite_positive(row["tokens_per_s"]) and _finite_positive(row["step_time_s"])
+    assert len(row["losses"]) == 2 and all(math.isfinite(x) for x in row["losses"])
+    assert row["torch"] and row["transformers"] and "peak_memory_bytes" in row and row["compile_s"] is None
+    assert row["jax_imported"] is False  # the child must leave the device to PyTorch
+
+
+def test_torch_baseline_child_failure_is_a_row():
+    from benchmarks.baseline_torch import run_in_subprocess
+
+    row = run_in_subprocess("112M", batch_size=1, seq_len=8, steps=1, variant="compile", device="cpu", timeout_s=60)
+    assert row["variant"] == "compile" and "112M" in row["error"]
+
+
+def _gpu_result(compile_tps, ours_bytes, mfu_flops, device="NVIDIA H200"):
+    data = {"model": "1.3B", "mode": "data", "step_time_s": 1.0, "tokens_per_s": 60000.0, "mfu": 0.5,
+            "model_flops_6n": mfu_flops, "batch_size": 8, "seq_len": 2048, "memory": {"peak_estimate": ours_bytes}}
+    eager = {"model": "1.3B", "variant": "eager", "tokens_per_s": 44300.0, "peak_memory_bytes": 60.8e9,
+             "batch_size": 8, "seq_len": 2048}
+    compiled = dict(eager, variant="compile", tokens_per_s=compile_tps, peak_memory_bytes=59.4e9)
+    return {"runs": [data], "platform": "gpu", "device": device, "devices": 1, "peak_matmul_flops": 7.9e14,
+            "baseline": {"available": True, "subprocess": True, "rows": [eager, compiled]}, "generation": {}}
+
+
+def test_gpu_targets_of_issue_10():
+    from benchmarks.report import baseline_table
+    from benchmarks.targets import evaluate_targets
+
+    def met(targets, part):
+        return next(t["met"] for t in targets if part in t["target"])
+
+    good = evaluate_targets(_gpu_result(compile_tps=50000.0, ours_bytes=40e9, mfu_flops=0.6 * 989e12))
+    bad = evaluate_targets(_gpu_result(compile_tps=55000.0, ours_bytes=70e9, mfu_flops=0.4 * 989e12))
+    for part in ("x torch.compile", "memory <= torch eager", "of nominal bf16 peak"):
+        assert met(good, part) is True and met(bad, part) is False, part
+    unknown = evaluate_targets(_gpu_result(50000.0, 40e9, 6e14, device="Some GPU"))
+    assert met(unknown, "of nominal bf16 peak") is None
+    # no compile row (its child failed): not measured, never met
+    failed = _gpu_result(50000.0, 40e9, 6e14)
+    failed["baseline"]["rows"][1] = {"model": "1.3B", "variant": "compile", "error": "OutOfMemoryError: CUDA"}
+    t = next(t for t in evaluate_targets(failed) if "x torch.compile" in t["target"])
+    assert t["met"] is None and "OutOfMemoryError" in t["note"]
+    lines = "\n".join(baseline_table(_gpu_result(50000.0, 40e9, 6e14)))
+    assert "| 1.3B | eager |" in lines and "| 1.3B | compile |" in lines and "57,983" in lines  # 60.8e9 B in MiB

@@ -119,3 +119,19 @@ def test_prompt_too_long_names_both_numbers(params):
 def test_prompt_filling_the_context_exactly(params):
     out = G.generate(CFG, params, [list(range(1, 60))], 5, eot_id=NEVER)
     assert out.tokens[0] == _recompute_greedy(params, list(range(1, 60)), 5)
+
+
+def test_bfloat16_casts_weights_once_and_keeps_layernorm_float32():
+    params = gpt.init_params(get_config("tiny"), jax.random.key(0))
+    cast = G.cast_weights(params, jnp.bfloat16)
+    for path, x in jax.tree_util.tree_leaves_with_path(cast):
+        names = {getattr(k, "key", None) for k in path}
+        assert x.dtype == (jnp.float32 if names & {"ln_1", "ln_2", "ln_f"} else jnp.bfloat16), path
+
+
+def test_bfloat16_generation_on_tiny_returns_tokens():
+    cfg = get_config("tiny")
+    params = gpt.init_params(cfg, jax.random.key(0))
+    out = G.generate(cfg, params, [[1, 2, 3], [40, 41]], 6, eot_id=NEVER, dtype=jnp.bfloat16)
+    assert out.finish_reasons == ["length", "length"] and out.generated == 12
+    assert all(len(row) == 6 and all(0 <= t < cfg.vocab_size for t in row) for row in out.tokens)

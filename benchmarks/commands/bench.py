@@ -27,7 +27,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seq-len", type=int, metavar="T", help="tokens per sequence for every model")
     parser.add_argument("--steps", type=int, metavar="N", help="timed steps per row (after one warm-up step)")
     parser.add_argument("--gen-model", metavar="PRESET", help="model for the generation benchmark (default: 111M; with --quick: small)")
-    parser.add_argument("--no-remat", action="store_true", help="do not rematerialise activations (runtime default: remat on)")
+    parser.add_argument("--remat", choices=("auto", "none", "dots", "full"), default="auto",
+                        help="remat policy for the backward pass: auto (default, as `wse train`: the cheapest that fits "
+                             "a device; each row records the plan's decision), none, dots (keep the weight matmuls' "
+                             "outputs) or full (recompute whole blocks)")
+    parser.add_argument("--attention", choices=("auto", "xla", "cudnn"), default="auto",
+                        help="attention kernel: auto (default: cuDNN flash attention on NVIDIA GPUs in bf16/fp16, "
+                             "else XLA), xla or cudnn")
     parser.add_argument("--sequential", action="store_true",
                         help="run each mode to completion in turn instead of interleaving their steps (less memory)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the PyTorch + transformers baselines")
@@ -78,7 +84,7 @@ def run(args) -> dict:
         print(f"[{time.perf_counter() - start:6.1f}s] {line}", file=sys.stderr, flush=True)
 
     result = run_bench(quick=args.quick, devices=args.devices, platform=args.platform, dtype=args.dtype,
-                       remat=not args.no_remat, models=models, modes=tuple(modes), batch_size=args.batch_size,
+                       remat=args.remat, attention=args.attention, models=models, modes=tuple(modes), batch_size=args.batch_size,
                        seq_len=args.seq_len, steps=args.steps, scaling=args.scaling, baseline=not args.no_baseline,
                        generation=not args.no_generation, gen_model=args.gen_model,
                        interleave=not args.sequential, log=log)
