@@ -435,13 +435,20 @@ def head_nll_sum(cfg: GPTConfig, params: Params, x: jax.Array, targets: jax.Arra
     return total
 
 
-def loss_fn(cfg: GPTConfig, params: Params, tokens: jax.Array, targets: jax.Array, mask: jax.Array | None = None,
-            dtype=jnp.float32, remat="none", attention: str = "xla") -> jax.Array:
-    """Mean next-token cross-entropy (nats) of the model on tokens [B, T] against targets [B, T] (see forward)."""
+def loss_sum(cfg: GPTConfig, params: Params, tokens: jax.Array, targets: jax.Array, mask: jax.Array | None = None,
+             dtype=jnp.float32, remat="none", attention: str = "xla") -> jax.Array:
+    """Summed next-token cross-entropy (nats, float32 scalar) of the model on tokens [B, T] against targets [B, T]
+    over the positions ``mask`` [B, T] keeps (all if None); the loss head runs in chunks (head_nll_sum)."""
     x = embed(cfg, params, tokens, dtype=dtype)
     x = run_blocks(cfg, params["blocks"], x, remat=remat, attention=attention)
+    return head_nll_sum(cfg, params, x, targets, mask)
+
+
+def loss_fn(cfg: GPTConfig, params: Params, tokens: jax.Array, targets: jax.Array, mask: jax.Array | None = None,
+            dtype=jnp.float32, remat="none", attention: str = "xla") -> jax.Array:
+    """Mean next-token cross-entropy (nats) over the positions ``mask`` keeps (see loss_sum)."""
     n = jnp.asarray(float(tokens.size), jnp.float32) if mask is None else jnp.maximum(mask.astype(jnp.float32).sum(), 1.0)
-    return head_nll_sum(cfg, params, x, targets, mask) / n
+    return loss_sum(cfg, params, tokens, targets, mask, dtype=dtype, remat=remat, attention=attention) / n
 
 
 def init_kv_cache(cfg: GPTConfig, batch: int, length: int, dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:

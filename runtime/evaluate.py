@@ -95,17 +95,9 @@ def _nll_sum(cfg, params, inputs, targets, mask, dtype):
 
 @functools.lru_cache(maxsize=1)
 def _nll_sum_jit():
-    """The jitted summed-NLL function, built on first use so that importing this module does not import JAX."""
+    """The jitted summed NLL (gpt.loss_sum), built on first use so that importing this module does not import JAX."""
     import jax
-    import jax.numpy as jnp
 
     from model import gpt
 
-    @partial(jax.jit, static_argnames=("cfg", "dtype"))
-    def nll_sum(cfg, params, inputs, targets, mask, dtype):
-        logits = gpt.forward(cfg, params, inputs, dtype=dtype)
-        logz = jax.nn.logsumexp(logits, axis=-1)
-        picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-        return jnp.sum((logz - picked) * mask)
-
-    return nll_sum
+    return jax.jit(gpt.loss_sum, static_argnames=("cfg", "dtype"))

@@ -329,20 +329,11 @@ def _masked_nll():
     """Summed NLL over masked positions, jitted once per process (built lazily: importing this module needs no JAX)."""
     global _MASKED_NLL
     if _MASKED_NLL is None:
-        from functools import partial
-
         import jax
-        import jax.numpy as jnp
 
         from model import gpt
 
-        @partial(jax.jit, static_argnames=("cfg",))
-        def nll(cfg, params, inputs, targets, mask):
-            logits = gpt.forward(cfg, params, inputs)
-            picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-            return jnp.sum((jax.nn.logsumexp(logits, axis=-1) - picked) * mask)
-
-        _MASKED_NLL = nll
+        _MASKED_NLL = jax.jit(gpt.loss_sum, static_argnames=("cfg",))
     return _MASKED_NLL
 
 
