@@ -55,12 +55,30 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
         p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
         module.add_arguments(p)
         modules[name] = module
+    parser.set_defaults(subparsers=sub.choices)
     return parser, modules
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line, letting a command's trailing positional list (``KEY=VALUE`` overrides, input files)
+    continue after options: ``wse train model=tiny --json train.steps=5`` is ``train.steps=5`` too. argparse stops
+    filling an ``nargs="*"`` positional at the first option, so the words it could not place are appended to it
+    here; any other unknown word is refused as argparse refuses it (usage, one error line, exit status 2)."""
+    args, extra = parser.parse_known_args(argv)
+    if not extra:
+        return args
+    sub = args.subparsers.get(args.command) if getattr(args, "command", None) else None
+    lists = [a for a in (sub._actions if sub else []) if not a.option_strings and a.nargs == "*"]
+    if sub is None or len(lists) != 1 or any(word.startswith("-") for word in extra):
+        (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    dest = lists[0].dest
+    setattr(args, dest, list(getattr(args, dest) or []) + extra)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     parser, modules = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if not args.command:
         parser.print_help()
         return 0

@@ -28,3 +28,18 @@ def test_user_error_is_one_line_exit_2():
     res = wse("info", "--model", "112M", "--json")
     assert res.returncode == 2
     assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+
+
+def test_overrides_anywhere_on_the_line():
+    """KEY=VALUE overrides (and input lists) may follow options; anything else unknown is refused by argparse."""
+    from runtime.cli import build_parser, parse
+
+    parser, _ = build_parser()
+    args = parse(parser, ["train", "model=tiny", "--json", "train.steps=5", "--config", "run.yaml", "mesh.devices=2"])
+    assert args.overrides == ["model=tiny", "train.steps=5", "mesh.devices=2"] and args.json and args.config == "run.yaml"
+    args = parse(parser, ["finetune", "--from", "runs/x", "--data", "builtin", "--json", "train.steps=3"])
+    assert args.overrides == ["train.steps=3"]
+    res = wse("train", "model=tiny", "--json", "--bogus")
+    assert res.returncode == 2 and "unrecognized arguments: --bogus" in res.stderr
+    res = wse("info", "--model", "tiny", "stray=1")
+    assert res.returncode == 2 and "unrecognized arguments: stray=1" in res.stderr
