@@ -149,6 +149,7 @@ class RunConfig(_Section):
         data = self.data if self.data == "builtin" else str(Path(self.data).expanduser().absolute())
         out = self.model_copy(update={"train": t, "data": data})
         _check_mesh(out.mesh)
+        _check_layout(out)
         return out
 
     def devices(self) -> int | None:
@@ -192,6 +193,41 @@ def _check_mesh(m: MeshConfig) -> None:
             raise UserError(f"mesh.axes.{k}={v} is not a size; give a positive number or -1 (fill with the rest)")
     if m.devices is not None and m.devices <= 0:
         raise UserError(f"mesh.devices must be positive, got {m.devices}")
+
+
+def _check_layout(run: "RunConfig") -> None:
+    """The batch against the mesh, checked when the config is resolved (before JAX starts or anything is written):
+    each accumulation step's sequences must split evenly over the data-parallel replicas (``data``, and ``stage``
+    outside the pipelined mode), and a pipeline's microbatches must divide each replica's share. On an accelerator
+    with ``mesh.devices`` unset the device count is known only once JAX starts; the executor checks it then."""
+    n = run.devices()
+    if n is None:
+        return
+    from runtime.mesh import resolve_axes
+
+    axes = resolve_axes(run.mesh.axes.model_dump(), n)
+    t, x = run.train, run.execution
+    pipelined = x.mode == "pipelined" or (x.mode == "auto" and axes["stage"] > 1)
+    replicas = axes["data"] * (1 if pipelined else axes["stage"])
+    per_step = t.batch_size // t.accum_steps
+    where = f"mesh data={axes['data']}" + ("" if pipelined or axes["stage"] == 1 else f" x stage={axes['stage']}")
+    if per_step % replicas:
+        multiple = replicas * t.accum_steps
+        below = t.batch_size // multiple * multiple
+        near = f"{below} or {below + multiple}" if below else str(multiple)
+        raise UserError(
+            f"train.batch_size={t.batch_size} (with train.accum_steps={t.accum_steps}: {per_step} sequences per step) "
+            f"does not split over the {replicas} data-parallel replicas ({where}); use a train.batch_size that is a "
+            f"multiple of {multiple}, e.g. {near}")
+    if x.microbatches is not None:
+        if not pipelined:
+            raise UserError(f"execution.microbatches={x.microbatches} applies to the pipelined mode only; leave it "
+                            "unset, or set execution.mode=pipelined with mesh.axes.stage > 1")
+        local = per_step // replicas
+        if x.microbatches <= 0 or local % x.microbatches:
+            divisors = [m for m in range(1, local + 1) if local % m == 0]
+            raise UserError(f"execution.microbatches={x.microbatches} does not divide the {local} sequences each of "
+                            f"the {replicas} replicas runs per step; use one of {', '.join(map(str, divisors))}")
 
 
 # ----------------------------------------------------------------------------------------------------------------

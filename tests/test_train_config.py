@@ -89,3 +89,35 @@ def test_resume_conflicts_name_the_changed_setting():
     assert resume_conflicts(saved.model_dump(), longer.resolve()) == ["train.warmup_steps"]
     other_lr = load_config(None, ["model=tiny", "train.lr=2e-3"]).resolve()
     assert resume_conflicts(saved.model_dump(), other_lr) == ["train.lr"]
+
+
+def test_batch_against_the_mesh_is_checked_when_resolved():
+    """Every step's rows must split over the replicas; a pipeline's microbatches must divide a replica's share."""
+    def resolve(*items):
+        return load_config(None, ["model=tiny", *items]).resolve()
+
+    with pytest.raises(UserError, match=r"train.batch_size=6 .*6 sequences per step.* 4 data-parallel replicas "
+                                        r"\(mesh data=4\); .*multiple of 4, e.g. 4 or 8"):
+        resolve("mesh.devices=4", "execution.mode=data", "train.batch_size=6")
+    with pytest.raises(UserError, match=r"accum_steps=2: 4 sequences per step.*multiple of 16"):
+        resolve("mesh.devices=8", "train.batch_size=8", "train.accum_steps=2")
+    # outside the pipeline the stage axis is more replicas; inside it only data splits the batch
+    with pytest.raises(UserError, match=r"8 data-parallel replicas \(mesh data=2 x stage=4\)"):
+        resolve("mesh.devices=8", "mesh.axes.stage=4", "execution.mode=streaming", "train.batch_size=4")
+    assert resolve("mesh.devices=8", "mesh.axes.stage=4", "train.batch_size=4").train.batch_size == 4
+    with pytest.raises(UserError, match=r"execution.microbatches=3 does not divide the 4 sequences .* 1, 2, 4"):
+        resolve("mesh.devices=8", "mesh.axes.stage=4", "train.batch_size=8", "execution.microbatches=3")
+    with pytest.raises(UserError, match="applies to the pipelined mode only"):
+        resolve("mesh.devices=2", "execution.mode=data", "train.batch_size=8", "execution.microbatches=2")
+
+
+def test_a_refused_layout_writes_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-m", "runtime.cli", "train", "model=tiny", "mesh.devices=4",
+                          "execution.mode=data", "train.batch_size=6", "train.steps=2", f"train.run_dir={run_dir}"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and res.stderr.startswith("error: train.batch_size=6") and res.stderr.count("\n") == 1
+    assert not run_dir.exists()
