@@ -73,11 +73,12 @@ def bucket(n: int, cap: int) -> int:
 
 def generate(cfg: GPTConfig, params, prompts: list[list[int]], max_new_tokens: int, *, temperature: float = 0.0,
              top_k: int = 0, top_p: float = 1.0, seed: int = 0, eot_id: int = EOT_TOKEN,
-             dtype=jnp.float32) -> Generation:
+             dtype=jnp.float32, vocab_limit: int | None = None) -> Generation:
     """Continue each prompt (a list of token ids) by up to ``max_new_tokens`` tokens.
 
     ``top_k=0`` and ``top_p=1`` switch those filters off; ``temperature=0`` is greedy. The same seed and inputs
-    give the same tokens. ``dtype`` is the compute dtype (bfloat16: weights cast once per call, see the module
+    give the same tokens. ``vocab_limit``: ids at or above it are never generated (a model whose vocabulary is padded
+    past its tokenizer's, e.g. 50304 for GPT-2's 50257; default: the whole vocabulary). ``dtype`` is the compute dtype (bfloat16: weights cast once per call, see the module
     docstring). Raises GenerationError for a prompt plus ``max_new_tokens`` beyond the context.
     """
     lengths = _check(cfg, prompts, max_new_tokens, temperature, top_k, top_p)
@@ -90,6 +91,7 @@ def generate(cfg: GPTConfig, params, prompts: list[list[int]], max_new_tokens: i
         jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params), jnp.asarray(tokens),
         jnp.asarray(lengths, jnp.int32), jnp.int32(max_new_tokens), jnp.float32(temperature), jnp.int32(top_k),
         jnp.float32(top_p), jax.random.key(seed), jnp.int32(eot_id),
+        jnp.int32(cfg.vocab_size if vocab_limit is None else min(vocab_limit, cfg.vocab_size)),
     )
     key = (cfg, B, P, N, jnp.dtype(dtype).name)
     compile_seconds = 0.0
@@ -207,8 +209,10 @@ def cast_weights(params, dtype):
 
 
 @partial(jax.jit, static_argnames=("cfg", "new_bucket", "dtype"))
-def _decode(cfg, params, tokens, lengths, max_new, temperature, top_k, top_p, key, eot_id, *, new_bucket, dtype):
-    """Prefill the left-padded prompts, then decode up to ``max_new`` tokens; -1 marks slots after a row stopped."""
+def _decode(cfg, params, tokens, lengths, max_new, temperature, top_k, top_p, key, eot_id, vocab_limit, *,
+            new_bucket, dtype):
+    """Prefill the left-padded prompts, then decode up to ``max_new`` tokens; -1 marks slots after a row stopped.
+    Ids at or above ``vocab_limit`` get -inf logits: never sampled, never the argmax."""
     if jnp.dtype(dtype) != jnp.float32:
         params = cast_weights(params, dtype)  # once, outside the loop: every step then reads compute-dtype weights
     B, P = tokens.shape
@@ -218,7 +222,8 @@ def _decode(cfg, params, tokens, lengths, max_new, temperature, top_k, top_p, ke
     positions = jnp.maximum(jnp.arange(P)[None, :] - pad[:, None], 0)
     cache = gpt.init_kv_cache(cfg, B, S, dtype)
     logits, cache = gpt.forward_cached(cfg, params, tokens, positions, cache, 0, key_mask, dtype=dtype)
-    first = sample(logits[:, -1], jax.random.fold_in(key, 0), temperature, top_k, top_p)
+    allowed = jnp.arange(cfg.vocab_size) < vocab_limit
+    first = sample(jnp.where(allowed, logits[:, -1], -jnp.inf), jax.random.fold_in(key, 0), temperature, top_k, top_p)
     out = jnp.full((B, new_bucket), -1, jnp.int32).at[:, 0].set(first)
     state = (jnp.int32(1), first, cache, out, first == eot_id)
 
@@ -231,7 +236,7 @@ def _decode(cfg, params, tokens, lengths, max_new, temperature, top_k, top_p, ke
         feed = jnp.where(done, eot_id, prev)[:, None]  # stopped rows keep computing on a valid id, output ignored
         pos = (lengths + t - 1)[:, None]
         logits, cache = gpt.forward_cached(cfg, params, feed, pos, cache, P + t - 1, key_mask, dtype=dtype)
-        new = sample(logits[:, 0], jax.random.fold_in(key, t), temperature, top_k, top_p)
+        new = sample(jnp.where(allowed, logits[:, 0], -jnp.inf), jax.random.fold_in(key, t), temperature, top_k, top_p)
         new = jnp.where(done, -1, new)
         out = jax.lax.dynamic_update_slice_in_dim(out, new[:, None], t, axis=1)
         return t + 1, new, cache, out, done | (new == eot_id)

@@ -116,6 +116,15 @@ class Tokenizer:
     def decode(self, ids) -> str:
         raise NotImplementedError
 
+    def check_model_vocab(self, vocab_size: int, model: str = "the model") -> None:
+        """Raise TokenizerError when a model of ``vocab_size`` ids cannot take this tokenizer's ids. A larger model
+        vocabulary is fine (GPT-2's 50257 is often padded to 50304 for speed); its extra ids are never generated."""
+        if vocab_size < self.vocab_size:
+            raise TokenizerError(
+                f"{model} has a vocabulary of {vocab_size} ids but tokenizer {self.name} produces ids up to "
+                f"{self.vocab_size - 1}; use a model with vocab_size >= {self.vocab_size} or the tokenizer it was "
+                "trained with (--tokenizer)")
+
     def __repr__(self) -> str:
         return f"<Tokenizer {self.name} backend={self.backend} vocab={self.vocab_size} eot={self.eot_id}>"
 

@@ -104,7 +104,8 @@ def _peak_flops(dtype: str, devices: list) -> tuple[float, str]:
 
 
 def open_data(run: RunConfig, process_index: int = 0, process_count: int = 1):
-    """(train Loader, validation Loader or None, dataset directory) for ``run.data``.
+    """(train Loader, validation Loader or None, dataset directory) for ``run.data``; UserError when the data's
+    vocabulary is larger than the model's.
 
     ``builtin`` is the python-docs corpus, prepared once into the cache (runtime.data.prepare_builtin). The
     validation loader reads the held-out split in file order (no shuffle), so every evaluation sees the same batches.
@@ -113,7 +114,12 @@ def open_data(run: RunConfig, process_index: int = 0, process_count: int = 1):
 
     t = run.train
     directory = prepare_builtin() if run.data == "builtin" else Path(run.data)
-    train = Loader(TokenDataset(directory, "train"), t.batch_size, t.seq_len, seed=t.seed,
+    dataset, cfg = TokenDataset(directory, "train"), run.gpt_config()
+    if dataset.vocab_size > cfg.vocab_size:  # jnp.take would silently clamp the larger ids
+        raise UserError(f"the data was tokenized into {dataset.vocab_size} ids but model '{cfg.name}' has a vocabulary "
+                        f"of {cfg.vocab_size}; use a model with vocab_size >= {dataset.vocab_size} or re-tokenize the "
+                        "data (`wse data --tokenizer`)")
+    train = Loader(dataset, t.batch_size, t.seq_len, seed=t.seed,
                    process_index=process_index, process_count=process_count)
     try:
         val = Loader(TokenDataset(directory, "val"), t.batch_size, t.seq_len, seed=t.seed, shuffle=False,
@@ -164,10 +170,10 @@ class Trainer:
         ckpt = RunCheckpoints(self.run_dir, keep=self.run_config.train.keep)
         try:
             resume = self._check_resume(ckpt)  # refuses before anything is built or written
+            train_loader, val_loader = self._loaders()  # so does data the model cannot take
             ex, optimizer, state, start, run_key = self._build(mesh, ckpt, resume)
-            train_loader, val_loader, loader_state = (*self._loaders(), self._loader_state)
-            if loader_state is not None:
-                train_loader.restore(loader_state)
+            if self._loader_state is not None:
+                train_loader.restore(self._loader_state)
             self.run_dir.mkdir(parents=True, exist_ok=True)
             lead = jax.process_index() == 0
             if lead:

@@ -234,15 +234,16 @@ class Model:
         """The continuation of ``prompt`` with the latest weights, up to ``<|endoftext|>``: top-k sampling with a
         fixed seed by default (see SAMPLING), greedy with ``temperature=0``."""
         from model.generate import GenerationError, generate
-        from model.tokenizer import get_tokenizer
+        from model.tokenizer import TokenizerError, get_tokenizer
 
         tok = get_tokenizer()
         ids = tok.encode(prompt) or [tok.eot_id]
         max_new_tokens = min(max_new_tokens, self.config.max_seq_len - len(ids))
         try:
+            tok.check_model_vocab(self.config.vocab_size, f"model '{self.config.name}'")
             out = generate(self.config, self._weights(), [ids], max_new_tokens, temperature=temperature, top_k=top_k,
-                           top_p=top_p, seed=seed, eot_id=tok.eot_id)
-        except GenerationError as err:
+                           top_p=top_p, seed=seed, eot_id=tok.eot_id, vocab_limit=tok.vocab_size)
+        except (GenerationError, TokenizerError) as err:
             raise UserError(str(err)) from None
         return tok.decode(out.tokens[0])
 

@@ -68,14 +68,20 @@ def test_generate_json_matches_library(dirs, capsys):
 
 
 def test_generate_fresh_model(capsys, tmp_path):
-    """--model takes a preset or a model file (a small file here, to keep the test fast); weights from seed 0."""
+    """--model takes a preset or a model file (a small file here, to keep the test fast); weights from seed 0. Its
+    vocabulary padded past the tokenizer's (nanoGPT's 50304) never yields an id the tokenizer lacks, even at a high
+    temperature; a vocabulary smaller than the tokenizer's is refused in one line."""
     model = tmp_path / "mini.json"
-    model.write_text(json.dumps({"preset": "tiny", "n_layers": 1, "vocab_size": 1000}))
-    runs = [wse(capsys, "generate", "--model", str(model), "--prompt", "The", "--max-new-tokens", "3", "--json")
-            for _ in range(2)]
-    (rc, res, _), (rc2, res2, _) = runs
-    assert rc == rc2 == 0 and res["prompt_tokens"] == 1 and 1 <= len(res["tokens"]) <= 3
+    model.write_text(json.dumps({"preset": "tiny", "n_layers": 1, "vocab_size": 50304}))
+    argv = ["generate", "--model", str(model), "--prompt", "The", "--max-new-tokens", "40", "--temperature", "50",
+            "--seed", "1", "--json"]
+    (rc, res, _), (rc2, res2, _) = (wse(capsys, *argv) for _ in range(2))
+    assert rc == rc2 == 0 and res["prompt_tokens"] == 1 and len(res["tokens"]) == 40
     assert res2["tokens"] == res["tokens"] and "seed 0" in res["model"]
+    assert max(res["tokens"]) < get_tokenizer().vocab_size
+    model.write_text(json.dumps({"preset": "tiny", "n_layers": 1, "vocab_size": 1000}))
+    rc, _, err = wse(capsys, "generate", "--model", str(model), "--prompt", "The", "--json")
+    assert rc == 2 and err.startswith("error: model 'mini' has a vocabulary of 1000 ids but tokenizer gpt2")
 
 
 def _reference_loss(params, tokens, seq_len):

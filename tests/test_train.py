@@ -257,3 +257,16 @@ def test_run_dir_that_cannot_be_resumed_is_left_alone(capsys, world, pipelined, 
     code, err = _cli(capsys, *args)
     _assert_one_line(code, err, fragment)
     assert _tree_hash(run_dir) == before
+
+
+def test_data_with_more_ids_than_the_model_is_refused_before_anything_is_written(world, tmp_path, capsys):
+    """GPT-2 ids into a model of 1000: jnp.take would clamp them silently; refused in one line, no run dir."""
+    (tmp_path / "narrow.yaml").write_text(MICRO + "vocab_size: 1000\n")
+    run_dir = tmp_path / "run"
+    argv = overrides(world, run_dir)
+    argv[0] = f"model={tmp_path / 'narrow.yaml'}"
+    rc = main(["train", *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: the data was tokenized into 50257 ids but model 'narrow' has a "
+                                      "vocabulary of 1000") and err.count("\n") == 1
+    assert not run_dir.exists()

@@ -79,14 +79,17 @@ def run(args) -> dict:
     from model.generate import GenerationError, generate
     from runtime.errors import UserError
 
+    from model.tokenizer import TokenizerError
+
     tok = load_tokenizer(args)
     cfg, params, source = load_source(args)
     prompt_ids = tok.encode(args.prompt) or [tok.eot_id]  # GPT-2 convention: an empty prompt starts after EOT
     try:
+        tok.check_model_vocab(cfg.vocab_size, f"model '{cfg.name}'")
         result = generate(cfg, params, [prompt_ids], args.max_new_tokens, temperature=args.temperature,
                           top_k=args.top_k, top_p=args.top_p, seed=args.seed, eot_id=tok.eot_id,
-                          dtype=compute_dtype(args))
-    except GenerationError as err:
+                          dtype=compute_dtype(args), vocab_limit=tok.vocab_size)
+    except (GenerationError, TokenizerError) as err:
         raise UserError(str(err)) from None
     ids = result.tokens[0]
     return {
