@@ -1,1 +1,1 @@
-"""benchmarks/: measures throughput, memory and prediction error; checks the source document claims."""
+"""benchmarks/: measures throughput, memory and prediction error; checks four claims made about Cerebras hardware."""

@@ -1,4 +1,4 @@
-"""The source document's four claims about Cerebras, checked against published specifications and the simulator.
+"""Four claims made about Cerebras hardware (exaflop, petabyte, energy, scale-out), checked against published specifications and the simulator.
 
 Each claim gets three readings of the evidence:
 

@@ -134,7 +134,7 @@ def markdown(result: dict) -> str:
     if sc:
         out += scaling_markdown(sc)
     if result.get("targets"):
-        out += ["## Targets (issue 6)", "", "| target | measured | met | note |", "|---|---|---|---|"]
+        out += ["## Targets", "", "| target | measured | met | note |", "|---|---|---|---|"]
         for t in result["targets"]:
             met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
             out.append(f"| {t['target']} | {t['value'] if t['value'] is not None else '-'} | {met} | {t['note']} |")
@@ -142,7 +142,7 @@ def markdown(result: dict) -> str:
     if result.get("claims"):
         from benchmarks.claims import markdown_table
 
-        out += ["## The source document's claims (`wse claims`)", "", markdown_table({"claims": result["claims"]}), ""]
+        out += ["## Four claims about Cerebras hardware (`wse claims`)", "", markdown_table({"claims": result["claims"]}), ""]
     return "\n".join(out)
 
 

@@ -39,6 +39,9 @@ FORMAT = "wse-tokens"
 FORMAT_VERSION = 1
 DTYPE = np.uint16  # GPT-2's 50257 ids fit; half the bytes of int32
 DEFAULT_VAL_FRACTION = 0.05
+# A validation split below this many tokens earns a warning: it cannot fill one batch of 8 x 2048 (the published
+# Cerebras-GPT context), so `wse train` at such a shape skips evaluation, and a loss over fewer tokens is noisy.
+MIN_VAL_TOKENS = 8 * 2048 + 1
 # 2^27 tokens = 256 MiB per shard: few files for large corpora, small enough to copy or checksum one at a time.
 DEFAULT_SHARD_TOKENS = 1 << 27
 TEXT_SUFFIXES = (".txt", ".md")
@@ -433,6 +436,12 @@ def _summary(out: Path, meta: dict, *, reused: bool, seconds: float, skipped: li
     """The command's result: ``seconds`` is the whole call; ``tokens_per_s`` the tokenise-and-write pass alone."""
     splits = meta["splits"]
     tokens = sum(s["tokens"] for s in splits.values())
+    warnings = []
+    val = splits["val"]["tokens"]
+    if meta.get("val_fraction", DEFAULT_VAL_FRACTION) > 0 and val < MIN_VAL_TOKENS:
+        warnings.append(f"the validation split holds only {val:,} tokens ({splits['val']['documents']} documents): "
+                        f"fewer than one batch of 8 x 2048 ({MIN_VAL_TOKENS:,}), so evaluation at such shapes is "
+                        "skipped and small ones are noisy; raise --val-fraction or add documents")
     return {
         "out": str(out), "reused": reused, "tokenizer": meta["tokenizer"]["name"],
         "train_tokens": splits["train"]["tokens"], "val_tokens": splits["val"]["tokens"],
@@ -440,6 +449,7 @@ def _summary(out: Path, meta: dict, *, reused: bool, seconds: float, skipped: li
         "sources": len(meta["sources"]), "shards": sum(len(s["shards"]) for s in splits.values()),
         "skipped_files": skipped, "seconds": round(seconds, 3),
         "tokens_per_s": None if reused else round(tokens / max(tokenise_seconds, 1e-9)),
+        "warnings": warnings,
     }
 
 

@@ -353,3 +353,17 @@ def test_cli_user_error(tmp_path):
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and "byte offset 0" in proc.stderr
     assert not (tmp_path / "d").exists()
+
+
+def test_a_tiny_validation_split_is_warned_about_on_stderr(tmp_path, capsys):
+    from runtime.cli import main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        (src / f"d{i}.txt").write_text(f"Some words in document {i}. " * 20, encoding="utf-8")
+    rc = main(["data", str(src), "--out", str(tmp_path / "ds"), "--val-fraction", "0.3", "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and err.startswith("warning: the validation split holds only ") and "--val-fraction" in err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["warnings"] and result["val_tokens"] < 1000

@@ -31,6 +31,13 @@ def test_pipelined_json_contract(capsys):
     assert all(set(a) == {"value", "reason"} for a in out["assumptions"].values())
 
 
+def test_system_defaults_to_cs2_and_says_so(capsys):
+    out = plan_json(capsys, "--model", "111M")
+    assert out["system"] == plan_json(capsys, "--model", "111M", "--system", "cs2")["system"]
+    assert "--system not given: planned on cs2" in out["system_note"]
+    assert "system_note" not in plan_json(capsys, "--model", "111M", "--system", "cs3")
+
+
 def test_streaming_json_contract_and_seq_len_cap(capsys):
     out = plan_json(capsys, "--model", "tiny", "--system", "cs3", "--mode", "streaming", "--systems", "4",
                     "--batch-size", "64")

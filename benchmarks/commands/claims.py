@@ -1,11 +1,11 @@
-"""`wse claims`: the source document's four claims against published specs and the simulator, with verdicts.
+"""`wse claims`: four claims made about Cerebras hardware against published specs and the simulator, with verdicts.
 
 No JAX: the figures are sourced constants (benchmarks/claims.py) and wafer-simulator plans (wse/).
 """
 
 from __future__ import annotations
 
-HELP = "check the source document's claims (exaflop, petabyte, energy, scale-out) against specs and the simulator"
+HELP = "check four claims made about Cerebras hardware (exaflop, petabyte, energy, scale-out) against specs and the simulator"
 
 
 def add_arguments(parser) -> None:
@@ -22,7 +22,7 @@ def render(result: dict, console) -> None:
     from rich.table import Table
 
     colour = {"supported": "green", "misleading": "yellow", "unsupported": "red"}
-    t = Table(title="the source document's claims", show_lines=True)
+    t = Table(title="four claims made about Cerebras hardware", show_lines=True)
     t.add_column("claim")
     t.add_column("verdict")
     t.add_column("why")
@@ -31,7 +31,8 @@ def render(result: dict, console) -> None:
     console.print(t)
     sim = result["simulation"]
     console.print(f"simulated {sim['model']} (batch {sim['batch_size']} x {sim['seq_len']}, weight streaming): one CS-2 "
-                  f"achieves {sim['cs2_achieved_flops'] / 1e15:.2f} PFLOP/s of {sim['cs2_peak_dense_flops'] / 1e15:.2f} "
-                  f"dense peak; {sim['cluster']} ({sim['systems']} CS-2) {sim['cluster_achieved_flops'] / 1e15:.1f} PFLOP/s, "
+                  f"achieves {sim['cs2_achieved_flops'] / 1e15:.2f} PFLOP/s of the {sim['cs2_peak_dense_flops'] / 1e15:.2f} "
+                  f"PFLOP/s dense peak of the core grid a plan can use ({sim['cs2_marketed_peak_dense_flops'] / 1e15:.2f} "
+                  f"over every marketed core, as in the table); {sim['cluster']} ({sim['systems']} CS-2) {sim['cluster_achieved_flops'] / 1e15:.1f} PFLOP/s, "
                   f"{sim['cluster_days_to_train']:.1f} days to train; {sim['flop_convention']}.")
     console.print("published figures and sources: wse claims --json")

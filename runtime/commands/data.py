@@ -26,9 +26,12 @@ def run(args) -> dict:
     from runtime.data import build_dataset
 
     optional = {k: v for k, v in (("val_fraction", args.val_fraction), ("shard_tokens", args.shard_tokens)) if v is not None}
-    return build_dataset(args.inputs, args.out, builtin=args.builtin, seed=args.seed, tokenizer=args.tokenizer,
-                         overwrite=args.overwrite, num_threads=args.threads,
-                         progress=not args.json and sys.stderr.isatty(), **optional)
+    result = build_dataset(args.inputs, args.out, builtin=args.builtin, seed=args.seed, tokenizer=args.tokenizer,
+                           overwrite=args.overwrite, num_threads=args.threads,
+                           progress=not args.json and sys.stderr.isatty(), **optional)
+    for warning in result["warnings"]:  # diagnostics on stderr, the result on stdout
+        print(f"warning: {warning}", file=sys.stderr)
+    return result
 
 
 def render(result: dict, console) -> None:

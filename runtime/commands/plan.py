@@ -5,10 +5,13 @@ from __future__ import annotations
 HELP = "plan a model on a Cerebras system: layer-pipelined or weight-streaming, step time, memory, pictures"
 
 
+DEFAULT_SYSTEM = "cs2"  # the system Cerebras-GPT was trained on (Andromeda's CS-2s)
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="preset name (111M ... 13B, 111M-mup ..., tiny, small) or a YAML/JSON model file")
-    parser.add_argument("--system", required=True,
-                        help="cs1, cs2, cs3, a cluster (andromeda, cg1, cg3) or a YAML system file")
+    parser.add_argument("--system", default=None,
+                        help="cs1, cs2 (default), cs3, a cluster (andromeda, cg1, cg3) or a YAML system file")
     parser.add_argument("--systems", type=int, default=None,
                         help="number of systems (data parallel, weight streaming only); default 1, or the cluster's size")
     parser.add_argument("--mode", choices=["auto", "pipelined", "streaming"], default="auto",
@@ -29,6 +32,8 @@ def run(args) -> dict:
     from wse.plan import make_plan
 
     shape = get_config(args.model)
+    defaulted = args.system is None
+    args.system = DEFAULT_SYSTEM if defaulted else args.system
     system, cluster_systems = get_system(args.system)
     options = PlanOptions()
     if Path(args.system).suffix.lower() in (".yaml", ".yml"):
@@ -40,6 +45,8 @@ def run(args) -> dict:
     plan = make_plan(shape, system, systems=systems, mode=args.mode, batch_size=args.batch_size,
                      seq_len=args.seq_len, options=options, model_name=shape.name)
     result = plan.to_dict()
+    if defaulted:
+        result["system_note"] = f"--system not given: planned on {DEFAULT_SYSTEM} (choose with --system cs1|cs2|cs3|...)"
     if args.picture or args.timeline:
         from wse.pictures import draw_picture, draw_timeline
 
@@ -116,6 +123,8 @@ def render(result: dict, console) -> None:
     for k, v in rows:
         summary.add_row(k, v)
     console.print(summary)
+    if result.get("system_note"):
+        console.print(f"[dim]{result['system_note']}[/dim]")
 
     if result["mode"] == "pipelined":
         t = Table(title="stages")
