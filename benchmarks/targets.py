@@ -19,10 +19,6 @@ GPU_STREAMING_MEMORY_FRACTION = 0.40
 GPU_OVER_TORCH_COMPILE = 1.2
 GPU_MFU_NOMINAL = 0.50
 GPU_GENERATION_ROOFLINE = 0.50  # batch-1 decode tokens/s over the weight-bandwidth roofline (benchmarks/generation.py)
-# Nominal dense bf16 tensor-core FLOP/s (vendor datasheets, without sparsity), matched in order against the device
-# name: the first entry whose key is in it wins, so variants come before their family.
-NOMINAL_BF16_FLOPS = (("H100 PCIe", 756e12), ("NVL", 835e12), ("H200", 989e12), ("H100", 989e12),
-                      ("A100", 312e12))
 
 
 def _target(name: str, value, met, note: str) -> dict:
@@ -156,8 +152,12 @@ def _gpu_issue10(result: dict, runs: list[dict], base: dict) -> list[dict]:
 
 
 def nominal_bf16_flops(device: str) -> float | None:
-    """The datasheet dense bf16 FLOP/s of a GPU named ``device`` (e.g. "NVIDIA H200"), or None if not listed."""
-    return next((flops for key, flops in NOMINAL_BF16_FLOPS if key in device), None)
+    """The datasheet dense bf16 FLOP/s of a GPU named ``device`` (e.g. "NVIDIA H200"; runtime.train.NOMINAL_PEAK),
+    or None if not listed."""
+    from runtime.train import nominal_peak
+
+    known = nominal_peak(device, "bfloat16")
+    return known[1] if known else None
 
 
 def _baseline(base: dict, model: str, variant: str) -> dict | None:

@@ -99,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     elif hasattr(module, "render"):
         from rich.console import Console
 
-        module.render(result, Console())
+        # soft_wrap: data (generated text, paths, commands to copy) is never broken into lines by the renderer, on a
+        # terminal or redirected to a file (where rich would otherwise wrap at 80 columns)
+        module.render(result, Console(soft_wrap=True))
     else:
         print(json.dumps(result, indent=2, default=json_default))
     return 0

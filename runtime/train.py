@@ -32,15 +32,32 @@ from runtime.errors import UserError
 METRICS_FILE = "metrics.jsonl"
 LOSS_PLOT = "loss.png"
 CONFIG_FILE = "config.yaml"
+# Without a terminal, training progress is one plain stderr line this often (and at the last step).
+PLAIN_PROGRESS_SECONDS = 10.0
 # Published dense peak FLOP/s per device (bf16, and TF32 tensor cores for float32 matmuls) from the vendors' data
-# sheets; used for MFU when the device kind matches. Anything else is measured (see peak_flops).
+# sheets; used for MFU when the device kind matches (nominal_peak: the first name the device kind contains, so the
+# variants come before their family). Anything else is measured (see peak_flops).
 NOMINAL_PEAK = {
+    "H100 PCIe": {"bfloat16": 756e12, "float32": 378e12},  # NVIDIA H100 PCIe data sheet
+    "H200 NVL": {"bfloat16": 835e12, "float32": 418e12},  # NVIDIA H200 NVL data sheet
+    "H100 NVL": {"bfloat16": 835e12, "float32": 418e12},  # NVIDIA H100 NVL data sheet
     "H200": {"bfloat16": 989.4e12, "float32": 494.7e12},  # NVIDIA H200 SXM data sheet: dense bf16 / TF32 tensor core
     "H100": {"bfloat16": 989.4e12, "float32": 494.7e12},  # NVIDIA H100 SXM data sheet (same figures)
     "A100": {"bfloat16": 312e12, "float32": 156e12},  # NVIDIA A100 data sheet: dense bf16 / TF32
     "TPU v4": {"bfloat16": 275e12, "float32": 275e12},  # Google Cloud TPU v4 documentation
     "TPU v5e": {"bfloat16": 197e12, "float32": 197e12},  # Google Cloud TPU v5e documentation
 }
+
+
+def nominal_peak(device_kind: str, dtype: str) -> tuple[str, float] | None:
+    """(table name, dense peak FLOP/s of one device in ``dtype``) from NOMINAL_PEAK for a device kind such as
+    "NVIDIA H200", or None when the device is not listed."""
+    for name, peaks in NOMINAL_PEAK.items():
+        if name.lower() in device_kind.lower():
+            return name, peaks[dtype]
+    return None
+
+
 # The matmul timed when no nominal peak applies: 1024^3 x 2 = 2.1 GFLOP, a few tens of ms on a 2-core CPU.
 PEAK_MATMUL_SIZE = 1024
 
@@ -79,10 +96,10 @@ def _peak_flops(dtype: str, devices: list) -> tuple[float, str]:
     import jax
     import jax.numpy as jnp
 
-    kind = str(getattr(devices[0], "device_kind", ""))
-    for name, peaks in NOMINAL_PEAK.items():
-        if name.lower() in kind.lower():
-            return peaks[dtype] * len(devices), f"nominal {name} {dtype} peak x {len(devices)} devices"
+    known = nominal_peak(str(getattr(devices[0], "device_kind", "")), dtype)
+    if known is not None:
+        name, peak = known
+        return peak * len(devices), f"nominal {name} {dtype} peak x {len(devices)} devices"
     n = PEAK_MATMUL_SIZE
     local = [d for d in devices if d.process_index == jax.process_index()] or devices
     a = jax.device_put(jnp.ones((n, n), dtype), local[0])
@@ -381,7 +398,7 @@ class Trainer:
             from rich.console import Console
 
             return Console(stderr=True)
-        return None
+        return "plain"  # redirected: plain log lines (see _Progress)
 
 
 def _check_fresh_run_dir(run_dir: Path) -> None:
@@ -568,11 +585,17 @@ def plot_losses(metrics_path: Path, out: Path) -> Path | None:
 
 
 class _Progress:
-    """A rich progress bar (step, loss, tokens/s, MFU) when there is a console; otherwise nothing."""
+    """Training progress (step, loss, tokens/s, MFU): a rich progress bar on a console; ``console="plain"`` (stderr is
+    not a terminal: a log file, a pipe, a batch job) a plain line on stderr every PLAIN_PROGRESS_SECONDS and at the
+    last step, so that a redirected run is never silent for minutes; None: nothing."""
 
     def __init__(self, console, start: int, total: int):
-        self._bar = None
+        self._bar = self._plain = None
+        self._total, self._last = total, time.perf_counter()
         if console is None:
+            return
+        if console == "plain":
+            self._plain = True
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -582,12 +605,18 @@ class _Progress:
         self._bar.start()
 
     def update(self, step: int, loss: float, tps: float, mfu: float) -> None:
+        info = f"loss {loss:.4f}  {tps:,.0f} tok/s  MFU {100 * mfu:.1f}%"
         if self._bar is not None:
-            self._bar.update(self._task, completed=step, info=f"loss {loss:.4f}  {tps:,.0f} tok/s  MFU {100 * mfu:.1f}%")
+            self._bar.update(self._task, completed=step, info=info)
+        elif self._plain and (step == self._total or time.perf_counter() - self._last >= PLAIN_PROGRESS_SECONDS):
+            self._last = time.perf_counter()
+            print(f"train step {step}/{self._total}  {info}", file=sys.stderr, flush=True)
 
     def note(self, text: str) -> None:
         if self._bar is not None:
             self._bar.console.print(text)
+        elif self._plain:
+            print(text, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:

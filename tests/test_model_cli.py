@@ -150,3 +150,14 @@ def test_subprocess_contract(dirs):
     res = run("generate", "--checkpoint", str(dirs / "ckpt"), "--prompt", "Hi", "--max-new-tokens", "70", "--json")
     assert res.returncode == 2, res.stderr
     assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1 and "70" in res.stderr
+
+
+def test_generated_text_on_stdout_statistics_on_stderr(capsys, tmp_path):
+    """Without --json: stdout holds the prompt and its continuation only (redirect-safe, never wrapped); the
+    statistics line is a diagnostic on stderr."""
+    model = tmp_path / "mini.json"
+    model.write_text(json.dumps({"preset": "tiny", "n_layers": 1}))
+    prompt = "A prompt long enough that a renderer wrapping at eighty columns would have to break it into two lines"
+    assert main(["generate", "--model", str(model), "--prompt", prompt, "--max-new-tokens", "3"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(prompt) and "tokens/s" not in out and "tokens/s" in err

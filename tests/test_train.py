@@ -270,3 +270,10 @@ def test_data_with_more_ids_than_the_model_is_refused_before_anything_is_written
     assert rc == 2 and err.startswith("error: the data was tokenized into 50257 ids but model 'narrow' has a "
                                       "vocabulary of 1000") and err.count("\n") == 1
     assert not run_dir.exists()
+
+
+def test_progress_without_a_terminal_is_plain_lines_on_stderr(world, tmp_path, capsys):
+    """Redirected (no terminal), a run is not silent: plain progress lines on stderr, the last step's among them."""
+    train(world, tmp_path / "run", "train.steps=3")
+    out, err = capsys.readouterr()
+    assert "train step 3/3  loss " in err and "tok/s" in err and "\x1b[" not in err and out == ""

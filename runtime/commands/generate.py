@@ -106,8 +106,11 @@ def run(args) -> dict:
 
 
 def render(result: dict, console) -> None:
+    """The text on stdout (the result); the statistics on stderr (a diagnostic), so `> out.txt` keeps only text."""
+    from rich.console import Console
     from rich.text import Text
 
     console.print(Text(result["prompt"], style="bold") + Text(result["completion"]))
-    console.print(f"[dim]{len(result['tokens'])} tokens ({result['finish_reason']}), {result['tokens_per_s']:.1f} tokens/s "
-                  f"after {result['compile_seconds']:.1f} s compile; {result['model']}[/dim]")
+    Console(stderr=True, soft_wrap=True).print(
+        f"[dim]{len(result['tokens'])} tokens ({result['finish_reason']}), {result['tokens_per_s']:.1f} tokens/s "
+        f"after {result['compile_seconds']:.1f} s compile; {result['model']}[/dim]")
