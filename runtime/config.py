@@ -88,6 +88,9 @@ class TrainConfig(_Section):
     seq_len: int | None = None
     lr: float | None = None  # peak learning rate (the base rate under muP)
     warmup_steps: int | None = None
+    # Steps the warmup and decay span (unset: train.steps); the rate holds at min_lr_ratio x peak after them. A run
+    # extended past them (a larger train.steps when resuming) goes on at that floor, so its rate never jumps.
+    decay_steps: int | None = None
     decay: Literal["linear", "cosine"] | None = None
     min_lr_ratio: float = 0.1  # decay to 10% of peak (Cerebras-GPT recipe)
     weight_decay: float = 0.1
@@ -133,16 +136,20 @@ class RunConfig(_Section):
         """
         cfg = self.gpt_config()
         t = self.train.model_copy()
-        for name, value in ((saved or {}).get("train") or {}).items():
+        saved_train = dict((saved or {}).get("train") or {})
+        if saved_train.get("steps") is not None and saved_train.get("decay_steps") is None:
+            saved_train["decay_steps"] = saved_train["steps"]  # checkpoints from before decay_steps: it was steps
+        for name, value in saved_train.items():
             if getattr(t, name, 0) is None and value is not None and name != "run_dir":
                 setattr(t, name, value)
         t.batch_size = cfg.batch_size if t.batch_size is None else t.batch_size
         t.seq_len = cfg.max_seq_len if t.seq_len is None else t.seq_len
         t.lr = cfg.learning_rate if t.lr is None else t.lr
         t.decay = cfg.lr_decay if t.decay is None else t.decay
+        t.decay_steps = t.steps if t.decay_steps is None else t.decay_steps
         if t.warmup_steps is None:
             recipe = math.ceil(RECIPE_WARMUP_TOKENS / (t.batch_size * t.seq_len))
-            t.warmup_steps = min(recipe, int(WARMUP_FRACTION_CAP * t.steps))
+            t.warmup_steps = min(recipe, int(WARMUP_FRACTION_CAP * t.decay_steps))
         if t.run_dir is None:
             t.run_dir = str(Path("runs") / cfg.name)
         _check_train(t, cfg)
@@ -164,7 +171,8 @@ class RunConfig(_Section):
 
 
 def _check_train(t: TrainConfig, cfg) -> None:
-    positive = ("steps", "batch_size", "seq_len", "accum_steps", "checkpoint_every", "keep", "eval_every")
+    positive = ("steps", "decay_steps", "batch_size", "seq_len", "accum_steps", "checkpoint_every", "keep",
+                "eval_every")
     for name in positive:
         if getattr(t, name) <= 0:
             raise UserError(f"train.{name} must be positive, got {getattr(t, name)}")
@@ -401,7 +409,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 # Settings a resumed run must share with the checkpoint it resumes: they change which batches it sees or the
 # optimisation itself. Mesh, execution mode, dtype-free bookkeeping (steps, cadence, keep) may change freely.
 RESUME_FIXED = ("data", "train.batch_size", "train.seq_len", "train.seed", "train.lr", "train.warmup_steps",
-                "train.decay", "train.min_lr_ratio", "train.weight_decay", "train.grad_clip")
+                "train.decay_steps", "train.decay", "train.min_lr_ratio", "train.weight_decay", "train.grad_clip")
 
 
 def resume_conflicts(saved: dict, current: RunConfig) -> list[str]:

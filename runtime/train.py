@@ -441,7 +441,7 @@ class _Components:
         self.executor = build_executor(x.mode, gpt, mesh, microbatches=x.microbatches, dtype=jax.numpy.dtype(t.dtype),
                                        remat=x.remat, attention=x.attention, fsdp=x.fsdp, batch_size=t.batch_size // t.accum_steps,
                                        seq_len=t.seq_len)
-        self.optimizer = build_optimizer(gpt, total_steps=t.steps, lr=t.lr, warmup_steps=t.warmup_steps,
+        self.optimizer = build_optimizer(gpt, total_steps=t.decay_steps, lr=t.lr, warmup_steps=t.warmup_steps,
                                          decay=t.decay, end_fraction=t.min_lr_ratio, weight_decay=t.weight_decay,
                                          clip_norm=t.grad_clip)
         self.train_step = self.executor.make_train_step(self.optimizer, accum_steps=t.accum_steps)
@@ -458,7 +458,7 @@ def _components(run: RunConfig, gpt, mesh) -> _Components:
     """The (cached) components for a run: the key is everything that shapes the compiled programs."""
     t = run.train
     key = (gpt, tuple(d.id for d in mesh.devices.flat), tuple(mesh.devices.shape), run.execution,
-           (t.steps, t.batch_size, t.seq_len, t.lr, t.warmup_steps, t.decay, t.min_lr_ratio, t.weight_decay,
+           (t.decay_steps, t.batch_size, t.seq_len, t.lr, t.warmup_steps, t.decay, t.min_lr_ratio, t.weight_decay,
             t.grad_clip, t.accum_steps, t.dtype))
     key = repr(key)
     if key not in _COMPONENTS:

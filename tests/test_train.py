@@ -277,3 +277,20 @@ def test_progress_without_a_terminal_is_plain_lines_on_stderr(world, tmp_path, c
     train(world, tmp_path / "run", "train.steps=3")
     out, err = capsys.readouterr()
     assert "train step 3/3  loss " in err and "tok/s" in err and "\x1b[" not in err and out == ""
+
+
+def test_one_command_extends_a_finished_run_with_a_continuous_learning_rate(world, tmp_path, capsys):
+    """The same command with a larger train.steps continues the run: settings left unset (the derived warmup, the
+    decay horizon) keep their saved values, and the rate, at its floor when the first run ended, stays there."""
+    run_dir = tmp_path / "run"
+    assert main(["train", *overrides(world, run_dir, "train.warmup_steps=2")]) == 0  # STEPS steps
+    assert main(["train", *overrides(world, run_dir, "train.warmup_steps=2", f"train.steps={STEPS + 6}")]) == 0
+    capsys.readouterr()
+    rows = [r for r in read_metrics(run_dir / METRICS_FILE) if r["kind"] == "train"]
+    assert [r["step"] for r in rows] == list(range(1, STEPS + 7))
+    lrs = [r["lr"] for r in rows]
+    floor = 0.003 * 0.1  # the micro model's peak x min_lr_ratio
+    assert all(b <= a + 1e-12 for a, b in zip(lrs[2:], lrs[3:]))  # never rises after warmup
+    assert lrs[STEPS - 1] > floor and all(abs(lr - floor) < 1e-9 for lr in lrs[STEPS:])
+    saved = load_config(run_dir / "config.yaml", []).train
+    assert saved.steps == STEPS + 6 and saved.decay_steps == STEPS

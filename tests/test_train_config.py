@@ -121,3 +121,17 @@ def test_a_refused_layout_writes_nothing(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and res.stderr.startswith("error: train.batch_size=6") and res.stderr.count("\n") == 1
     assert not run_dir.exists()
+
+
+def test_extending_a_run_keeps_its_saved_schedule():
+    first = load_config(None, ["model=tiny", "train.steps=40"]).resolve()
+    ext = load_config(None, ["model=tiny", "train.steps=70"]).resolve(saved=first.model_dump())
+    assert ext.train.steps == 70 and ext.train.decay_steps == 40 and ext.train.warmup_steps == first.train.warmup_steps
+    assert resume_conflicts(first.model_dump(), ext) == []
+    # checkpoints written before decay_steps existed decayed over their train.steps
+    old = first.model_dump()
+    del old["train"]["decay_steps"]
+    assert load_config(None, ["model=tiny", "train.steps=70"]).resolve(saved=old).train.decay_steps == 40
+    # a new decay horizon on resume would move the rate mid-run: a conflict the trainer names
+    moved = load_config(None, ["model=tiny", "train.steps=70", "train.decay_steps=70"]).resolve(saved=first.model_dump())
+    assert resume_conflicts(first.model_dump(), moved) == ["train.decay_steps"]

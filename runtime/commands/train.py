@@ -20,9 +20,11 @@ def add_arguments(parser) -> None:
 def run(args) -> dict:
     from runtime.config import load_config
 
-    config = load_config(args.config, args.overrides).resolve()  # pure Python: errors before JAX starts
+    config = load_config(args.config, args.overrides)
+    config.resolve()  # pure Python: errors before JAX starts
     from runtime.train import Trainer
 
+    # the unresolved config: when the run dir holds a checkpoint, settings left unset continue with its values
     return Trainer(config).run()  # progress bar on stderr when it is a terminal
 
 
