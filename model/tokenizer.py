@@ -23,6 +23,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 from pathlib import Path
 
 # GPT-2's pre-tokenisation pattern (openai/gpt-2 encoder.py); tiktoken's "gpt2" encoding uses the same one.
@@ -129,6 +130,16 @@ class Tokenizer:
         return f"<Tokenizer {self.name} backend={self.backend} vocab={self.vocab_size} eot={self.eot_id}>"
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate (a JSON string can hold one as an escape, e.g. "\\ud800"; a Python str never
+    holds a valid pair) replaced by U+FFFD, as tiktoken does internally: HF ``tokenizers`` refuses such strings with a
+    TypeError, and both backends must give the same ids for anything a text or JSONL file can hold."""
+    return _LONE_SURROGATE.sub("\ufffd", text) if _LONE_SURROGATE.search(text) else text
+
+
 class TiktokenTokenizer(Tokenizer):
     """GPT-2 through a tiktoken ``Encoding`` built from the local files."""
 
@@ -201,12 +212,12 @@ class HFTokenizer(Tokenizer):
         return cls(tok, f"tokenizer.json@{hashlib.sha256(data).hexdigest()[:16]}")
 
     def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text, add_special_tokens=False).ids
+        return self._tok.encode(_without_lone_surrogates(text), add_special_tokens=False).ids
 
     def encode_batch(self, texts: list[str], num_threads: int | None = None) -> list[list[int]]:
         # HF parallelises batches itself (rayon, all cores; RAYON_NUM_THREADS caps it), so num_threads is not used.
         batch = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)  # _fast (no offsets) since 0.21
-        return [e.ids for e in batch(list(texts), add_special_tokens=False)]
+        return [e.ids for e in batch([_without_lone_surrogates(t) for t in texts], add_special_tokens=False)]
 
     def decode(self, ids) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)

@@ -84,6 +84,22 @@ def test_property_round_trip_and_agreement(text):
     assert b.encode(text) == ids
 
 
+# A JSONL file can hold a lone surrogate as an escape ("\ud800"); json.loads gives a str holding it. Both engines
+# encode it as U+FFFD (tiktoken's own behaviour), instead of HF tokenizers' TypeError.
+WITH_SURROGATES = st.lists(st.one_of(st.text(max_size=6), st.integers(0xD800, 0xDFFF).map(chr)), min_size=1,
+                           max_size=8).map("".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(WITH_SURROGATES)
+def test_property_engines_agree_on_anything_a_jsonl_file_can_hold(text):
+    import json
+
+    text = json.loads(json.dumps(text))  # the string as a JSONL reader would hand it over
+    a, b = get_tokenizer(backend="tiktoken"), get_tokenizer(backend="hf")
+    assert b.encode(text) == a.encode(text) and b.encode_batch([text]) == [a.encode(text)]
+
+
 # Whitespace is where regex engines differ most (Unicode White_Space vs str.isspace, \x1c-\x1f, \x85, NBSP).
 WHITESPACE_HEAVY = st.text(alphabet=st.sampled_from(list(" \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u1680\u2000\u2028\u202f\u3000\u200b\ufeffa1'.s")), max_size=30)
 
