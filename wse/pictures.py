@@ -46,12 +46,28 @@ def draw_timeline(plan: Plan, path: str | Path) -> Path:
     return (_pipeline_schedule if plan.mode == "pipelined" else _streaming_timeline)(plan, Path(path))
 
 
+# A stage's full label (4 lines) goes inside its region only when the region is at least this many text lines tall;
+# smaller regions get their stage number alone and the full labels move to a legend beside the grid, so thin stages
+# (the demo's 8 stages of `tiny` on a CS-2) never print over each other.
+LABEL_LINE_HEIGHT = 1.35  # line spacing in font sizes (matplotlib's default is 1.2, plus the box margins)
+
+
 def _regions(plan: Plan, path: Path) -> Path:
     plt = _pyplot()
-    from matplotlib.patches import Rectangle
+    from matplotlib.patches import Patch, Rectangle
 
     rows, cols = plan.grid["rows"], plan.grid["cols"]
-    fig, ax = plt.subplots(figsize=(7, 7 * rows / cols if cols >= rows else 7))
+    height = 7 * rows / cols if cols >= rows else 7
+    fontsize = max(5, 9 - len(plan.stages) // 6)
+    points_per_row = 0.78 * height * 72 / rows  # the axes take ~78% of the figure's height (title, x label)
+    labels = []
+    for s, st in enumerate(plan.stages):
+        first, last = st.names
+        labels.append((f"stage {s}", (f"{first}" + (f" .. {last}" if last != first else "")),
+                       f"{_fmt_time(st.time_s)}, {_fmt_bytes(st.memory_bytes_per_core)}/cell"))
+    fits = [st.region.rows * points_per_row >= 4 * LABEL_LINE_HEIGHT * fontsize for st in plan.stages]
+    legend = not all(fits)
+    fig, ax = plt.subplots(figsize=(7 + (4 if legend else 0), height))
     ax.add_patch(Rectangle((0, 0), cols, rows, fill=False, lw=1.5, color="black"))
     cmap = plt.get_cmap("tab20")
     centres = []
@@ -60,12 +76,19 @@ def _regions(plan: Plan, path: Path) -> Path:
         ax.add_patch(Rectangle((r.col, r.row), r.cols, r.rows, facecolor=cmap(s % 20), edgecolor="black", lw=0.8,
                                alpha=0.85))
         centres.append((r.col + r.cols / 2, r.row + r.rows / 2))
-        first, last = st.names
-        label = f"stage {s}\n{first}" + (f"\n..{last}" if last != first else "")
-        label += f"\n{_fmt_time(st.time_s)}, {_fmt_bytes(st.memory_bytes_per_core)}/cell"
-        ax.text(*centres[-1], label, ha="center", va="center", fontsize=max(5, 9 - len(plan.stages) // 6))
+        name, layers, cost = labels[s]
+        if fits[s]:
+            text = f"{name}\n{layers.replace(' .. ', chr(10) + '..')}\n{cost}"
+        else:
+            text = str(s) if r.rows * points_per_row >= LABEL_LINE_HEIGHT * fontsize else ""
+        if text:
+            ax.text(*centres[-1], text, ha="center", va="center", fontsize=fontsize)
     for a, b in zip(centres, centres[1:]):
         ax.annotate("", xy=b, xytext=a, arrowprops=dict(arrowstyle="->", color="black", lw=1, alpha=0.6))
+    if legend:
+        handles = [Patch(facecolor=cmap(s % 20), edgecolor="black", label=f"{n}: {l}; {c}")
+                   for s, (n, l, c) in enumerate(labels)]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
     ax.set_xlim(0, cols)
     ax.set_ylim(rows, 0)
     ax.set_aspect("equal")
