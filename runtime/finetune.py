@@ -483,6 +483,8 @@ def prepare(source: Source, data: str | os.PathLike = BUILTIN, overrides: list[s
     # within a batch): a batch the recipe used divides the meshes it ran on, a count derived from the data may not.
     batch = int(default("batch_size", source.batch_size))
     steps = int(default("steps", max(1, math.ceil(FINETUNE_EPOCHS * train.rows / batch))))
+    # the decay horizon of the run being continued (before decay_steps existed: its train.steps), else this run's
+    default("decay_steps", saved.get("steps") or steps)
     default("lr", source.lr * FINETUNE_LR_FRACTION)
     default("warmup_steps", max(1, round(FINETUNE_WARMUP_FRACTION * steps)))
     default("decay", "linear")

@@ -193,6 +193,19 @@ def test_finetune_resumes_in_its_run_dir(source, tuned, capsys):
         assert again["defaults_applied"][key] == result["defaults_applied"][key]
 
 
+@pytest.mark.parametrize("change, fragment", [("train.lr=0.5", "was trained with train.lr="),
+                                               ("train.seq_len=16", "was trained with train.seq_len=32")])
+def test_finetune_into_its_run_dir_with_other_settings_is_refused(source, tuned, capsys, change, fragment):
+    """wse train's rule: an existing fine-tune dir resumes only when compatible; else one line, nothing changed."""
+    result, data = tuned
+    before = _tree_hash(Path(result["run_dir"]))
+    assert main(["finetune", "--from", str(source), "--data", str(data), "train.steps=6", "execution.mode=data",
+                 "mesh.devices=1", "train.seq_len=32", change]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and fragment in err and err.count("\n") == 1
+    assert _tree_hash(Path(result["run_dir"])) == before
+
+
 @pytest.mark.parametrize("where", ["same", "inside", "around"])
 def test_never_writes_its_source(source, tuned, tmp_path, capsys, where):
     _, data = tuned
