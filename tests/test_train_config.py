@@ -86,7 +86,8 @@ def test_resume_conflicts_name_the_changed_setting():
     # the derived warmup (10% of train.steps) continues as saved instead of moving with the longer run
     assert resume_conflicts(saved.model_dump(), longer.resolve(saved=saved.model_dump())) == []
     assert longer.resolve(saved=saved.model_dump()).train.warmup_steps == saved.train.warmup_steps == 10
-    assert resume_conflicts(saved.model_dump(), longer.resolve()) == ["train.warmup_steps"]
+    # resolved without the checkpoint, both the derived warmup and the decay horizon would move with the longer run
+    assert resume_conflicts(saved.model_dump(), longer.resolve()) == ["train.warmup_steps", "train.decay_steps"]
     other_lr = load_config(None, ["model=tiny", "train.lr=2e-3"]).resolve()
     assert resume_conflicts(saved.model_dump(), other_lr) == ["train.lr"]
 
