@@ -167,7 +167,7 @@ class RunConfig(_Section):
 
     def flat(self) -> dict[str, Any]:
         """``{"train.steps": 100, ...}``: the config as dotted keys (how overrides and resume checks name things)."""
-        return _flatten(self.model_dump())
+        return flatten(self.model_dump())
 
 
 def _check_train(t: TrainConfig, cfg) -> None:
@@ -269,12 +269,14 @@ def _unknown_key(key: str) -> UserError:
     return UserError(f"unknown config key '{key}'{hint}")
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as dotted keys, ``{"train": {"lr": 1e-3}}`` -> ``{"train.lr": 1e-3}`` (``model``, which
+    may itself be a mapping of model fields, stays one value)."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict) and key != "model":
-            out.update(_flatten(v, key + "."))
+            out.update(flatten(v, key + "."))
         else:
             out[key] = v
     return out
@@ -415,5 +417,5 @@ RESUME_FIXED = ("data", "train.batch_size", "train.seq_len", "train.seed", "trai
 def resume_conflicts(saved: dict, current: RunConfig) -> list[str]:
     """Dotted keys whose values differ between a checkpoint's resolved config and the current resolved one."""
     now = current.flat()
-    then = _flatten(saved)
+    then = flatten(saved)
     return [k for k in RESUME_FIXED if k in then and then[k] != now.get(k)]

@@ -318,9 +318,9 @@ class Trainer:
         self.run_config = self._requested.resolve(saved=tstate.get("config"))  # unset settings continue as saved
         conflicts = resume_conflicts(tstate.get("config", {}), self.run_config)
         if conflicts:
-            from runtime.config import _flatten
+            from runtime.config import flatten
 
-            saved = _flatten(tstate["config"])
+            saved = flatten(tstate["config"])
             k = conflicts[0]
             raise UserError(f"train.run_dir '{self.run_dir}' was trained with {k}={saved[k]!r} but this run sets "
                             f"{k}={self.run_config.flat()[k]!r}; resume with the same value or choose another train.run_dir")

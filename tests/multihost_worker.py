@@ -4,7 +4,7 @@ tests/test_multihost.py runs it as 2 processes x 4 CPU devices on 127.0.0.1 and 
 process x 8 devices: the same mesh shape over the same number of devices must give the same numbers, whether or not
 a process boundary cuts through it.
 
-    python -m runtime.execution._multihost_check --process-id 0 --num-processes 2 --coordinator 127.0.0.1:PORT \
+    python tests/multihost_worker.py --process-id 0 --num-processes 2 --coordinator 127.0.0.1:PORT \
         --devices 8 --out losses.json
 """
 

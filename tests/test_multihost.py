@@ -16,7 +16,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from runtime.execution import _multihost_check as check
+import multihost_worker as check  # tests/multihost_worker.py: the worker both halves run
 from runtime.mesh import make_mesh
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ def test_two_processes_equal_one(tmp_path):
     env["JAX_PLATFORMS"] = "cpu"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "runtime.execution._multihost_check", "--process-id", str(i), "--num-processes", "2",
+            [sys.executable, str(Path(__file__).with_name("multihost_worker.py")), "--process-id", str(i), "--num-processes", "2",
              "--coordinator", f"127.0.0.1:{port}", "--devices", "8", "--out", str(tmp_path / f"p{i}.json")],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for i in range(2)

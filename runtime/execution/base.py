@@ -52,7 +52,8 @@ def _path_names(path) -> tuple[str, ...]:
     return tuple(str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey))
 
 
-def _in_blocks(path) -> bool:
+def in_blocks(path) -> bool:
+    """Whether a tree path (jax.tree_util keys) lies under ``blocks``, the stacked transformer layers."""
     return "blocks" in _path_names(path)
 
 
@@ -166,7 +167,7 @@ class Executor:
 
     # ----- layout and placement -----------------------------------------------------------------------------
     def _convert(self, tree, fn):
-        return jax.tree_util.tree_map_with_path(lambda p, x: fn(x) if _in_blocks(p) else x, tree)
+        return jax.tree_util.tree_map_with_path(lambda p, x: fn(x) if in_blocks(p) else x, tree)
 
     def place(self, params: Params) -> Params:
         """Canonical parameters (numpy or jax, any placement) -> this mode's layout, placed per param_shardings."""

@@ -31,7 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from model import gpt
 from runtime import sharding as shd
-from runtime.execution.base import REST, Executor, _in_blocks
+from runtime.execution.base import REST, Executor, in_blocks
 
 
 def _drop_layer_axis(sharding: NamedSharding, memory_kind) -> NamedSharding:
@@ -155,7 +155,7 @@ class StreamingExecutor(Executor):
         st_blocks_sh = restrict(state_sh, ("blocks",))
         flat, treedef = jax.tree_util.tree_flatten_with_path(st_blocks)
         flat_sh = jax.tree.leaves(st_blocks_sh)
-        layered = [i for i, (path, _) in enumerate(flat) if _in_blocks(path)]
+        layered = [i for i, (path, _) in enumerate(flat) if in_blocks(path)]
         to_dev = lambda xs, shs: [jax.device_put(x, _drop_layer_axis(s, self.device_kind)) if self.device_kind  # noqa: E731
                                   else x for x, s in zip(xs, shs)]
         to_host = lambda xs, shs: [jax.device_put(x, _drop_layer_axis(s, self.memory_kind)) if self.device_kind  # noqa: E731
