@@ -110,7 +110,7 @@ def training_rows(sizes: Sizes, modes, n_devices: int, platform: str, dtype: str
     from benchmarks.baseline_torch import TorchRun, torch_available
     from benchmarks.training import TrainingRun, mode_axes
     from model.config import get_config
-    from runtime.execution.plan import device_memory_bytes
+    from runtime.execution.placement import device_memory_bytes
     from runtime.mesh import build_mesh
 
     gpu_torch = baseline and platform == "gpu"

@@ -214,7 +214,7 @@ def attention_scale(cfg: GPTConfig) -> float:
 #            the probabilities in the compute dtype (see xla_causal_attention);
 #   "cudnn"  cuDNN's fused flash-attention kernel through ``jax.nn.dot_product_attention(implementation="cudnn")``:
 #            NVIDIA GPUs, bfloat16/float16 only; the [B, H, T, T] scores are never in memory.
-# runtime/execution/plan.resolve_attention picks one for a run.
+# runtime/execution/placement.resolve_attention picks one for a run.
 ATTENTION_KERNELS = ("xla", "cudnn")
 
 
@@ -222,7 +222,7 @@ def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: float, ker
     """Causal self-attention on [B, T, H, D] -> [B, T, H, D] with the chosen kernel (see ATTENTION_KERNELS).
 
     Raises ValueError for an unknown kernel; the cudnn kernel raises what ``jax.nn.dot_product_attention`` raises on
-    a backend, dtype or shape it does not support (plan.resolve_attention probes for that before a run)."""
+    a backend, dtype or shape it does not support (placement.resolve_attention probes for that before a run)."""
     if kernel == "cudnn":
         return jax.nn.dot_product_attention(q, k, v, scale=scale, is_causal=True, implementation="cudnn")
     if kernel != "xla":

@@ -50,7 +50,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from runtime.execution.base import Executor, TrainStep
-from runtime.execution.plan import MODES, device_memory_bytes, make_plan
+from runtime.execution.placement import MODES, device_memory_bytes, make_placement
 from runtime.mesh import mesh_shape
 
 __all__ = ["FAST_COMPILE", "MODES", "Executor", "TrainStep", "build_executor"]
@@ -64,7 +64,7 @@ def build_executor(mode: str, cfg, mesh, *, microbatches: int | None = None, dty
                    remat="auto", attention: str = "auto", fsdp: bool = False, batch_size: int | None = None,
                    seq_len: int | None = None, compiler_options: dict | None = None) -> Executor:
     """An executor for ``cfg`` on ``mesh`` in ``mode`` (see the module docstring). ``remat`` "auto" lets the plan
-    decide (see plan.resolve_remat); ``attention`` "auto" too (plan.resolve_attention). ``compiler_options`` go to
+    decide (see placement.resolve_remat); ``attention`` "auto" too (placement.resolve_attention). ``compiler_options`` go to
     every jax.jit the executor makes (XLA debug options, e.g. the fast-compile settings the CPU tests use).
     Raises UserError for a mode, remat policy or attention kernel that cannot run here."""
     from runtime.execution.data import DataParallelExecutor
@@ -72,7 +72,7 @@ def build_executor(mode: str, cfg, mesh, *, microbatches: int | None = None, dty
     from runtime.execution.streaming import StreamingExecutor
 
     shape = mesh_shape(mesh)
-    plan = make_plan(mode, cfg, shape, microbatches=microbatches, seq_len=seq_len, batch_size=batch_size,
+    plan = make_placement(mode, cfg, shape, microbatches=microbatches, seq_len=seq_len, batch_size=batch_size,
                      device_bytes=device_memory_bytes(mesh), fsdp=fsdp, remat=remat, dtype=jnp.dtype(dtype).name,
                      attention=attention, platform=mesh.devices.flat[0].platform)
     cls = {"data": DataParallelExecutor, "pipelined": PipelinedExecutor, "streaming": StreamingExecutor}[plan["mode"]]

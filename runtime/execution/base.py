@@ -103,7 +103,7 @@ class Executor:
 
     @property
     def remat(self) -> str:
-        """The blocks' remat policy (model.gpt.REMAT_POLICIES; the plan's decision, see plan.resolve_remat). Still
+        """The blocks' remat policy (model.gpt.REMAT_POLICIES; the plan's decision, see placement.resolve_remat). Still
         undecided (no batch size seen yet) reads as "none": only a forward pass can run before one is seen."""
         return self.plan["remat"] or "none"
 
@@ -115,7 +115,7 @@ class Executor:
     def _settle_remat(self, batch_size: int, seq_len: int) -> None:
         """Decide remat from the first batch's shape when the plan could not (batch size unknown when it was made)."""
         if self.plan["remat"] is None:
-            from runtime.execution.plan import resolve_remat
+            from runtime.execution.placement import resolve_remat
 
             resolve_remat(self.plan, self.cfg, batch_size=batch_size, seq_len=seq_len)
 

@@ -14,7 +14,7 @@ to the next; the last stage's outputs of ticks S-1 .. M+S-2 are the M results. T
 on zeros that never reach a result (the bubble, (S-1)/(M+S-1) of the time). The backward pass is autodiff through
 the scan and the ppermutes; each stage application is wrapped in the plan's remat policy (with "full" a stage keeps
 only its M + S - 1 input activations between the passes; the plan recomputes only when keeping every tick's
-activations would not fit the stage's devices; see plan.resolve_remat).
+activations would not fit the stage's devices; see placement.resolve_remat).
 
 Embedding and head. ``wte``/``wpe``/``ln_f`` are replicated over ``stage`` (sharded by the model/fsdp rules like
 any weight) and the embedding lookup and the tied head + loss run outside the pipeline on the whole mesh, the head's
@@ -32,7 +32,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from model import gpt
 from runtime.errors import UserError
-from runtime.execution import plan as planner
+from runtime.execution import placement as planner
 from runtime.execution.base import Executor, merge_rows, split_rows
 
 

@@ -15,7 +15,7 @@ from runtime import mesh as meshlib
 from runtime import sharding as shd
 from runtime.errors import UserError
 from runtime.execution import FAST_COMPILE as FAST, build_executor
-from runtime.execution import plan as planner
+from runtime.execution import placement as planner
 from runtime.optim import build_optimizer, lr_schedule
 from wse.errors import PlanError
 
@@ -100,12 +100,12 @@ def test_remat_is_a_plan_decision_by_memory():
     kept (true/false as full/none); streaming always recomputes; the plan says why."""
     one = {"data": 1, "stage": 1, "model": 1}
     kw = dict(microbatches=None, fsdp=False, dtype="float32")
-    small = planner.make_plan("data", CFG, {**one, "data": 2}, seq_len=16, batch_size=16, device_bytes=8 * 2**30,
+    small = planner.make_placement("data", CFG, {**one, "data": 2}, seq_len=16, batch_size=16, device_bytes=8 * 2**30,
                               remat="auto", **kw)
     assert small["remat"] == "none" and "'none' is the cheapest" in small["remat_reason"]
     assert small["requested_remat"] == "auto" and small["attention"] == "xla"
     big = get_config("111M")  # 8 x 2048 tokens keep ~30 GiB of activations without remat
-    acts = planner.make_plan("data", big, one, seq_len=2048, batch_size=8, device_bytes=2**40, remat="auto",
+    acts = planner.make_placement("data", big, one, seq_len=2048, batch_size=8, device_bytes=2**40, remat="auto",
                              **kw)["activation_bytes"]
     assert acts["none"] > acts["dots"] > acts["full"]
     budget = lambda need: need / planner.REMAT_MEMORY_FRACTION  # noqa: E731 - device size where `need` just fits
@@ -113,29 +113,29 @@ def test_remat_is_a_plan_decision_by_memory():
     logits = planner.LOGIT_BYTES * 4096 * big.vocab_size  # one loss chunk
     for policy in ("none", "dots", "full"):
         need = state + acts[policy] + logits
-        plan = planner.make_plan("data", big, one, seq_len=2048, batch_size=8, device_bytes=int(budget(need) * 1.01),
+        plan = planner.make_placement("data", big, one, seq_len=2048, batch_size=8, device_bytes=int(budget(need) * 1.01),
                                  remat=None, **kw)
         assert plan["remat"] == policy, (policy, plan["remat_reason"])
-    starved = planner.make_plan("data", big, one, seq_len=2048, batch_size=8, device_bytes=2**30, remat="auto", **kw)
+    starved = planner.make_placement("data", big, one, seq_len=2048, batch_size=8, device_bytes=2**30, remat="auto", **kw)
     assert starved["remat"] == "full" and "none fits" in starved["remat_reason"]
     # the same model fits with fewer tokens per device: more data replicas split the batch
-    spread = planner.make_plan("data", big, {**one, "data": 8}, seq_len=256, batch_size=8, device_bytes=4 * 2**30,
+    spread = planner.make_placement("data", big, {**one, "data": 8}, seq_len=256, batch_size=8, device_bytes=4 * 2**30,
                                remat="auto", **kw)
     assert spread["remat"] == "none"
-    forced = planner.make_plan("data", CFG, one, seq_len=16, batch_size=16, device_bytes=8 * 2**30, remat="dots", **kw)
+    forced = planner.make_placement("data", CFG, one, seq_len=16, batch_size=16, device_bytes=8 * 2**30, remat="dots", **kw)
     assert forced["remat"] == "dots" and forced["remat_reason"] == "asked for"
-    assert planner.make_plan("data", big, one, seq_len=2048, batch_size=8, device_bytes=2**30, remat=False,
+    assert planner.make_placement("data", big, one, seq_len=2048, batch_size=8, device_bytes=2**30, remat=False,
                              **kw)["remat"] == "none"
-    assert planner.make_plan("data", CFG, one, seq_len=16, batch_size=16, device_bytes=2**30, remat=True,
+    assert planner.make_placement("data", CFG, one, seq_len=16, batch_size=16, device_bytes=2**30, remat=True,
                              **kw)["remat"] == "full"
     with pytest.raises(UserError, match="unknown execution.remat 'some'"):
-        planner.make_plan("data", CFG, one, seq_len=16, batch_size=16, device_bytes=2**30, remat="some", **kw)
-    stream = planner.make_plan("streaming", CFG, one, seq_len=16, batch_size=16, device_bytes=8 * 2**30,
+        planner.make_placement("data", CFG, one, seq_len=16, batch_size=16, device_bytes=2**30, remat="some", **kw)
+    stream = planner.make_placement("streaming", CFG, one, seq_len=16, batch_size=16, device_bytes=8 * 2**30,
                                remat=False, **kw)
     assert stream["remat"] == "full" and "streaming" in stream["remat_reason"]
     pipe_kw = dict(seq_len=2048, batch_size=8, remat="auto", **kw)
-    pipe = planner.make_plan("pipelined", big, {**one, "stage": 2}, device_bytes=6 * 2**30, **pipe_kw)
-    data = planner.make_plan("data", big, one, device_bytes=6 * 2**30, **pipe_kw)
+    pipe = planner.make_placement("pipelined", big, {**one, "stage": 2}, device_bytes=6 * 2**30, **pipe_kw)
+    data = planner.make_placement("data", big, one, device_bytes=6 * 2**30, **pipe_kw)
     # half the layers per stage, but every microbatch's activations (and the bubble ticks') are kept
     assert pipe["activation_bytes"]["none"] > 0.5 * data["activation_bytes"]["none"]
 

@@ -1,5 +1,5 @@
-"""The execution plan: which mode, how the layers split into pipeline stages, how many microbatches, and whether
-the backward pass recomputes each layer's activations (rematerialisation) instead of keeping them.
+"""Placement of a run on a device mesh (the runtime half of planning; the wafer half is wse/plan.py): which mode,
+how the layers split into pipeline stages, how many microbatches, and whether the backward pass recomputes each layer's activations (rematerialisation) instead of keeping them.
 
 A plan is a plain JSON-able dict (the run's JSON output carries it). The stage split is the wafer simulator's
 contiguous partition (wse.partition.partition_layers): the slowest stage's FLOPs minimised, each stage's training
@@ -235,7 +235,7 @@ def cudnn_attention_problem(cfg: GPTConfig, seq_len: int, dtype: str) -> str | N
     return None
 
 
-def make_plan(mode: str, cfg: GPTConfig, shape: dict[str, int], *, microbatches: int | None, seq_len: int | None,
+def make_placement(mode: str, cfg: GPTConfig, shape: dict[str, int], *, microbatches: int | None, seq_len: int | None,
               device_bytes: int, fsdp: bool, remat="auto", dtype: str, batch_size: int | None = None,
               attention: str = "auto", platform: str = "cpu") -> dict:
     """The plan dict. ``microbatches`` None for a pipeline is resolved when the batch size is first seen; so is
