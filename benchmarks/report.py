@@ -1,7 +1,7 @@
-"""Writing a bench result: ``bench.json``, ``report.md`` and PNG plots in the output folder, and the terminal table.
+"""Writing a bench result: ``bench.json``, ``report.md`` and PNG plots (plots.py) in the output folder, and the
+terminal table.
 
-The Markdown is what the README's Performance section quotes: machine, date, command, then the tables. Plots use
-Matplotlib's Agg backend (no display needed).
+The Markdown is what the README's Performance section quotes: machine, date, command, then the tables.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+
+from benchmarks.plots import plots
 
 
 def _f(x, fmt: str = ",.1f", none: str = "-") -> str:
@@ -62,8 +64,19 @@ def _remat(row: dict) -> str:
 
 
 def markdown(result: dict) -> str:
-    env, c = result["environment"], result["ceilings"]
-    out = [
+    """The whole report.md text: the header, then one section per part of the bench that ran, in the order the
+    README's Performance section quotes them."""
+    out = header(result) + ceilings_section(result) + training_section(result)
+    for section in (overhead_section, baseline_section, generation_section, planner_section, scaling_section,
+                     targets_section, claims_section):
+        out += section(result)
+    return "\n".join(out)
+
+
+def header(result: dict) -> list[str]:
+    """Title, machine, date (with the load average at start and end), command, dtype and sizes, wall and CPU time."""
+    env = result["environment"]
+    return [
         "# wse bench report", "",
         f"- machine: {env['device']}, {env['host_cores']} cores visible, backend {env['backend']} "
         f"({result['devices']} devices), JAX {env['jax']}, Python {env['python']}",
@@ -74,6 +87,13 @@ def markdown(result: dict) -> str:
         f"({env['host_cores']} cores: a run that had the machine to itself uses up to {env['host_cores']} CPU-seconds "
         "per second)",
         "",
+    ]
+
+
+def ceilings_section(result: dict) -> list[str]:
+    """The measured device ceilings (matmul GFLOP/s per dtype, copy GB/s) and the peak MFU is taken against."""
+    c = result["ceilings"]
+    return [
         "## Device ceilings", "",
         "| matmul float32 | matmul bfloat16 | memory copy | method |", "|---|---|---|---|",
         f"| {_f(c['matmul_flops']['float32'] / 1e9)} GFLOP/s | {_f(c['matmul_flops']['bfloat16'] / 1e9)} GFLOP/s | "
@@ -81,6 +101,12 @@ def markdown(result: dict) -> str:
         "",
         f"MFU is model FLOP/s over {_f(result['peak_matmul_flops'] / 1e9)} GFLOP/s ({result['peak_source']}).",
         "",
+    ]
+
+
+def training_section(result: dict) -> list[str]:
+    """The training table and what its columns mean."""
+    return [
         "## Training", "",
         *training_table(result), "",
         "Step time: median of the timed steps after warm-up and compile. MFU 6N: 6 x parameters x tokens/s; MFU alg.: "
@@ -91,59 +117,89 @@ def markdown(result: dict) -> str:
         "reason in bench.json), and the attention kernel (xla, or cuDNN's flash kernel).",
         "",
     ]
-    over = [r for r in result["runs"] if r.get("vs_data")]
-    if over:
-        out += ["### Pipelined and streaming against data mode (same devices)", "",
-                "| model | mode | step vs data | overhead share of step | predicted bubble | allowed (bubble + 20%) |",
-                "|---|---|---|---|---|---|"]
-        for r in over:
-            v = r["vs_data"]
-            out.append(f"| {r['model']} | {r['mode']} | {v['step_time_ratio']:.2f}x | {v['overhead_fraction']:.0%} | "
-                       f"{v['predicted_bubble']:.0%} | {v['allowed_overhead']:.0%} |")
-        out.append("")
-    base = result.get("baseline") or {}
-    if base.get("rows"):
-        out += baseline_table(result)
-    gen = result.get("generation") or {}
-    if gen.get("rows"):
-        out += [f"## Generation ({gen['model']}, {gen.get('dtype', 'float32')}, greedy, KV cache)", "",
-                "| batch | prompt + new | ours tokens/s | transformers tokens/s | ours / transformers | roofline tokens/s | "
-                "of roofline | our compile (s) |", "|---|---|---|---|---|---|---|---|"]
-        for g in gen["rows"]:
-            out.append(f"| {g['batch']} | {g['prompt_len']} + {g['new_tokens']} | {_f(g['tokens_per_s'])} | "
-                       f"{_f(g.get('baseline_tokens_per_s'))} | {_f(g.get('ratio'), '.2f')} | "
-                       f"{_f(g.get('roofline_tokens_per_s'), ',.0f')} | {_f(_pct(g.get('roofline_fraction')), '.1f')}% | "
-                       f"{_f(g['compile_s'], '.1f')} |")
-        if gen.get("bandwidth_bytes_per_s"):
-            out.append("")
-            out.append(f"Roofline: batch x {_f(gen['bandwidth_bytes_per_s'] / 1e9)} GB/s (measured copy bandwidth) / "
-                       f"{_f(gen['weight_bytes'] / 1e6)} MB of {gen['dtype']} weights read once per decode step "
-                       "(KV cache and activations left out: an upper bound, tightest at batch 1). Timed from prompt "
-                       "to last token, prefill included.")
-        if gen.get("baseline_error"):
-            out.append(f"transformers baseline not run: {gen['baseline_error']}")
-        out.append("")
-    pl = result.get("planner") or {}
-    if pl.get("plans"):
-        out += ["## Planner speed", "",
-                f"{pl['plans']} plans ({len(pl['presets'])} presets x {len(pl['modes'])} modes x {len(pl['systems'])} "
-                f"systems, {pl['fits']} fit) in {pl['total_s']:.2f} s; the {pl['published_presets']} published presets "
-                f"alone in {pl['published_presets_s']:.2f} s. Slowest: {pl['slowest']['model']} {pl['slowest']['mode']} "
-                f"on {pl['slowest']['system']}, {pl['slowest']['plan_seconds']:.3f} s.", ""]
-    sc = result.get("scaling")
-    if sc:
-        out += scaling_markdown(sc)
-    if result.get("targets"):
-        out += ["## Targets", "", "| target | measured | met | note |", "|---|---|---|---|"]
-        for t in result["targets"]:
-            met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
-            out.append(f"| {t['target']} | {t['value'] if t['value'] is not None else '-'} | {met} | {t['note']} |")
-        out.append("")
-    if result.get("claims"):
-        from benchmarks.claims import markdown_table
 
-        out += ["## Four claims about Cerebras hardware (`wse claims`)", "", markdown_table({"claims": result["claims"]}), ""]
-    return "\n".join(out)
+
+def overhead_section(result: dict) -> list[str]:
+    """Pipelined and streaming step time against data mode's on the same devices, with the allowed overhead; empty
+    when no row was compared."""
+    over = [r for r in result["runs"] if r.get("vs_data")]
+    if not over:
+        return []
+    out = ["### Pipelined and streaming against data mode (same devices)", "",
+           "| model | mode | step vs data | overhead share of step | predicted bubble | allowed (bubble + 20%) |",
+           "|---|---|---|---|---|---|"]
+    for r in over:
+        v = r["vs_data"]
+        out.append(f"| {r['model']} | {r['mode']} | {v['step_time_ratio']:.2f}x | {v['overhead_fraction']:.0%} | "
+                   f"{v['predicted_bubble']:.0%} | {v['allowed_overhead']:.0%} |")
+    return out + [""]
+
+
+def baseline_section(result: dict) -> list[str]:
+    """``baseline_table`` when the baseline has rows, else nothing."""
+    return baseline_table(result) if (result.get("baseline") or {}).get("rows") else []
+
+
+def generation_section(result: dict) -> list[str]:
+    """Generation tokens/s per batch against transformers and the bandwidth roofline; empty when it did not run."""
+    gen = result.get("generation") or {}
+    if not gen.get("rows"):
+        return []
+    out = [f"## Generation ({gen['model']}, {gen.get('dtype', 'float32')}, greedy, KV cache)", "",
+           "| batch | prompt + new | ours tokens/s | transformers tokens/s | ours / transformers | roofline tokens/s | "
+           "of roofline | our compile (s) |", "|---|---|---|---|---|---|---|---|"]
+    for g in gen["rows"]:
+        out.append(f"| {g['batch']} | {g['prompt_len']} + {g['new_tokens']} | {_f(g['tokens_per_s'])} | "
+                   f"{_f(g.get('baseline_tokens_per_s'))} | {_f(g.get('ratio'), '.2f')} | "
+                   f"{_f(g.get('roofline_tokens_per_s'), ',.0f')} | {_f(_pct(g.get('roofline_fraction')), '.1f')}% | "
+                   f"{_f(g['compile_s'], '.1f')} |")
+    if gen.get("bandwidth_bytes_per_s"):
+        out.append("")
+        out.append(f"Roofline: batch x {_f(gen['bandwidth_bytes_per_s'] / 1e9)} GB/s (measured copy bandwidth) / "
+                   f"{_f(gen['weight_bytes'] / 1e6)} MB of {gen['dtype']} weights read once per decode step "
+                   "(KV cache and activations left out: an upper bound, tightest at batch 1). Timed from prompt "
+                   "to last token, prefill included.")
+    if gen.get("baseline_error"):
+        out.append(f"transformers baseline not run: {gen['baseline_error']}")
+    return out + [""]
+
+
+def planner_section(result: dict) -> list[str]:
+    """How long the planner took over every preset, mode and system; empty when it did not run."""
+    pl = result.get("planner") or {}
+    if not pl.get("plans"):
+        return []
+    return ["## Planner speed", "",
+            f"{pl['plans']} plans ({len(pl['presets'])} presets x {len(pl['modes'])} modes x {len(pl['systems'])} "
+            f"systems, {pl['fits']} fit) in {pl['total_s']:.2f} s; the {pl['published_presets']} published presets "
+            f"alone in {pl['published_presets_s']:.2f} s. Slowest: {pl['slowest']['model']} {pl['slowest']['mode']} "
+            f"on {pl['slowest']['system']}, {pl['slowest']['plan_seconds']:.3f} s.", ""]
+
+
+def scaling_section(result: dict) -> list[str]:
+    """``scaling_markdown`` when the scaling study ran, else nothing."""
+    sc = result.get("scaling")
+    return scaling_markdown(sc) if sc else []
+
+
+def targets_section(result: dict) -> list[str]:
+    """One line per target (targets.py): its measured value, met or not, and why."""
+    if not result.get("targets"):
+        return []
+    out = ["## Targets", "", "| target | measured | met | note |", "|---|---|---|---|"]
+    for t in result["targets"]:
+        met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
+        out.append(f"| {t['target']} | {t['value'] if t['value'] is not None else '-'} | {met} | {t['note']} |")
+    return out + [""]
+
+
+def claims_section(result: dict) -> list[str]:
+    """The `wse claims` verdicts (claims.py) as a table; empty when absent."""
+    if not result.get("claims"):
+        return []
+    from benchmarks.claims import markdown_table
+
+    return ["## Four claims about Cerebras hardware (`wse claims`)", "", markdown_table({"claims": result["claims"]}), ""]
 
 
 def _pct(x):
@@ -209,124 +265,7 @@ def scaling_markdown(sc: dict) -> list[str]:
     return out
 
 
-# ----- plots ------------------------------------------------------------------------------------------------------
-def plots(result: dict, out: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
-    runs = [r for r in result["runs"] if r.get("step_time_s")]
-    if runs:
-        fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
-        labels = [f"{r['model']}\n{r['mode']}" for r in runs]
-        a.bar(range(len(runs)), [r["tokens_per_s"] for r in runs], color=[_mode_color(r["mode"]) for r in runs])
-        for b_row in (result.get("baseline") or {}).get("rows", []):
-            if b_row.get("tokens_per_s"):
-                idx = [i for i, r in enumerate(runs) if r["model"] == b_row["model"]]
-                if idx:
-                    a.hlines(b_row["tokens_per_s"], min(idx) - 0.4, max(idx) + 0.4, colors="k", linestyles="--")
-        a.set_xticks(range(len(runs)), labels, fontsize=8)
-        a.set_ylabel("tokens/s")
-        a.set_yscale("log")
-        a.set_title("training throughput (dashed: PyTorch + transformers)")
-        pred = [r for r in runs if r.get("predicted_step_time_s")]
-        if pred:
-            xs = [r["step_time_s"] for r in pred]
-            ys = [r["predicted_step_time_s"] for r in pred]
-            lo, hi = min(xs + ys) * 0.5, max(xs + ys) * 2
-            b.plot([lo, hi], [lo, hi], "k-", lw=0.8)
-            b.fill_between([lo, hi], [0.75 * lo, 0.75 * hi], [1.33 * lo, 1.33 * hi], color="0.85")
-            for r, x, y in zip(pred, xs, ys):
-                b.scatter(x, y, color=_mode_color(r["mode"]))
-                b.annotate(f"{r['model']} {r['mode'][:4]}", (x, y), fontsize=7)
-            b.set_xscale("log")
-            b.set_yscale("log")
-            b.set_xlabel("measured step time (s)")
-            b.set_ylabel("predicted step time (s)")
-            b.set_title("prediction vs measurement (band: 0.75-1.33)")
-        fig.tight_layout()
-        written.append(_save(fig, out / "training.png"))
-    gen = result.get("generation") or {}
-    if gen.get("rows"):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        xs = range(len(gen["rows"]))
-        ax.bar([x - 0.2 for x in xs], [g["tokens_per_s"] for g in gen["rows"]], 0.4, label="ours (JAX, KV cache)")
-        ax.bar([x + 0.2 for x in xs], [g.get("baseline_tokens_per_s") or 0 for g in gen["rows"]], 0.4,
-               label="transformers generate")
-        ax.set_xticks(list(xs), [f"batch {g['batch']}" for g in gen["rows"]])
-        ax.set_ylabel("generated tokens/s")
-        ax.set_title(f"generation, {gen['model']}")
-        ax.legend()
-        fig.tight_layout()
-        written.append(_save(fig, out / "generation.png"))
-    if result.get("scaling"):
-        written.append(scaling_plot(result["scaling"], out / "scaling.png", plt))
-    return written
-
-
-def scaling_plot(sc: dict, path: Path, plt) -> str:
-    """Top: simulated efficiency per system (strong solid, weak dashed) and measured CPU tokens/s; bottom: simulated
-    time to train (strong scaling) and the measured speedup."""
-    rows = sc["simulated"]["rows"]
-    systems = list(dict.fromkeys(r["system"] for r in rows))
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    fig, axes = plt.subplots(2, len(systems) + 1, figsize=(5 * (len(systems) + 1), 8), squeeze=False)
-    for col, name in enumerate(systems):
-        eff, ttt = axes[0][col], axes[1][col]
-        for i, model in enumerate(models):
-            pts = [r for r in rows if r["system"] == name and r["model"] == model]
-            c = colors[i % len(colors)]
-            for kind, style in (("strong", "o-"), ("weak", "x--")):
-                ok = [p for p in pts if p[kind].get("efficiency") is not None]
-                eff.plot([p["systems"] for p in ok], [p[kind]["efficiency"] for p in ok], style, color=c,
-                         label=model if kind == "strong" else None)
-            ok = [p for p in pts if "time_to_train_s" in p["strong"]]
-            ttt.plot([p["systems"] for p in ok], [p["strong"]["time_to_train_s"] / 86400 for p in ok], "o-", color=c,
-                     label=model)
-        eff.set_title(f"simulated {name}: efficiency (strong -, weak --)")
-        eff.set_ylim(0, 1.05)
-        ttt.set_title(f"simulated {name}: days to train (Chinchilla)")
-        ttt.set_yscale("log")
-        for ax in (eff, ttt):
-            ax.set_xscale("log", base=2)
-            ax.set_xlabel(f"{name} systems")
-        eff.legend(fontsize=7)
-    m = sc.get("measured") or {}
-    pts = [r for r in m.get("rows", []) if "tokens_per_s" in r]
-    tps, spd = axes[0][-1], axes[1][-1]
-    if pts:
-        name = Path(m["model"]).stem if ("/" in m["model"] or m["model"].endswith((".json", ".yaml"))) else m["model"]
-        tps.plot([p["devices"] for p in pts], [p["tokens_per_s"] for p in pts], "o-")
-        tps.set_title(f"measured {name}, data mode: tokens/s")
-        spd.plot([p["devices"] for p in pts], [p["speedup"] for p in pts], "o-", label="measured")
-        spd.plot([p["devices"] for p in pts], [1.0] * len(pts), "k--", lw=0.8, label="ideal on shared cores")
-        spd.set_title("measured speedup vs 1 device")
-        spd.legend(fontsize=7)
-        for ax in (tps, spd):
-            ax.set_xscale("log", base=2)
-            ax.set_xlabel("emulated CPU devices")
-    else:
-        tps.set_visible(False)
-        spd.set_visible(False)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def _mode_color(mode: str) -> str:
-    return {"data": "tab:blue", "pipelined": "tab:orange", "streaming": "tab:green"}.get(mode, "tab:gray")
-
-
-def _save(fig, path: Path) -> str:
-    import matplotlib.pyplot as plt
-
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
-
-
+# ----- files ------------------------------------------------------------------------------------------------------
 def write(result: dict, out: Path) -> dict:
     """bench.json, report.md and the plots in ``out``; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)

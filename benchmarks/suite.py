@@ -4,7 +4,8 @@ Order matters: the device ceilings come first (they are the denominators of MFU 
 grid); then the training rows, each model's modes and its PyTorch baseline interleaved step by step; the ceilings
 once more (the better reading of the two is kept, and MFU and the predictions are computed against it); generation;
 planner speed; and optionally the scaling study. A row that fails (a mode that cannot run a preset on this mesh,
-memory) is kept with its ``error`` so the report says what is missing instead of silently dropping it.
+memory) is kept with its ``error`` so the report says what is missing instead of silently dropping it. The training
+rows and the baseline joined to them are training_rows.py's; this module sizes, sequences and collects.
 
 Devices. On CPU the default mesh has one emulated device per host core (``cpu_default_devices``), on an accelerator
 every device; each mode's axes come from ``training.mode_axes``.
@@ -27,9 +28,10 @@ import os
 import platform as _platform
 import sys
 import time
-import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+
+from benchmarks.training_rows import error_text, gpu_baseline_rows, predict_row, training_rows
 
 MODES = ("data", "pipelined", "streaming")
 SCALING_DEVICES = (1, 2, 4, 8)
@@ -89,234 +91,12 @@ def _time(fn, *args, **kw):
     return out, time.perf_counter() - t0
 
 
-def _error(err: BaseException) -> str:
-    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return f"{type(err).__name__}: {first}"[:300]
-
-
-def training_rows(sizes: Sizes, modes, n_devices: int, platform: str, dtype: str, remat: str, ceilings: dict,
-                  peak: float, log, *, baseline: bool = True, interleave: bool = True,
-                  torch_gpu: dict | None = None, attention: str = "auto") -> tuple[list[dict], dict]:
-    """(rows, baseline): every mode of every model, and the PyTorch baseline of each model.
-
-    On platform gpu the baseline is one row per variant (eager, compile) from child processes: ``torch_gpu``
-    ({model: rows}, measured by ``gpu_baseline_rows`` before JAX took the device) or, for a model it lacks, measured
-    here after that model's runs are freed; either way each row gets our data-mode tokens/s and the ratio.
-
-    With ``interleave`` a model's runs (its modes and its baseline) are all compiled first and then stepped round
-    by round, one step of each per round, so that load drifting over the minutes of a run hits them alike; without
-    it, or when they would not fit in memory together (``fits_together``), each run is compiled, stepped and freed
-    in turn."""
-    from benchmarks.baseline_torch import TorchRun, torch_available
-    from benchmarks.training import TrainingRun, mode_axes
-    from model.config import get_config
-    from runtime.execution.placement import device_memory_bytes
-    from runtime.mesh import build_mesh
-
-    gpu_torch = baseline and platform == "gpu"
-    has_torch = baseline and not gpu_torch and torch_available()  # in-process PyTorch: the CPU baseline
-    rows, base_rows = [], []
-    for model in sizes.models:
-        cfg = get_config(model)
-        B, T = sizes.batch_size[model], min(sizes.seq_len[model], cfg.max_seq_len)
-        runs: list[tuple[str, object]] = []  # (mode or "torch", run)
-        failed: dict[str, dict] = {}
-
-        def make(mode):
-            if mode == "torch":
-                return TorchRun(cfg, batch_size=B, seq_len=T)
-            mesh = build_mesh(platform, n_devices, mode_axes(mode, n_devices, cfg.n_layers))
-            run = TrainingRun(model, mode, mesh, batch_size=B, seq_len=T, dtype=dtype, remat=remat, attention=attention,
-                              total_steps=sizes.warmup + sizes.steps + 1)
-            run.info["device_memory_bytes"] = device_memory_bytes(mesh)
-            return run
-
-        def attempt(mode, fn) -> bool:
-            try:
-                fn()
-                return True
-            except Exception as err:  # noqa: BLE001 - keep the row and say why it is missing
-                failed[mode] = {"error": _error(err)}
-                log(f"  {model} {mode}: FAILED {failed[mode]['error']}")
-                if os.environ.get("WSE_BENCH_DEBUG"):
-                    traceback.print_exc()
-                return False
-
-        def start(mode):
-            runs.append((mode, make(mode)))
-
-        names = list(modes) + (["torch"] if has_torch else [])
-        together = interleave and fits_together(cfg, B, T, len(names), platform)
-        if interleave and not together:
-            log(f"  {model}: {len(names)} runs at once would not fit in memory; running them one after another")
-        if together:
-            for mode in names:
-                attempt(mode, lambda: start(mode))
-            for _ in range(sizes.warmup):
-                runs = [(m, r) for m, r in runs if attempt(m, lambda: r.step(timed=False))]
-            for _ in range(sizes.steps):
-                runs = [(m, r) for m, r in runs if attempt(m, lambda: r.step())]
-        else:
-            for mode in names:
-                if not attempt(mode, lambda: start(mode)):
-                    continue
-                run = runs[-1][1]
-                if not attempt(mode, lambda: [run.step(timed=i >= sizes.warmup)
-                                              for i in range(sizes.warmup + sizes.steps)]):
-                    runs.pop()
-                elif mode != "torch":  # keep only the summary; the next run needs the memory
-                    summary = run.row(peak)
-                    run.close()
-                    runs[-1] = (mode, _Done(summary))
-
-        done = dict(runs)
-        data_step = None
-        for mode in modes:
-            if mode in done:
-                run = done[mode]
-                row = run.row(peak)
-                run.close()
-                _predict(row, ceilings, peak)
-                # provisional: MFU and the prediction are recomputed against the better of the two ceiling readings
-                log(f"  {model:>5} {mode:<9} step {row['step_time_s']:.3f}s  {row['tokens_per_s']:,.0f} tok/s  "
-                    f"compile {row['compile_s']:.1f}s  (provisional, vs the first ceiling reading: MFU {row['mfu']:.1%}, "
-                    f"predicted/measured {row['predicted_over_measured']:.2f})")
-            else:
-                row = {"model": model, "mode": mode, "mesh": mode_axes(mode, n_devices, cfg.n_layers),
-                       "devices": n_devices, "batch_size": B, "seq_len": T, "tokens_per_s": None, "mfu": None,
-                       "step_time_s": None, "predicted_step_time_s": None, "memory": None,
-                       "error": failed.get(mode, {}).get("error", "not run")}
-            if mode == "data" and row.get("step_time_s"):
-                data_step = row["step_time_s"]
-            rows.append(row)
-        for row in rows[-len(modes):]:
-            if row["mode"] != "data" and row.get("step_time_s") and data_step:
-                bubble = (row.get("plan") or {}).get("bubble_fraction") or 0.0
-                row["vs_data"] = {
-                    "step_time_ratio": row["step_time_s"] / data_step,
-                    "overhead_fraction": 1.0 - data_step / row["step_time_s"],
-                    "predicted_bubble": bubble,
-                    "allowed_overhead": bubble + 0.2,
-                }
-        ours = data_step and B * T / data_step
-        data_row = next((r for r in rows[-len(modes):] if r["mode"] == "data" and r.get("step_time_s")), None)
-        ours_mem = ((data_row or {}).get("memory") or {}).get("peak_estimate")
-        if has_torch:
-            if "torch" in done:
-                b = done["torch"].row()
-                done["torch"].close()
-                b["ours_data_tokens_per_s"] = ours or None
-                b["ratio"] = ours / b["tokens_per_s"] if ours else None
-                b["ours_data_peak_memory_bytes"] = ours_mem
-                log(f"  {model:>5} torch     {b['tokens_per_s']:,.0f} tok/s  ours (data) / torch "
-                    f"{b['ratio'] if b['ratio'] is not None else float('nan'):.2f}")
-            else:
-                b = {"model": model, "batch_size": B, "seq_len": T, "error": failed.get("torch", {}).get("error")}
-            base_rows.append(b)
-        if gpu_torch:
-            measured = (torch_gpu or {}).get(model) or gpu_baseline_rows(model, B, T, sizes, dtype, log)
-            for b in measured:
-                b = dict(b)
-                if b.get("tokens_per_s"):
-                    b["ours_data_tokens_per_s"] = ours or None
-                    b["ratio"] = ours / b["tokens_per_s"] if ours else None
-                    b["ours_data_peak_memory_bytes"] = ours_mem
-                    log(f"  {model:>5} torch {b['variant']:<7} {b['tokens_per_s']:,.0f} tok/s  ours (data) / torch "
-                        f"{b['ratio'] if b['ratio'] is not None else float('nan'):.2f}")
-                base_rows.append(b)
-    if gpu_torch:
-        ok = [b for b in base_rows if b.get("tokens_per_s")]
-        baseline_result = {"available": bool(ok), "interleaved": False, "subprocess": True, "rows": base_rows}
-        if not ok:
-            baseline_result["reason"] = next((b["error"] for b in base_rows if b.get("error")), "no baseline row")
-    elif has_torch:
-        baseline_result = {"available": True, "interleaved": interleave, "rows": base_rows}
-    elif baseline:
-        baseline_result = {"available": False, "reason": "torch/transformers not installed", "rows": []}
-    else:
-        baseline_result = {"available": False, "reason": "skipped (--no-baseline)", "rows": []}
-    return rows, baseline_result
-
-
-def gpu_baseline_rows(model: str, batch: int, seq_len: int, sizes: Sizes, dtype: str, log) -> list[dict]:
-    """The GPU PyTorch baseline of ``model`` at ``batch`` x ``seq_len``: one row per variant (eager, compile), each
-    measured in its own child process, one after the other (baseline_torch.run_in_subprocess)."""
-    from benchmarks.baseline_torch import VARIANTS, run_in_subprocess
-
-    rows = []
-    for variant in VARIANTS:
-        row = run_in_subprocess(model, batch_size=batch, seq_len=seq_len, steps=sizes.steps, warmup=sizes.warmup,
-                                dtype=dtype, variant=variant)
-        if row.get("error"):
-            log(f"  {model:>5} torch {variant:<7} FAILED {row['error']}")
-        else:
-            compile_s = f", compile {row['compile_s']:.1f}s" if row.get("compile_s") is not None else ""
-            log(f"  {model:>5} torch {variant:<7} {row['tokens_per_s']:,.0f} tok/s  peak device memory "
-                f"{row['peak_memory_bytes'] / 1e9:.1f} GB{compile_s}")
-        rows.append(row)
-    return rows
-
-
 def _gpu_expected(platform: str) -> bool:
     """Whether the bench will run on a GPU, decided without starting JAX (which would take the device memory):
     asked for, or ``auto`` with an NVIDIA device node present."""
     import glob
 
     return platform == "gpu" or (platform == "auto" and bool(glob.glob("/dev/nvidia[0-9]*")))
-
-
-# Bytes one training run of a model holds, for deciding whether a model's runs fit in memory at once: 24 per parameter
-# (float32 weights, gradients, two Adam moments, and one more copy for the host side of streaming or the baseline's
-# model) plus 16 per logit (the float32 [tokens, vocab] logits, their gradient and the softmax temporaries).
-RUN_BYTES_PER_PARAM = 24
-RUN_BYTES_PER_LOGIT = 16
-# Fraction of the available memory a model's runs may take together (the rest is XLA's workspace and other work).
-TOGETHER_FRACTION = 0.5
-
-
-def available_memory_bytes(platform: str) -> int:
-    """Memory free for the runs: MemAvailable on CPU, the first device's limit minus use on an accelerator."""
-    if platform == "cpu":
-        with open("/proc/meminfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    import jax
-
-    stats = jax.devices(platform)[0].memory_stats() or {}
-    return int(stats.get("bytes_limit", 0) - stats.get("bytes_in_use", 0))
-
-
-def fits_together(cfg, batch: int, seq_len: int, n_runs: int, platform: str) -> bool:
-    """Whether ``n_runs`` training runs of ``cfg`` fit in memory at the same time (see RUN_BYTES_PER_*)."""
-    per_run = RUN_BYTES_PER_PARAM * cfg.parameters + RUN_BYTES_PER_LOGIT * batch * seq_len * cfg.vocab_size
-    return n_runs * per_run <= TOGETHER_FRACTION * available_memory_bytes(platform)
-
-
-class _Done:
-    """A finished run whose summary is all that is kept (sequential mode)."""
-
-    def __init__(self, summary: dict):
-        self.summary = summary
-
-    def row(self, peak: float) -> dict:
-        return dict(self.summary)
-
-    def close(self) -> None:
-        pass
-
-
-def _predict(row: dict, ceilings: dict, peak: float) -> None:
-    """(Re)compute a row's MFU against ``peak`` and its prediction from ``ceilings``."""
-    from benchmarks.predict import predict
-
-    row["mfu"] = row["model_flops_6n"] / peak
-    row["mfu_algorithmic"] = row["model_flops_algorithmic"] / peak
-    pred = predict(row, ceilings, row["device_memory_bytes"])
-    row["predicted_step_time_s"] = pred["predicted_step_time_s"]
-    row["predicted_over_measured"] = pred["ratio"]
-    row["prediction"] = pred
 
 
 def settle_ceilings(start: dict, end: dict) -> dict:
@@ -345,49 +125,26 @@ def run_bench(*, quick: bool = False, devices: int | None = None, platform: str 
     ``attention`` likewise (auto, xla, cudnn)."""
     log = log or (lambda line: None)
     started, cpu0 = time.perf_counter(), _cpu_seconds()
-    sizes = _sizes(quick, models, batch_size, seq_len, steps)
-    if gen_model:
-        from dataclasses import replace
-
-        sizes = replace(sizes, gen_model=gen_model)
+    sizes = _sizes(quick, models, batch_size, seq_len, steps, gen_model)
     torch_gpu = None
     if baseline and _gpu_expected(platform):
-        from model.config import get_config
-
-        log("PyTorch baseline on the GPU (child processes, before JAX takes the device memory):")
-        torch_gpu = {m: gpu_baseline_rows(m, sizes.batch_size[m], min(sizes.seq_len[m], get_config(m).max_seq_len),
-                                          sizes, dtype or "bfloat16", log) for m in sizes.models}
+        torch_gpu = gpu_baseline_first(sizes, dtype or "bfloat16", log)
     n_devices, platform = _setup_devices(platform, devices)
 
     import jax
 
-    from benchmarks.ceilings import measure_ceilings
-
     env = environment(platform, n_devices)
     dtype = dtype or ("float32" if jax.default_backend() == "cpu" else "bfloat16")
     log(f"device: {env['device']} x {n_devices} ({env['backend']}), compute dtype {dtype}")
-    ceilings, t = _time(measure_ceilings, jax.devices()[0], quick=quick, n_devices=n_devices)
-    ceilings["wall_s"] = t
+    ceilings = first_ceilings(quick, n_devices, log)
     host = ceilings["platform"] == "cpu"
     peak = ceilings["matmul_flops"][dtype] * (1 if host else n_devices)
-    log(f"ceilings: matmul f32 {ceilings['matmul_flops']['float32'] / 1e9:,.1f} GFLOP/s, bf16 "
-        f"{ceilings['matmul_flops']['bfloat16'] / 1e9:,.1f} GFLOP/s, copy {ceilings['copy_bytes_per_s'] / 1e9:.1f} GB/s")
 
     log("training" + (" (runs of a model interleaved step by step; PyTorch baseline included):" if interleave else ":"))
     rows, baseline_result = training_rows(sizes, modes, n_devices, platform, dtype, remat, ceilings, peak, log,
                                           baseline=baseline, interleave=interleave,
                                           torch_gpu=torch_gpu if platform == "gpu" else None, attention=attention)
-    ceilings = settle_ceilings(ceilings, measure_ceilings(jax.devices()[0], quick=quick, n_devices=n_devices))
-    peak = ceilings["matmul_flops"][dtype] * (1 if host else n_devices)
-    for row in rows:
-        if row.get("step_time_s"):
-            _predict(row, ceilings, peak)
-    log(f"ceilings after training: matmul {dtype} {ceilings['readings']['after_training']['matmul_flops'][dtype] / 1e9:,.1f} "
-        f"GFLOP/s; MFU and predictions use the better reading, {peak / 1e9:,.1f} GFLOP/s")
-    for row in rows:
-        if row.get("step_time_s"):
-            log(f"  {row['model']:>5} {row['mode']:<9} {row['tokens_per_s']:,.0f} tok/s  MFU {row['mfu']:.1%}  "
-                f"predicted/measured {row['predicted_over_measured']:.2f}")
+    ceilings, peak = settle_and_predict(rows, ceilings, dtype, n_devices, quick, log)
     result = {
         "device": env["device"], "platform": env["backend"], "devices": n_devices, "dtype": dtype, "quick": quick,
         "peak_matmul_flops": peak,
@@ -396,30 +153,85 @@ def run_bench(*, quick: bool = False, devices: int | None = None, platform: str 
         "environment": env, "ceilings": ceilings, "sizes": _sizes_dict(sizes), "runs": rows,
     }
     result["baseline"] = baseline_result
-    if generation:
-        log("generation:")
-        result["generation"] = _generation(sizes, log, dtype, ceilings["copy_bytes_per_s"])
-    else:
-        result["generation"] = {"skipped": True}
-    if planner:
-        from benchmarks.planner import planner_speed
-
-        result["planner"] = planner_speed()
-        log(f"planner: {result['planner']['plans']} plans in {result['planner']['total_s']:.2f}s")
-    else:
-        result["planner"] = {"skipped": True}
+    result["generation"] = (_generation(sizes, log, dtype, ceilings["copy_bytes_per_s"]) if generation
+                            else {"skipped": True})
+    result["planner"] = _planner(log) if planner else {"skipped": True}
     if scaling:
-        from benchmarks.scaling import measured_scaling, simulated_scaling
+        result["scaling"] = _scaling(sizes, remat, peak if host else None, log)
+    _conclude(result, started, cpu0)
+    return result
 
-        log("scaling:")
-        # Always on emulated CPU devices (issue 6: 1, 2, 4, 8 of them), whatever the main platform.
-        cpu_peak = peak if host else _cpu_peak()
-        result["scaling"] = {
-            "simulated": simulated_scaling(),
-            "measured": measured_scaling(sizes.scaling_model, SCALING_DEVICES, platform="cpu", dtype="float32",
-                                         remat=remat, batch_size=sizes.scaling_batch, seq_len=sizes.scaling_seq,
-                                         steps=sizes.steps, warmup=sizes.warmup, peak_flops=cpu_peak, log=log),
-        }
+
+def gpu_baseline_first(sizes: Sizes, dtype: str, log) -> dict[str, list[dict]]:
+    """{model: rows} of the GPU PyTorch baseline, measured in child processes before JAX takes the device memory."""
+    from model.config import get_config
+
+    log("PyTorch baseline on the GPU (child processes, before JAX takes the device memory):")
+    return {m: gpu_baseline_rows(m, sizes.batch_size[m], min(sizes.seq_len[m], get_config(m).max_seq_len), sizes,
+                                 dtype, log) for m in sizes.models}
+
+
+def first_ceilings(quick: bool, n_devices: int, log) -> dict:
+    """The device ceilings measured before the training rows, with the seconds the measurement took (``wall_s``)."""
+    import jax
+
+    from benchmarks.ceilings import measure_ceilings
+
+    ceilings, t = _time(measure_ceilings, jax.devices()[0], quick=quick, n_devices=n_devices)
+    ceilings["wall_s"] = t
+    log(f"ceilings: matmul f32 {ceilings['matmul_flops']['float32'] / 1e9:,.1f} GFLOP/s, bf16 "
+        f"{ceilings['matmul_flops']['bfloat16'] / 1e9:,.1f} GFLOP/s, copy {ceilings['copy_bytes_per_s'] / 1e9:.1f} GB/s")
+    return ceilings
+
+
+def settle_and_predict(rows: list[dict], first: dict, dtype: str, n_devices: int, quick: bool,
+                       log) -> tuple[dict, float]:
+    """(ceilings, peak FLOP/s): the ceilings read again after the training rows and settled with the ``first``
+    reading (``settle_ceilings``); every measured row's MFU and prediction recomputed against them."""
+    import jax
+
+    from benchmarks.ceilings import measure_ceilings
+
+    ceilings = settle_ceilings(first, measure_ceilings(jax.devices()[0], quick=quick, n_devices=n_devices))
+    peak = ceilings["matmul_flops"][dtype] * (1 if first["platform"] == "cpu" else n_devices)
+    for row in rows:
+        if row.get("step_time_s"):
+            predict_row(row, ceilings, peak)
+    log(f"ceilings after training: matmul {dtype} {ceilings['readings']['after_training']['matmul_flops'][dtype] / 1e9:,.1f} "
+        f"GFLOP/s; MFU and predictions use the better reading, {peak / 1e9:,.1f} GFLOP/s")
+    for row in rows:
+        if row.get("step_time_s"):
+            log(f"  {row['model']:>5} {row['mode']:<9} {row['tokens_per_s']:,.0f} tok/s  MFU {row['mfu']:.1%}  "
+                f"predicted/measured {row['predicted_over_measured']:.2f}")
+    return ceilings, peak
+
+
+def _planner(log) -> dict:
+    from benchmarks.planner import planner_speed
+
+    speed = planner_speed()
+    log(f"planner: {speed['plans']} plans in {speed['total_s']:.2f}s")
+    return speed
+
+
+def _scaling(sizes: Sizes, remat: str, cpu_peak: float | None, log) -> dict:
+    """The scaling study: simulated clusters, and measured strong scaling on 1, 2, 4, 8 emulated CPU devices (issue
+    6), whatever the main platform. ``cpu_peak``: the host's float32 matmul FLOP/s if already measured."""
+    from benchmarks.scaling import measured_scaling, simulated_scaling
+
+    log("scaling:")
+    cpu_peak = cpu_peak if cpu_peak is not None else _cpu_peak()
+    return {
+        "simulated": simulated_scaling(),
+        "measured": measured_scaling(sizes.scaling_model, SCALING_DEVICES, platform="cpu", dtype="float32",
+                                     remat=remat, batch_size=sizes.scaling_batch, seq_len=sizes.scaling_seq,
+                                     steps=sizes.steps, warmup=sizes.warmup, peak_flops=cpu_peak, log=log),
+    }
+
+
+def _conclude(result: dict, started: float, cpu0: float) -> None:
+    """Add the claims, the targets (evaluated on everything measured), the closing load average, and the wall and
+    CPU seconds of the whole bench."""
     from benchmarks.claims import check_claims
     from benchmarks.targets import evaluate_targets
 
@@ -428,7 +240,6 @@ def run_bench(*, quick: bool = False, devices: int | None = None, platform: str 
     result["environment"]["load_average_end"] = os.getloadavg()
     result["wall_s"] = time.perf_counter() - started
     result["cpu_s"] = _cpu_seconds() - cpu0
-    return result
 
 
 def _cpu_peak() -> float:
@@ -443,12 +254,13 @@ def _cpu_peak() -> float:
 def _generation(sizes: Sizes, log, dtype: str, bandwidth: float) -> dict:
     from benchmarks.generation import measure_generation
 
+    log("generation:")
     try:
         g = measure_generation(sizes.gen_model, prompt_len=sizes.gen_prompt, new_tokens=sizes.gen_new_tokens,
                                batches=(1, 8), repeats=sizes.gen_repeats, dtype=dtype, bandwidth=bandwidth)
     except Exception as err:  # noqa: BLE001
-        log(f"  FAILED {_error(err)}")
-        return {"model": sizes.gen_model, "error": _error(err), "rows": []}
+        log(f"  FAILED {error_text(err)}")
+        return {"model": sizes.gen_model, "error": error_text(err), "rows": []}
     for r in g["rows"]:
         log(f"  {g['model']} batch {r['batch']}: {r['tokens_per_s']:,.1f} tok/s"
             + (f" vs transformers {r['baseline_tokens_per_s']:,.1f} ({r['ratio']:.2f}x)" if "ratio" in r else "")
@@ -457,15 +269,15 @@ def _generation(sizes: Sizes, log, dtype: str, bandwidth: float) -> dict:
     return g
 
 
-def _sizes(quick: bool, models, batch_size, seq_len, steps) -> Sizes:
-    from dataclasses import replace
-
+def _sizes(quick: bool, models, batch_size, seq_len, steps, gen_model) -> Sizes:
+    """QUICK or FULL with the command line's overrides (each None when not given)."""
     base = QUICK if quick else FULL
     if models:
         base = replace(base, models=tuple(models))
     bs = {m: batch_size or base.batch_size.get(m, 8) for m in base.models}
     sl = {m: seq_len or base.seq_len.get(m, 128) for m in base.models}
-    return replace(base, batch_size=bs, seq_len=sl, steps=steps or base.steps)
+    sizes = replace(base, batch_size=bs, seq_len=sl, steps=steps or base.steps)
+    return replace(sizes, gen_model=gen_model) if gen_model else sizes
 
 
 def _sizes_dict(s: Sizes) -> dict:
