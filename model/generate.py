@@ -31,7 +31,7 @@ from model import gpt
 from model.config import EOT_TOKEN, GPTConfig
 
 MIN_BUCKET = 16
-# Compiled decoders, keyed by everything that fixes their shapes; tests read its size to prove reuse.
+# Compiled decoders, keyed by everything that fixes their shapes (compile_cache_size() counts them).
 _COMPILED: dict[tuple, object] = {}
 
 
@@ -64,6 +64,12 @@ _NOT_ARCHITECTURE = ("name", "init_std", "batch_size", "learning_rate", "lr_deca
 def architecture(cfg: GPTConfig) -> GPTConfig:
     """``cfg`` with the fields that do not affect the forward pass set to their defaults (a compile-cache key)."""
     return cfg.model_copy(update={f: GPTConfig.model_fields[f].default for f in _NOT_ARCHITECTURE})
+
+
+def compile_cache_size() -> int:
+    """How many decode programs this process has compiled and keeps: one per (architecture, batch, prompt bucket,
+    new-token bucket, dtype). A ``generate`` call that reuses a program leaves it unchanged."""
+    return len(_COMPILED)
 
 
 def bucket(n: int, cap: int) -> int:
@@ -147,7 +153,7 @@ def sample(logits: jax.Array, key: jax.Array, temperature, top_k, top_p) -> jax.
 
     def draw(logits):
         scaled = logits / temperature
-        scaled = jax.lax.cond((top_k > 0) | (top_p < 1.0), partial(_filter, top_k=top_k, top_p=top_p),
+        scaled = jax.lax.cond((top_k > 0) | (top_p < 1.0), partial(filter_logits, top_k=top_k, top_p=top_p),
                               lambda x: x, scaled)
         return jax.random.categorical(key, scaled, axis=-1).astype(jnp.int32)
 
@@ -157,8 +163,10 @@ def sample(logits: jax.Array, key: jax.Array, temperature, top_k, top_p) -> jax.
     return jax.lax.cond(temperature > 0, draw, greedy, logits)
 
 
-def _filter(logits: jax.Array, top_k, top_p) -> jax.Array:
-    """Mask (to -inf) everything outside the top-k, then outside the top-p nucleus of what is left.
+def filter_logits(logits: jax.Array, top_k, top_p) -> jax.Array:
+    """Top-k then top-p (nucleus) filtering of float logits [B, V]: everything outside the ``top_k`` largest, then
+    outside the smallest set of what is left whose probability reaches ``top_p``, is masked to -inf. ``top_k`` 0 and
+    ``top_p`` 1 switch a filter off; both may be traced (int32, float32).
 
     Both cut-offs are found by an exact binary search over the float bit patterns (32 passes of compare-and-sum
     over the vocabulary) instead of sorting the 50257 logits at every step, which XLA's CPU sort makes the
