@@ -134,10 +134,19 @@ def test_remat_is_a_plan_decision_by_memory():
                                remat=False, **kw)
     assert stream["remat"] == "full" and "streaming" in stream["remat_reason"]
     pipe_kw = dict(seq_len=2048, batch_size=8, remat="auto", **kw)
-    pipe = planner.make_placement("pipelined", big, {**one, "stage": 2}, device_bytes=6 * 2**30, **pipe_kw)
+    gpipe = planner.make_placement("pipelined", big, {**one, "stage": 2}, device_bytes=6 * 2**30, schedule="gpipe",
+                                   **pipe_kw)
     data = planner.make_placement("data", big, one, device_bytes=6 * 2**30, **pipe_kw)
-    # half the layers per stage, but every microbatch's activations (and the bubble ticks') are kept
-    assert pipe["activation_bytes"]["none"] > 0.5 * data["activation_bytes"]["none"]
+    # GPipe: half the layers per stage, but every microbatch's activations (and the bubble ticks') are kept
+    assert gpipe["activation_bytes"]["none"] > 0.5 * data["activation_bytes"]["none"]
+    # 1F1B (the default): min(M, S) = 2 of the M = 8 microbatches' inputs, and one microbatch's activations at a time
+    pipe = planner.make_placement("pipelined", big, {**one, "stage": 2}, device_bytes=6 * 2**30, **pipe_kw)
+    assert pipe["schedule"] == "1f1b" and gpipe["schedule"] == "gpipe"
+    in_flight = {sched: planner.make_placement("pipelined", CFG, {**one, "stage": 3}, device_bytes=2**30,
+                                               **dict(pipe_kw, microbatches=8, schedule=sched))["in_flight"]
+                 for sched in planner.SCHEDULES}
+    assert in_flight == {"1f1b": [3, 2, 1], "gpipe": [8, 8, 8]}  # the simulator's in_flight for 1F1B
+    assert pipe["activation_bytes"]["none"] < 0.2 * gpipe["activation_bytes"]["none"]
 
 
 def test_remat_decided_from_the_first_batch_and_estimate_tracks_xla():

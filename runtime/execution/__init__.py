@@ -2,7 +2,7 @@
 
     from runtime.execution import build_executor
     ex = build_executor(mode, cfg, mesh, microbatches=None, dtype=jnp.float32, remat="auto", attention="auto",
-                        fsdp=False, batch_size=None, seq_len=None, compiler_options=None)
+                        fsdp=False, batch_size=None, seq_len=None, compiler_options=None, schedule="1f1b")
 
 ``mode``: ``data`` | ``pipelined`` | ``streaming`` | ``auto`` (stage axis > 1 -> pipelined; training state too big for
 a device -> streaming; else data). ``mesh`` comes from runtime.mesh.build_mesh / make_mesh (axes data, stage, model).
@@ -13,13 +13,14 @@ policy (none < dots < full, model.gpt.REMAT_POLICIES) whose predicted memory fit
 ``plan["remat_reason"]``); a policy name forces it (True/False/None mean full/none/auto). ``attention``: "auto"
 (default) runs cuDNN's flash kernel on NVIDIA GPUs in bfloat16/float16, else the XLA kernel (``plan["attention"]``,
 ``plan["attention_reason"]``); "xla"/"cudnn" force one.
-``compiler_options``: XLA options for every jit the executor makes.
+``compiler_options``: XLA options for every jit the executor makes. ``schedule`` (pipelined only): "1f1b" (default:
+one forward, one backward; activation memory bounded by the stage count) or "gpipe" (runtime/execution/pipelined.py).
 
 Attributes
     ex.mode             the resolved mode
     ex.plan             JSON-able dict: mode and why, mesh, stage split [[first, last], ...], layers per stage,
-                        microbatches, predicted bubble fraction, remat policy and why, attention kernel and why,
-                        memory kinds, byte counts
+                        microbatches, pipeline schedule, predicted bubble fraction, in-flight microbatches per stage,
+                        remat policy and why, attention kernel and why, memory kinds, byte counts
     ex.param_shardings  tree like the params of jax.sharding.NamedSharding (streaming: memory_kind pinned_host)
     ex.batch_sharding   sharding of [B, T] int32 tokens/targets and bool masks (rows over data, and over stage
                         outside the pipelined mode)
@@ -62,11 +63,13 @@ FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive
 
 def build_executor(mode: str, cfg, mesh, *, microbatches: int | None = None, dtype=jnp.float32,
                    remat="auto", attention: str = "auto", fsdp: bool = False, batch_size: int | None = None,
-                   seq_len: int | None = None, compiler_options: dict | None = None) -> Executor:
+                   seq_len: int | None = None, compiler_options: dict | None = None,
+                   schedule: str = "1f1b") -> Executor:
     """An executor for ``cfg`` on ``mesh`` in ``mode`` (see the module docstring). ``remat`` "auto" lets the plan
     decide (see placement.resolve_remat); ``attention`` "auto" too (placement.resolve_attention). ``compiler_options`` go to
     every jax.jit the executor makes (XLA debug options, e.g. the fast-compile settings the CPU tests use).
-    Raises UserError for a mode, remat policy or attention kernel that cannot run here."""
+    ``schedule`` is the pipeline schedule (pipelined.SCHEDULES: "1f1b" or "gpipe"); other modes ignore it.
+    Raises UserError for a mode, remat policy, attention kernel or schedule that cannot run here."""
     from runtime.execution.data import DataParallelExecutor
     from runtime.execution.pipelined import PipelinedExecutor
     from runtime.execution.streaming import StreamingExecutor
@@ -74,9 +77,12 @@ def build_executor(mode: str, cfg, mesh, *, microbatches: int | None = None, dty
     shape = mesh_shape(mesh)
     plan = make_placement(mode, cfg, shape, microbatches=microbatches, seq_len=seq_len, batch_size=batch_size,
                      device_bytes=device_memory_bytes(mesh), fsdp=fsdp, remat=remat, dtype=jnp.dtype(dtype).name,
-                     attention=attention, platform=mesh.devices.flat[0].platform)
-    cls = {"data": DataParallelExecutor, "pipelined": PipelinedExecutor, "streaming": StreamingExecutor}[plan["mode"]]
-    ex = cls(cfg, mesh, plan, dtype=dtype, fsdp=fsdp, compiler_options=compiler_options)
+                     attention=attention, platform=mesh.devices.flat[0].platform, schedule=schedule)
+    kw = dict(dtype=dtype, fsdp=fsdp, compiler_options=compiler_options)
+    if plan["mode"] == "pipelined":
+        ex = PipelinedExecutor(cfg, mesh, plan, schedule=schedule, **kw)
+    else:
+        ex = {"data": DataParallelExecutor, "streaming": StreamingExecutor}[plan["mode"]](cfg, mesh, plan, **kw)
     if batch_size is not None and plan["mode"] == "pipelined":
         ex.microbatches(batch_size)
     return ex

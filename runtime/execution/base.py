@@ -1,9 +1,11 @@
 """What every execution mode shares: placement, the loss and gradient contract, and the one-jit training step.
 
-A mode supplies ``_loss_sum`` (the summed masked next-token loss of a batch, as a function of the placed parameters)
-and, if its parameters do not live in device memory or in the canonical layout, the hooks ``_tmap`` / ``_sq_norm`` /
-``_apply_update`` / the layout conversions. Everything else — gradients, accumulation, clipping, the optimizer step,
-donation, shardings of the optimizer state — is written once here, so the modes cannot drift apart numerically.
+A mode supplies ``_loss_sum`` (the summed masked next-token loss of a batch, as a function of the placed parameters);
+``_value_and_grad`` (loss and gradients of a row slice) is autodiff of it unless the mode's schedule runs the backward
+pass itself (the pipelined mode's 1F1B). A mode whose parameters do not live in device memory or in the canonical
+layout also supplies ``_tmap`` / ``_sq_norm`` / ``_apply_update`` / the layout conversions. Everything else —
+gradients, accumulation, clipping, the optimizer step, donation, shardings of the optimizer state — is written once
+here, so the modes cannot drift apart numerically.
 
 Loss normalisation: the loss is the mean over all unmasked positions of the *whole* batch. Each microbatch or
 accumulation slice contributes ``sum(nll) / n_total`` with ``n_total`` counted from the full mask before any split
@@ -71,14 +73,10 @@ class TrainStep:
         return self._jits[has_mask]
 
     def __call__(self, state, tokens, targets, mask=None):
-        if mask is None:
-            return self._fn(False)(state, tokens, targets)
-        return self._fn(True)(state, tokens, targets, mask)
+        return self._fn(mask is not None)(state, tokens, targets, *(() if mask is None else (mask,)))
 
     def lower(self, state, tokens, targets, mask=None):
-        if mask is None:
-            return self._fn(False).lower(state, tokens, targets)
-        return self._fn(True).lower(state, tokens, targets, mask)
+        return self._fn(mask is not None).lower(state, tokens, targets, *(() if mask is None else (mask,)))
 
 
 class Executor:
@@ -141,6 +139,11 @@ class Executor:
     def _loss_sum(self, params: Params, tokens, targets, mask) -> jax.Array:
         raise NotImplementedError
 
+    def _value_and_grad(self, params: Params, tokens, targets, mask, n_total):
+        """(sum of the loss over [b, T] tokens / n_total, its gradients laid out like params) for one row slice.
+        Autodiff of _loss_sum unless the mode's schedule computes gradients itself (pipelined 1F1B)."""
+        return jax.value_and_grad(lambda p: self._loss_sum(p, tokens, targets, mask) / n_total)(params)
+
     def _head_loss(self, params: Params, x, targets, mask) -> jax.Array:
         """Final LayerNorm, tied unembedding and summed loss (in chunks of tokens, gpt.head_nll_sum), with the rows of ``x`` spread over every mesh axis that
         would otherwise compute the same logits twice: ``stage`` (the pipeline's output is needed once), and
@@ -197,9 +200,6 @@ class Executor:
         return jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(local))
 
     # ----- loss and gradients -------------------------------------------------------------------------------
-    def _value_and_grad(self, params, tokens, targets, mask, n_total):
-        return jax.value_and_grad(lambda p: self._loss_sum(p, tokens, targets, mask) / n_total)(params)
-
     def _accumulated(self, params, tokens, targets, mask, accum: int):
         """(loss, grads) of the whole batch, computed ``accum`` row-slices at a time (lax.scan)."""
         n_total = count_positions(tokens, mask)
@@ -224,34 +224,28 @@ class Executor:
         (loss, grads), _ = jax.lax.scan(body, (loss, grads), rest)
         return loss, grads
 
+    def _batch_jit(self, name: str, fn, mask, out_shardings):
+        """``fn(params, tokens, targets, mask)`` jitted with explicit shardings, once per mask/no-mask variant."""
+        key = (name, mask is None)
+        if key not in self._jits:
+            in_sh = (self.param_shardings,) + (self.batch_sharding,) * (2 if mask is None else 3)
+            wrapped = (lambda p, t, y: fn(p, t, y, None)) if mask is None else fn
+            self._jits[key] = jax.jit(wrapped, in_shardings=in_sh, out_shardings=out_shardings,
+                                      compiler_options=self.compiler_options)
+        return self._jits[key]
+
     def loss_and_grads(self, params: Params, tokens, targets, mask=None):
         """(loss, grads) for placed params and a [B, T] batch; grads in the params' layout and placement.
         The loss is the mean over unmasked positions; one jitted function with explicit shardings."""
-        key = ("loss_and_grads", mask is None)
-        if key not in self._jits:
-            in_sh = (self.param_shardings, self.batch_sharding, self.batch_sharding)
-            if mask is None:
-                fn = lambda p, t, y: self._accumulated(p, t, y, None, 1)  # noqa: E731
-            else:
-                fn = lambda p, t, y, m: self._accumulated(p, t, y, m, 1)  # noqa: E731
-                in_sh = in_sh + (self.batch_sharding,)
-            self._jits[key] = jax.jit(fn, in_shardings=in_sh, out_shardings=(self.replicated, self.param_shardings),
-                                      compiler_options=self.compiler_options)
-        args = (params, tokens, targets) if mask is None else (params, tokens, targets, mask)
-        return self._jits[key](*args)
+        fn = self._batch_jit("loss_and_grads", lambda p, t, y, m: self._accumulated(p, t, y, m, 1), mask,
+                             (self.replicated, self.param_shardings))
+        return fn(params, tokens, targets) if mask is None else fn(params, tokens, targets, mask)
 
     def eval_loss(self, params: Params, tokens, targets, mask=None) -> jax.Array:
         """The loss alone (validation): mean over unmasked positions, no gradients; jitted with explicit shardings."""
-        key = ("eval_loss", mask is None)
-        if key not in self._jits:
-            def fn(p, t, y, m=None):
-                return self._loss_sum(p, t, y, m) / count_positions(t, m)
-
-            in_sh = (self.param_shardings,) + (self.batch_sharding,) * (2 if mask is None else 3)
-            self._jits[key] = jax.jit(fn, in_shardings=in_sh, out_shardings=self.replicated,
-                                      compiler_options=self.compiler_options)
-        args = (params, tokens, targets) if mask is None else (params, tokens, targets, mask)
-        return self._jits[key](*args)
+        fn = self._batch_jit("eval_loss", lambda p, t, y, m: self._loss_sum(p, t, y, m) / count_positions(t, m),
+                             mask, self.replicated)
+        return fn(params, tokens, targets) if mask is None else fn(params, tokens, targets, mask)
 
     # ----- optimizer state and the training step --------------------------------------------------------------
     def state_shardings(self, optimizer) -> dict:

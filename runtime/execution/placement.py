@@ -14,6 +14,11 @@ from model.config import GPTConfig
 from runtime.errors import UserError
 
 MODES = ("data", "pipelined", "streaming", "auto")
+# Pipeline schedules (runtime/execution/pipelined.py runs them; named here, where no JAX is imported):
+#   "1f1b"   one forward, one backward (the simulator's, wse/schedule.py): stage s keeps min(M, S - s) microbatches
+#            in flight, so activation memory is bounded by the stage count;
+#   "gpipe"  all forwards, then all backwards (autodiff): every stage keeps all M microbatches.
+SCHEDULES = ("1f1b", "gpipe")
 
 # Microbatches per stage the planner aims for when the user gives none: GPipe's bubble is (S-1)/(M+S-1), so
 # M = 4 S keeps it under 20 % while each microbatch stays large enough to use a device well.
@@ -110,13 +115,18 @@ def resolve_mode(mode: str, cfg: GPTConfig, shape: dict[str, int], device_bytes:
     return "data", f"training state {state / 2**30:.2f} GiB per device fits in {device_bytes / 2**30:.1f} GiB"
 
 
+def activation_itemsize(dtype: str, platform: str = "cpu") -> int:
+    """Bytes per kept activation value (XLA:CPU keeps bfloat16 activations in float32; see REMAT_VALUES)."""
+    import numpy as np
+
+    return 4 if platform == "cpu" else np.dtype(dtype).itemsize
+
+
 def activation_bytes(cfg: GPTConfig, tokens: float, layers: int, dtype: str, policy: str,
                      platform: str = "cpu") -> float:
     """Bytes of activations ``layers`` blocks keep for the backward pass over ``tokens`` tokens under remat
     ``policy`` (see REMAT_VALUES), plus for "full" and "dots" the one block being recomputed at a time."""
-    import numpy as np
-
-    item = 4 if platform == "cpu" else np.dtype(dtype).itemsize
+    item = activation_itemsize(dtype, platform)
 
     def per_token(p):
         a, b = REMAT_VALUES[p]
@@ -128,17 +138,48 @@ def activation_bytes(cfg: GPTConfig, tokens: float, layers: int, dtype: str, pol
     return kept
 
 
+def pipeline_microbatches(plan: dict, batch_size: int) -> int:
+    """The plan's microbatch count, or the one choose_microbatches would take for ``batch_size`` sequences."""
+    local = max(1, int(batch_size / plan["mesh"]["data"]))
+    return plan.get("microbatches") or choose_microbatches(local, plan["mesh"]["stage"])
+
+
 def device_tokens_and_layers(plan: dict, cfg: GPTConfig, batch_size: int) -> tuple[float, int]:
     """(sequences one device runs through its blocks per accumulation step, how many blocks it holds). Rows are
-    split over ``data`` (and over ``stage`` outside the pipeline); a pipeline stage keeps the activations of all its
-    M + S - 1 ticks for the backward pass (GPipe: every microbatch, plus the bubble ticks' zeros), through its own
-    slots only."""
+    split over ``data`` (and over ``stage`` outside the pipeline); a GPipe stage keeps the activations of all its
+    M + S - 1 ticks for the backward pass (every microbatch, plus the bubble ticks' zeros), through its own slots
+    only. (1F1B keeps far less: see kept_activations.)"""
     shape = plan["mesh"]
     if plan["mode"] == "pipelined":
-        local, S = batch_size / shape["data"], shape["stage"]
-        M = plan.get("microbatches") or choose_microbatches(max(1, int(local)), S)
+        local, S, M = batch_size / shape["data"], shape["stage"], pipeline_microbatches(plan, batch_size)
         return local * (M + S - 1) / M, plan["slots_per_stage"]
     return batch_size / (shape["data"] * shape["stage"]), cfg.n_layers
+
+
+def kept_activations(plan: dict, cfg: GPTConfig, batch_size: int, seq_len: int) -> tuple[dict[str, float], float]:
+    """({policy: activation bytes a device keeps for the backward pass}, bytes of one loss chunk's logits).
+
+    1F1B (pipelined.one_f_one_b): the first stage, the fullest, stashes min(M, S) microbatch inputs (its in-flight
+    count, plan["in_flight"][0]) plus four [mb, T, d] messages (received and sent, both directions), and recomputes
+    one microbatch at a time through its slots under the policy; its loss head sees one microbatch at a time.
+    Otherwise every row a device runs through its blocks is kept (device_tokens_and_layers)."""
+    from model.gpt import LOSS_CHUNK_TOKENS
+
+    shape, dtype, platform = plan["mesh"], plan["compute_dtype"], plan["platform"]
+    if plan["mode"] == "pipelined" and plan.get("schedule", SCHEDULES[0]) == "1f1b":
+        M = pipeline_microbatches(plan, batch_size)
+        mb_rows = batch_size / M  # one microbatch over all replicas
+        tokens = mb_rows / shape["data"] * seq_len
+        stash = (min(M, shape["stage"]) + 4) * tokens * cfg.d_model * activation_itemsize(dtype, platform)
+        acts = {p: stash + activation_bytes(cfg, tokens, plan["slots_per_stage"], dtype, p, platform)
+                for p in ("none", "dots", "full")}
+        chunks = max(1, -(-int(mb_rows * seq_len) // LOSS_CHUNK_TOKENS))
+    else:
+        rows, layers = device_tokens_and_layers(plan, cfg, batch_size)
+        tokens = rows * seq_len
+        acts = {p: activation_bytes(cfg, tokens, layers, dtype, p, platform) for p in ("none", "dots", "full")}
+        chunks = max(1, -(-batch_size * seq_len // LOSS_CHUNK_TOKENS))
+    return acts, LOGIT_BYTES * tokens / chunks * cfg.vocab_size / shape["model"]
 
 
 def normalise_remat(remat) -> str:
@@ -167,20 +208,11 @@ def resolve_remat(plan: dict, cfg: GPTConfig, *, batch_size: int | None, seq_len
     if batch_size is None:
         plan["remat"], plan["remat_reason"] = None, "decided when the batch size is known"
         return
-    import numpy as np
-
     T = seq_len or cfg.max_seq_len
-    rows, layers = device_tokens_and_layers(plan, cfg, batch_size)
-    tokens = rows * T
     shape = plan["mesh"]
     state = cfg.parameters * TRAIN_STATE_BYTES_PER_PARAM / shape["model"] / (shape["data"] if plan["fsdp"] else 1)
-    from model.gpt import LOSS_CHUNK_TOKENS
-
-    chunks = max(1, int(np.ceil(batch_size * T / LOSS_CHUNK_TOKENS)))
-    logits = LOGIT_BYTES * tokens / chunks * cfg.vocab_size / shape["model"]
+    acts, logits = kept_activations(plan, cfg, batch_size, T)
     budget = REMAT_MEMORY_FRACTION * plan["device_memory_bytes"]
-    acts = {p: activation_bytes(cfg, tokens, layers, plan["compute_dtype"], p, plan["platform"])
-            for p in ("none", "dots", "full")}
     plan["activation_bytes"] = {p: int(v) for p, v in acts.items()}
     need = {p: state + v + logits for p, v in acts.items()}
     fits = [p for p in ("none", "dots", "full") if need[p] <= budget]
@@ -237,10 +269,13 @@ def cudnn_attention_problem(cfg: GPTConfig, seq_len: int, dtype: str) -> str | N
 
 def make_placement(mode: str, cfg: GPTConfig, shape: dict[str, int], *, microbatches: int | None, seq_len: int | None,
               device_bytes: int, fsdp: bool, remat="auto", dtype: str, batch_size: int | None = None,
-              attention: str = "auto", platform: str = "cpu") -> dict:
+              attention: str = "auto", platform: str = "cpu", schedule: str = SCHEDULES[0]) -> dict:
     """The plan dict. ``microbatches`` None for a pipeline is resolved when the batch size is first seen; so is
     ``remat`` "auto" (decide by memory; see normalise_remat for the accepted values) when ``batch_size`` (sequences
-    per accumulation step) is not given. ``attention``: see resolve_attention; ``platform`` is the mesh's."""
+    per accumulation step) is not given. ``attention``: see resolve_attention; ``platform`` is the mesh's.
+    ``schedule`` (SCHEDULES) is the pipeline's, recorded for the pipelined mode only."""
+    if schedule not in SCHEDULES:
+        raise UserError(f"unknown pipeline schedule '{schedule}'; use one of {', '.join(SCHEDULES)}")
     resolved, reason = resolve_mode(mode, cfg, shape, device_bytes)
     remat = normalise_remat(remat)
     kernel, kernel_reason = resolve_attention(attention, cfg, platform=platform, dtype=dtype, seq_len=seq_len)
@@ -262,8 +297,10 @@ def make_placement(mode: str, cfg: GPTConfig, shape: dict[str, int], *, microbat
         plan.update(
             stages=[list(s) for s in stages], layers_per_stage=sizes, slots_per_stage=max(sizes),
             stage_forward_flops_per_token=[sum(flops[a:b + 1]) for a, b in stages],
-            microbatches=microbatches,
-            embedding="wte/wpe/ln_f replicated over stage; embedding and head run outside the pipeline on the whole mesh",
+            microbatches=microbatches, schedule=schedule,
+            embedding="wte/wpe/ln_f replicated over stage; " + (
+                "embedding on the first stage and head + loss on the last, per microbatch inside the pipeline"
+                if schedule == "1f1b" else "embedding and head run outside the pipeline on the whole mesh"),
         )
         set_bubble(plan)
     elif microbatches not in (None, 1):
@@ -274,5 +311,14 @@ def make_placement(mode: str, cfg: GPTConfig, shape: dict[str, int], *, microbat
 
 
 def set_bubble(plan: dict) -> None:
+    """Record the pipeline's idle fraction and in-flight microbatches per stage once M is known. Both schedules
+    idle a stage (S - 1) / (M + S - 1) of the time; 1F1B keeps min(M, S - s) microbatches in flight on stage s (the
+    simulator's wse/pipelined.py ``in_flight``), GPipe all M."""
     S, M = plan["mesh"]["stage"], plan.get("microbatches")
     plan["bubble_fraction"] = None if M is None else round((S - 1) / (M + S - 1), 4)
+    if M is None:
+        plan["in_flight"] = None
+    elif plan.get("schedule", SCHEDULES[0]) == "1f1b":
+        plan["in_flight"] = [min(M, S - s) for s in range(S)]
+    else:
+        plan["in_flight"] = [M] * S
