@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from model.errors import describe_error
+
 
 def _prompts(cfg, batch: int, prompt_len: int) -> list[list[int]]:
     return np.random.default_rng(1).integers(0, cfg.vocab_size, size=(batch, prompt_len)).tolist()
@@ -41,14 +43,14 @@ def measure_generation(model: str, *, prompt_len: int, new_tokens: int, batches=
     from model.generate import generate
 
     cfg = get_config(model)
-    params = gpt.init_params(cfg, jax.random.key(seed))  # stays on the device: no host copy per call
+    params = gpt.initial_params(cfg, seed)  # stays on the device: no host copy per call
     weight_bytes = cfg.parameters * jnp.dtype(dtype).itemsize
     hf_model, baseline_error = None, None
     if with_baseline and torch_available():
         try:
             hf_model = _to_device(build_model(cfg, jax.tree.map(np.asarray, params)), dtype)
         except Exception as err:  # noqa: BLE001 - generation is still measured; the report says why theirs is not
-            baseline_error = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+            baseline_error = describe_error(err)
     rows = []
     for b in batches:
         prompts = _prompts(cfg, b, prompt_len)

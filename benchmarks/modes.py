@@ -35,8 +35,6 @@ class Config:
     """One (preset, mode, mesh) set up and compiled, ready to time step by step."""
 
     def __init__(self, preset: str, label: str, mode: str, axes: dict, n: int, args):
-        import functools
-
         import jax
         import numpy as np
 
@@ -50,7 +48,7 @@ class Config:
         cfg = get_config(preset)
         self.preset, self.label = preset, label
         self.ex = build_executor(mode, cfg, make_mesh(axes, jax.devices()[:n]), seq_len=args.seq_len)
-        params = jax.jit(functools.partial(gpt.init_params, cfg))(jax.random.key(0))
+        params = gpt.initial_params(cfg, 0)
         tokens = np.random.default_rng(0).integers(0, cfg.vocab_size, (args.batch, args.seq_len + 1), dtype=np.int32)
         self.tok, self.tgt = self.ex.put_batch(tokens[:, :-1]), self.ex.put_batch(tokens[:, 1:])
         opt = build_optimizer(cfg, total_steps=args.steps + 2, warmup_steps=0)

@@ -14,6 +14,8 @@ and ``speedup`` = tokens/s(N) / tokens/s(1) is reported beside the conventional 
 
 from __future__ import annotations
 
+from model.errors import describe_error
+
 SIZES = ("111M", "256M", "590M", "1.3B", "2.7B", "6.7B", "13B")
 SYSTEMS = ("cs2", "cs3")
 COUNTS = (1, 2, 4, 8, 16)
@@ -73,13 +75,13 @@ def measured_scaling(model: str, counts, *, platform: str, dtype: str, remat: st
             runs[n] = TrainingRun(model, "data", mesh, batch_size=batch_size, seq_len=seq_len, dtype=dtype,
                                   remat=remat, total_steps=warmup + steps + 1)
         except Exception as err:  # noqa: BLE001 - report the missing point
-            rows[n] = {"devices": n, "error": _error(err)}
+            rows[n] = {"devices": n, "error": describe_error(err)}
     for i in range(warmup + steps):
         for n, run in list(runs.items()):
             try:
                 run.step(timed=i >= warmup)
             except Exception as err:  # noqa: BLE001
-                rows[n] = {"devices": n, "error": _error(err)}
+                rows[n] = {"devices": n, "error": describe_error(err)}
                 del runs[n]
     for n, run in runs.items():
         r = run.row(peak_flops)
@@ -95,8 +97,3 @@ def measured_scaling(model: str, counts, *, platform: str, dtype: str, remat: st
             r["efficiency"] = r["speedup"] / (r["devices"] / counts[0])
     return {"model": model, "mode": "data", "batch_size": batch_size, "seq_len": seq_len, "interleaved": True,
             "rows": rows}
-
-
-def _error(err: BaseException) -> str:
-    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return f"{type(err).__name__}: {first}"[:300]

@@ -31,7 +31,8 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
-from benchmarks.training_rows import error_text, gpu_baseline_rows, predict_row, training_rows
+from benchmarks.training_rows import gpu_baseline_rows, predict_row, training_rows
+from model.errors import describe_error
 
 MODES = ("data", "pipelined", "streaming")
 SCALING_DEVICES = (1, 2, 4, 8)
@@ -259,8 +260,8 @@ def _generation(sizes: Sizes, log, dtype: str, bandwidth: float) -> dict:
         g = measure_generation(sizes.gen_model, prompt_len=sizes.gen_prompt, new_tokens=sizes.gen_new_tokens,
                                batches=(1, 8), repeats=sizes.gen_repeats, dtype=dtype, bandwidth=bandwidth)
     except Exception as err:  # noqa: BLE001
-        log(f"  FAILED {error_text(err)}")
-        return {"model": sizes.gen_model, "error": error_text(err), "rows": []}
+        log(f"  FAILED {describe_error(err)}")
+        return {"model": sizes.gen_model, "error": describe_error(err), "rows": []}
     for r in g["rows"]:
         log(f"  {g['model']} batch {r['batch']}: {r['tokens_per_s']:,.1f} tok/s"
             + (f" vs transformers {r['baseline_tokens_per_s']:,.1f} ({r['ratio']:.2f}x)" if "ratio" in r else "")

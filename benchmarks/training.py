@@ -67,7 +67,6 @@ class TrainingRun:
 
     def __init__(self, model: str, mode: str, mesh, *, batch_size: int, seq_len: int, dtype: str = "float32",
                  remat="auto", attention: str = "auto", seed: int = 0, total_steps: int = 100):
-        import jax
         import jax.numpy as jnp
 
         from model import gpt
@@ -82,7 +81,7 @@ class TrainingRun:
                             batch_size=batch_size, seq_len=seq_len)
         self.device = mesh.devices.flat[0]
         optimizer = build_optimizer(cfg, total_steps=total_steps)
-        self.state = ex.init_state(gpt.init_params(cfg, jax.random.key(seed)), optimizer)
+        self.state = ex.init_state(gpt.initial_params(cfg, seed), optimizer)
         tokens_np, targets_np = random_batch(cfg.vocab_size, batch_size, seq_len, seed)
         self.tokens, self.targets = ex.put_batch(tokens_np), ex.put_batch(targets_np)
         t0 = time.perf_counter()

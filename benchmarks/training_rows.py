@@ -15,6 +15,8 @@ import os
 import traceback
 from typing import TYPE_CHECKING
 
+from model.errors import describe_error
+
 if TYPE_CHECKING:
     from benchmarks.suite import Sizes
 
@@ -25,12 +27,6 @@ RUN_BYTES_PER_PARAM = 24
 RUN_BYTES_PER_LOGIT = 16
 # Fraction of the available memory a model's runs may take together (the rest is XLA's workspace and other work).
 TOGETHER_FRACTION = 0.5
-
-
-def error_text(err: BaseException) -> str:
-    """``Type: first line of the message``, at most 300 characters: what a row or a log line says of a failure."""
-    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return f"{type(err).__name__}: {first}"[:300]
 
 
 def training_rows(sizes: Sizes, modes, n_devices: int, platform: str, dtype: str, remat: str, ceilings: dict,
@@ -105,7 +101,7 @@ class ModelRuns:
             fn(*args, **kw)
             return True
         except Exception as err:  # noqa: BLE001 - keep the row and say why it is missing
-            self.failed[name] = {"error": error_text(err)}
+            self.failed[name] = {"error": describe_error(err)}
             self.log(f"  {self.model} {name}: FAILED {self.failed[name]['error']}")
             if os.environ.get("WSE_BENCH_DEBUG"):
                 traceback.print_exc()

@@ -15,6 +15,8 @@ from typing import Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from model.errors import first_line
+
 GPT2_VOCAB_SIZE = 50257
 EOT_TOKEN = 50256
 
@@ -223,7 +225,7 @@ def get_config(name_or_path: str | Path, **overrides) -> GPTConfig:
 
                 fields = yaml.safe_load(text)
         except Exception as err:  # noqa: BLE001 - any parse error is the user's file
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            first = first_line(err)
             raise ModelConfigError(f"model file '{path}' is not valid YAML/JSON: {first}") from None
         if not isinstance(fields, dict):
             raise ModelConfigError(f"model file '{path}' must hold a mapping of GPTConfig fields")

@@ -18,6 +18,7 @@ the hidden-matrix learning rate.
 
 from __future__ import annotations
 
+import functools
 import math
 from functools import partial
 from typing import Any
@@ -99,7 +100,7 @@ def param_labels(cfg: GPTConfig) -> Params:
     """Optimizer label per tensor: 'hidden' (matrices whose muP learning rate is peak / m_w) or 'vector'
     (embeddings, LayerNorm and biases, which keep the base rate); same tree as the parameters."""
     return jax.tree_util.tree_map_with_path(
-        lambda path, _: "hidden" if _keys(path)[-1] == "kernel" else "vector",
+        lambda path, _: "hidden" if path_names(path)[-1] == "kernel" else "vector",
         param_shapes(cfg), is_leaf=lambda x: isinstance(x, tuple),
     )
 
@@ -107,13 +108,15 @@ def param_labels(cfg: GPTConfig) -> Params:
 def weight_decay_mask(cfg: GPTConfig) -> Params:
     """True where AdamW applies weight decay: weight matrices and embeddings, not LayerNorm parameters or biases."""
     return jax.tree_util.tree_map_with_path(
-        lambda path, _: _keys(path)[-1] in ("kernel", "wte", "wpe"),
+        lambda path, _: path_names(path)[-1] in ("kernel", "wte", "wpe"),
         param_shapes(cfg), is_leaf=lambda x: isinstance(x, tuple),
     )
 
 
-def _keys(path) -> tuple[str, ...]:
-    return tuple(str(getattr(k, "key", k)) for k in path)
+def path_names(path) -> tuple[str, ...]:
+    """A pytree path (jax.tree_util keys: dict keys, attribute names, sequence indices) as strings, e.g.
+    ``("blocks", "attn", "c_attn", "kernel")``: the one spelling of a parameter's or optimizer leaf's name."""
+    return tuple(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
 
 
 def init_params(cfg: GPTConfig, key: jax.Array) -> Params:
@@ -123,7 +126,7 @@ def init_params(cfg: GPTConfig, key: jax.Array) -> Params:
     keys = jax.random.split(key, len(leaves))
     out = []
     for k, (path, shape) in zip(keys, leaves):
-        names = _keys(path)
+        names = path_names(path)
         std = _init_std(cfg, names)
         if std is not None:
             out.append(std * jax.random.truncated_normal(k, -2.0, 2.0, shape, jnp.float32))
@@ -132,6 +135,19 @@ def init_params(cfg: GPTConfig, key: jax.Array) -> Params:
         else:
             out.append(jnp.zeros(shape, jnp.float32))
     return jax.tree_util.tree_unflatten(treedef, out)
+
+
+@functools.cache
+def _init_program():
+    return jax.jit(init_params, static_argnums=0)
+
+
+def initial_params(cfg: GPTConfig, key: jax.Array | int = 0) -> Params:
+    """``init_params`` as one jitted computation (eagerly it compiles one program per tensor), compiled once per
+    process and model shape; ``key`` may be a seed. The parameters stay where JAX put them (the default device)."""
+    if isinstance(key, int):
+        key = jax.random.key(key)
+    return _init_program()(cfg, key)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -514,7 +530,7 @@ def check_params(cfg: GPTConfig, params: Params) -> None:
     expected = param_shapes(cfg)
     flat_e = dict(jax.tree_util.tree_flatten_with_path(expected, is_leaf=lambda x: isinstance(x, tuple))[0])
     flat_p = dict(jax.tree_util.tree_flatten_with_path(params)[0])
-    names = lambda d: {"/".join(_keys(k)): v for k, v in d.items()}  # noqa: E731
+    names = lambda d: {"/".join(path_names(k)): v for k, v in d.items()}  # noqa: E731
     flat_e, flat_p = names(flat_e), names(flat_p)
     missing = sorted(set(flat_e) - set(flat_p))
     if missing:

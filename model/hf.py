@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from model.config import EOT_TOKEN, PRESETS, GPTConfig, ModelConfigError, build_config
+from model.errors import first_line
 
 SAFETENSORS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
 PICKLE, PICKLE_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
@@ -306,7 +307,7 @@ def _read_safetensors(file: Path) -> dict[str, np.ndarray]:
         with safe_open(str(file), framework="numpy") as f:
             return {k: f.get_tensor(k) for k in f.keys()}
     except Exception as err:  # noqa: BLE001 - any failure here means a corrupt or foreign file
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        first = first_line(err)
         raise HFFormatError(f"'{file}' is not a valid safetensors file ({first}); re-download or re-export it") from None
 
 
@@ -316,7 +317,7 @@ def _read_pickle(file: Path) -> dict[str, np.ndarray]:
     try:
         state = torch.load(str(file), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        first = first_line(err)
         raise HFFormatError(f"'{file}' could not be read as a PyTorch state dict ({first})") from None
     return {k: v.detach().float().numpy() for k, v in state.items() if hasattr(v, "detach")}
 

@@ -26,6 +26,8 @@ import os
 import re
 from pathlib import Path
 
+from model.errors import first_line
+
 # GPT-2's pre-tokenisation pattern (openai/gpt-2 encoder.py); tiktoken's "gpt2" encoding uses the same one.
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 EOT_TEXT = "<|endoftext|>"
@@ -208,7 +210,7 @@ class HFTokenizer(Tokenizer):
         try:
             tok = HFTok.from_str(data.decode("utf-8"))
         except Exception as err:  # tokenizers raises a bare Exception on malformed files
-            raise TokenizerError(f"{path} is not a HuggingFace tokenizer.json ({str(err).splitlines()[0]}); give a valid file") from None
+            raise TokenizerError(f"{path} is not a HuggingFace tokenizer.json ({first_line(err)}); give a valid file") from None
         return cls(tok, f"tokenizer.json@{hashlib.sha256(data).hexdigest()[:16]}")
 
     def encode(self, text: str) -> list[int]:

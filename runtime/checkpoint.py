@@ -16,12 +16,13 @@ mid-save) is never picked, and the next save in that run clears the leftover.
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Any
 
+from model.errors import first_line
 from runtime.errors import UserError
+from runtime.integrity import tree_checksums, verify_checksums
 
 MODEL_ITEM, PARAMS_ITEM = "model", "params"
 OPT_ITEM, TRAIN_ITEM, INTEGRITY_ITEM = "opt_state", "train_state", "integrity"
@@ -66,85 +67,6 @@ def _quiet_read_only_warning() -> None:
 class _DropReadOnly:
     def filter(self, record) -> bool:
         return not str(record.msg).startswith("Given directory is read only")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Integrity: per-array checksums computed on the devices (sharding-independent, so a checkpoint saved on one mesh
-# verifies on another).
-
-
-def tree_checksums(tree) -> dict[str, list[int]]:
-    """``{"blocks/attn/c_attn/kernel": [s1, s2], ...}``: two wrapping uint32 sums of each array's bit patterns.
-
-    Integer addition modulo 2^32 is associative and commutative, so the result does not depend on how the array is
-    sharded or in which order it is reduced; ``s2`` (sum of squares) catches changes that keep ``s1``. Arrays in
-    device memory are summed on their devices (one jitted call); arrays in host memory (weight streaming) and NumPy
-    arrays are summed by NumPy where they are, with the same arithmetic, so no weights are pulled onto a device.
-    """
-    import jax
-    import numpy as np
-
-    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    on_device = [i for i, (_, x) in enumerate(leaves) if isinstance(x, jax.Array) and not _in_host_memory(x)]
-    sums: dict[int, tuple] = {}
-    if on_device:
-        sums.update(zip(on_device, jax.device_get(_checksum_jit()([leaves[i][1] for i in on_device]))))
-    for i, (_, x) in enumerate(leaves):
-        if i not in sums:
-            b = _bits_np(np.asarray(x))
-            sums[i] = (b.sum(dtype=np.uint32), (b * b).sum(dtype=np.uint32))
-    return {_path_name(p): [int(sums[i][0]), int(sums[i][1])] for i, (p, _) in enumerate(leaves)}
-
-
-def _in_host_memory(x) -> bool:
-    return getattr(x.sharding, "memory_kind", None) in ("pinned_host", "unpinned_host") and x.is_fully_addressable
-
-
-def _bits_np(x):
-    import numpy as np
-
-    x = np.ascontiguousarray(x)
-    if x.dtype == np.bool_:
-        return x.astype(np.uint32)
-    view = {4: np.uint32, 2: np.uint16, 1: np.uint8}.get(x.dtype.itemsize)
-    if view is None:
-        raise TypeError(f"cannot checksum arrays of {x.dtype}")
-    return x.view(view).astype(np.uint32)
-
-
-@functools.cache
-def _checksum_jit():
-    """One jitted function for the process (jit caches a compilation per tree structure and shapes)."""
-    import jax
-    import jax.numpy as jnp
-
-    def bits(x):
-        if x.dtype == jnp.bool_:
-            return x.astype(jnp.uint32)
-        view = {4: jnp.uint32, 2: jnp.uint16, 1: jnp.uint8}.get(x.dtype.itemsize)
-        if view is None:
-            raise TypeError(f"cannot checksum arrays of {x.dtype}")
-        return jax.lax.bitcast_convert_type(x, view).astype(jnp.uint32)
-
-    def one(x):
-        b = bits(x)
-        return jnp.sum(b, dtype=jnp.uint32), jnp.sum(b * b, dtype=jnp.uint32)
-
-    return jax.jit(lambda xs: [one(x) for x in xs])
-
-
-def _path_name(path) -> str:
-    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path) or "<root>"
-
-
-def _verify(item: str, tree, expected: dict | None, where: str) -> None:
-    if expected is None:
-        return
-    got = tree_checksums(tree)
-    for name, sums in expected.items():
-        if got.get(name) != list(sums):
-            raise UserError(f"{where}: {item} '{name}' does not match its checksum (the files are corrupt); "
-                            f"{_FIX}")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -207,8 +129,8 @@ def load_model(path: str | Path, step: int | None = None, shardings: Any = None)
         abstract = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s, "float32", sharding=sh), shapes, shardings,
                                 is_leaf=is_shape)
         params = _restore_item(mgr, step, PARAMS_ITEM, abstract, path)
-        _verify(PARAMS_ITEM, params, _read_json(mgr, step, INTEGRITY_ITEM, path, optional=True).get(PARAMS_ITEM),
-                f"checkpoint '{path}' step {step}")
+        verify_checksums(PARAMS_ITEM, params, _read_json(mgr, step, INTEGRITY_ITEM, path, optional=True).get(PARAMS_ITEM),
+                         f"checkpoint '{path}' step {step}", _FIX)
         return cfg, params
     finally:
         mgr.close()
@@ -278,9 +200,9 @@ class RunCheckpoints:
             state = _read_json(mgr, step, TRAIN_ITEM, self.run_dir)
             sums = _read_json(mgr, step, INTEGRITY_ITEM, self.run_dir, optional=True)
             params = _restore_item(mgr, step, PARAMS_ITEM, _abstract(params_target), self.run_dir)
-            _verify(PARAMS_ITEM, params, sums.get(PARAMS_ITEM), where)
+            verify_checksums(PARAMS_ITEM, params, sums.get(PARAMS_ITEM), where, _FIX)
             opt_state = _restore_item(mgr, step, OPT_ITEM, _abstract(opt_target), self.run_dir)
-            _verify(OPT_ITEM, opt_state, sums.get(OPT_ITEM), where)
+            verify_checksums(OPT_ITEM, opt_state, sums.get(OPT_ITEM), where, _FIX)
             return params, opt_state, state
         finally:
             mgr.close()
@@ -346,7 +268,7 @@ def _read_model(mgr, step: int, path):
     except ModelConfigError as err:
         raise UserError(f"checkpoint '{path}' step {step} has an invalid model config: {err}") from None
     except Exception as err:  # noqa: BLE001 - unreadable metadata is a corrupt checkpoint
-        raise UserError(f"checkpoint '{path}' step {step} is corrupt or incomplete ({_first_line(err)}); "
+        raise UserError(f"checkpoint '{path}' step {step} is corrupt or incomplete ({first_line(err)}); "
                         f"{_FIX}") from None
 
 
@@ -358,7 +280,7 @@ def _read_json(mgr, step: int, item: str, path, optional: bool = False) -> dict:
     try:
         value = mgr.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item]
     except Exception as err:  # noqa: BLE001
-        raise UserError(f"checkpoint '{path}' step {step}: {item} is corrupt or missing ({_first_line(err)}); "
+        raise UserError(f"checkpoint '{path}' step {step}: {item} is corrupt or missing ({first_line(err)}); "
                         f"{_FIX}") from None
     if not isinstance(value, dict):
         raise UserError(f"checkpoint '{path}' step {step}: {item} is corrupt; {_FIX}")
@@ -373,9 +295,4 @@ def _restore_item(mgr, step: int, item: str, abstract, path):
     except Exception as err:  # noqa: BLE001
         what = "parameters" if item == PARAMS_ITEM else item
         raise UserError(f"checkpoint '{path}' step {step}: {what} are corrupt or incomplete "
-                        f"({_first_line(err)}); {_FIX}") from None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return (text.splitlines()[0][:200] if text else type(err).__name__)
+                        f"({first_line(err)}); {_FIX}") from None

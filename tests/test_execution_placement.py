@@ -163,7 +163,7 @@ def test_remat_decided_from_the_first_batch_and_estimate_tracks_xla():
         params = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s, jnp.float32, sharding=sh),
                               gpt.param_shapes(cfg), ex.param_shardings, is_leaf=lambda x: isinstance(x, tuple))
         tok = jax.ShapeDtypeStruct((B, T), jnp.int32, sharding=ex.batch_sharding)
-        grad = jax.jit(lambda p, t: ex._accumulated(p, t, t, None, 1), compiler_options=FAST)
+        grad = jax.jit(lambda p, t: ex.accumulated_grads(p, t, t, None, 1), compiler_options=FAST)
         temps[ex.remat if remat == "auto" else remat] = grad.lower(params, tok).compile().memory_analysis(
         ).temp_size_in_bytes
         plans[remat] = ex.plan
@@ -270,7 +270,7 @@ def test_bfloat16_compute_keeps_float32_weights():
     ex = build_executor("pipelined", cfg, meshlib.make_mesh({"stage": 2}, jax.devices()[:2]), dtype=jnp.bfloat16,
                         compiler_options=FAST)
     placed, tok, tgt = ex.place(params), ex.put_batch(tokens), ex.put_batch(targets)
-    jaxpr = str(jax.make_jaxpr(lambda p, t, y: ex._loss_sum(p, t, y, None))(placed, tok, tgt))
+    jaxpr = str(jax.make_jaxpr(lambda p, t, y: ex.loss_sum(p, t, y, None))(placed, tok, tgt))
     bf16_dots = [line for line in jaxpr.splitlines() if "dot_general" in line and ":bf16[" in line]
     assert len(bf16_dots) >= 4  # the block's QKV, output, FFN-in and FFN-out projections
     loss, grads = ex.loss_and_grads(placed, tok, tgt)

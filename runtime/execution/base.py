@@ -1,6 +1,6 @@
 """What every execution mode shares: placement, the loss and gradient contract, and the one-jit training step.
 
-A mode supplies ``_loss_sum`` (the summed masked next-token loss of a batch, as a function of the placed parameters);
+A mode supplies ``loss_sum`` (the summed masked next-token loss of a batch, as a function of the placed parameters);
 ``_value_and_grad`` (loss and gradients of a row slice) is autodiff of it unless the mode's schedule runs the backward
 pass itself (the pipelined mode's 1F1B). A mode whose parameters do not live in device memory or in the canonical
 layout also supplies ``_tmap`` / ``_sq_norm`` / ``_apply_update`` / the layout conversions. Everything else —
@@ -50,13 +50,9 @@ def merge_rows(x: jax.Array) -> jax.Array:
     return x.swapaxes(0, 1).reshape(x.shape[0] * x.shape[1], *x.shape[2:])
 
 
-def _path_names(path) -> tuple[str, ...]:
-    return tuple(str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey))
-
-
 def in_blocks(path) -> bool:
     """Whether a tree path (jax.tree_util keys) lies under ``blocks``, the stacked transformer layers."""
-    return "blocks" in _path_names(path)
+    return "blocks" in gpt.path_names(path)
 
 
 class TrainStep:
@@ -136,13 +132,15 @@ class Executor:
     def _blocks_to_canonical(self, x: jax.Array) -> jax.Array:
         return x
 
-    def _loss_sum(self, params: Params, tokens, targets, mask) -> jax.Array:
+    def loss_sum(self, params: Params, tokens, targets, mask) -> jax.Array:
+        """Summed masked next-token loss (nats) of a batch under the placed ``params``: tokens/targets int32 [B, T]
+        sharded like put_batch, mask bool [B, T] or None (every position counts); each mode supplies it."""
         raise NotImplementedError
 
     def _value_and_grad(self, params: Params, tokens, targets, mask, n_total):
         """(sum of the loss over [b, T] tokens / n_total, its gradients laid out like params) for one row slice.
-        Autodiff of _loss_sum unless the mode's schedule computes gradients itself (pipelined 1F1B)."""
-        return jax.value_and_grad(lambda p: self._loss_sum(p, tokens, targets, mask) / n_total)(params)
+        Autodiff of loss_sum unless the mode's schedule computes gradients itself (pipelined 1F1B)."""
+        return jax.value_and_grad(lambda p: self.loss_sum(p, tokens, targets, mask) / n_total)(params)
 
     def _head_loss(self, params: Params, x, targets, mask) -> jax.Array:
         """Final LayerNorm, tied unembedding and summed loss (in chunks of tokens, gpt.head_nll_sum), with the rows of ``x`` spread over every mesh axis that
@@ -200,7 +198,7 @@ class Executor:
         return jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(local))
 
     # ----- loss and gradients -------------------------------------------------------------------------------
-    def _accumulated(self, params, tokens, targets, mask, accum: int):
+    def accumulated_grads(self, params, tokens, targets, mask, accum: int):
         """(loss, grads) of the whole batch, computed ``accum`` row-slices at a time (lax.scan)."""
         n_total = count_positions(tokens, mask)
         self._settle_remat(tokens.shape[0] // accum, tokens.shape[1])
@@ -237,13 +235,13 @@ class Executor:
     def loss_and_grads(self, params: Params, tokens, targets, mask=None):
         """(loss, grads) for placed params and a [B, T] batch; grads in the params' layout and placement.
         The loss is the mean over unmasked positions; one jitted function with explicit shardings."""
-        fn = self._batch_jit("loss_and_grads", lambda p, t, y, m: self._accumulated(p, t, y, m, 1), mask,
+        fn = self._batch_jit("loss_and_grads", lambda p, t, y, m: self.accumulated_grads(p, t, y, m, 1), mask,
                              (self.replicated, self.param_shardings))
         return fn(params, tokens, targets) if mask is None else fn(params, tokens, targets, mask)
 
     def eval_loss(self, params: Params, tokens, targets, mask=None) -> jax.Array:
         """The loss alone (validation): mean over unmasked positions, no gradients; jitted with explicit shardings."""
-        fn = self._batch_jit("eval_loss", lambda p, t, y, m: self._loss_sum(p, t, y, m) / count_positions(t, m),
+        fn = self._batch_jit("eval_loss", lambda p, t, y, m: self.loss_sum(p, t, y, m) / count_positions(t, m),
                              mask, self.replicated)
         return fn(params, tokens, targets) if mask is None else fn(params, tokens, targets, mask)
 
@@ -257,11 +255,11 @@ class Executor:
         opt_shapes = jax.eval_shape(opt.init, shapes)
         by_path = {}
         for path, sh in jax.tree_util.tree_flatten_with_path(self.param_shardings)[0]:
-            by_path[_path_names(path)] = sh
-        flat_shapes = {_path_names(p): s.shape for p, s in jax.tree_util.tree_flatten_with_path(shapes)[0]}
+            by_path[gpt.path_names(path)] = sh
+        flat_shapes = {gpt.path_names(p): s.shape for p, s in jax.tree_util.tree_flatten_with_path(shapes)[0]}
 
         def pick(path, leaf):
-            names = _path_names(path)
+            names = gpt.path_names(path)
             for i in range(len(names)):
                 if names[i:] in by_path and flat_shapes[names[i:]] == leaf.shape:
                     return by_path[names[i:]]
@@ -299,7 +297,7 @@ class Executor:
 
         def step(state, tokens, targets, mask=None):
             params = state["params"]
-            loss, grads = self._accumulated(params, tokens, targets, mask, accum_steps)
+            loss, grads = self.accumulated_grads(params, tokens, targets, mask, accum_steps)
             norm = jnp.sqrt(self._sq_norm(grads))
             clip = clip_fn(norm, opt.clip_norm)
             new_params, new_opt = self._apply_update(opt, grads, state["opt_state"], params, clip)

@@ -19,7 +19,7 @@ from runtime.execution.base import Executor
 class DataParallelExecutor(Executor):
     mode = "data"
 
-    def _loss_sum(self, params, tokens, targets, mask):
+    def loss_sum(self, params, tokens, targets, mask):
         rows = NamedSharding(self.mesh, P(self.batch_axes))
         x = gpt.embed(self.cfg, params, tokens, dtype=self.dtype)
         x = jax.lax.with_sharding_constraint(x, rows)

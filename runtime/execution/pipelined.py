@@ -280,7 +280,7 @@ class PipelinedExecutor(Executor):
         """[B, ...] -> [M, B/M, ...] microbatches, each device keeping its own rows (see split_rows)."""
         return jax.lax.with_sharding_constraint(split_rows(x, M), NamedSharding(self.mesh, P(None, "data")))
 
-    def _loss_sum(self, params, tokens, targets, mask):
+    def loss_sum(self, params, tokens, targets, mask):
         """GPipe's forward: the embedding and the head outside the pipeline (gradients by autodiff through it)."""
         M = self.microbatches(tokens.shape[0])
         x = gpt.embed(self.cfg, params, tokens, dtype=self.dtype)

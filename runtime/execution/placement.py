@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from model.config import GPTConfig
+from model.errors import first_line
 from runtime.errors import UserError
 
 MODES = ("data", "pipelined", "streaming", "auto")
@@ -263,7 +264,7 @@ def cudnn_attention_problem(cfg: GPTConfig, seq_len: int, dtype: str) -> str | N
     try:
         jax.jit(jax.grad(loss, argnums=(0, 1, 2))).lower(shape, shape, shape)
     except Exception as err:  # noqa: BLE001 - any refusal means: use the XLA kernel
-        return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        return first_line(err)
     return None
 
 

@@ -93,7 +93,7 @@ class StreamingExecutor(Executor):
         return self._move(layer, self.param_shardings["blocks"], layer=True, to_device=False)
 
     # ----- the model ------------------------------------------------------------------------------------------
-    def _loss_sum(self, params, tokens, targets, mask):
+    def loss_sum(self, params, tokens, targets, mask):
         rest = self._dev_rest(params)
         x = gpt.embed(self.cfg, rest, tokens, dtype=self.dtype)
         x = jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, P(self.batch_axes)))
@@ -179,16 +179,12 @@ class StreamingExecutor(Executor):
             body, None, (params["blocks"], grads["blocks"], [flat[i][1] for i in layered]))
 
         # Reassemble the full optimizer state by tree path.
-        by_path = {_path_names_full(p): x for p, x in jax.tree_util.tree_flatten_with_path(st_rest_new)[0]}
+        by_path = {gpt.path_names(p): x for p, x in jax.tree_util.tree_flatten_with_path(st_rest_new)[0]}
         for i, x in zip(layered, new_layered):
-            by_path[_path_names_full(flat[i][0])] = x
+            by_path[gpt.path_names(flat[i][0])] = x
         full_flat, full_def = jax.tree_util.tree_flatten_with_path(opt_state)
-        new_state = jax.tree_util.tree_unflatten(full_def, [by_path[_path_names_full(p)] for p, _ in full_flat])
+        new_state = jax.tree_util.tree_unflatten(full_def, [by_path[gpt.path_names(p)] for p, _ in full_flat])
         return {**new_rest, "blocks": new_blocks}, new_state
-
-
-def _path_names_full(path) -> tuple:
-    return tuple(str(k) for k in path)
 
 
 def _nbytes(shapes, itemsize: int = 4) -> int:
