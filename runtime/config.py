@@ -4,28 +4,24 @@ It comes from an optional YAML file plus ``key=value`` overrides (``mesh.devices
 model=tiny data=builtin``), MaxText style, so changing the parallelism or the run length is a config change, never a
 code change. Every key is checked: an unknown one is refused with the closest valid key named, in one line.
 
-Unset training knobs (batch size, sequence length, peak LR, decay shape, warmup) are filled from the model preset's
-published recipe by ``RunConfig.resolve``; the resolved config (nothing left unset) is what a checkpoint records, so a
-resumed run can tell which settings it must keep. Pure Python (pydantic + PyYAML): the command line parses and
+Unset training knobs (batch size, sequence length, peak LR, decay shape, warmup) are filled by ``RunConfig.resolve``,
+the one merge of defaults in runtime.recipes (which also says where each value came from); the resolved config
+(nothing left unset) is what a checkpoint records, so a resumed run can tell which settings it must keep. Pure Python (pydantic + PyYAML): the command line parses and
 checks a config before it pays for a JAX import, and must do so to set the emulated CPU device count.
 """
 
 from __future__ import annotations
 
 import difflib
-import math
 from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict
 
+from model.errors import first_line
 from runtime.errors import UserError
 
-# The Cerebras-GPT recipe warms the LR up linearly over about 375M tokens (cerebras-gpt.md).
-RECIPE_WARMUP_TOKENS = 375e6
-# Short runs cannot afford that: warmup is capped at this fraction of the run (a CPU run of 200 steps warms up for 20).
-WARMUP_FRACTION_CAP = 0.1
 # Emulated CPU devices when mesh.devices is unset: 8, enough for every mesh shape the issues test (stage 8, 2 x 4).
 DEFAULT_CPU_DEVICES = 8
 
@@ -62,12 +58,14 @@ class ExecutionConfig(_Section):
     the weight matmuls' outputs, recompute the rest) < ``full`` (recompute whole blocks) whose predicted memory fits a
     device, and the plan records which and why; ``true``/``false`` are kept as aliases of ``full``/``none``.
     ``attention``: ``auto`` (default) runs cuDNN's fused flash kernel on NVIDIA GPUs with bfloat16/float16 compute and
-    the XLA kernel elsewhere; ``xla``/``cudnn`` force one."""
+    the XLA kernel elsewhere; ``xla``/``cudnn`` force one. ``schedule``: the pipelined mode's pipeline schedule,
+    ``1f1b`` (default; the wafer simulator's, activation memory bounded by the stage count) or ``gpipe``."""
 
     mode: Literal["auto", "data", "pipelined", "streaming"] = "auto"
     microbatches: int | None = None
     remat: Literal["auto", "none", "dots", "full"] = "auto"
     attention: Literal["auto", "xla", "cudnn"] = "auto"
+    schedule: Literal["1f1b", "gpipe"] = "1f1b"
     fsdp: bool = False
 
     @pydantic.field_validator("remat", mode="before")
@@ -128,36 +126,12 @@ class RunConfig(_Section):
             return build_config(fields)
         return get_config(self.model)
 
-    def resolve(self, saved: dict | None = None) -> "RunConfig":
-        """A copy with every recipe default filled in and the cross-field rules checked (UserError otherwise).
+    def resolve(self, saved: dict | None = None, recipe=None) -> "RunConfig":
+        """A copy with every setting filled in and the cross-field rules checked (UserError otherwise): the merge of
+        runtime.recipes (field defaults < preset recipe < job ``recipe`` < ``saved`` checkpoint config < given)."""
+        from runtime.recipes import resolve
 
-        ``saved``: the resolved config of a checkpoint this run resumes; train settings left unset here take its
-        values rather than recomputed defaults (a derived warmup must not move because train.steps grew).
-        """
-        cfg = self.gpt_config()
-        t = self.train.model_copy()
-        saved_train = dict((saved or {}).get("train") or {})
-        if saved_train.get("steps") is not None and saved_train.get("decay_steps") is None:
-            saved_train["decay_steps"] = saved_train["steps"]  # checkpoints from before decay_steps: it was steps
-        for name, value in saved_train.items():
-            if getattr(t, name, 0) is None and value is not None and name != "run_dir":
-                setattr(t, name, value)
-        t.batch_size = cfg.batch_size if t.batch_size is None else t.batch_size
-        t.seq_len = cfg.max_seq_len if t.seq_len is None else t.seq_len
-        t.lr = cfg.learning_rate if t.lr is None else t.lr
-        t.decay = cfg.lr_decay if t.decay is None else t.decay
-        t.decay_steps = t.steps if t.decay_steps is None else t.decay_steps
-        if t.warmup_steps is None:
-            recipe = math.ceil(RECIPE_WARMUP_TOKENS / (t.batch_size * t.seq_len))
-            t.warmup_steps = min(recipe, int(WARMUP_FRACTION_CAP * t.decay_steps))
-        if t.run_dir is None:
-            t.run_dir = str(Path("runs") / cfg.name)
-        _check_train(t, cfg)
-        data = self.data if self.data == "builtin" else str(Path(self.data).expanduser().absolute())
-        out = self.model_copy(update={"train": t, "data": data})
-        _check_mesh(out.mesh)
-        _check_layout(out)
-        return out
+        return resolve(self, recipe, saved)[0]
 
     def devices(self) -> int | None:
         """Devices the mesh asks for (the emulated count on CPU when unset)."""
@@ -168,74 +142,6 @@ class RunConfig(_Section):
     def flat(self) -> dict[str, Any]:
         """``{"train.steps": 100, ...}``: the config as dotted keys (how overrides and resume checks name things)."""
         return flatten(self.model_dump())
-
-
-def _check_train(t: TrainConfig, cfg) -> None:
-    positive = ("steps", "decay_steps", "batch_size", "seq_len", "accum_steps", "checkpoint_every", "keep",
-                "eval_every")
-    for name in positive:
-        if getattr(t, name) <= 0:
-            raise UserError(f"train.{name} must be positive, got {getattr(t, name)}")
-    for name in ("warmup_steps", "eval_batches", "seed"):
-        if getattr(t, name) < 0:
-            raise UserError(f"train.{name} must not be negative, got {getattr(t, name)}")
-    if t.seq_len > cfg.max_seq_len:
-        raise UserError(f"train.seq_len={t.seq_len} is beyond model '{cfg.name}' context of {cfg.max_seq_len} tokens; "
-                        f"set train.seq_len={cfg.max_seq_len} or less")
-    if t.lr <= 0:
-        raise UserError(f"train.lr must be positive, got {t.lr}")
-    if not 0.0 <= t.min_lr_ratio <= 1.0:
-        raise UserError(f"train.min_lr_ratio must be between 0 and 1, got {t.min_lr_ratio}")
-    if t.batch_size % t.accum_steps:
-        raise UserError(f"train.batch_size={t.batch_size} is not divisible by train.accum_steps={t.accum_steps}; "
-                        "pick an accum_steps that divides the batch")
-
-
-def _check_mesh(m: MeshConfig) -> None:
-    sizes = m.axes.model_dump()
-    fills = [k for k, v in sizes.items() if v == -1]
-    if len(fills) > 1:
-        raise UserError(f"mesh.axes.{fills[0]} and mesh.axes.{fills[1]} are both -1; at most one axis may fill the rest")
-    for k, v in sizes.items():
-        if v == 0 or v < -1:
-            raise UserError(f"mesh.axes.{k}={v} is not a size; give a positive number or -1 (fill with the rest)")
-    if m.devices is not None and m.devices <= 0:
-        raise UserError(f"mesh.devices must be positive, got {m.devices}")
-
-
-def _check_layout(run: "RunConfig") -> None:
-    """The batch against the mesh, checked when the config is resolved (before JAX starts or anything is written):
-    each accumulation step's sequences must split evenly over the data-parallel replicas (``data``, and ``stage``
-    outside the pipelined mode), and a pipeline's microbatches must divide each replica's share. On an accelerator
-    with ``mesh.devices`` unset the device count is known only once JAX starts; the executor checks it then."""
-    n = run.devices()
-    if n is None:
-        return
-    from runtime.mesh import resolve_axes
-
-    axes = resolve_axes(run.mesh.axes.model_dump(), n)
-    t, x = run.train, run.execution
-    pipelined = x.mode == "pipelined" or (x.mode == "auto" and axes["stage"] > 1)
-    replicas = axes["data"] * (1 if pipelined else axes["stage"])
-    per_step = t.batch_size // t.accum_steps
-    where = f"mesh data={axes['data']}" + ("" if pipelined or axes["stage"] == 1 else f" x stage={axes['stage']}")
-    if per_step % replicas:
-        multiple = replicas * t.accum_steps
-        below = t.batch_size // multiple * multiple
-        near = f"{below} or {below + multiple}" if below else str(multiple)
-        raise UserError(
-            f"train.batch_size={t.batch_size} (with train.accum_steps={t.accum_steps}: {per_step} sequences per step) "
-            f"does not split over the {replicas} data-parallel replicas ({where}); use a train.batch_size that is a "
-            f"multiple of {multiple}, e.g. {near}")
-    if x.microbatches is not None:
-        if not pipelined:
-            raise UserError(f"execution.microbatches={x.microbatches} applies to the pipelined mode only; leave it "
-                            "unset, or set execution.mode=pipelined with mesh.axes.stage > 1")
-        local = per_step // replicas
-        if x.microbatches <= 0 or local % x.microbatches:
-            divisors = [m for m in range(1, local + 1) if local % m == 0]
-            raise UserError(f"execution.microbatches={x.microbatches} does not divide the {local} sequences each of "
-                            f"the {replicas} replicas runs per step; use one of {', '.join(map(str, divisors))}")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -339,11 +245,12 @@ def _number(text: str):
         return text
 
 
-def _merge(base: dict, extra: dict) -> dict:
+def merge_trees(base: dict, extra: dict) -> dict:
+    """``extra`` over ``base``, section by section (``model``, which may be a mapping of model fields, is replaced whole)."""
     out = dict(base)
     for k, v in extra.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "model":
-            out[k] = _merge(out[k], v)
+            out[k] = merge_trees(out[k], v)
         else:
             out[k] = v
     return out
@@ -379,7 +286,7 @@ def read_yaml(path: str | Path) -> dict:
     try:
         tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err)
         raise UserError(f"config file '{path}' is not valid YAML: {first}") from None
     if not isinstance(tree, dict):
         raise UserError(f"config file '{path}' must hold a mapping (model:, data:, mesh:, execution:, train:)")
@@ -397,14 +304,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             candidate = Path(path).parent / tree["model"]
             if candidate.suffix.lower() in (".yaml", ".yml", ".json") and candidate.is_file():
                 tree["model"] = str(candidate)
-    tree = _merge(tree, parse_overrides(list(overrides)))
+    tree = merge_trees(tree, parse_overrides(list(overrides)))
     extra: dict = {}
     for k, v in updates.items():
         key = k.replace("__", ".")
         if key not in set(valid_keys()):
             raise _unknown_key(key)
         _set(extra, key, v)
-    tree = _merge(tree, extra)
+    tree = merge_trees(tree, extra)
     return from_dict(tree)
 
 

@@ -70,7 +70,7 @@ def evaluate_tokens(cfg, params, tokens, seq_len: int | None = None, batch_size:
     if nll_fn is None:
         from model.generate import architecture
 
-        nll_fn = partial(_nll_sum, architecture(cfg), dtype=dtype or jnp.float32)
+        nll_fn = partial(masked_nll_sum, architecture(cfg), dtype=dtype or jnp.float32)
     # Inputs are window[:-1], targets window[1:], valid where the target is inside the window.
     mask = np.arange(seq_len - 1)[None, :] < (lengths - 1)[:, None]
     n = len(wins)
@@ -89,7 +89,30 @@ def evaluate_tokens(cfg, params, tokens, seq_len: int | None = None, batch_size:
                       perplexity=math.exp(min(loss, 700.0)))
 
 
-def _nll_sum(cfg, params, inputs, targets, mask, dtype):
+def evaluate_examples(cfg, params, packed, batch_size: int = 8) -> tuple[float, int]:
+    """(mean loss over the trained tokens, their count) of packed fine-tuning examples (runtime.data.Packed: the
+    completion tokens, prompts masked as in fine-tuning), single device, float32; batches padded to one shape."""
+    import jax
+    import jax.numpy as jnp
+
+    from model.generate import architecture
+
+    nll = partial(masked_nll_sum, architecture(cfg), dtype=jnp.float32)
+    params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+    total = 0.0
+    for b in range(0, packed.rows, batch_size):
+        w, m = packed.tokens[b:b + batch_size], packed.mask[b:b + batch_size]
+        pad = batch_size - len(w)  # one shape for every batch: one compile
+        w = np.concatenate([w, np.zeros((pad, w.shape[1]), np.int32)])
+        m = np.concatenate([m, np.zeros((pad, m.shape[1]), bool)])
+        total += float(nll(params, jnp.asarray(w[:, :-1]), jnp.asarray(w[:, 1:]), jnp.asarray(m)))
+    n = int(packed.mask.sum())
+    return total / n, n
+
+
+def masked_nll_sum(cfg, params, inputs, targets, mask, dtype):
+    """Summed next-token NLL over ``mask`` (model.gpt.loss_sum, the one masked loss), jitted once per process:
+    inputs/targets int32 [B, T], mask bool [B, T] -> float32 scalar (nats)."""
     return _nll_sum_jit()(cfg, params, inputs, targets, mask, dtype=dtype)
 
 

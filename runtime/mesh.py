@@ -180,3 +180,12 @@ def build_mesh(platform: str = "auto", devices: int | None = None, axes: Mapping
 def mesh_shape(mesh) -> dict[str, int]:
     """{'data': D, 'stage': S, 'model': M} of a mesh built here."""
     return {a: int(mesh.shape[a]) for a in AXES}
+
+
+def build_run_mesh(run):
+    """The mesh of a run config (runtime.config.RunConfig; see ``build_mesh``). Call it before anything else touches
+    JAX: on CPU it sets the emulated device count, and it joins a multi-process run, both of which only work before
+    JAX's backend starts."""
+    m = run.mesh
+    return build_mesh(m.platform, run.devices(), m.axes.model_dump(), coordinator=m.coordinator_address,
+                      num_processes=m.num_processes, process_id=m.process_id)

@@ -11,10 +11,10 @@ resumes), ``model.fine_tune`` is `wse finetune --from` that run dir into ``<run 
 ``generate_text`` decodes with the latest weights (model.generate). ``model.evaluate`` gives validation loss and
 perplexity; ``model.plan`` the wafer plan (`wse plan`) for the model.
 
-Short-run defaults (``SHORT_RUN``): the tiny preset's own recipe (batch 16 x 256 tokens, peak LR 1e-3) is a
-full-scale recipe; on two CPU cores the tutorial instead trains ``TUTORIAL_TRAIN_STEPS`` steps of 8 x 128-token
-batches at a higher peak LR (a couple of minutes with the fine-tuning), then fine-tunes with runtime.finetune's
-defaults (a tenth of that LR, three epochs of the task set). That shows the workflow, not a good model: see
+Short-run defaults (runtime.recipes.SHORT_RUN, the "tutorial short run" recipe): the tiny preset's own recipe
+(batch 16 x 256 tokens, peak LR 1e-3) is a full-scale recipe; on two CPU cores the tutorial instead trains
+``TUTORIAL_TRAIN_STEPS`` steps of 8 x 128-token batches at a higher peak LR (a couple of minutes with the
+fine-tuning), then fine-tunes with the fine-tuning recipe's defaults (a tenth of that LR, three epochs of the task set). That shows the workflow, not a good model: see
 `wse demo` for what longer training reaches. Every setting can be passed as a keyword (``steps=``, ``lr=``,
 ``seq_len=`` ... any ``train.`` key).
 """
@@ -26,14 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.errors import UserError
+from runtime.recipes import SHORT_RUN, Recipe
 
-# Two-core CPU recipe for short runs of the tiny preset: 8 x 128 tokens per step (one sequence per emulated device),
-# peak LR 2e-3, 15-step warmup, linear decay to 10%. Measured on the built-in corpus (loss on the whole validation
-# split, seed 0, one device): for the same 164K tokens at LR 3e-3, more and smaller steps learn more -- 80 steps x 16
-# seqs 6.28, 160 x 8 6.13, 320 x 4 6.06, 640 x 2 6.03 -- with diminishing returns below 8; LR 6e-3 is 0.2-0.4 nats
-# worse (6.70 at 16 seqs, 6.22 at 4), 1.5e-3 at 4 seqs 0.06 better than 3e-3. Eight sequences is the smallest batch
-# that keeps every device of the default 8-device mesh busy.
-SHORT_RUN = {"seq_len": 128, "batch_size": 8, "lr": 2e-3, "warmup_steps": 15}
+# The short-run recipe (runtime.recipes.SHORT_RUN, measured there) is what ``model.train`` layers under its settings.
 TUTORIAL_TRAIN_STEPS = 40
 # Evaluation and generation defaults. Text is sampled (top-k, fixed seed: reproducible) unless temperature=0: a model
 # trained for minutes puts its top probability on newlines, so greedy decoding of the tutorial's model prints blank
@@ -67,9 +62,9 @@ class TaskData:
     examples: int = field(default=0, init=False)
 
     def __post_init__(self):
-        from runtime.finetune import resolve_data
+        from runtime.data import resolve_examples
 
-        _, train, held = resolve_data(self.path, self.val)
+        _, train, held = resolve_examples(self.path, self.val)
         self.examples = len(train) + len(held)
 
 
@@ -101,7 +96,7 @@ def load_pretrain_data(*paths: str | os.PathLike, val_fraction: float | None = N
 def load_task_data(path: str | os.PathLike | None = None, *, val: str | os.PathLike | None = None) -> TaskData:
     """Fine-tuning examples: the built-in task set (no argument) or a JSONL file of ``{"prompt", "completion"}`` /
     ``{"text"}`` lines, with an optional held-out JSONL file."""
-    from runtime.finetune import BUILTIN
+    from runtime.data import BUILTIN
 
     return TaskData(BUILTIN if path is None else str(path), None if val is None else str(val))
 
@@ -147,14 +142,19 @@ class Model:
         """A short-run recipe with its window capped at the model's context."""
         return {**recipe, "seq_len": min(recipe["seq_len"], self.config.max_seq_len)}
 
+    def short_run_recipe(self) -> Recipe:
+        """The "tutorial short run" recipe (runtime.recipes.SHORT_RUN) for this model: settings under the user's."""
+        return Recipe.train("tutorial short run", **self._short(SHORT_RUN))
+
     def _kwargs(self) -> dict:
         return {"progress": self.progress, "console": self.console}
 
     # ----- training --------------------------------------------------------------------------------------------
     def train(self, data: PretrainData | str | os.PathLike | None = None, *, steps: int = TUTORIAL_TRAIN_STEPS,
-              run_dir: str | os.PathLike | None = None, **settings) -> dict:
+              run_dir: str | os.PathLike | None = None, recipe: Recipe | None = None, **settings) -> dict:
         """Pre-train on ``data`` (default: the built-in corpus) for ``steps`` steps in ``run_dir`` (default: the
-        model's), resuming from that run dir's latest checkpoint; ``settings`` are ``train.`` keys (lr=, seq_len= ...).
+        model's), resuming from that run dir's latest checkpoint; ``settings`` are ``train.`` keys (lr=, seq_len= ...);
+        ``recipe``: a job's settings layered over the short-run recipe and under ``settings`` (runtime.recipes).
         Returns the `wse train --json` result."""
         from runtime.config import from_dict
         from runtime.train import Trainer
@@ -164,9 +164,12 @@ class Model:
         elif not isinstance(data, PretrainData):
             data = load_pretrain_data(data)
         run_dir = Path(run_dir) if run_dir is not None else self.run_dir
-        tree = self._tree({**self._short(SHORT_RUN), "steps": steps, **settings, "run_dir": str(run_dir)})
+        tree = self._tree({"steps": steps, **settings, "run_dir": str(run_dir)})
         tree["data"] = data.config_value or str(data.directory)
-        trainer = Trainer(from_dict(tree), **self._kwargs())
+        short = self.short_run_recipe()
+        if recipe is not None:
+            short = Recipe(recipe.name, {**short.values, **recipe.values})
+        trainer = Trainer(from_dict(tree), recipe=short, **self._kwargs())
         result = trainer.run()
         self._keep(trainer, run_dir)
         self.data = data
@@ -176,14 +179,14 @@ class Model:
     def fine_tune(self, tasks: TaskData | str | os.PathLike | None = None, *, steps: int | None = None,
                   run_dir: str | os.PathLike | None = None, **settings) -> dict:
         """Fine-tune on ``tasks`` (default: the built-in task set), starting from the latest checkpoint, into a new
-        run dir (default ``<latest run dir>-ft``); ``steps`` default: a few epochs (runtime.finetune)."""
+        run dir (default ``<latest run dir>-ft``); ``steps`` default: a few epochs (runtime.recipes.finetune_recipe)."""
         from runtime import finetune as ft
 
         if tasks is None:
             tasks = load_task_data()
         elif not isinstance(tasks, TaskData):
             tasks = load_task_data(tasks)
-        train = dict(settings)  # unset: runtime.finetune's defaults on top of the source run's batch and window
+        train = dict(settings)  # unset: the fine-tuning recipe's defaults on top of the source run's batch and window
         if steps is not None:
             train["steps"] = steps
         base = self._tree({})
@@ -194,8 +197,8 @@ class Model:
         source = self._source()
         job = ft.prepare(source, tasks.path, val=tasks.val, updates=updates)
         trainer = job.trainer(**self._kwargs())
-        result = {**trainer.run(), **job.describe()}
-        self._keep(trainer, Path(job.run_config.train.run_dir))
+        result = {**trainer.run(), **job.describe(trainer)}
+        self._keep(trainer, job.run_dir)
         self.history.append({"kind": "fine_tune", **result})
         return result
 
@@ -204,10 +207,10 @@ class Model:
         from runtime import finetune as ft
 
         if self.checkpoint is not None:
-            return ft.load_source(self.checkpoint)
+            return ft.load_starting_model(self.checkpoint)
         params = self.params if self.params is not None else self._fresh_params()
         short = self._short(SHORT_RUN)
-        return ft.Source(self.config, params, "memory", None, None, short["lr"], short["batch_size"], short["seq_len"])
+        return ft.StartingModel(self.config, params, "memory", None, None, short["lr"], short["batch_size"], short["seq_len"])
 
     def _keep(self, trainer, run_dir: Path) -> None:
         import jax
@@ -218,9 +221,9 @@ class Model:
     def _fresh_params(self):
         import jax
 
-        from model.gpt import init_params
+        from model.gpt import initial_params
 
-        return jax.device_get(jax.jit(init_params, static_argnums=0)(self.config, jax.random.key(self.seed)))
+        return jax.device_get(initial_params(self.config, self.seed))
 
     def _weights(self):
         if self.params is None:
@@ -287,58 +290,25 @@ class Model:
                 "what": f"next-token loss in {seq_len}-token windows"}
 
     def _task_loss(self, tasks: TaskData, seq_len: int) -> tuple[float, int]:
-        import jax
-        import jax.numpy as jnp
-        import numpy as np
-
-        from model.generate import architecture
         from model.tokenizer import get_tokenizer
-        from runtime.finetune import pack, resolve_data, tokenize
+        from runtime.data import pack, resolve_examples, tokenize
+        from runtime.evaluate import evaluate_examples
 
-        _, train, held = resolve_data(tasks.path, tasks.val)
+        _, train, held = resolve_examples(tasks.path, tasks.val)
         tok = get_tokenizer()
         packed = pack(tokenize(held or train, tok), seq_len, pad_id=tok.eot_id)
-        fn = _masked_nll()
-        params = jax.tree.map(jnp.asarray, self._weights())
-        cfg = architecture(self.config)
-        total = 0.0
-        for b in range(0, packed.rows, EVAL_BATCH):
-            w, m = packed.tokens[b:b + EVAL_BATCH], packed.mask[b:b + EVAL_BATCH]
-            pad = EVAL_BATCH - len(w)  # one shape for every batch: one compile
-            w = np.concatenate([w, np.zeros((pad, w.shape[1]), np.int32)])
-            m = np.concatenate([m, np.zeros((pad, m.shape[1]), bool)])
-            total += float(fn(cfg, params, jnp.asarray(w[:, :-1]), jnp.asarray(w[:, 1:]), jnp.asarray(m)))
-        n = int(packed.mask.sum())
-        return total / n, n
+        return evaluate_examples(self.config, self._weights(), packed, batch_size=EVAL_BATCH)
 
     def plan(self, system: str = "cs2", *, mode: str = "auto", systems: int | None = None,
              batch_size: int | None = None, seq_len: int | None = None, picture: str | os.PathLike | None = None,
              timeline: str | os.PathLike | None = None) -> dict:
         """The wafer plan for this model (`wse plan --model <preset> --system <system>`): mode, stages, step time,
         memory, assumptions; ``picture``/``timeline`` write the PNGs."""
-        from argparse import Namespace
+        from runtime.planning import plan_model
 
-        from runtime.commands import plan as plan_command
-
-        args = Namespace(model=self.preset, system=system, systems=systems, mode=mode, batch_size=batch_size,
-                         seq_len=seq_len, picture=None if picture is None else str(picture),
-                         timeline=None if timeline is None else str(timeline))
-        return plan_command.run(args)
-
-
-def _masked_nll():
-    """Summed NLL over masked positions, jitted once per process (built lazily: importing this module needs no JAX)."""
-    global _MASKED_NLL
-    if _MASKED_NLL is None:
-        import jax
-
-        from model import gpt
-
-        _MASKED_NLL = jax.jit(gpt.loss_sum, static_argnames=("cfg",))
-    return _MASKED_NLL
-
-
-_MASKED_NLL = None
+        return plan_model(self.preset, system, systems=systems, mode=mode, batch_size=batch_size, seq_len=seq_len,
+                          picture=None if picture is None else str(picture),
+                          timeline=None if timeline is None else str(timeline))
 
 
 def initialize_model(preset: str = "tiny", *, devices: int | None = 8, mesh: dict | None = None, mode: str = "auto",

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model.tokenizer import get_tokenizer
-from runtime import corpus
+from runtime.data import corpus
 from runtime.data import (Loader, TokenDataset, build_dataset, prepare_builtin, split_for_tokenization,
                           unigram_entropy_nats)
 from runtime.errors import UserError
@@ -263,7 +263,7 @@ def test_loader_windows(builtin_dir):
     x, y = next(loader)
     assert x.shape == y.shape == (4, 32) and x.dtype == np.int32
     assert (x[:, 1:] == y[:, :-1]).all()
-    starts = loader._window_order(0)[:4] * 32
+    starts = loader.window_order(0)[:4] * 32
     assert all((ds.window(int(s), 33)[:-1] == row).all() for s, row in zip(starts, x))
 
 
@@ -307,6 +307,13 @@ def test_resume_sees_the_same_batches(builtin_dir):
         assert (want[0] == got[0]).all() and (want[1] == got[1]).all()
         assert (want[0][256:] == got_half[0]).all()
     assert resumed_all.state()["epoch"] == 1
+    # the position is the step: seeking there is resuming, and a position saved before it was derived from the step
+    # (epoch and step only) reads as the same batch
+    seeked = Loader(ds, batch_size=512, seq_len=128, seed=2)
+    seeked.seek(13)
+    assert all((a == b).all() for a, b in zip(next(seeked), uninterrupted.batch_at(13)))
+    old_format = {k: v for k, v in saved.items() if k != "batches"}
+    assert Loader(ds, batch_size=512, seq_len=128, seed=2).saved_position(old_format) == 7
     with pytest.raises(UserError, match="seq_len"):
         Loader(ds, batch_size=512, seq_len=64, seed=2).restore(saved)
 

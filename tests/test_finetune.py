@@ -13,7 +13,7 @@ from model.config import get_config
 from model.tokenizer import get_tokenizer
 from runtime.cli import main
 from runtime.errors import UserError
-from runtime.finetune import PackedLoader, holdout, pack, read_examples, tokenize
+from runtime.data import Loader, holdout, pack, read_examples, tokenize
 
 jax.devices()  # start the backend with conftest's 8 devices before any mesh could ask for fewer
 
@@ -80,20 +80,20 @@ def test_packing_is_deterministic_for_a_seed():
 def test_loader_resumes_exactly_and_validation_covers_every_window_once():
     packed = pack(tokenize(RECORDS, TOK), 48, seed=0, pad_id=EOT)
     assert 2 < packed.rows < 8 and packed.rows % 3  # smaller than a batch: the stream still serves full batches
-    run = PackedLoader(packed, 8, seed=1, process_index=0, process_count=1)
+    run = Loader(packed, 8, seed=1, process_index=0, process_count=1)
     first = [next(run) for _ in range(5)]
-    again = PackedLoader(packed, 8, seed=1, process_index=0, process_count=1)
+    again = Loader(packed, 8, seed=1, process_index=0, process_count=1)
     for _ in range(2):
         next(again)
-    resumed = PackedLoader(packed, 8, seed=1, process_index=0, process_count=1)
+    resumed = Loader(packed, 8, seed=1, process_index=0, process_count=1)
     resumed.restore(json.loads(json.dumps(again.state())))
     for want in first[2:]:
         assert all(np.array_equal(x, y) for x, y in zip(want, next(resumed)))
     other = pack(tokenize(RECORDS[:-1], TOK), 48, seed=0, pad_id=EOT)
     with pytest.raises(UserError, match="dataset"):
-        PackedLoader(other, 8, seed=1).restore(again.state())
+        Loader(other, 8, seed=1).restore(again.state())
 
-    val = PackedLoader(packed, 3, shuffle=False, split="val", process_index=0, process_count=1)
+    val = Loader(packed, 3, shuffle=False, split="val", process_index=0, process_count=1)
     seen = [val.batch(0, i) for i in range(val.steps_per_epoch)]
     assert sum(int(m.sum()) for _, _, m in seen) == packed.trained_tokens
     inputs = np.concatenate([x for x, _, m in seen])[: packed.rows]
@@ -140,12 +140,12 @@ def _tree_hash(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     """A model-only checkpoint of a micro model (freshly initialised: fine-tuning mechanics need no pre-training)."""
-    from model.gpt import init_params
+    from model.gpt import initial_params
     from runtime.checkpoint import save_model
 
     cfg = get_config("tiny", **MICRO, name="micro")
     root = tmp_path_factory.mktemp("ft") / "micro"
-    save_model(root, cfg, jax.device_get(jax.jit(init_params, static_argnums=0)(cfg, jax.random.key(0))))
+    save_model(root, cfg, jax.device_get(initial_params(cfg, 0)))
     return root
 
 
@@ -166,7 +166,7 @@ def tuned(source, tmp_path_factory):
 
 def test_finetune_writes_a_new_run_dir_with_fine_tuning_defaults(source, tuned):
     from runtime.checkpoint import load_model
-    from runtime.finetune import FINETUNE_LR_FRACTION
+    from runtime.recipes import FINETUNE_LR_FRACTION
 
     result, data = tuned
     run_dir = Path(result["run_dir"])

@@ -21,7 +21,7 @@ import pytest
 from runtime.cli import main
 from runtime.config import load_config
 from runtime.errors import UserError
-from runtime.train import LOSS_PLOT, METRICS_FILE, Trainer, read_metrics
+from runtime.train import LOSS_PLOT, METRICS_FILE, Observer, Trainer, read_metrics
 
 jax.devices()  # start the backend with conftest's 8 devices before any mesh could ask for fewer
 
@@ -60,10 +60,28 @@ PIPELINED = ("execution.mode=pipelined", "mesh.axes.stage=4", "train.accum_steps
 REFERENCE = ("execution.mode=data", "mesh.devices=1", "train.eval_batches=2", "train.eval_every=5")
 
 
+class Recorder(Observer):
+    """An observer that keeps every record the loop reports, and when start and end came."""
+
+    def __init__(self):
+        self.records, self.calls = [], []
+
+    def start(self, ctx):
+        self.calls.append(("start", ctx.start))
+
+    def record(self, ctx, record):
+        self.records.append(record)
+
+    def end(self, ctx):
+        self.calls.append(("end", ctx.finished))
+
+
 @pytest.fixture(scope="module")
 def reference(world):
     """Plain data parallelism on one device, with evaluation: what every other execution must reproduce."""
-    return train(world, world / "ref", *REFERENCE)
+    recorder = Recorder()
+    result = train(world, world / "ref", *REFERENCE, observers=[recorder])
+    return {**result, "observed": recorder}
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +115,14 @@ def test_result_metrics_and_plot(world, reference):
     assert [x["step"] for x in records if x["kind"] == "eval"] == [5, 10, 12]
     assert (run_dir / LOSS_PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["10", "12", "8"]  # keep 3
+    # an observer added to the run sees exactly what the metrics log holds, between one start and one end
+    observed = r.pop("observed")
+    assert observed.records == records and observed.calls == [("start", 0), ("end", True)]
+    # where each setting came from: given, the preset's recipe, derived, the schema's defaults
+    sources = r["config_sources"]
+    assert sources["train.seq_len"] == sources["train.eval_batches"] == "given"
+    assert sources["train.batch_size"].startswith("preset ") and sources["train.warmup_steps"] == "derived"
+    assert sources["train.weight_decay"] == "default"
     json.dumps(r)  # the --json result is plain JSON
 
 
@@ -115,6 +141,7 @@ def test_restore_onto_another_mesh_and_mode(world, reference, pipelined, extra):
         shutil.rmtree(step)  # the latest checkpoint is now step 8 (saved pipelined on 8 devices)
     r = train(world, run_dir, *extra)
     assert r["start_step"] == 8 and len(r["losses"]) == STEPS - 8
+    assert r["config_sources"]["train.lr"] == r["config_sources"]["train.warmup_steps"] == "checkpoint"
     np.testing.assert_allclose(r["losses"], reference["losses"][8:], rtol=2e-5)
     steps = [x["step"] for x in read_metrics(run_dir / METRICS_FILE) if x["kind"] == "train"]
     assert steps == list(range(1, STEPS + 1))  # the log continues without duplicates

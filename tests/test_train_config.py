@@ -2,7 +2,8 @@
 
 import pytest
 
-from runtime.config import RECIPE_WARMUP_TOKENS, load_config, parse_overrides, resume_conflicts
+from runtime.config import load_config, parse_overrides, resume_conflicts
+from runtime.recipes import RECIPE_WARMUP_TOKENS
 from runtime.errors import UserError
 
 
@@ -136,3 +137,27 @@ def test_extending_a_run_keeps_its_saved_schedule():
     # a new decay horizon on resume would move the rate mid-run: a conflict the trainer names
     moved = load_config(None, ["model=tiny", "train.steps=70", "train.decay_steps=70"]).resolve(saved=first.model_dump())
     assert resume_conflicts(first.model_dump(), moved) == ["train.decay_steps"]
+
+
+def test_one_merge_of_defaults_in_the_documented_order():
+    """field default < preset recipe < job recipe < saved checkpoint < given, and each value says which it is."""
+    from runtime.recipes import Recipe, resolve
+
+    job = Recipe.train("job", lr=1e-4, batch_size=4, eval_every=7, seq_len=64, checkpoint_every=9)
+    saved, _ = resolve(load_config(None, ["model=tiny", "mesh.devices=1", "train.batch_size=2", "train.eval_every=3"]), job)
+    run = load_config(None, ["model=tiny", "mesh.devices=1", "train.steps=50", "train.lr=5e-3"])
+    cfg, sources = resolve(run, job, saved.model_dump())
+    t = cfg.train
+    assert (t.lr, sources["train.lr"]) == (5e-3, "given")
+    assert (t.batch_size, sources["train.batch_size"]) == (2, "checkpoint")  # the saved run's, over the job's
+    assert (t.eval_every, sources["train.eval_every"]) == (3, "checkpoint")
+    assert (t.seq_len, sources["train.seq_len"]) == (64, "checkpoint")  # saved from the job recipe: kept on resume
+    assert (t.checkpoint_every, sources["train.checkpoint_every"]) == (9, "checkpoint")
+    assert (t.decay, sources["train.decay"]) == ("linear", "checkpoint")  # the optimisation a resume must keep
+    assert (t.min_lr_ratio, sources["train.min_lr_ratio"]) == (0.1, "checkpoint")
+    assert (t.keep, sources["train.keep"]) == (3, "default")
+    fresh, fresh_sources = resolve(run, job)
+    assert (fresh.train.batch_size, fresh_sources["train.batch_size"]) == (4, "job recipe")
+    assert (fresh.train.warmup_steps, fresh_sources["train.warmup_steps"]) == (5, "derived")  # 10% of 50 steps
+    assert fresh_sources["train.run_dir"] == "derived" and fresh.train.run_dir == "runs/tiny"
+    assert (fresh.train.decay, fresh_sources["train.decay"]) == ("linear", "preset tiny")

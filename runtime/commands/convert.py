@@ -15,7 +15,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
-    from runtime.commands.generate import quiet_libraries
+    from runtime.commands.shared import quiet_libraries
 
     quiet_libraries()
     if args.from_hf:

@@ -7,7 +7,7 @@ HELP = "tokenise .txt/.md files, directories, JSONL or the built-in corpus into 
 
 def add_arguments(parser) -> None:
     # runtime.data (NumPy) is imported only in run(), so `wse --help` stays fast; defaults live in build_dataset.
-    from runtime.corpus import BUILTIN_CORPORA
+    from runtime.data.corpus import BUILTIN_CORPORA
 
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help=".txt/.md files, .jsonl files (a \"text\" field per line) or directories of them")
     parser.add_argument("--out", required=True, help="dataset directory to create (refused if it holds other data; see --overwrite)")

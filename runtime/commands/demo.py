@@ -19,12 +19,12 @@ DEVICES = 8
 # Data parallel over the 8 emulated devices. The pipelined mesh (data 2 x stage 4) trains the same model to the same
 # losses, but on shared CPU cores its bubble is real work (every stage computes every tick of the schedule, on padding
 # while it waits) and it needs 16+ sequences a step to keep the bubble small; with 8-sequence steps the data-parallel
-# mesh reached a lower validation loss in the same minutes (measured, see runtime.workflow.SHORT_RUN). The plan in
+# mesh reached a lower validation loss in the same minutes (measured, see runtime.recipes.SHORT_RUN). The plan in
 # step 1 shows the layer-pipelined wafer layout; `wse train mesh.axes.data=2 mesh.axes.stage=4` runs it on the mesh.
 MESH = {"data": 8}
 MODE = "data"
 SYSTEM = "cs2"
-# Pre-training steps of 8 x 128 tokens (the short-run recipe, runtime.workflow.SHORT_RUN): 307K tokens, half an epoch.
+# Pre-training steps of 8 x 128 tokens (the short-run recipe, runtime.recipes.SHORT_RUN): 307K tokens, half an epoch.
 # Measured (seed 0, bitwise reproducible): validation loss 5.870 nats/token against the corpus' unigram entropy 6.271
 # (a context-free model fitted on the training split scores 6.586 on the validation split; a bigram model fitted there,
 # interpolated with the unigram, 5.07). The run is at 6.03 after 200 steps and 6.29 after 100: the loss falls about
@@ -88,30 +88,47 @@ def _out_dir(given: str | None):
 
 def run(args) -> dict:
     import json
-    import sys
     import time
 
     from rich.console import Console
 
+    from runtime.commands.shared import quiet_libraries
     from runtime.errors import UserError
+    from runtime.workflow import initialize_model
 
     t0 = time.perf_counter()
-    if args.steps < 1:
-        raise UserError(f"--steps must be positive, got {args.steps}")
-    if args.finetune_steps < 1:
-        raise UserError(f"--finetune-steps must be positive, got {args.finetune_steps}")
+    for flag, value in (("--steps", args.steps), ("--finetune-steps", args.finetune_steps)):
+        if value < 1:
+            raise UserError(f"{flag} must be positive, got {value}")
     out = _out_dir(args.out)
     say = Console(stderr=True, highlight=False, soft_wrap=True)
-    tty = sys.stderr.isatty()
-
-    from runtime.commands.generate import quiet_libraries
-    from runtime.workflow import SAMPLING, SHORT_RUN, initialize_model, load_pretrain_data, load_task_data
-
     model = initialize_model("tiny", devices=DEVICES, mesh=MESH, mode=MODE, run_dir=out / "pretrain")
     out.mkdir(parents=True, exist_ok=True)
-    cfg = model.config
+    plan = _plan(model, out, say)
+    data, baselines = _data(say)
+    quiet_libraries()
+    trained = _pretrain(model, data, args.steps, baselines["unigram_entropy"], say)
+    before, tuned = _finetune(model, out, args.finetune_steps, say)
+    samples = _generate(model, say)
+    result = _summary(model.config, plan, trained, tuned, before, baselines, samples, out)
+    result["wall_s"] = time.perf_counter() - t0
+    (out / "summary.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    result["summary"] = str(out / "summary.json")
+    return result
 
-    # 1. The wafer plan (simulator, no JAX).
+
+def demo_recipe(steps: int):
+    """The demo's settings over the tutorial's short-run recipe: an evaluation over the whole held-out split and a
+    checkpoint at the middle and the end (short runs: one of each)."""
+    from runtime.recipes import Recipe
+
+    half = steps // 2 if steps >= 20 else steps
+    return Recipe.train("demo", eval_every=half, eval_batches=EVAL_BATCHES, checkpoint_every=half)
+
+
+def _plan(model, out, say) -> dict:
+    """1. The wafer plan (simulator, no JAX), with its pictures."""
+    cfg = model.config
     plan = model.plan(SYSTEM, picture=out / "plan.png", timeline=out / "plan-timeline.png")
     d = plan["details"]
     say.rule("[bold]1. wafer plan")
@@ -122,62 +139,89 @@ def run(args) -> dict:
               f"{plan['tokens_per_s']:,.0f} tokens/s, {plan['utilization']:.1%} of peak, "
               f"{plan['memory']['peak_bytes_per_core']:,.0f} of {plan['memory']['capacity_bytes_per_core']:,} bytes per core")
     say.print(f"pictures: {plan['picture']}, {plan['timeline']}")
+    return plan
 
-    # 2. Data.
+
+def _data(say):
+    """2. The built-in corpus (prepared once, then cached) and what a context-free model scores on it."""
+    import sys
+    import time
+
+    from runtime.data import TokenDataset
+    from runtime.workflow import load_pretrain_data
+
     say.rule("[bold]2. data")
     t = time.perf_counter()
-    data = load_pretrain_data(progress=tty)
-    from runtime.data import TokenDataset
-
+    data = load_pretrain_data(progress=sys.stderr.isatty())
     meta = TokenDataset(data.directory, "train").meta["splits"]
     baselines = unigram_baselines(data.directory)
-    unigram = baselines["unigram_entropy"]
     say.print(f"built-in corpus python-docs: {meta['train']['tokens']:,} training + {meta['val']['tokens']:,} validation "
               f"tokens in {data.directory} ({time.perf_counter() - t:.1f} s)")
-    say.print(f"unigram entropy of the corpus: {unigram:.3f} nats/token; a context-free model fitted on the training split "
-              f"scores {baselines['unigram_model_val_loss']:.3f} on the validation split, whose own unigram entropy is "
-              f"{baselines['unigram_entropy_val']:.3f}")
+    say.print(f"unigram entropy of the corpus: {baselines['unigram_entropy']:.3f} nats/token; a context-free model fitted "
+              f"on the training split scores {baselines['unigram_model_val_loss']:.3f} on the validation split, whose own "
+              f"unigram entropy is {baselines['unigram_entropy_val']:.3f}")
+    return data, baselines
 
-    # 3. Pre-training on the emulated mesh.
+
+def _pretrain(model, data, steps: int, unigram: float, say) -> dict:
+    """3. Pre-training on the emulated mesh; the `wse train` result plus ``train_s``."""
+    import time
+
+    from runtime.recipes import SHORT_RUN
+
     say.rule("[bold]3. training")
     say.print(f"{DEVICES} emulated CPU devices, mesh {' x '.join(f'{k} {v}' for k, v in MESH.items())}, {MODE} mode; "
-              f"{args.steps} steps of {SHORT_RUN['batch_size']} x {SHORT_RUN['seq_len']} tokens, peak LR {SHORT_RUN['lr']:g}")
-    quiet_libraries()
+              f"{steps} steps of {SHORT_RUN['batch_size']} x {SHORT_RUN['seq_len']} tokens, peak LR {SHORT_RUN['lr']:g}")
     t = time.perf_counter()
-    half = args.steps // 2 if args.steps >= 20 else args.steps  # short runs: one evaluation, one checkpoint
-    trained = model.train(data, steps=args.steps, eval_every=half, eval_batches=EVAL_BATCHES, checkpoint_every=half)
-    train_s = time.perf_counter() - t
-    say.print(f"trained in {train_s:.0f} s ({trained['tokens_per_s']:,.0f} tokens/s): training loss {trained['final_loss']:.3f}, "
-              f"validation loss {trained['val_loss']:.3f} vs unigram entropy {unigram:.3f}")
+    trained = model.train(data, steps=steps, recipe=demo_recipe(steps))
+    trained["train_s"] = time.perf_counter() - t
+    say.print(f"trained in {trained['train_s']:.0f} s ({trained['tokens_per_s']:,.0f} tokens/s): training loss "
+              f"{trained['final_loss']:.3f}, validation loss {trained['val_loss']:.3f} vs unigram entropy {unigram:.3f}")
     used = trained["plan"]
     stages = f", stages {used['stages']}, {used['microbatches']} microbatches" if used.get("mode") == "pipelined" else ""
     say.print(f"executed: {used.get('mode')} mode on mesh {trained['mesh']}{stages}; run dir {trained['run_dir']}")
+    return trained
 
-    # 4. Fine-tuning.
+
+def _finetune(model, out, steps: int, say) -> tuple[dict, dict]:
+    """4. Fine-tuning on the built-in task set: (task loss before, the `wse finetune` result plus ``finetune_s``)."""
+    import time
+
+    from runtime.workflow import load_task_data
+
     say.rule("[bold]4. fine-tuning")
     tasks = load_task_data()
     before = model.evaluate(tasks)
     t = time.perf_counter()
-    tuned = model.fine_tune(tasks, run_dir=out / "finetune", steps=args.finetune_steps)
-    finetune_s = time.perf_counter() - t
+    tuned = model.fine_tune(tasks, run_dir=out / "finetune", steps=steps)
+    tuned["finetune_s"] = time.perf_counter() - t
     ex = tuned["train_examples"]
     say.print(f"{ex['examples']} prompt/completion examples in {ex['windows']} windows, {tuned['steps']} steps at peak LR "
-              f"{tuned['defaults_applied'].get('lr', float('nan')):g} in {finetune_s:.0f} s")
+              f"{tuned['defaults_applied'].get('lr', float('nan')):g} in {tuned['finetune_s']:.0f} s")
     say.print(f"held-out completion loss: {before['val_loss']:.3f} before, {tuned['val_loss']:.3f} after; run dir {tuned['run_dir']}")
+    return before, tuned
 
-    # 5. Generation with the fine-tuned weights.
+
+def _generate(model, say) -> dict:
+    """5. Generation with the fine-tuned weights: {prompt: continuation}."""
+    from runtime.workflow import SAMPLING
+
     say.rule("[bold]5. generation")
     say.print(f"fine-tuned weights, temperature {SAMPLING['temperature']}, top-k {SAMPLING['top_k']}, seed {SAMPLING['seed']}:")
     samples = {}
     for prompt in PROMPTS:
         samples[prompt] = model.generate_text(prompt)  # sampled, seeded (runtime.workflow.SAMPLING)
         say.print(f"[bold]{prompt}[/bold]{samples[prompt]}")
+    return samples
 
-    result = {
+
+def _summary(cfg, plan, trained, tuned, before, baselines, samples, out) -> dict:
+    """The demo's result (and summary.json): the figures of every step."""
+    return {
         "model": cfg.name, "parameters": cfg.parameters, "mesh": trained["mesh"], "mode": trained["mode"],
         "steps": trained["steps"], "tokens_per_step": trained["tokens_per_step"], "tokens_per_s": trained["tokens_per_s"],
         "train_loss": trained["final_loss"], "val_loss": trained["val_loss"], "val_perplexity": trained["val_perplexity"],
-        **baselines, "below_unigram_nats": unigram - trained["val_loss"],
+        **baselines, "below_unigram_nats": baselines["unigram_entropy"] - trained["val_loss"],
         "task_loss_before_finetune": before["val_loss"], "finetune_steps": tuned["steps"],
         "finetune_val_loss": tuned["val_loss"], "finetune_lr": tuned["defaults_applied"].get("lr"),
         "sample": samples[PROMPTS[0]], "samples": samples,
@@ -186,12 +230,8 @@ def run(args) -> dict:
         "out": str(out), "run_dir": trained["run_dir"], "finetune_dir": tuned["run_dir"],
         "plan_picture": plan["picture"], "plan_timeline": plan["timeline"],
         "loss_plot": str(out / "pretrain" / "loss.png"), "finetune_loss_plot": str(out / "finetune" / "loss.png"),
-        "train_s": train_s, "finetune_s": finetune_s,
+        "train_s": trained["train_s"], "finetune_s": tuned["finetune_s"],
     }
-    result["wall_s"] = time.perf_counter() - t0
-    (out / "summary.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    result["summary"] = str(out / "summary.json")
-    return result
 
 
 def render(result: dict, console) -> None:

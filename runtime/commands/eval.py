@@ -6,7 +6,7 @@ HELP = "loss and perplexity of a checkpoint or HuggingFace model on a text file"
 
 
 def add_arguments(parser) -> None:
-    from runtime.commands.generate import add_model_source
+    from runtime.commands.shared import add_model_source
 
     add_model_source(parser, presets=False)
     parser.add_argument("--text", required=True, metavar="FILE", help="UTF-8 text file to score")
@@ -17,7 +17,7 @@ def add_arguments(parser) -> None:
 def run(args) -> dict:
     from pathlib import Path
 
-    from runtime.commands.generate import compute_dtype, load_source, load_tokenizer
+    from runtime.commands.shared import compute_dtype, load_model_from_args, load_tokenizer
     from runtime.errors import UserError
     from runtime.evaluate import evaluate_tokens
 
@@ -33,7 +33,7 @@ def run(args) -> dict:
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     tokens = load_tokenizer(args).encode(text)
-    cfg, params, source = load_source(args)
+    cfg, params, source = load_model_from_args(args)
     if max(tokens) >= cfg.vocab_size:
         raise UserError(f"token id {max(tokens)} is outside the model vocabulary (size {cfg.vocab_size}); "
                         "give the tokenizer the model was trained with (--tokenizer)")

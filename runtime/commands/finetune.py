@@ -2,7 +2,7 @@
 
 JSONL lines are ``{"prompt", "completion"}`` (loss on the completion only) or ``{"text"}``; ``builtin`` is the task
 set derived from the python-docs corpus. Writes a new run dir (default ``<source>-ft``) with the same layout as
-`wse train`, and resumes there if it already holds this fine-tuning run. Defaults: runtime/finetune.py.
+`wse train`, and resumes there if it already holds this fine-tuning run. Defaults: runtime.recipes.finetune_recipe.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
-    from runtime.commands.generate import quiet_libraries
+    from runtime.commands.shared import quiet_libraries
     from runtime.config import parse_overrides
 
     parse_overrides(list(args.overrides))  # a typo in a key costs no JAX start-up

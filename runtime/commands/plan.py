@@ -5,9 +5,6 @@ from __future__ import annotations
 HELP = "plan a model on a Cerebras system: layer-pipelined or weight-streaming, step time, memory, pictures"
 
 
-DEFAULT_SYSTEM = "cs2"  # the system Cerebras-GPT was trained on (Andromeda's CS-2s)
-
-
 def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="preset name (111M ... 13B, 111M-mup ..., tiny, small) or a YAML/JSON model file")
     parser.add_argument("--system", default=None,
@@ -23,38 +20,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
-    from pathlib import Path
+    from runtime.planning import plan_model
 
-    from model.config import get_config
-    from runtime.errors import UserError
-    from wse.hardware import get_system, load_planner_overrides
-    from wse.options import PlanOptions
-    from wse.plan import make_plan
-
-    shape = get_config(args.model)
-    defaulted = args.system is None
-    args.system = DEFAULT_SYSTEM if defaulted else args.system
-    system, cluster_systems = get_system(args.system)
-    options = PlanOptions()
-    if Path(args.system).suffix.lower() in (".yaml", ".yml"):
-        options = options.updated(load_planner_overrides(args.system))
-    systems = args.systems if args.systems is not None else (cluster_systems or 1)
-    for flag, path in (("--picture", args.picture), ("--timeline", args.timeline)):
-        if path is not None and not Path(path).parent.exists():
-            raise UserError(f"{flag} {path}: directory '{Path(path).parent}' does not exist; create it or choose another path")
-    plan = make_plan(shape, system, systems=systems, mode=args.mode, batch_size=args.batch_size,
-                     seq_len=args.seq_len, options=options, model_name=shape.name)
-    result = plan.to_dict()
-    if defaulted:
-        result["system_note"] = f"--system not given: planned on {DEFAULT_SYSTEM} (choose with --system cs1|cs2|cs3|...)"
-    if args.picture or args.timeline:
-        from wse.pictures import draw_picture, draw_timeline
-
-        if args.picture:
-            result["picture"] = str(draw_picture(plan, args.picture))
-        if args.timeline:
-            result["timeline"] = str(draw_timeline(plan, args.timeline))
-    return result
+    return plan_model(args.model, args.system, systems=args.systems, mode=args.mode, batch_size=args.batch_size,
+                      seq_len=args.seq_len, picture=args.picture, timeline=args.timeline)
 
 
 def _time(s: float) -> str:
@@ -125,6 +94,15 @@ def render(result: dict, console) -> None:
     console.print(summary)
     if result.get("system_note"):
         console.print(f"[dim]{result['system_note']}[/dim]")
+    _render_details(result, console)
+    for key in ("picture", "timeline"):
+        if key in result:
+            console.print(f"{key}: {result[key]}")
+
+
+def _render_details(result: dict, console) -> None:
+    """The pipelined plan's stages, or the streaming plan's layers and scaling; then the plan's assumptions."""
+    from rich.table import Table
 
     if result["mode"] == "pipelined":
         t = Table(title="stages")
@@ -157,6 +135,3 @@ def render(result: dict, console) -> None:
     for name, item in result["assumptions"].items():
         a.add_row(name, str(item["value"]), item["reason"])
     console.print(a)
-    for key in ("picture", "timeline"):
-        if key in result:
-            console.print(f"{key}: {result[key]}")

@@ -37,6 +37,11 @@ def render(result: dict, console) -> None:
              f"on mesh {mesh}: {what}"]
     if result["start_step"] and ran:
         lines.append(f"  resumed from the checkpoint at step {result['start_step']}")
+    sources = result.get("config_sources", {})
+    if sources:
+        keys = ("batch_size", "seq_len", "lr", "warmup_steps", "decay_steps")
+        lines.append("  settings from: " + ", ".join(f"{k} {sources[f'train.{k}']}" for k in keys if f"train.{k}" in sources)
+                     + " (`--json` lists every setting's source)")
     if result["final_loss"] is not None:
         lines.append(f"  final training loss {result['final_loss']:.4f}")
     if result["val_loss"] is not None:

@@ -1,0 +1,62 @@
+"""What several commands share: the model-source options (`wse generate`, `wse eval`), loading the model they name,
+the tokenizer option, the compute dtype, and keeping libraries' log noise off stderr."""
+
+from __future__ import annotations
+
+
+def add_model_source(parser, presets: bool = True) -> None:
+    """The model options shared by `wse generate` and `wse eval`: exactly one of --checkpoint / --hf (/ --model)."""
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", metavar="CKPT_DIR", help="checkpoint or run directory (`wse convert`, `wse train`)")
+    src.add_argument("--hf", metavar="DIR", help="local HuggingFace GPT-2 directory (config.json + model.safetensors)")
+    if presets:
+        src.add_argument("--model", metavar="PRESET", help="preset or model file, freshly initialised (seed 0)")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="with --hf: allow reading a pickled pytorch_model.bin (only for files you trust)")
+    parser.add_argument("--tokenizer", metavar="PATH", help="a tokenizer.json (or a directory holding one); default GPT-2 BPE")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="compute dtype (weights stay float32)")
+
+
+def quiet_libraries() -> None:
+    """Keep stderr to our own messages: Orbax logs absl warnings (e.g. 'Given directory is read only') on every
+    read-only restore, which would break the one-line `error:` contract and clutter normal output."""
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)
+
+
+def load_model_from_args(args):
+    """(GPTConfig, params, description) for the model the options name."""
+    quiet_libraries()
+    if args.checkpoint:
+        from runtime.checkpoint import load_model
+
+        cfg, params = load_model(args.checkpoint)
+        return cfg, params, f"checkpoint {args.checkpoint}"
+    if args.hf:
+        from model.hf import load_hf
+
+        cfg, params = load_hf(args.hf, allow_pickle=args.allow_pickle)
+        return cfg, params, f"hf {args.hf}"
+    from model.config import get_config
+    from model.gpt import initial_params
+
+    cfg = get_config(args.model)
+    params = initial_params(cfg, 0)
+    return cfg, params, f"preset {cfg.name} (untrained, seed 0)"
+
+
+def load_tokenizer(args):
+    from model.tokenizer import TokenizerError, get_tokenizer
+    from runtime.errors import UserError
+
+    try:
+        return get_tokenizer(args.tokenizer)
+    except TokenizerError as err:
+        raise UserError(str(err)) from None
+
+
+def compute_dtype(args):
+    import jax.numpy as jnp
+
+    return jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32

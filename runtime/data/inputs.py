@@ -1,0 +1,132 @@
+"""The inputs of `wse data` (and of evaluation and fine-tuning): files checked and read as UTF-8 text or JSONL.
+
+Every input is validated before anything is written, with one line naming the file (and line or byte offset) and the
+fix: empty, binary and mis-encoded files, JSONL lines that are not objects or lack their text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from runtime.errors import UserError
+
+TEXT_SUFFIXES = (".txt", ".md")
+JSONL_SUFFIXES = (".jsonl",)
+
+@dataclass
+class InputFile:
+    """One input of a dataset as its meta.json records it (a file, or a built-in corpus)."""
+
+    name: str  # the path as given, or builtin:<corpus>
+    kind: str  # txt | md | jsonl | builtin
+    bytes: int
+    sha256: str
+    documents: int
+
+
+def decode_text(path: str | os.PathLike, data: bytes) -> str:
+    """UTF-8 text of a file's bytes, refusing empty, binary and mis-encoded files with the file (and byte offset)
+    named in a one-line UserError; a UTF-8 byte-order mark is dropped."""
+    if not data.strip():
+        raise UserError(f"{path} is empty; remove it from the inputs or give it some text")
+    if b"\x00" in data:
+        raise UserError(f"{path} is a binary file (it contains NUL bytes; UTF-16 text is binary here); give UTF-8 text files")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not valid UTF-8 at byte offset {err.start}; re-encode it as UTF-8 (e.g. iconv -t UTF-8)") from None
+    return text.removeprefix("\ufeff")
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A text file's contents, checked like every ``wse data`` input (also used for eval and fine-tuning inputs)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError(f"{path} does not exist or is not a file; check the path")
+    return decode_text(path, p.read_bytes())
+
+
+def jsonl_records(path: str | os.PathLike, text: str | None = None) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSONL file; a line that is not a JSON object is refused
+    with file:line named. Callers check the fields they need and name file:line the same way."""
+    text = read_text(path) if text is None else text
+    records = []
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}:{lineno} is not valid JSON ({err.msg}); each line must be one JSON object") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{path}:{lineno} is not a JSON object; each line must be one object like {{\"text\": \"...\"}}")
+        records.append((lineno, record))
+    if not records:
+        raise UserError(f"{path} holds no records; give it one JSON object per line")
+    return records
+
+
+def jsonl_documents(path: Path, text: str) -> list[str]:
+    docs = []
+    for lineno, record in jsonl_records(path, text):
+        if "text" not in record:
+            raise UserError(f'{path}:{lineno} has no "text" field; each line must be an object like {{"text": "..."}}')
+        if not isinstance(record["text"], str) or not record["text"].strip():
+            raise UserError(f'{path}:{lineno} has an empty or non-string "text"; give each record some text or drop the line')
+        docs.append(record["text"])
+    return docs
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
+    """Files to read, in order (directories recursively, sorted, hidden entries skipped), and files skipped."""
+    files, skipped = [], []
+    for given in inputs:
+        p = Path(given).expanduser()
+        if p.is_dir():
+            found = []
+            for dirpath, dirnames, filenames in os.walk(p):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for name in sorted(filenames):
+                    f = Path(dirpath) / name
+                    if name.startswith("."):
+                        continue
+                    (found if f.suffix.lower() in TEXT_SUFFIXES + JSONL_SUFFIXES else skipped).append(f)
+            if not found:
+                raise UserError(f"{given} holds no .txt, .md or .jsonl files; point at the files to tokenise")
+            files.extend(found)
+        elif p.is_file():
+            if p.suffix.lower() not in TEXT_SUFFIXES + JSONL_SUFFIXES:
+                raise UserError(f"{given} is not a .txt, .md or .jsonl file; convert it to UTF-8 text or JSONL with a \"text\" field")
+            files.append(p)
+        else:
+            raise UserError(f"input {given} does not exist; check the path")
+    return files, [str(s) for s in skipped]
+
+
+class Inputs:
+    """The documents of all inputs, readable twice: once to validate and count, once to tokenise."""
+
+    def __init__(self, inputs: list[str], builtin: str | None):
+        self.files, self.skipped = expand_inputs(inputs)
+        self.builtin = builtin
+        if not self.files and not builtin:
+            raise UserError("no input given; name files or directories, or use --builtin python-docs")
+
+    def read(self) -> Iterator[tuple[InputFile, list[str]]]:
+        if self.builtin:
+            from runtime.data import corpus
+
+            docs = corpus.documents(self.builtin)
+            data = "\x00".join(docs).encode("utf-8")  # NUL never occurs in the text: an unambiguous join
+            yield InputFile(f"builtin:{self.builtin}", "builtin", len(data), hashlib.sha256(data).hexdigest(), len(docs)), docs
+        for f in self.files:
+            data = f.read_bytes()
+            text = decode_text(f, data)
+            kind = f.suffix.lower().lstrip(".")
+            docs = jsonl_documents(f, text) if kind == "jsonl" else [text]
+            yield InputFile(str(f), kind, len(data), hashlib.sha256(data).hexdigest(), len(docs)), docs
