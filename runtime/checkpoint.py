@@ -16,12 +16,14 @@ mid-save) is never picked, and the next save in that run clears the leftover.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 from model.errors import first_line
-from runtime.errors import UserError
+from runtime.errors import UserError, disk_full
 from runtime.integrity import tree_checksums, verify_checksums
 
 MODEL_ITEM, PARAMS_ITEM = "model", "params"
@@ -224,23 +226,67 @@ class RunCheckpoints:
         both = tree_checksums({PARAMS_ITEM: params, OPT_ITEM: opt_state})  # one device call for both
         sums = {item: {k.removeprefix(item + "/"): v for k, v in both.items() if k.startswith(item + "/")}
                 for item in (PARAMS_ITEM, OPT_ITEM)}
-        self._writer.save(step, args=ocp.args.Composite(**{
-            MODEL_ITEM: ocp.args.JsonSave(cfg.model_dump()),
-            PARAMS_ITEM: ocp.args.StandardSave(params),
-            OPT_ITEM: ocp.args.StandardSave(opt_state),
-            TRAIN_ITEM: ocp.args.JsonSave(json.loads(json.dumps(train_state))),
-            INTEGRITY_ITEM: ocp.args.JsonSave(sums),
-        }), force=True)
+        with self._writing():  # the previous save's failure (if any) is that step's, reported before this one starts
+            self._writer.wait_until_finished()
+        with self._writing(step, _tree_bytes(params) + _tree_bytes(opt_state)):
+            self._writer.save(step, args=ocp.args.Composite(**{
+                MODEL_ITEM: ocp.args.JsonSave(cfg.model_dump()),
+                PARAMS_ITEM: ocp.args.StandardSave(params),
+                OPT_ITEM: ocp.args.StandardSave(opt_state),
+                TRAIN_ITEM: ocp.args.JsonSave(json.loads(json.dumps(train_state))),
+                INTEGRITY_ITEM: ocp.args.JsonSave(sums),
+            }), force=True)
 
     def wait(self) -> None:
         if self._writer is not None:
-            self._writer.wait_until_finished()
+            with self._writing():
+                self._writer.wait_until_finished()
 
     def close(self) -> None:
         if self._writer is not None:
-            self._writer.wait_until_finished()
-            self._writer.close()
-            self._writer = None
+            try:
+                with self._writing():
+                    self._writer.wait_until_finished()
+            finally:
+                self._writer.close()
+                self._writer = None
+
+    @contextlib.contextmanager
+    def _writing(self, step: int | None = None, nbytes: int | None = None):
+        """Around a save (``step`` of ``nbytes``) or a wait for one: a full disk becomes one UserError naming the run
+        dir, the free space and the size needed, after the half-written step is removed (the complete ones stay)."""
+        if step is not None:
+            self._pending = (step, nbytes)
+        try:
+            yield
+        except Exception as err:
+            if not disk_full(err):
+                raise
+            failed, need = getattr(self, "_pending", (None, None))
+            writer, self._writer = self._writer, None
+            with contextlib.suppress(Exception):
+                writer.close()
+            for leftover in self.directory.glob("*.orbax-checkpoint-tmp*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+            free = shutil.disk_usage(self.directory if self.directory.exists() else self.run_dir).free
+            last = latest_step(self.directory) if self.directory.is_dir() else None
+            kept = f"the checkpoint of step {last} is intact" if last is not None else "no earlier checkpoint exists"
+            raise UserError(f"writing the checkpoint of step {failed} in '{self.run_dir}' failed: the disk is full "
+                            f"({_size(free)} free, a checkpoint of this run needs about {_size(need or 0)}); free space "
+                            f"or move train.run_dir, then run the same command ({kept})") from None
+
+
+def _tree_bytes(tree) -> int:
+    import jax
+
+    return sum(int(getattr(x, "nbytes", 0)) for x in jax.tree.leaves(tree))
+
+
+def _size(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n:,.0f} bytes"
 
 
 # ----------------------------------------------------------------------------------------------------------------

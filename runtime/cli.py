@@ -83,13 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     module = modules[args.command]
-    from runtime.errors import user_error_types
+    from runtime.errors import TrainingStopped, user_error_types
 
     try:
         result = module.run(args)
     except user_error_types() as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except TrainingStopped as err:
+        print(str(err), file=sys.stderr)
+        return err.exit_status
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

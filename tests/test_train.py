@@ -321,3 +321,123 @@ def test_one_command_extends_a_finished_run_with_a_continuous_learning_rate(worl
     assert lrs[STEPS - 1] > floor and all(abs(lr - floor) < 1e-9 for lr in lrs[STEPS:])
     saved = load_config(run_dir / "config.yaml", []).train
     assert saved.steps == STEPS + 6 and saved.decay_steps == STEPS
+
+
+# ---------------------------------------------------------------------------------------------------- cluster faults
+
+ONE_DEVICE = ("execution.mode=data", "mesh.devices=1")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_checkpoints_the_current_step_then_the_run_resumes_there(world, tmp_path, capsys, sig):
+    """A scheduler's SIGTERM (or Ctrl-C) mid-run: the step in flight finishes, is checkpointed, one line says so, and
+    the status is 128 + the signal; the same command then resumes from that step."""
+    run_dir = tmp_path / "run"
+    args = overrides(world, run_dir, *ONE_DEVICE, "train.steps=400", "train.checkpoint_every=100")
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "train", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    metrics, deadline = run_dir / METRICS_FILE, time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + sig, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"stopped by {signal.Signals(sig).name} after step ") and "run the same command" in last
+    step = int(last.split("after step ")[1].split()[0])
+    assert 3 <= step < 100 and (run_dir / "checkpoints" / str(step)).is_dir()  # a step no cadence would have saved
+    assert main(["train", "--json", *overrides(world, run_dir, *ONE_DEVICE, f"train.steps={step + 2}")]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["start_step"] == step and len(out["losses"]) == 2
+
+
+def test_a_run_dir_in_use_is_refused_and_a_killed_holder_releases_it(world, tmp_path, capsys):
+    """Two runs in one run dir: the second is refused with one line naming the first's process and host, writing
+    nothing; a holder killed with SIGKILL leaves no stale lock."""
+    import socket
+
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom runtime.train.faults import RunDirLock\n"
+                               "lock = RunDirLock(sys.argv[1]).acquire()\nprint('locked', flush=True)\ntime.sleep(600)",
+                               str(run_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        args = ["train", *overrides(world, run_dir, *ONE_DEVICE, "train.steps=2")]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1
+        assert f"in use by process {holder.pid} on host {socket.gethostname()}" in err
+        assert [p.name for p in run_dir.iterdir()] == [".lock"]  # nothing else written
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(args) == 0  # the killed holder's lock went with it
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_loses_nothing(world, tmp_path, capsys, monkeypatch):
+    """A save that runs out of space (the OS's ENOSPC, injected into Orbax's save of step 4): one `error:` line with the
+    run dir, the free space and the size needed; the half-written step is removed, step 2 stays and resumes."""
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    run_dir = tmp_path / "run"
+    real_save = ocp.CheckpointManager.save
+
+    def save(self, step, *args, **kwargs):
+        if step == 4:
+            (run_dir / "checkpoints" / "4.orbax-checkpoint-tmp-0").mkdir()  # what a save cut short leaves behind
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", save)
+    args = overrides(world, run_dir, *ONE_DEVICE, "train.steps=6")  # checkpoints every 2 steps
+    assert main(["train", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: writing the checkpoint of step 4 in '{run_dir}' failed: the disk is full (")
+    assert " free, a checkpoint of this run needs about " in err and "step 2 is intact" in err and err.count("\n") == 1
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["2"]
+    monkeypatch.undo()
+    assert main(["train", "--json", *args]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["start_step"] == 2
+
+
+def test_two_processes_stop_at_the_same_step_when_one_is_signalled(world, tmp_path):
+    """SIGTERM to one process of a two-process run: both finish the same step, save it once, and stop with 143."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    run_dir = tmp_path / "run"
+    common = [sys.executable, "-m", "runtime.cli", "train",
+              *overrides(world, run_dir, "execution.mode=data", "mesh.devices=8", "mesh.num_processes=2",
+                         f"mesh.coordinator_address=127.0.0.1:{port}", "train.steps=400", "train.checkpoint_every=100")]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    procs = [subprocess.Popen(common + [f"mesh.process_id={i}"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    metrics, deadline = run_dir / METRICS_FILE, time.time() + 300
+    try:
+        while time.time() < deadline and all(p.poll() is None for p in procs):
+            if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.05)
+        procs[1].send_signal(signal.SIGTERM)
+        errs = [p.communicate(timeout=300)[1] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [143, 143], errs[0][-2000:] + errs[1][-2000:]
+    lasts = [err.strip().splitlines()[-1] for err in errs]
+    assert lasts[0] == lasts[1] and lasts[0].startswith("stopped by SIGTERM after step ")
+    step = int(lasts[0].split("after step ")[1].split()[0])
+    assert 3 <= step < 100 and sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [str(step)]

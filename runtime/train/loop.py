@@ -21,9 +21,10 @@ import time
 from typing import Callable
 
 from runtime.config import RunConfig, load_config
-from runtime.errors import UserError
+from runtime.errors import TrainingStopped, UserError
 from runtime.recipes import Recipe, resolve, run_dir_of
 from runtime.train import observers as obs
+from runtime.train.faults import RunDirLock, StopSignals, signal_name
 from runtime.train.rundir import open_run, write_config
 from runtime.train.sources import PretrainingData
 from runtime.train.state import compiled_for, key_from_data, restore_state, save_state
@@ -70,21 +71,32 @@ class Trainer:
         from runtime.mesh import build_run_mesh
 
         mesh = build_run_mesh(self.requested)  # first: emulated devices and jax.distributed precede any JAX use
+        lead = jax.process_index() == 0
         ckpt = RunCheckpoints(self.run_dir, keep=self.run_config.train.keep)
+        lock = None
         try:
-            opened = open_run(self.requested, ckpt, self.recipe)  # refuses before anything is built or written
+            open_run(self.requested, ckpt, self.recipe)  # refuses a run dir that is not ours before writing anything
+            lock = RunDirLock(self.run_dir).acquire() if lead else None  # one run per run dir
+            opened = open_run(self.requested, ckpt, self.recipe)  # again under the lock: another run may have saved
             self.run_config, self.sources = opened.config, opened.sources
             train_loader, val_loader = self.data.loaders(self.run_config, jax.process_index(), jax.process_count())
             parts = compiled_for(self.run_config, self.gpt, mesh)
             state, start, run_key = self._initial_state(parts, ckpt, opened.resume_step, train_loader)
-            ctx = obs.RunContext(self.run_config, self.gpt, parts.executor, start, self.run_dir,
-                                 lead=jax.process_index() == 0, state=state)
+            ctx = obs.RunContext(self.run_config, self.gpt, parts.executor, start, self.run_dir, lead=lead, state=state)
             if ctx.lead:
                 write_config(self.run_dir, self.run_config)
-            summary = self._train(ctx, parts, train_loader, val_loader, ckpt, run_key)
+            with StopSignals() as signals:
+                summary = self._train(ctx, parts, train_loader, val_loader, ckpt, run_key, signals)
         finally:
             ckpt.close()  # waits for the last asynchronous save
+            if lock is not None:
+                lock.release()
         self.state, self.executor = ctx.state, parts.executor
+        if summary.get("stopped"):
+            signum, step = summary["stopped"]
+            raise TrainingStopped(f"stopped by {signal_name(signum)} after step {step} of {self.run_config.train.steps}: "
+                                  f"its checkpoint is saved in {self.run_dir}; run the same command to resume",
+                                  128 + signum)
         self.result = self._result(mesh, ctx, summary, ckpt)
         return self.result
 
@@ -118,7 +130,7 @@ class Trainer:
             return self.init_params
         return initial_params(self.gpt, key)
 
-    def _train(self, ctx, parts, train_loader, val_loader, ckpt, run_key) -> dict:
+    def _train(self, ctx, parts, train_loader, val_loader, ckpt, run_key, signals) -> dict:
         """The observers around the step loop; the loop's summary."""
         ex, t = parts.executor, self.run_config.train
         evaluation = None
@@ -128,17 +140,21 @@ class Trainer:
         for o in ctx.observers:
             o.start(ctx)
         try:
-            summary = self._loop(ctx, parts, train_loader, ckpt, run_key)
-            ctx.finished = True
+            summary = self._loop(ctx, parts, train_loader, ckpt, run_key, signals)
+            ctx.finished = not summary.get("stopped")
         finally:
             for o in reversed(ctx.observers):
                 o.end(ctx)
         last = evaluation.last if evaluation else (None, None)
         return {**summary, "val_loss": last[0], "val_perplexity": last[1]}
 
-    def _loop(self, ctx, parts, train_loader, ckpt, run_key) -> dict:
-        """Steps ``start+1 .. train.steps``; the losses and throughput."""
+    def _loop(self, ctx, parts, train_loader, ckpt, run_key, signals) -> dict:
+        """Steps ``start+1 .. train.steps``, or up to the step a stop signal arrived in (``stopped``: (signal, step),
+        that step checkpointed); the losses and throughput."""
+        import jax
+
         t, ex = self.run_config.train, parts.executor
+        stopped = None
         peak, peak_source = peak_flops(t.dtype, list(ex.mesh.devices.flat))
         tokens_per_step, flops_per_token = t.batch_size * t.seq_len, self.gpt.flops_per_token_6n()
         losses, times = [], []
@@ -160,18 +176,23 @@ class Trainer:
             record = {"kind": "train", "step": step, "loss": loss, "tokens_per_s": tokens_per_step / dt,
                       "mfu": flops_per_token * tokens_per_step / dt / peak, "time": time.time()}
             ctx.emit({**record, **{k: float(metrics[k]) for k in ("grad_norm", "lr") if k in metrics}})
-            if step % t.checkpoint_every == 0 or step == t.steps:
+            stop = signals.agreed(jax.process_count()) if step < t.steps else None
+            if stop or step % t.checkpoint_every == 0 or step == t.steps:
                 save_state(ckpt, self.run_config, self.gpt, ex, ctx.state, step, train_loader.state(step), run_key)
+            if stop:
+                stopped = (stop, step)
+                break
             for o in ctx.observers:
                 o.step(ctx, step)
         steady = times[1:] if len(times) > 1 else times  # the first step pays for compilation
         tps = tokens_per_step * len(steady) / sum(steady) if steady else None
-        return {"losses": losses, "final_loss": losses[-1] if losses else None, "tokens_per_s": tps,
+        return {"stopped": stopped, "losses": losses, "final_loss": losses[-1] if losses else None, "tokens_per_s": tps,
                 "mfu": flops_per_token * tps / peak if tps else None, "mfu_peak_flops": peak,
                 "mfu_peak_source": peak_source, "flops_per_token_6n": flops_per_token}
 
     def _result(self, mesh, ctx, summary: dict, ckpt) -> dict:
         t = self.run_config.train
+        summary = {k: v for k, v in summary.items() if k != "stopped"}
         return {
             "steps": t.steps, "start_step": ctx.start, **summary, "mode": ctx.executor.mode,
             "mesh": {a: int(s) for a, s in zip(mesh.axis_names, mesh.devices.shape)}, "plan": ctx.executor.plan,

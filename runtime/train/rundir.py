@@ -20,10 +20,11 @@ from pathlib import Path
 from runtime.config import RunConfig, flatten, resume_conflicts
 from runtime.errors import UserError
 from runtime.recipes import Recipe, resolve
+from runtime.train.faults import LOCK_FILE
 from runtime.train.observers import LOSS_PLOT, METRICS_FILE
 
 CONFIG_FILE = "config.yaml"
-RUN_FILES = {"checkpoints", METRICS_FILE, LOSS_PLOT, CONFIG_FILE}
+RUN_FILES = {"checkpoints", METRICS_FILE, LOSS_PLOT, CONFIG_FILE, LOCK_FILE}
 
 
 @dataclass
