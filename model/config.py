@@ -177,6 +177,17 @@ PRESETS: dict[str, dict] = {p["name"]: p for p in _CPU + _SP + _MUP}
 PUBLISHED_PRESETS = [p["name"] for p in _SP] + [p["name"] for p in _MUP]
 
 
+def matching_preset(fields: dict) -> str | None:
+    """The preset whose network shape (vocabulary, context, layers, width, heads, FFN, muP or not) ``fields`` has, or
+    None. Importers (HF, ModelZoo) use it to keep a published shape's training recipe as defaults."""
+    keys = ("vocab_size", "max_seq_len", "n_layers", "d_model", "n_heads", "d_ffn")
+    for name, p in PRESETS.items():
+        if all(p.get(k, GPTConfig.model_fields[k].default) == fields.get(k) for k in keys) and \
+                p.get("mup", False) == fields.get("mup", False):
+            return name
+    return None
+
+
 def _one_line(err: pydantic.ValidationError, valid_fields) -> str:
     """Turn pydantic's multi-line report into one line that names the field (and the closest valid one)."""
     parts = []

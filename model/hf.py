@@ -11,8 +11,9 @@ Everything our model cannot represent is refused with the field or tensor named,
 ALiBi, extra tensors (e.g. SwiGLU's ``c_fc2``). Pickled ``pytorch_model.bin`` files can run code when unpickled, so
 they are read only when the caller passes ``allow_pickle=True`` (and then with ``torch.load(weights_only=True)``).
 
-Export writes ``config.json`` + ``model.safetensors`` that ``transformers.GPT2LMHeadModel`` loads with the same
-logits. A muP model has no GPT-2 equivalent with tied embeddings, so its multipliers are folded into the weights
+Export writes what ``transformers`` expects of a hub model: ``config.json``, ``model.safetensors`` (sharded with an
+index above a size limit, as ``save_pretrained`` does), ``generation_config.json`` and the tokenizer files
+(model/hf_files.py); ``AutoModelForCausalLM`` loads it with the same logits and ``AutoTokenizer`` with GPT-2's ids. A muP model has no GPT-2 equivalent with tied embeddings, so its multipliers are folded into the weights
 (token/position embeddings x multiplier, query x 1/sqrt(d_head), an untied ``lm_head`` = wte / m_w); that export
 loads in transformers with the same logits but cannot be imported back (untied head) — keep the Orbax checkpoint.
 
@@ -28,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from model.config import EOT_TOKEN, PRESETS, GPTConfig, ModelConfigError, build_config
+from model.config import EOT_TOKEN, PRESETS, GPTConfig, ModelConfigError, build_config, matching_preset
 from model.errors import first_line
+from model.hf_files import DEFAULT_MAX_SHARD_SIZE
 
 SAFETENSORS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
 PICKLE, PICKLE_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
@@ -82,7 +84,7 @@ def config_from_hf(hf: dict, name: str = "hf") -> GPTConfig:
     fields.update(_mup_fields(hf, d))
     if "initializer_range" in hf:
         fields["init_std"] = hf["initializer_range"]
-    preset = _matching_preset(fields)
+    preset = matching_preset(fields)
     if preset is not None:  # a published shape: keep its training recipe (batch, LR, decay) as defaults
         fields = {**PRESETS[preset], **fields, "name": name}
     try:
@@ -112,15 +114,6 @@ def _mup_fields(hf: dict, d_model: int) -> dict:
         raise HFFormatError(f"config.json mup_output_alpha * mup_width_scale = {out:g} is not base_width / n_embd "
                             f"for an integer base width (n_embd {d_model})")
     return dict(mup=True, mup_embedding_multiplier=emb, mup_base_width=int(round(base)))
-
-
-def _matching_preset(fields: dict) -> str | None:
-    keys = ("vocab_size", "max_seq_len", "n_layers", "d_model", "n_heads", "d_ffn")
-    for name, p in PRESETS.items():
-        if all(p.get(k, GPTConfig.model_fields[k].default) == fields[k] for k in keys) and \
-                p.get("mup", False) == fields.get("mup", False):
-            return name
-    return None
 
 
 def config_to_hf(cfg: GPTConfig, tied: bool = True) -> dict:
@@ -353,16 +346,49 @@ def params_to_hf(cfg: GPTConfig, params: dict) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
 
-def save_hf(directory: str | Path, cfg: GPTConfig, params: dict) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` (float32) for ``transformers.GPT2LMHeadModel``."""
-    from safetensors.numpy import save_file
+def save_hf(directory: str | Path, cfg: GPTConfig, params: dict, *, max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
+            tokenizer: str | Path | None = None) -> dict:
+    """Write a directory ``transformers`` loads as it loads the hub's Cerebras-GPT: ``config.json``, float32 weights
+    (``model.safetensors``, or shards of at most ``max_shard_size`` -- "5GB", "500MB", bytes -- with
+    ``model.safetensors.index.json``), ``generation_config.json`` and the tokenizer files: ``tokenizer`` (a
+    tokenizer.json file or a directory holding one) or, by default, GPT-2's when the vocabulary holds its 50257 ids
+    (a smaller vocabulary gets no tokenizer files). Written into a hidden sibling and renamed into place, so a failure
+    leaves nothing behind. Returns ``{"files": [...], "shards": n, "tokenizer": "gpt2" | path | None}``.
+
+    Raises HFFormatError for a non-empty ``directory``, ModelConfigError for a bad size, TokenizerError for a
+    tokenizer without ``<|endoftext|>`` or with more ids than the model."""
+    import shutil
+    import uuid
+
+    from model import hf_files
+    from model.tokenizer import GPT2_VOCAB_SIZE, get_tokenizer, tokenizer_json_path
 
     directory = Path(directory)
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise HFFormatError(f"output directory '{directory}' is not empty; choose a new --out directory")
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors = params_to_hf(cfg, params)
-    save_file(tensors, str(directory / SAFETENSORS), metadata={"format": "pt"})
-    hf = config_to_hf(cfg, tied=not cfg.mup)
-    (directory / "config.json").write_text(json.dumps(hf, indent=2) + "\n", encoding="utf-8")
-    return directory
+    max_bytes = hf_files.parse_size(max_shard_size)
+    tok = None
+    if tokenizer is not None or cfg.vocab_size >= GPT2_VOCAB_SIZE:
+        tok = get_tokenizer(tokenizer)
+        tok.check_model_vocab(cfg.vocab_size, f"model {cfg.name}")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        files = hf_files.write_weights(tmp, params_to_hf(cfg, params), max_bytes)
+        hf = config_to_hf(cfg, tied=not cfg.mup)
+        if tok is not None:
+            hf["bos_token_id"] = hf["eos_token_id"] = tok.eot_id
+            source = None if tokenizer is None else tokenizer_json_path(tokenizer)
+            files += hf_files.write_tokenizer(tmp, cfg.max_seq_len, source)
+        files.append(hf_files.write_generation_config(tmp, hf["eos_token_id"]))
+        (tmp / "config.json").write_text(json.dumps(hf, indent=2) + "\n", encoding="utf-8")
+        if directory.is_dir():
+            directory.rmdir()
+        tmp.rename(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shards = sum(f.endswith(".safetensors") for f in files)
+    return {"files": ["config.json"] + files, "shards": shards,
+            "tokenizer": None if tok is None else ("gpt2" if tokenizer is None else str(tokenizer))}

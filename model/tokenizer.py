@@ -225,7 +225,9 @@ class HFTokenizer(Tokenizer):
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
 
 
-def _resolve_json(path: str | os.PathLike) -> Path:
+def tokenizer_json_path(path: str | os.PathLike) -> Path:
+    """The tokenizer.json a ``--tokenizer`` argument names: the file itself, or the one inside a directory (resolved;
+    TokenizerError when it does not exist)."""
     p = Path(path).expanduser()
     if p.is_dir():
         p = p / "tokenizer.json"
@@ -241,7 +243,7 @@ def get_tokenizer(path: str | os.PathLike | None = None, backend: str | None = N
     ``backend`` picks the engine for GPT-2 (``tiktoken`` or ``hf``); a ``tokenizer.json`` always runs on ``hf``.
     """
     if path is not None:
-        return _load(str(_resolve_json(path)), "hf")
+        return _load(str(tokenizer_json_path(path)), "hf")
     backend = backend or DEFAULT_BACKEND
     if backend not in BACKENDS:
         raise TokenizerError(f"unknown tokenizer backend {backend!r}; choose one of {', '.join(BACKENDS)}")
