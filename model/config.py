@@ -218,7 +218,8 @@ def build_config(fields: dict) -> GPTConfig:
 def get_config(name_or_path: str | Path, **overrides) -> GPTConfig:
     """A preset by name (``111M``, ``1.3B-mup``, ``tiny`` ...) or a model file (YAML or JSON with GPTConfig fields).
 
-    A file may name a ``preset`` to start from and override some of its fields.
+    A file may name a ``preset`` to start from and override some of its fields. A Cerebras ModelZoo config (either
+    layout, model/modelzoo.py) is read as its model section; ModelConfigError names a field it cannot run.
     """
     key = str(name_or_path)
     if key in PRESETS:
@@ -240,6 +241,10 @@ def get_config(name_or_path: str | Path, **overrides) -> GPTConfig:
             raise ModelConfigError(f"model file '{path}' is not valid YAML/JSON: {first}") from None
         if not isinstance(fields, dict):
             raise ModelConfigError(f"model file '{path}' must hold a mapping of GPTConfig fields")
+        from model.modelzoo import is_modelzoo, read_modelzoo
+
+        if is_modelzoo(fields):  # a Cerebras ModelZoo config: its model section (model/modelzoo.py)
+            return build_config({**read_modelzoo(fields, str(path), path.stem).model, **overrides})
         base = {}
         if "preset" in fields:
             preset = fields.pop("preset")

@@ -290,6 +290,10 @@ def read_yaml(path: str | Path) -> dict:
         raise UserError(f"config file '{path}' is not valid YAML: {first}") from None
     if not isinstance(tree, dict):
         raise UserError(f"config file '{path}' must hold a mapping (model:, data:, mesh:, execution:, train:)")
+    from runtime.modelzoo import is_modelzoo, run_tree
+
+    if is_modelzoo(tree):  # a Cerebras ModelZoo file: its model and recipe as run-config keys (runtime/modelzoo.py)
+        tree = run_tree(tree, path)
     return tree
 
 
