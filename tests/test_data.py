@@ -184,9 +184,9 @@ BAD_INPUTS = [
     ({"j.jsonl": '{"text": "ok"}\n\n{broken\n'}, "j.jsonl", r"j\.jsonl:3 is not valid JSON"),
     ({"n.jsonl": '{"text": 5}\n'}, "n.jsonl", r"n\.jsonl:1 has an empty or non-string"),
     ({"arr.jsonl": '[1, 2]\n'}, "arr.jsonl", r"arr\.jsonl:1 is not a JSON object"),
-    ({"t.csv": "a,b\n"}, "t.csv", "not a .txt, .md or .jsonl"),
+    ({"t.csv": "a,b\n"}, "t.csv", "not a .txt, .md, .jsonl, .parquet or .arrow"),
     ({"x.txt": "fine"}, "missing.txt", "does not exist"),
-    ({"sub/x.bin": "no text files"}, "sub", "holds no .txt, .md or .jsonl"),
+    ({"sub/x.bin": "no text files"}, "sub", "holds no .txt, .md, .jsonl, .parquet or .arrow"),
     ({"one.txt": "a single document"}, "one.txt", "at least 2 documents.*--val-fraction 0"),
 ]
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-HELP = "tokenise .txt/.md files, directories, JSONL or the built-in corpus into uint16 token shards"
+HELP = ("tokenise .txt/.md files, directories, JSONL, Parquet/Arrow, HF save_to_disk dirs or the built-in corpus into "
+        "uint16 token shards")
 
 
 def add_arguments(parser) -> None:
     # runtime.data (NumPy) is imported only in run(), so `wse --help` stays fast; defaults live in build_dataset.
     from runtime.data.corpus import BUILTIN_CORPORA
 
-    parser.add_argument("inputs", nargs="*", metavar="INPUT", help=".txt/.md files, .jsonl files (a \"text\" field per line) or directories of them")
+    parser.add_argument("inputs", nargs="*", metavar="INPUT",
+                        help=".txt/.md files, .jsonl files (a \"text\" field per line), .parquet/.arrow files (a text column), "
+                             "directories of them, or a directory written by HF datasets' save_to_disk")
+    parser.add_argument("--text-column", default="text", metavar="NAME",
+                        help="the JSONL field / Parquet, Arrow or HF datasets column holding the documents (default text)")
     parser.add_argument("--out", required=True, help="dataset directory to create (refused if it holds other data; see --overwrite)")
     parser.add_argument("--builtin", choices=BUILTIN_CORPORA, help="add a built-in corpus (python-docs: CPython's help topics and stdlib docstrings)")
     parser.add_argument("--val-fraction", type=float, help="fraction of documents held out for validation (default 0.05; at least one document)")
@@ -27,7 +32,7 @@ def run(args) -> dict:
 
     optional = {k: v for k, v in (("val_fraction", args.val_fraction), ("shard_tokens", args.shard_tokens)) if v is not None}
     result = build_dataset(args.inputs, args.out, builtin=args.builtin, seed=args.seed, tokenizer=args.tokenizer,
-                           overwrite=args.overwrite, num_threads=args.threads,
+                           overwrite=args.overwrite, num_threads=args.threads, text_column=args.text_column,
                            progress=not args.json and sys.stderr.isatty(), **optional)
     for warning in result["warnings"]:  # diagnostics on stderr, the result on stdout
         print(f"warning: {warning}", file=sys.stderr)
@@ -40,6 +45,6 @@ def render(result: dict, console) -> None:
              f"  train: {result['train_tokens']:,} tokens in {result['train_documents']:,} documents",
              f"  val:   {result['val_tokens']:,} tokens in {result['val_documents']:,} documents"]
     if result["skipped_files"]:
-        lines.append(f"  skipped {len(result['skipped_files'])} files that are not .txt/.md/.jsonl")
+        lines.append(f"  skipped {len(result['skipped_files'])} files that are not .txt/.md/.jsonl/.parquet/.arrow")
     for line in lines:
         console.print(line, highlight=False)

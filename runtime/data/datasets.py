@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.data.inputs import InputFile, Inputs
+from runtime.data.tables import DEFAULT_TEXT_COLUMN
 from runtime.data.tokenise import DTYPE, progress_bar, tokenise_into, val_documents
 from runtime.errors import UserError
 
@@ -44,10 +45,13 @@ DEFAULT_SHARD_TOKENS = 1 << 27
 
 # -------------------------------------------------------------------------------------------------------- building
 
-def _fingerprint(tokenizer_name: str, sources: list[InputFile], val_fraction: float, seed: int, shard_tokens: int) -> str:
+def _fingerprint(tokenizer_name: str, sources: list[InputFile], val_fraction: float, seed: int, shard_tokens: int,
+                 text_column: str = DEFAULT_TEXT_COLUMN) -> str:
     """Identity of a dataset: equal fingerprints mean byte-identical shards."""
     key = {"format": [FORMAT, FORMAT_VERSION], "tokenizer": tokenizer_name, "sources": [s.sha256 for s in sources],
            "val_fraction": val_fraction, "seed": seed, "shard_tokens": shard_tokens}
+    if text_column != DEFAULT_TEXT_COLUMN:  # the default stays out, so datasets built before the option keep theirs
+        key["text_column"] = text_column
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -102,8 +106,9 @@ def _install(tmp: Path, out: Path) -> None:
 def build_dataset(inputs: list[str], out: str | os.PathLike, *, builtin: str | None = None,
                   val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0, tokenizer: str | None = None,
                   overwrite: bool = False, shard_tokens: int = DEFAULT_SHARD_TOKENS, num_threads: int | None = None,
-                  progress: bool = False) -> dict:
-    """Tokenise ``inputs`` (files, directories, and/or a built-in corpus) into a dataset at ``out``; see module doc.
+                  progress: bool = False, text_column: str = DEFAULT_TEXT_COLUMN) -> dict:
+    """Tokenise ``inputs`` (files, directories, Parquet/Arrow files, save_to_disk directories, and/or a built-in
+    corpus) into a dataset at ``out``; ``text_column`` names the documents' field in JSONL and tables. See module doc.
 
     Returns a summary: token and document counts per split, throughput, and ``reused`` (True when ``out`` already
     held exactly this dataset and nothing was written).
@@ -126,13 +131,13 @@ def build_dataset(inputs: list[str], out: str | os.PathLike, *, builtin: str | N
         raise UserError(f"tokenizer {tok.name} has {tok.vocab_size} tokens, more than uint16 shards hold (65536); use a smaller vocabulary")
 
     t0 = time.perf_counter()
-    source_set = Inputs(list(inputs), builtin)
+    source_set = Inputs(list(inputs), builtin, text_column)
     scanned, total_chars = [], 0
     for source, docs in source_set.read():  # validates every input before anything is written
         scanned.append(source)
         total_chars += sum(len(d) for d in docs)
     val_docs = val_documents(sum(s.documents for s in scanned), val_fraction, seed)
-    fingerprint = _fingerprint(tok.name, scanned, val_fraction, seed, shard_tokens)
+    fingerprint = _fingerprint(tok.name, scanned, val_fraction, seed, shard_tokens, text_column)
 
     existing = _read_meta(out) if out.is_dir() else None
     if existing is not None and existing.get("fingerprint") == fingerprint and _intact(out, existing):
@@ -143,7 +148,8 @@ def build_dataset(inputs: list[str], out: str | os.PathLike, *, builtin: str | N
 
     meta, tokenise_seconds = _write(out, source_set, scanned, tok, val_docs, progress=progress, num_threads=num_threads,
                                     key={"fingerprint": fingerprint, "val_fraction": val_fraction, "seed": seed,
-                                         "shard_tokens": shard_tokens}, total_chars=total_chars)
+                                         "shard_tokens": shard_tokens, "text_column": text_column},
+                                    total_chars=total_chars)
     return _summary(out, meta, reused=False, seconds=time.perf_counter() - t0, skipped=source_set.skipped,
                     tokenise_seconds=tokenise_seconds)
 
@@ -170,8 +176,9 @@ def _write(out: Path, source_set: Inputs, scanned: list[InputFile], tok, val_doc
             "tokenizer": {"name": tok.name, "backend": tok.backend, "vocab_size": tok.vocab_size, "eot_id": tok.eot_id},
             "dtype": np.dtype(DTYPE).name, "layout": "each document's tokens, then eot_id",
             "val_fraction": key["val_fraction"], "seed": key["seed"], "shard_tokens": key["shard_tokens"],
+            "text_column": key["text_column"],
             "splits": {split: {"tokens": w.tokens, "documents": w.documents, "shards": w.shards} for split, w in writers.items()},
-            "sources": [asdict(s) for s in scanned],
+            "sources": [{k: v for k, v in asdict(s).items() if k != "skipped_rows" or v} for s in scanned],
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         _install(tmp, out)
@@ -191,6 +198,10 @@ def _summary(out: Path, meta: dict, *, reused: bool, seconds: float, skipped: li
         warnings.append(f"the validation split holds only {val:,} tokens ({splits['val']['documents']} documents): "
                         f"fewer than one batch of 8 x 2048 ({MIN_VAL_TOKENS:,}), so evaluation at such shapes is "
                         "skipped and small ones are noisy; raise --val-fraction or add documents")
+    for source in meta["sources"]:
+        if source.get("skipped_rows"):
+            n = source["skipped_rows"]
+            warnings.append(f"{source['name']}: skipped {n:,} empty row{'s' if n > 1 else ''} (not documents)")
     return {
         "out": str(out), "reused": reused, "tokenizer": meta["tokenizer"]["name"],
         "train_tokens": splits["train"]["tokens"], "val_tokens": splits["val"]["tokens"],

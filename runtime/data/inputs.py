@@ -1,7 +1,9 @@
-"""The inputs of `wse data` (and of evaluation and fine-tuning): files checked and read as UTF-8 text or JSONL.
+"""The inputs of `wse data` (and of evaluation and fine-tuning): files checked and read as UTF-8 text or JSONL, and
+Parquet/Arrow files or HF ``datasets`` save_to_disk directories (runtime.data.tables).
 
-Every input is validated before anything is written, with one line naming the file (and line or byte offset) and the
-fix: empty, binary and mis-encoded files, JSONL lines that are not objects or lack their text.
+Every input is validated before anything is written, with one line naming the file (and line, row or byte offset)
+and the fix: empty, binary and mis-encoded files, JSONL lines that are not objects or lack their text, tables without
+the text column or with non-string values.
 """
 
 from __future__ import annotations
@@ -13,20 +15,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from runtime.data.tables import DEFAULT_TEXT_COLUMN, TABLE_SUFFIXES, is_saved_dataset, is_table, read_table_input
 from runtime.errors import UserError
 
 TEXT_SUFFIXES = (".txt", ".md")
 JSONL_SUFFIXES = (".jsonl",)
+INPUT_SUFFIXES = TEXT_SUFFIXES + JSONL_SUFFIXES + TABLE_SUFFIXES
+KINDS = ".txt, .md, .jsonl, .parquet or .arrow"
 
 @dataclass
 class InputFile:
     """One input of a dataset as its meta.json records it (a file, or a built-in corpus)."""
 
     name: str  # the path as given, or builtin:<corpus>
-    kind: str  # txt | md | jsonl | builtin
+    kind: str  # txt | md | jsonl | parquet | arrow | hf-dataset | builtin
     bytes: int
     sha256: str
     documents: int
+    skipped_rows: int = 0  # blank rows of a table (not documents)
 
 
 def decode_text(path: str | os.PathLike, data: bytes) -> str:
@@ -71,23 +77,29 @@ def jsonl_records(path: str | os.PathLike, text: str | None = None) -> list[tupl
     return records
 
 
-def jsonl_documents(path: Path, text: str) -> list[str]:
+def jsonl_documents(path: Path, text: str, column: str = DEFAULT_TEXT_COLUMN) -> list[str]:
+    """The ``column`` field of each record of a JSONL file's ``text``; refused with file:line when missing or empty."""
     docs = []
     for lineno, record in jsonl_records(path, text):
-        if "text" not in record:
-            raise UserError(f'{path}:{lineno} has no "text" field; each line must be an object like {{"text": "..."}}')
-        if not isinstance(record["text"], str) or not record["text"].strip():
-            raise UserError(f'{path}:{lineno} has an empty or non-string "text"; give each record some text or drop the line')
-        docs.append(record["text"])
+        if column not in record:
+            fix = " (or pass --text-column NAME)" if column == DEFAULT_TEXT_COLUMN else ""
+            raise UserError(f'{path}:{lineno} has no "{column}" field; each line must be an object like '
+                            f'{{"{column}": "..."}}{fix}')
+        if not isinstance(record[column], str) or not record[column].strip():
+            raise UserError(f'{path}:{lineno} has an empty or non-string "{column}"; give each record some text or drop the line')
+        docs.append(record[column])
     return docs
 
 
 def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
-    """Files to read, in order (directories recursively, sorted, hidden entries skipped), and files skipped."""
+    """Files to read, in order (directories recursively, sorted, hidden entries skipped; a save_to_disk directory is
+    one input), and files skipped."""
     files, skipped = [], []
     for given in inputs:
         p = Path(given).expanduser()
-        if p.is_dir():
+        if is_saved_dataset(p):
+            files.append(p)
+        elif p.is_dir():
             found = []
             for dirpath, dirnames, filenames in os.walk(p):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -95,13 +107,13 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
                     f = Path(dirpath) / name
                     if name.startswith("."):
                         continue
-                    (found if f.suffix.lower() in TEXT_SUFFIXES + JSONL_SUFFIXES else skipped).append(f)
+                    (found if f.suffix.lower() in INPUT_SUFFIXES else skipped).append(f)
             if not found:
-                raise UserError(f"{given} holds no .txt, .md or .jsonl files; point at the files to tokenise")
+                raise UserError(f"{given} holds no {KINDS} files; point at the files to tokenise")
             files.extend(found)
         elif p.is_file():
-            if p.suffix.lower() not in TEXT_SUFFIXES + JSONL_SUFFIXES:
-                raise UserError(f"{given} is not a .txt, .md or .jsonl file; convert it to UTF-8 text or JSONL with a \"text\" field")
+            if p.suffix.lower() not in INPUT_SUFFIXES:
+                raise UserError(f"{given} is not a {KINDS} file; convert it to UTF-8 text or JSONL with a \"text\" field")
             files.append(p)
         else:
             raise UserError(f"input {given} does not exist; check the path")
@@ -111,9 +123,10 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[str]]:
 class Inputs:
     """The documents of all inputs, readable twice: once to validate and count, once to tokenise."""
 
-    def __init__(self, inputs: list[str], builtin: str | None):
+    def __init__(self, inputs: list[str], builtin: str | None, text_column: str = DEFAULT_TEXT_COLUMN):
         self.files, self.skipped = expand_inputs(inputs)
         self.builtin = builtin
+        self.text_column = text_column
         if not self.files and not builtin:
             raise UserError("no input given; name files or directories, or use --builtin python-docs")
 
@@ -125,8 +138,12 @@ class Inputs:
             data = "\x00".join(docs).encode("utf-8")  # NUL never occurs in the text: an unambiguous join
             yield InputFile(f"builtin:{self.builtin}", "builtin", len(data), hashlib.sha256(data).hexdigest(), len(docs)), docs
         for f in self.files:
+            if is_table(f):
+                kind, size, sha, docs, blank = read_table_input(f, self.text_column)
+                yield InputFile(str(f), kind, size, sha, len(docs), blank), docs
+                continue
             data = f.read_bytes()
             text = decode_text(f, data)
             kind = f.suffix.lower().lstrip(".")
-            docs = jsonl_documents(f, text) if kind == "jsonl" else [text]
+            docs = jsonl_documents(f, text, self.text_column) if kind == "jsonl" else [text]
             yield InputFile(str(f), kind, len(data), hashlib.sha256(data).hexdigest(), len(docs)), docs
