@@ -17,7 +17,8 @@ def plan_model(model: str, system: str | None = None, *, systems: int | None = N
     PNG paths when ``picture``/``timeline`` are given. UserError for an unknown model or system, a plan that cannot
     fit, or a picture path whose directory does not exist."""
     from model.config import get_config
-    from wse.hardware import get_system, load_planner_overrides
+    from wse.hardware import get_system
+    from wse.systemfile import load_planner_overrides
     from wse.options import PlanOptions
     from wse.plan import make_plan
 

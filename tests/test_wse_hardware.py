@@ -31,11 +31,13 @@ def test_published_totals_are_reproduced():
 
 def test_unpublished_lists_exactly_the_assumed_figures():
     u2 = unpublished(SYSTEMS["cs2"])
-    assert "WSE-2.layer_switch_cycles" in u2 and "SwarmX (CS-2).fan_out" in u2
+    assert "WSE-2.layer_switch_cycles" in u2 and "SwarmX (CS-2).level_latency_s" in u2
+    assert "SwarmX (CS-2).fan_out" not in u2 and "MemoryX (CS-2).bandwidth_bytes_per_s" not in u2  # published now
     assert "WSE-2.grid_cols" not in u2 and "WSE-2.clock_hz" not in u2  # published for WSE-2
     assert "WSE-1.grid_cols" in unpublished(SYSTEMS["cs1"]) and "WSE-3.clock_hz" in unpublished(SYSTEMS["cs3"])
     plan = make_plan(get_config("111M"), "cs2", mode="streaming")
-    assert set(u2) <= set(plan.assumptions) and "plan.compute_efficiency" in plan.assumptions
+    assert set(u2) <= set(plan.assumptions) and "plan.kernel_step_cycles" in plan.assumptions
+    assert "plan.compute_efficiency" not in plan.assumptions  # a wafer streams with the kernel model
 
 
 def test_lookup_names_and_clusters():
@@ -46,7 +48,7 @@ def test_lookup_names_and_clusters():
     with pytest.raises(PlanError, match="did you mean 'cs2'"):
         get_system("cs22")
     swarm = SYSTEMS["cs2"].swarmx
-    assert [swarm.levels(n) for n in (1, 2, 16, 17, 192)] == [1, 2, 2, 3, 3]
+    assert [swarm.levels(n) for n in (1, 2, 4, 5, 16, 17, 192)] == [1, 2, 2, 3, 3, 4, 5]  # fan-out 4 per level
 
 
 def _write(tmp_path, text):

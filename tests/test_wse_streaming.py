@@ -35,14 +35,15 @@ def test_throughput_never_decreases_with_more_systems(shape, batch, seq_len, n1,
     assert a.details["systems_used"] <= n1 and a.memory["peak_bytes_per_core"] <= a.memory["capacity_bytes_per_core"]
     assert {1, 2, 4, 8, 16, n1} == {p.systems for p in a.scaling}
     assert all(p1.tokens_per_s <= p2.tokens_per_s for p1, p2 in zip(a.scaling, a.scaling[1:]))
-    assert a.scaling[0].efficiency == 1.0 and all(p.efficiency <= 1 + 1e-9 for p in a.scaling)
-    assert 0 < a.utilization <= PlanOptions().compute_efficiency + 1e-9
+    # efficiency may pass 1: fewer sequences per system can spare recomputation, offload or micro-batches
+    assert a.scaling[0].efficiency == 1.0
+    assert 0 < a.utilization <= 1 and 0 < a.details["kernel_efficiency"] <= 1
 
 
 @settings(max_examples=25, deadline=None)
 @given(shape=shapes, batch=st.integers(1, 600), factor=st.floats(1.05, 8), systems=st.integers(1, 16))
 def test_time_never_decreases_when_compute_per_cell_shrinks(shape, batch, factor, systems):
-    fast, slow = PlanOptions(), PlanOptions(compute_efficiency=PlanOptions().compute_efficiency / factor)
+    fast, slow = PlanOptions(), PlanOptions(kernel_step_cycles=PlanOptions().kernel_step_cycles * factor)
     try:
         fast_plan = plan_streaming(shape, SYSTEMS["cs2"], systems=systems, batch_size=batch, seq_len=2048, options=fast)
     except PlanError:
@@ -55,27 +56,30 @@ def test_time_never_decreases_when_compute_per_cell_shrinks(shape, batch, factor
         fast_plan.step_time_s * (1 - 1e-12)
 
 
-def test_largest_batch_and_recomputation():
+def test_largest_batch_recomputation_and_offload():
     cfg = get_config("1.3B")
     plan = make_plan(cfg, "cs2", mode="streaming", batch_size=1)
     fit = plan.details["max_batch_per_system"]
-    assert 1 <= fit["no_recompute"] < fit["recompute"]
-    assert not plan.details["recompute"] and plan.details["micro_batches"] == 1
+    assert 1 <= fit["no_recompute"] < fit["recompute"] < fit["offload"]
+    assert not plan.details["recompute"] and not plan.details["offload"] and plan.details["micro_batches"] == 1
     just_fits = make_plan(cfg, "cs2", mode="streaming", batch_size=fit["no_recompute"])
-    assert just_fits.details["micro_batches"] == 1
-    big = make_plan(cfg, "cs2", mode="streaming", batch_size=fit["recompute"])
-    assert big.details["recompute"] and big.details["micro_batches"] == 1  # recomputing beats splitting here
-    never = make_plan(cfg, "cs2", mode="streaming", batch_size=fit["recompute"], options=PlanOptions(recompute="never"))
-    assert not never.details["recompute"] and never.details["micro_batches"] > 1
+    assert just_fits.details["micro_batches"] == 1 and not just_fits.details["offload"]
+    big = make_plan(cfg, "cs2", mode="streaming", batch_size=fit["offload"])
+    assert big.details["recompute"] or big.details["offload"] or big.details["micro_batches"] > 1
+    never = make_plan(cfg, "cs2", mode="streaming", batch_size=fit["recompute"],
+                      options=PlanOptions(recompute="never", offload="never"))
+    assert not never.details["recompute"] and not never.details["offload"] and never.details["micro_batches"] > 1
     for p in (plan, just_fits, big, never):
-        assert p.memory["peak_bytes_per_core"] <= p.memory["capacity_bytes_per_core"]
+        assert p.memory["peak_bytes_per_core"] <= p.memory["capacity_bytes_per_core"] * (1 + 1e-9)
+        assert p.memory["offloaded_bytes"] == 0 or p.details["offload"]
 
 
 def test_streaming_bound_when_tokens_per_system_are_few():
     cfg = get_config("13B")
     few = make_plan(cfg, "cs2", mode="streaming", batch_size=1, seq_len=128)
     many = make_plan(cfg, "cs2", mode="streaming")
-    assert all(layer.bound == "stream" for layer in few.layers)
+    # at 128 tokens the FFN matrices stream longer than they compute (attention, latency-bound, is about even)
+    assert all(layer.bound == "stream" for layer in few.layers if layer.name.endswith("ffn"))
     assert all(layer.bound == "compute" for layer in many.layers if layer.name != "embedding")
     # the arithmetic-intensity condition of the reference: ~50k tokens at full peak, ~half that at 50% efficiency
     assert 15_000 < many.details["tokens_to_hide_streaming"] < 50_000
@@ -87,7 +91,9 @@ def test_chinchilla_time_and_cluster():
     assert plan.systems == 16 and plan.mode == "streaming"
     assert plan.time_to_train_s * plan.tokens_per_s == pytest.approx(20 * get_config("13B").parameters)
     one = make_plan(get_config("13B"), "cs2")
-    assert one.time_to_train_s / plan.time_to_train_s > 15  # near-linear at the published batch
+    # near-linear at the published batch (Cerebras-GPT: "linear scaling within 9%"; here 45 sequences per system
+    # run at a lower kernel efficiency than 720 on one, so it is 9-10% below linear)
+    assert one.time_to_train_s / plan.time_to_train_s > 14
 
 
 def test_refusals():

@@ -1,19 +1,38 @@
 """A GPT model as the planners see it: a sequence of layers with parameters, FLOPs, fabric traffic and activations.
 
-The simulator takes a model *shape* by duck typing (any object with n_layers, d_model, n_heads, d_head, d_ffn,
-vocab_size, max_seq_len; model.config.GPTConfig is one) and computes everything itself, so wse/ never imports model/.
-The FLOP convention is the Cerebras-GPT paper's "algorithmic FLOPs": dense matmuls, the full-square QK^T and
-attention-times-V matmuls, and the logit matmul; backward is twice forward; no recomputation counted.
+The simulator reads a model *shape* (wse.shape: the GPT-2 fields, plus planning-only grouped-query attention, gated
+FFN, untied embeddings) and computes everything itself, so wse/ never imports model/. FLOP conventions, per token:
+
+- ``training_flops_per_token`` (this project's, "ours"): dense matmuls, the full-square QK^T and attention-times-V
+  matmuls, and the logit matmul; backward is twice forward; no recomputation counted (Megatron's model FLOPs).
+- ``paper_training_flops_per_token``: the Cerebras-GPT paper's "algorithmic FLOPs" (arXiv 2304.03208, Appendix F):
+  ours, plus the attention matmuls counted a second time and the token embedding as a matmul in the forward and
+  weight-gradient passes (4 d V). It reproduces the paper's seven published totals within their rounding.
+- 6N (6 x parameters) is model.config's; it ignores attention and counts the embedding table as a dense layer.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from wse.errors import PlanError
+from wse.shape import SHAPE_FIELDS, PlanShape, as_shape, check_shape  # noqa: F401 - check_shape and SHAPE_FIELDS stay importable here
 
-SHAPE_FIELDS = ("n_layers", "d_model", "n_heads", "d_head", "d_ffn", "vocab_size", "max_seq_len")
+
+@dataclass(frozen=True)
+class Matmul:
+    """One matmul of a layer's forward pass, for the kernel model (wse.kernels).
+
+    ``heads == 0``: a dense projection, tokens x k by k x n over every token of the micro-batch.
+    ``heads > 0``: one small matmul per sequence and head, seq_len x k by k x n: ``kind`` "scores" (QK^T) or
+    "values" (probabilities times V).
+    """
+
+    k: int
+    n: int
+    heads: int = 0
+    kind: str = "dense"
 
 
 @dataclass(frozen=True)
@@ -28,6 +47,9 @@ class Layer:
         per token, so the fabric time scales as this over sqrt(A).
     stash_values_per_token: activations kept from forward for backward.
     input_values_per_token: what a recomputing backward must keep instead (the layer's input).
+    attention_flops_per_token: the part of flops_per_token in the QK^T and attention-times-V matmuls.
+    matmuls: its forward matmuls, for the kernel model.
+    kv_values_per_token: K and V values a decoder caches per token (attention layers).
     """
 
     name: str
@@ -38,22 +60,53 @@ class Layer:
     stash_values_per_token: float
     input_values_per_token: float
     recomputable: bool
+    attention_flops_per_token: float = 0.0
+    matmuls: tuple[Matmul, ...] = ()
+    kv_values_per_token: int = 0
 
     @property
     def weight_params(self) -> int:
         return self.params + self.replica_params
 
 
-def check_shape(shape) -> None:
-    """Refuse an object that is not a model shape, naming the first missing or bad field."""
-    for name in SHAPE_FIELDS:
-        value = getattr(shape, name, None)
-        if value is None:
-            raise PlanError(f"model shape lacks '{name}'; give an object with {', '.join(SHAPE_FIELDS)}")
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise PlanError(f"model shape field '{name}' must be a positive integer, got {value!r}")
-    if shape.n_heads * shape.d_head != shape.d_model:
-        raise PlanError(f"model shape: n_heads * d_head ({shape.n_heads} * {shape.d_head}) must equal d_model ({shape.d_model})")
+def _dense(matmuls: tuple[Matmul, ...]) -> tuple[float, float]:
+    """(forward FLOPs per token, fabric values per token) of a layer's dense matmuls."""
+    dense = [m for m in matmuls if m.heads == 0]
+    return 2.0 * sum(m.k * m.n for m in dense), sum(math.sqrt(m.k * m.n) for m in dense)
+
+
+def attention_layer(s: PlanShape, seq_len: int, probs_stashed: bool) -> Layer:
+    d, kv, q = s.d_model, s.kv_width, s.n_heads * s.d_head
+    matmuls = (Matmul(d, q), Matmul(d, kv), Matmul(d, kv), Matmul(q, d),
+               Matmul(s.d_head, seq_len, s.n_heads, "scores"), Matmul(seq_len, s.d_head, s.n_heads, "values"))
+    dense_flops, fabric = _dense(matmuls)
+    attention_flops = 2.0 * 2 * seq_len * s.n_heads * s.d_head
+    return Layer(
+        name="attention",
+        params=d * q + 2 * d * kv + q * d + ((q + 2 * kv + d) if s.biases else 0) + s.norm_params,
+        replica_params=0,
+        flops_per_token=dense_flops + attention_flops,
+        fabric_values_per_token=fabric,
+        # norm input and output, Q, K, V, probabilities, context before the output projection
+        stash_values_per_token=2 * d + 2 * q + 2 * kv + (s.n_heads * seq_len if probs_stashed else 0),
+        input_values_per_token=d, recomputable=True, attention_flops_per_token=attention_flops,
+        matmuls=matmuls, kv_values_per_token=2 * kv,
+    )
+
+
+def ffn_layer(s: PlanShape) -> Layer:
+    d, f = s.d_model, s.d_ffn
+    matmuls = (Matmul(d, f), Matmul(d, f), Matmul(f, d)) if s.ffn_gated else (Matmul(d, f), Matmul(f, d))
+    dense_flops, fabric = _dense(matmuls)
+    inputs = 2 if s.ffn_gated else 1
+    return Layer(
+        name="ffn",
+        params=(inputs + 1) * d * f + ((inputs * f + d) if s.biases else 0) + s.norm_params,
+        replica_params=0, flops_per_token=dense_flops, fabric_values_per_token=fabric,
+        # norm input and output; GELU input and output (gated: gate and up pre-activations and their product)
+        stash_values_per_token=2 * d + (3 if s.ffn_gated else 2) * f,
+        input_values_per_token=d, recomputable=True, matmuls=matmuls,
+    )
 
 
 def model_layers(shape, seq_len: int, *, split_blocks: bool = True, attention_probs_stashed: bool = True) -> list[Layer]:
@@ -61,46 +114,19 @@ def model_layers(shape, seq_len: int, *, split_blocks: bool = True, attention_pr
 
     ``seq_len`` is the context the attention FLOPs are counted at (and the probabilities stored for).
     """
-    check_shape(shape)
-    if seq_len < 1 or seq_len > shape.max_seq_len:
-        raise PlanError(f"sequence length {seq_len} is outside 1..{shape.max_seq_len} (the model's max_seq_len)")
-    d, f, h, V, t = shape.d_model, shape.d_ffn, shape.n_heads, shape.vocab_size, seq_len
-    probs = h * t if attention_probs_stashed else 0
-    attention = Layer(
-        name="attention",
-        params=4 * d * d + 4 * d + 2 * d,  # Q, K, V, output projection with biases; LayerNorm 1
-        replica_params=0,
-        flops_per_token=2.0 * 4 * d * d + 2.0 * 2 * t * h * shape.d_head,
-        fabric_values_per_token=4 * math.sqrt(d * d),
-        # LN input and output, Q, K, V, probabilities, context before the output projection
-        stash_values_per_token=6 * d + probs,
-        input_values_per_token=d,
-        recomputable=True,
-    )
-    ffn = Layer(
-        name="ffn",
-        params=2 * d * f + f + d + 2 * d,  # two matrices with biases; LayerNorm 2
-        replica_params=0,
-        flops_per_token=2.0 * 2 * d * f,
-        fabric_values_per_token=2 * math.sqrt(d * f),
-        stash_values_per_token=2 * d + 2 * f,  # LN input and output, GELU input and output
-        input_values_per_token=d,
-        recomputable=True,
-    )
-    layers = [Layer(
-        name="embedding",
-        params=(V + shape.max_seq_len) * d,  # token and position tables; the token table is tied to the LM head
-        replica_params=0,
-        flops_per_token=0.0,  # a lookup
-        fabric_values_per_token=0.0,
-        stash_values_per_token=0.0,  # its backward needs only the token ids
-        input_values_per_token=0.0,
-        recomputable=False,
-    )]
-    for i in range(shape.n_layers):
+    s = as_shape(shape)
+    if seq_len < 1 or seq_len > s.max_seq_len:
+        raise PlanError(f"sequence length {seq_len} is outside 1..{s.max_seq_len} (the model's max_seq_len)")
+    d, V = s.d_model, s.vocab_size
+    attention, ffn = attention_layer(s, seq_len, attention_probs_stashed), ffn_layer(s)
+    table = (V + (s.max_seq_len if s.learned_positions else 0)) * d
+    # the token table is tied to the LM head (or the head owns its own); its backward needs only the token ids
+    layers = [Layer(name="embedding", params=table, replica_params=0, flops_per_token=0.0, fabric_values_per_token=0.0,
+                    stash_values_per_token=0.0, input_values_per_token=0.0, recomputable=False)]
+    for i in range(s.n_layers):
         if split_blocks:
-            layers.append(_named(attention, f"block{i}.attention"))
-            layers.append(_named(ffn, f"block{i}.ffn"))
+            layers.append(replace(attention, name=f"block{i}.attention"))
+            layers.append(replace(ffn, name=f"block{i}.ffn"))
         else:
             layers.append(Layer(
                 name=f"block{i}", params=attention.params + ffn.params, replica_params=0,
@@ -108,25 +134,24 @@ def model_layers(shape, seq_len: int, *, split_blocks: bool = True, attention_pr
                 fabric_values_per_token=attention.fabric_values_per_token + ffn.fabric_values_per_token,
                 stash_values_per_token=attention.stash_values_per_token + ffn.stash_values_per_token,
                 input_values_per_token=d, recomputable=True,
+                attention_flops_per_token=attention.attention_flops_per_token,
+                matmuls=attention.matmuls + ffn.matmuls, kv_values_per_token=attention.kv_values_per_token,
             ))
+    head = Matmul(d, V)
     layers.append(Layer(
         name="head",
-        params=2 * d,  # final LayerNorm; the logit matrix is the tied embedding, held here as a replica
-        replica_params=V * d,
+        # final norm; the logit matrix is the tied embedding, held here as a replica (or owned when untied)
+        params=s.norm_params + (0 if s.tied_embeddings else V * d),
+        replica_params=V * d if s.tied_embeddings else 0,
         flops_per_token=2.0 * d * V,
         fabric_values_per_token=math.sqrt(d * V),
-        # final LN input and output; the loss is fused into the logit matmul (labels are known in the forward pass),
-        # so the V-wide logits exist only transiently and are not stashed
+        # final norm input and output; the loss is fused into the logit matmul (labels are known in the forward
+        # pass), so the V-wide logits exist only transiently and are not stashed
         stash_values_per_token=2 * d,
         input_values_per_token=d,
-        recomputable=False,
+        recomputable=False, matmuls=(head,),
     ))
     return layers
-
-
-def _named(layer: Layer, name: str) -> Layer:
-    return Layer(name, layer.params, layer.replica_params, layer.flops_per_token, layer.fabric_values_per_token,
-                 layer.stash_values_per_token, layer.input_values_per_token, layer.recomputable)
 
 
 def parameters(layers: list[Layer]) -> int:
@@ -139,5 +164,13 @@ def forward_flops_per_token(layers: list[Layer]) -> float:
 
 
 def training_flops_per_token(layers: list[Layer]) -> float:
-    """Forward plus backward (2x), no recomputation: the model FLOPs utilisation is measured against."""
+    """Forward plus backward (2x), no recomputation: the model FLOPs utilisation is measured against ("ours")."""
     return 3.0 * forward_flops_per_token(layers)
+
+
+def paper_training_flops_per_token(layers: list[Layer], shape) -> float:
+    """Training FLOPs per token by the Cerebras-GPT paper's convention (module docstring): ours, plus the attention
+    matmuls a second time, plus the token table as a matmul forward and weight-gradient (2 x 2 d V)."""
+    s = as_shape(shape)
+    attention = sum(layer.attention_flops_per_token for layer in layers)
+    return training_flops_per_token(layers) + 3.0 * attention + 4.0 * s.d_model * s.vocab_size

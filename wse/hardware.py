@@ -219,10 +219,7 @@ WSE3 = Chip(
     },
 )
 
-_MX_BW_WHY = (
-    "U: MemoryX's bandwidth to a system is unpublished; it is bounded by the system I/O (150 GB/s) and assumed to "
-    "saturate it, since Cerebras sizes MemoryX to keep a system fed"
-)
+_MX_BW_WHY = "V: the MemoryX glossary says it 'can match or exceed' a system's I/O bandwidth; set equal to the system I/O"
 _MX_OPT_WHY = (
     "U: MemoryX runs AdamW itself at an unpublished rate; 5e10 parameters/s is assumed (AdamW moves ~20 bytes of fp32 "
     "state per parameter, so ~1 TB/s of DRAM bandwidth across MemoryX's servers)"
@@ -238,7 +235,7 @@ MEMORYX_CS2 = MemoryX(
     },
 )
 MEMORYX_CS3 = MemoryX(
-    name="MemoryX (CS-3)", capacity_bytes=1.5e12, bandwidth_bytes_per_s=150e9, optimizer_params_per_s=5e10,
+    name="MemoryX (CS-3)", capacity_bytes=1.5e12, bandwidth_bytes_per_s=195e9, optimizer_params_per_s=5e10,
     sources={
         "capacity_bytes": "V/S: 1.5 TB / 12 TB / 1.2 PB options for CS-3; the smallest is used",
         "bandwidth_bytes_per_s": _MX_BW_WHY,
@@ -249,16 +246,19 @@ MEMORYX_CS3 = MemoryX(
 _SWX_SOURCES = {
     "link_bandwidth_bytes_per_s": "V: SwarmX links are 100 Gb/s = 12.5 GB/s",
     "links_per_system": "V: each system attaches with 12 x 100 GbE",
-    "fan_out": "U: the tree's fan-out is unpublished; 16 is assumed (Andromeda's 16 systems in one level)",
+    "fan_out": "V: SwarmX glossary: each node performs one 1:4 broadcast-reduce (or two 1:2), a fan-out of 4 per level",
     "level_latency_s": "U: per-level latency is unpublished; 2 us is assumed (a 100 GbE switch hop plus store-and-forward of a frame)",
 }
 SWARMX_CS2 = SwarmX(
-    name="SwarmX (CS-2)", link_bandwidth_bytes_per_s=12.5e9, links_per_system=12, fan_out=16, level_latency_s=2e-6,
+    name="SwarmX (CS-2)", link_bandwidth_bytes_per_s=12.5e9, links_per_system=12, fan_out=4, level_latency_s=2e-6,
     max_systems=192, sources={**_SWX_SOURCES, "max_systems": "V: up to 192 CS-2 per cluster"},
 )
 SWARMX_CS3 = SwarmX(
-    name="SwarmX (CS-3)", link_bandwidth_bytes_per_s=12.5e9, links_per_system=12, fan_out=16, level_latency_s=2e-6,
-    max_systems=2048, sources={**_SWX_SOURCES, "max_systems": "V/S: up to 2,048 CS-3 per cluster"},
+    name="SwarmX (CS-3)", link_bandwidth_bytes_per_s=12.5e9, links_per_system=16, fan_out=4, level_latency_s=2e-6,
+    max_systems=2048, sources={
+        **_SWX_SOURCES, "max_systems": "V/S: up to 2,048 CS-3 per cluster",
+        "links_per_system": "U: a CS-3's port count is unpublished; 16 x 100 GbE (200 GB/s) is assumed, enough to "
+                            "carry its documented I/O (+30% over CS-2, 195 GB/s)"},
 )
 
 CS1 = System(
@@ -271,9 +271,19 @@ CS1 = System(
 CS2 = System(name="CS-2", chip=WSE2, io_bytes_per_s=150e9, memoryx=MEMORYX_CS2, swarmx=SWARMX_CS2,
              sources={"io_bytes_per_s": _IO_SOURCE})
 CS3 = System(
-    name="CS-3", chip=WSE3, io_bytes_per_s=150e9, memoryx=MEMORYX_CS3, swarmx=SWARMX_CS3,
-    sources={"io_bytes_per_s": "V: 'same or +30%' as CS-2 in different vendor pages (inconsistent); the lower 150 GB/s is used"},
+    name="CS-3", chip=WSE3, io_bytes_per_s=195e9, memoryx=MEMORYX_CS3, swarmx=SWARMX_CS3,
+    sources={"io_bytes_per_s": "V: Cerebras' CS-3 training documentation gives +30% ingress/egress over CS-2's 150 GB/s "
+                               "(a product page says 'same'; the documented figure is used)"},
 )
+
+# The MemoryX capacities Cerebras sells with each system, smallest first (a plan uses the smallest that holds the
+# model unless told otherwise; ``with_memoryx`` makes the system with another one).
+MEMORYX_CAPACITIES: dict[str, tuple[tuple[float, str], ...]] = {
+    "CS-2": ((4e12, "V: 4 TB, the smallest CS-2 MemoryX"), (2.4e15, "V: 2.4 PB, the largest CS-2 MemoryX")),
+    "CS-3": ((1.5e12, "V/S: 1.5 TB CS-3 option"), (12e12, "V/S: 12 TB CS-3 option"),
+             (1.2e15, "V/S: 1,200 TB CS-3 option, marketed for 24T-parameter models"),
+             (2.4e15, "V/S: 2.4 PB, marketed for 120T-parameter models")),
+}
 
 SYSTEMS: dict[str, System] = {"cs1": CS1, "cs2": CS2, "cs3": CS3}
 CLUSTERS: dict[str, Cluster] = {
@@ -324,6 +334,8 @@ def get_system(name_or_file: str | Path) -> tuple[System, int | None]:
         return cluster.system, cluster.n_systems
     path = Path(key)
     if path.suffix.lower() in (".yaml", ".yml", ".json") or path.exists():
+        from wse.systemfile import load_system_file  # the file reader builds on this module's specs
+
         return load_system_file(path)
     names = list(SYSTEMS) + list(CLUSTERS)
     close = difflib.get_close_matches(key.lower(), names, n=1)
@@ -331,138 +343,50 @@ def get_system(name_or_file: str | Path) -> tuple[System, int | None]:
     raise PlanError(f"unknown system '{key}'{hint}; give one of {', '.join(names)} or a YAML system file")
 
 
-_SECTIONS = {"chip": Chip, "memoryx": MemoryX, "swarmx": SwarmX}
-_TOP_KEYS = {"name", "base", "chip", "io_bytes_per_s", "memoryx", "swarmx", "systems", "planner"}
+_UNITS = (("PB", 1e15), ("TB", 1e12), ("GB", 1e9))
 
 
-def load_system_file(path: Path) -> tuple[System, int | None]:
-    """A custom system from YAML: optionally ``base: cs2`` to start from, then any fields to change or give.
+def format_capacity(n_bytes: float) -> str:
+    """Bytes as the command line writes a MemoryX size: '1.5TB', '1200TB' (TB from 1 TB up), '234GB' below."""
+    if n_bytes >= 1e12:
+        return f"{n_bytes / 1e12:.4g}TB"
+    return f"{n_bytes / 1e9:.4g}GB"
 
-    Sections ``chip``, ``memoryx`` and ``swarmx`` hold the fields of those specs (``memoryx: null`` for a system with
-    none); ``io_bytes_per_s`` the system I/O; ``systems`` a default system count. Every figure given is tagged F (from
-    the file) so plans list it among their assumptions. Unknown keys are refused with one line naming the key.
-    ``planner`` (PlanOptions overrides) is read by ``load_planner_overrides``.
-    """
-    import yaml
 
-    if not path.is_file():
-        raise PlanError(f"system file '{path}' does not exist; give cs1, cs2, cs3, a cluster name or a YAML file")
+def parse_capacity(text: str) -> float:
+    """'12TB', '1.2PB', '500GB' (or a plain number of bytes) as bytes; PlanError for anything else."""
+    value = str(text).strip().upper().replace(" ", "")
+    for unit, size in _UNITS:
+        if value.endswith(unit):
+            value, scale = value[: -len(unit)], size
+            break
+    else:
+        scale = 1.0
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        first = str(err).strip().splitlines()[0]
-        raise PlanError(f"system file '{path}' is not valid YAML: {first}") from None
-    if not isinstance(data, dict):
-        raise PlanError(f"system file '{path}' must hold a mapping (name, base, chip, io_bytes_per_s, memoryx, swarmx)")
-    _refuse_unknown(path, "", data, _TOP_KEYS)
-    base_name = data.get("base")
-    if base_name is not None and str(base_name).lower() not in SYSTEMS:
-        raise PlanError(f"system file '{path}': base '{base_name}' is not one of {', '.join(SYSTEMS)}")
-    base = SYSTEMS[str(base_name).lower()] if base_name is not None else None
-    tag = f"F: {path.name}"
-
-    parts: dict[str, Any] = {}
-    for section, cls in _SECTIONS.items():
-        given = data.get(section, {} if base is not None else None)
-        base_part = getattr(base, section) if base is not None else None
-        if section in data and given is None:  # explicitly none (a system without MemoryX/SwarmX)
-            if section == "chip":
-                raise PlanError(f"system file '{path}': chip cannot be empty")
-            parts[section] = None
-            continue
-        if given is None:
-            if section == "chip":
-                raise PlanError(f"system file '{path}': missing section 'chip' (or give 'base: cs2')")
-            parts[section] = None
-            continue
-        if not isinstance(given, dict):
-            raise PlanError(f"system file '{path}': '{section}' must be a mapping of {cls.__name__} fields")
-        parts[section] = _build(path, section, cls, base_part, given, tag)
-
-    io = data.get("io_bytes_per_s", base.io_bytes_per_s if base is not None else None)
-    if io is None:
-        raise PlanError(f"system file '{path}': missing field 'io_bytes_per_s'")
-    io = _positive(path, "io_bytes_per_s", io)
-    sources = dict(base.sources) if base is not None else {}
-    if "io_bytes_per_s" in data:
-        sources["io_bytes_per_s"] = tag
-    name = str(data.get("name", path.stem))
-    system = System(name=name, chip=parts["chip"], io_bytes_per_s=io, memoryx=parts["memoryx"],
-                    swarmx=parts["swarmx"], sources=sources)
-    systems = data.get("systems")
-    if systems is not None:
-        systems = int(_positive(path, "systems", systems))
-    return system, systems
+        result = float(value) * scale
+    except ValueError:
+        result = -1.0
+    if not result > 0:
+        raise PlanError(f"--memoryx {text!r} is not a size; give one such as 12TB, 1200TB or 1.2PB")
+    return result
 
 
-def load_planner_overrides(path: str | Path) -> dict:
-    """The ``planner:`` section of a system file (PlanOptions field -> value), validated by the caller."""
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        return {}
-    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    planner = data.get("planner") or {}
-    if not isinstance(planner, dict):
-        raise PlanError(f"system file '{p}': 'planner' must be a mapping of planner assumptions")
-    return planner
+def memoryx_options(system: System) -> tuple[float, ...]:
+    """The published MemoryX capacities (bytes) for this system, smallest first; a custom system has only its own."""
+    if system.memoryx is None:
+        return ()
+    published = tuple(c for c, _ in MEMORYX_CAPACITIES.get(system.name, ()))
+    return published or (system.memoryx.capacity_bytes,)
 
 
-def _refuse_unknown(path: Path, where: str, given: dict, valid) -> None:
-    for key in given:
-        if key not in valid:
-            close = difflib.get_close_matches(str(key), list(valid), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise PlanError(f"system file '{path}': unknown key '{where}{key}'{hint}")
-
-
-def _number(path: Path, name: str, value, *, positive: bool) -> float:
-    """A number from YAML; strings such as '2.2e9' (which YAML 1.1 reads as text) are accepted too."""
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 if positive else value >= 0):
-        raise PlanError(f"system file '{path}': '{name}' must be a {'positive number' if positive else 'number >= 0'}, "
-                        f"got {value!r}")
-    return value
-
-
-def _positive(path: Path, name: str, value) -> float:
-    return _number(path, name, value, positive=True)
-
-
-def _build(path: Path, section: str, cls, base_part, given: dict, tag: str):
-    valid = [f.name for f in fields(cls) if f.name != "sources"]
-    _refuse_unknown(path, f"{section}.", given, valid)
-    values: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.name == "sources":
-            continue
-        if f.name in given:
-            value = given[f.name]
-            if f.name == "name":
-                values[f.name] = str(value)
-                continue
-            value = _number(path, f"{section}.{f.name}", value, positive=f.name not in (
-                "sram_reserved_bytes_per_core", "hop_latency_cycles", "layer_switch_cycles", "level_latency_s"))
-            if f.type in ("int",) and float(value) != int(value):
-                raise PlanError(f"system file '{path}': '{section}.{f.name}' must be a whole number, got {value!r}")
-            values[f.name] = int(value) if f.type == "int" else value
-        elif base_part is not None:
-            values[f.name] = getattr(base_part, f.name)
-        elif f.name == "name":
-            values[f.name] = f"{path.stem} {section}"
-        else:
-            raise PlanError(f"system file '{path}': missing field '{section}.{f.name}' (or start from 'base: cs2')")
-    sources = dict(base_part.sources) if base_part is not None else {}
-    sources.update({k: tag for k in given if k != "name"})
-    spec = cls(**values, sources=sources)
-    if isinstance(spec, Chip) and spec.sram_reserved_bytes_per_core >= spec.sram_bytes_per_core:
-        raise PlanError(f"system file '{path}': chip.sram_reserved_bytes_per_core must be below sram_bytes_per_core")
-    return spec
+def with_memoryx(system: System, capacity_bytes: float) -> System:
+    """A copy of a system whose MemoryX holds ``capacity_bytes`` (tagged with the option's source when published)."""
+    if system.memoryx is None:
+        raise PlanError(f"{system.name} has no MemoryX; use --system cs2 or cs3")
+    source = dict(MEMORYX_CAPACITIES.get(system.name, ())).get(capacity_bytes, "U: a MemoryX size chosen for a what-if")
+    mx = replace(system.memoryx, capacity_bytes=float(capacity_bytes),
+                 sources={**system.memoryx.sources, "capacity_bytes": source})
+    return replace(system, memoryx=mx)
 
 
 def with_chip(system: System, **changes) -> System:

@@ -13,44 +13,78 @@ from dataclasses import dataclass, field, fields, replace
 from wse.errors import PlanError
 
 
-def assumed(default, reason: str, modes: tuple[str, ...] = ("pipelined", "streaming")):
+def assumed(default, reason: str, modes: tuple[str, ...] = ("pipelined", "streaming", "inference")):
     return field(default=default, metadata={"reason": reason, "modes": modes})
 
 
 @dataclass(frozen=True)
 class PlanOptions:
     compute_efficiency: float = assumed(
-        0.5, "fraction of a cell's peak FLOP/s its matmul kernels sustain; unpublished for Cerebras, 0.5 is the usual "
-        "achieved fraction for large dense training matmuls on accelerators (the fabric limit is modelled separately)")
+        0.5, "fraction of a cell's peak FLOP/s its matmul kernels sustain in layer-pipelined mode and on device grids; "
+        "unpublished for Cerebras, 0.5 is the usual achieved fraction for large dense training matmuls on accelerators "
+        "(the fabric limit is modelled separately). Weight streaming and inference on a wafer use the kernel model "
+        "(wse.kernels) instead", ("pipelined",))
+    kernel_step_cycles: float = assumed(
+        54.0, "D: the fixed cost of one wavefront step of a wafer matmul kernel (receive, synchronise, start the vector "
+        "work), solved so that the kernel model gives 70% of peak for a 16384-cube GEMM on 720 x 720 WSE-2 cores, "
+        "WaferLLM's measured MeshGEMM (OSDI 2025, 'above 70%'; the matrix size is assumed)", ("streaming", "inference"))
     weight_bytes: int = assumed(2, "16-bit weights for compute: the Cerebras-GPT models were trained in bf16 mixed precision")
-    grad_bytes: int = assumed(2, "16-bit weight gradients (mixed precision), the same width as the weights")
+    grad_bytes: int = assumed(2, "16-bit weight gradients (mixed precision), the same width as the weights",
+                              ("pipelined", "streaming"))
     optimizer_bytes: int = assumed(
-        12, "fp32 master weight plus AdamW's two fp32 moments per parameter (the usual mixed-precision accounting)")
+        12, "fp32 master weight plus AdamW's two fp32 moments per parameter (the usual mixed-precision accounting)",
+        ("pipelined", "streaming"))
+    grad_accumulator_bytes: int = assumed(
+        4, "an fp32 gradient accumulator per parameter in MemoryX (micro-batches and systems add into it before the "
+        "optimizer step); with the weights and optimizer state, 18 bytes per parameter, under the 20 that Cerebras' "
+        "2.4 PB-for-120T pairing allows", ("streaming",))
     activation_bytes: int = assumed(2, "16-bit activations and activation gradients")
     attention_probs_stashed: bool = assumed(
         True, "the backward pass reads the stored softmax probabilities (heads x context per token, full square, the "
-        "same convention as the FLOP count) rather than recomputing them")
+        "same convention as the FLOP count) rather than recomputing them; weight streaming on a wafer never stores "
+        "them (each attention backward recomputes its scores, flash-style)", ("pipelined",))
     microbatch_seqs: int = assumed(
         1, "layer-pipelined mode streams samples through the regions one sequence at a time", ("pipelined",))
     recompute: str = assumed(
-        "auto", "weight streaming keeps activations on the wafer; when the per-system batch does not fit, recompute "
-        "each layer's internals in the backward pass from a stored input ('auto'), or 'never'/'always'", ("streaming",))
+        "auto", "weight streaming keeps each layer's activations for its backward pass; 'auto' may instead keep one "
+        "checkpoint per layer (its input) and recompute the layer's internals in the backward pass, whichever is "
+        "faster; or 'never'/'always'", ("streaming",))
+    offload: str = assumed(
+        "auto", "V/U: activations that do not fit on the wafer stream to MemoryX in the forward pass and back in the "
+        "backward (Cerebras software R2.0 documents 'dynamic memory offload'; how it is scheduled is unpublished: "
+        "here the layers that run last keep theirs on the wafer); 'auto' lets the planner choose, 'never' forbids",
+        ("streaming",))
+    weight_tile_bytes: int = assumed(
+        256_000_000, "U: weights stream in tiles of a matrix (column blocks) of at most this many bytes, double-"
+        "buffered with one gradient tile; small next to a wafer's 40 GB, large enough that a tile's wavefront fill "
+        "(~2,000 cycles) is negligible", ("streaming",))
+    inter_system_latency_s: float = assumed(
+        5e-6, "U: one hop of activations between two wafers of an inference pipeline (system I/O, a 100 GbE switch and "
+        "both NICs); unpublished", ("inference",))
 
     def __post_init__(self):
         if not 0 < self.compute_efficiency <= 1:
             raise PlanError(f"compute_efficiency must be in (0, 1], got {self.compute_efficiency}")
-        for name in ("weight_bytes", "grad_bytes", "activation_bytes", "microbatch_seqs"):
+        for name in ("weight_bytes", "grad_bytes", "activation_bytes", "microbatch_seqs", "weight_tile_bytes"):
             if getattr(self, name) < 1:
                 raise PlanError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.optimizer_bytes < 0:
-            raise PlanError(f"optimizer_bytes must not be negative, got {self.optimizer_bytes}")
+        for name in ("optimizer_bytes", "grad_accumulator_bytes", "kernel_step_cycles", "inter_system_latency_s"):
+            if getattr(self, name) < 0:
+                raise PlanError(f"{name} must not be negative, got {getattr(self, name)}")
         if self.recompute not in ("auto", "never", "always"):
             raise PlanError(f"recompute must be auto, never or always, got '{self.recompute}'")
+        if self.offload not in ("auto", "never"):
+            raise PlanError(f"offload must be auto or never, got '{self.offload}'")
 
     @property
     def resident_bytes_per_param(self) -> int:
         """Bytes per parameter when weights, gradients and optimizer state all stay on the wafer (pipelined)."""
         return self.weight_bytes + self.grad_bytes + self.optimizer_bytes
+
+    @property
+    def memoryx_bytes_per_param(self) -> int:
+        """Bytes per parameter MemoryX holds in weight streaming: weights, optimizer state, gradient accumulator."""
+        return self.weight_bytes + self.optimizer_bytes + self.grad_accumulator_bytes
 
     def assumptions(self, mode: str) -> dict[str, dict]:
         return {f"plan.{f.name}": {"value": getattr(self, f.name), "reason": f.metadata["reason"]}

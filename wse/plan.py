@@ -1,4 +1,6 @@
-"""Choosing the execution mode and planning: the entry point the command line and benchmarks use."""
+"""Choosing the task, the execution mode and the MemoryX, and planning: the entry point of the command line and
+benchmarks. Training plans are layer-pipelined or weight-streaming (wse.pipelined, wse.streaming); inference plans
+(decode, prefill) keep the model resident on one or more wafers (wse.inference)."""
 
 from __future__ import annotations
 
@@ -6,13 +8,14 @@ import time
 from typing import Iterable
 
 from wse.errors import PlanError
-from wse.hardware import System, get_system, unpublished
+from wse.hardware import System, get_system, memoryx_options, parse_capacity, unpublished, with_memoryx
 from wse.options import PlanOptions
 from wse.pipelined import plan_pipelined
 from wse.result import Plan
 from wse.streaming import plan_streaming
 
 MODES = ("auto", "pipelined", "streaming")
+TASKS = ("train", "decode", "prefill")
 DEFAULT_SEQ_LEN = 2048
 
 
@@ -31,18 +34,31 @@ def make_plan(
     seq_len: int | None = None,
     options: PlanOptions | None = None,
     model_name: str | None = None,
-) -> Plan:
+    memoryx: float | str | None = None,
+    task: str = "train",
+    prompt_len: int | None = None,
+):
     """Plan ``shape`` on ``systems`` x ``system``.
 
     ``system`` may be a name (cs2, a cluster such as andromeda, a YAML file); ``systems`` defaults to the cluster's
     size, else 1. ``auto`` is layer-pipelined when the model fits on one wafer and one system is asked for (pipelined mode does not
     scale out), weight streaming otherwise. ``batch_size`` defaults to the shape's published batch size
-    (``shape.batch_size``), ``seq_len`` to 2048 capped at the model's context.
+    (``shape.batch_size``), ``seq_len`` to 2048 capped at the model's context. ``memoryx`` (bytes or '12TB') sizes
+    the MemoryX; by default the smallest one sold for the system that holds the model. ``task`` decode or prefill
+    returns an inference plan (wse.inference; ``batch_size`` is then concurrent requests, default 1).
     """
     if isinstance(system, str):
         system, cluster_size = get_system(system)
         systems = systems if systems is not None else cluster_size
     systems = 1 if systems is None else systems
+    if task not in TASKS:
+        raise PlanError(f"unknown task '{task}'; give one of {', '.join(TASKS)}")
+    if task != "train":
+        from wse.inference import plan_inference
+
+        return plan_inference(shape, system, wafers=systems, task=task, batch_size=batch_size or 1,
+                              seq_len=seq_len, prompt_len=prompt_len, options=options, model_name=model_name)
+    system = choose_memoryx(system, memoryx, shape, options or PlanOptions())
     if mode not in MODES:
         raise PlanError(f"unknown mode '{mode}'; give one of {', '.join(MODES)}")
     if systems < 1:
@@ -85,6 +101,22 @@ def make_plan(
                                 needed_bytes=pipelined_error.needed_bytes,
                                 available_bytes=pipelined_error.available_bytes) from None
     return streaming()
+
+
+def choose_memoryx(system: System, memoryx: float | str | None, shape, options: PlanOptions) -> System:
+    """The system with the MemoryX asked for, or by default the smallest sold for it that holds the model's
+    weights, optimizer state and gradient accumulator (the smallest there is when none does: the planner refuses)."""
+    if system.memoryx is None:
+        return system
+    if memoryx is not None:
+        return with_memoryx(system, parse_capacity(memoryx) if isinstance(memoryx, str) else float(memoryx))
+    from wse.costs import model_layers, parameters
+
+    need = parameters(model_layers(shape, 1)) * options.memoryx_bytes_per_param
+    sizes = memoryx_options(system)
+    holds = [c for c in sizes if c >= need]
+    chosen = holds[0] if holds else sizes[0]
+    return system if chosen == system.memoryx.capacity_bytes else with_memoryx(system, chosen)
 
 
 def plan_all(

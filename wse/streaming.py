@@ -1,21 +1,24 @@
 """Weight-streaming planning: one layer at a time on the whole wafer, weights streamed from MemoryX.
 
-Per micro-batch of ``x`` tokens on one system, each layer's forward takes max(x * t_f, w_in) and its backward
-max(x * t_b, w_in, g_out): t_f is the layer's time per token on the full grid (compute at the stated efficiency, or
-the fabric when that is slower), w_in streams its 16-bit weights in over the system's stream bandwidth while the
-previous layer computes (prefetch), g_out streams its gradients back (the other direction of the full-duplex links),
-plus a kernel switch per layer per pass. The wafer keeps the activations of the micro-batch (all layers' stashes, or
-with recomputation only each layer's input plus one layer's internals), the current and next layer's weights and
-the current gradient; the per-system batch is split into the fewest micro-batches that fit.
+Per micro-batch on one system, each layer's forward takes max(compute, weights in, activations offloaded out) and its
+backward max(compute, weights in + offloaded activations in, gradients out), plus a kernel switch per layer per pass
+(wse.streaming_model has the time and memory arrays; wse.kernels the compute time of a matmul's shapes on the core
+grid). The weights of the next layer are prefetched while a layer runs, in tiles of a matrix, so no layer has to fit
+on the wafer whole. The planner picks, for the per-system batch, the fastest of: every layer keeping its activations
+or one checkpoint per layer with recomputation, each either on the wafer or offloaded to MemoryX as far as needed,
+and the fewest micro-batches that fit.
 
 Across N systems (pure data parallelism through SwarmX), each system takes ceil(B / N) sequences; the weight
 broadcast and the gradient reduction run at line rate through the tree, so they cost bandwidth once and latency per
-tree level: a step pays the tree's latency down and up once (the embedding's update is on the critical path:
-its gradient arrives last and the next step needs it first), plus the optimizer's tail in MemoryX.
+tree level: a step pays the tree's latency down and up once (the embedding's update is on the critical path: its
+gradient arrives last and the next step needs it first), plus the optimizer's tail in MemoryX.
 
 A data-parallel job never has to use all its systems: the plan for N systems uses the n <= N that gives the most
 tokens/s and reports it (``systems_used``); with a fixed global batch, extra systems stop helping once every layer
 is streaming-bound, and would only add tree latency.
+
+Utilisation is reported in this project's FLOP convention (``utilization``) and in the Cerebras-GPT paper's
+(``details.utilization_paper``), whose relative per-system figures the paper publishes (wse.costs has both).
 """
 
 from __future__ import annotations
@@ -24,105 +27,55 @@ import math
 
 import numpy as np
 
-from wse.costs import model_layers, parameters, training_flops_per_token
+from wse.costs import paper_training_flops_per_token, training_flops_per_token
 from wse.errors import PlanError
-from wse.hardware import System, unpublished
+from wse.hardware import System, format_capacity, memoryx_options, unpublished
 from wse.options import PlanOptions
 from wse.result import LayerTiming, Plan, ScalingPoint
+from wse.streaming_model import StreamingModel
 
 SCALING_SYSTEMS = (1, 2, 4, 8, 16)
 
 
-class StreamingModel:
-    """The per-layer timing and memory arrays of one (model, system, seq_len, options)."""
-
-    def __init__(self, shape, system: System, seq_len: int, options: PlanOptions):
-        self.layers = model_layers(shape, seq_len, attention_probs_stashed=options.attention_probs_stashed)
-        self.system, self.options, self.seq_len = system, options, seq_len
-        grid = system.grid()
-        self.grid = grid
-        self.bandwidth = system.stream_bandwidth_bytes_per_s()
-        rate = grid.flops_per_cell * options.compute_efficiency
-        link_values = grid.link_bytes_per_s / options.activation_bytes
-        L = self.layers
-        compute = np.array([l.flops_per_token for l in L]) / (grid.cells * rate)
-        fabric = np.array([l.fabric_values_per_token for l in L]) / (math.sqrt(grid.cells) * link_values)
-        self.per_token_fwd = np.maximum(compute, fabric)
-        self.fabric_bound = fabric > compute
-        self.recomputable = np.array([l.recomputable for l in L])
-        weights = np.array([l.weight_params for l in L], dtype=float)
-        self.stream_in = weights * options.weight_bytes / self.bandwidth
-        self.stream_out = weights * options.grad_bytes / self.bandwidth
-        self.switch = grid.layer_switch_s
-        self.parameters = parameters(L)
-        # wafer memory: two layers of weights (current + prefetched), one layer of gradients, then activations
-        biggest = max(l.weight_params for l in L)
-        self.buffer_bytes = 2 * biggest * options.weight_bytes + biggest * options.grad_bytes
-        act = options.activation_bytes * seq_len
-        stash = [l.stash_values_per_token for l in L]
-        kept = [l.input_values_per_token if l.recomputable else l.stash_values_per_token for l in L]
-        working = max((l.stash_values_per_token for l in L if l.recomputable), default=0.0)
-        self.seq_bytes = {False: sum(stash) * act, True: (sum(kept) + working) * act}
-        self.layer_seq_bytes = {False: np.array(stash) * act, True: np.array(kept) * act}
-        self.weight_bytes = weights * options.weight_bytes
-        free = grid.memory_bytes - self.buffer_bytes
-        self.max_seqs = {rc: int(free // self.seq_bytes[rc]) if free > 0 else 0 for rc in (False, True)}
-        self._cache: dict = {}
-
-    def recompute_choices(self) -> list[bool]:
-        return {"never": [False], "always": [True], "auto": [False, True]}[self.options.recompute]
-
-    def passes(self, tokens: float, recompute: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Per-layer forward and backward times for one micro-batch of ``tokens`` tokens."""
-        fwd_work = self.per_token_fwd * tokens
-        bwd_work = 2 * fwd_work + (fwd_work * self.recomputable if recompute else 0)
-        fwd = np.maximum(fwd_work, self.stream_in) + self.switch
-        bwd = np.maximum(bwd_work, np.maximum(self.stream_in, self.stream_out)) + self.switch
-        return fwd, bwd
-
-    def micro_time(self, seqs: int, recompute: bool) -> tuple[float, float]:
-        """(whole micro-batch time, its backward time) for ``seqs`` sequences."""
-        key = (seqs, recompute)
-        if key not in self._cache:
-            fwd, bwd = self.passes(seqs * self.seq_len, recompute)
-            self._cache[key] = (float(fwd.sum() + bwd.sum()), float(bwd.sum()))
-        return self._cache[key]
-
-    def step(self, per_system_seqs: int, n_systems: int) -> dict | None:
-        """The fastest way to run ``per_system_seqs`` on each of ``n_systems``: recompute or not, fewest micro-batches."""
-        mx, swx = self.system.memoryx, self.system.swarmx
-        best = None
-        for recompute in self.recompute_choices():
-            fit = self.max_seqs[recompute]
+def step_time(sm: StreamingModel, per_system_seqs: int, n_systems: int, memoryx_free: float) -> dict | None:
+    """The fastest way to run ``per_system_seqs`` on each of ``n_systems``: activations kept or checkpointed, on the
+    wafer or offloaded (within ``memoryx_free`` bytes of MemoryX), in the fewest micro-batches that fit."""
+    mx, swx = sm.system.memoryx, sm.system.swarmx
+    choices = {"never": [False], "always": [True], "auto": [False, True]}[sm.options.recompute]
+    best = None
+    for recompute in choices:
+        for offload in (False, True):
+            fit = sm.max_seqs["offload" if offload else recompute]
             if fit < 1:
                 continue
             n_micro = math.ceil(per_system_seqs / fit)
             q, r = divmod(per_system_seqs, n_micro)
-            big, big_bwd = self.micro_time(q + 1, recompute) if r else (0.0, 0.0)
-            small, small_bwd = self.micro_time(q, recompute)
-            compute = r * big + (n_micro - r) * small
-            last_bwd = small_bwd if n_micro > r else big_bwd
-            params = self.parameters
-            optimizer_tail = max(self.layers[0].params, params - mx.optimizer_params_per_s * last_bwd, 0) / mx.optimizer_params_per_s
+            small = sm.micro_time(q, recompute)
+            big = sm.micro_time(q + 1, recompute) if r else (0.0, 0.0, 0.0)
+            if small is None or big is None or max(small[2], big[2]) * n_systems > memoryx_free:
+                continue
+            compute = r * big[0] + (n_micro - r) * small[0]
+            last_bwd = small[1] if n_micro > r else big[1]
+            rate = mx.optimizer_params_per_s
+            optimizer_tail = max(sm.layers[0].params, sm.parameters - rate * last_bwd, 0) / rate
             latency = 2 * swx.latency_s(n_systems)
             total = compute + latency + optimizer_tail
             if best is None or total < best["step_time_s"]:
                 best = {"step_time_s": total, "recompute": recompute, "micro_batches": n_micro,
                         "micro_batch_seqs": q + (1 if r else 0), "sizes": (q, r), "optimizer_tail_s": optimizer_tail,
-                        "tree_latency_s": latency, "systems_used": n_systems, "per_system_seqs": per_system_seqs}
-        return best
+                        "tree_latency_s": latency, "systems_used": n_systems, "per_system_seqs": per_system_seqs,
+                        "offloaded_bytes": max(small[2], big[2])}
+    return best
 
 
-def best_over_systems(model: StreamingModel, batch_size: int, n_systems: int) -> dict | None:
+def best_over_systems(sm: StreamingModel, batch_size: int, n_systems: int, memoryx_free: float) -> dict | None:
     """The fastest step using n <= n_systems systems; only the smallest n of each per-system batch is tried (the
     same per-system work with fewer systems has fewer tree levels)."""
     best, n = None, 1
     while n <= n_systems:
         b = math.ceil(batch_size / n)
-        found = model.step(b, n)
-        if found is None:
-            return None
-        if best is None or found["step_time_s"] < best["step_time_s"]:
+        found = step_time(sm, b, n, memoryx_free)
+        if found is not None and (best is None or found["step_time_s"] < best["step_time_s"]):
             best = found
         if b == 1:
             break
@@ -130,16 +83,42 @@ def best_over_systems(model: StreamingModel, batch_size: int, n_systems: int) ->
     return best
 
 
-def plan_streaming(
-    shape,
-    system: System,
-    *,
-    systems: int = 1,
-    batch_size: int,
-    seq_len: int,
-    options: PlanOptions | None = None,
-    model_name: str | None = None,
-) -> Plan:
+def check_memoryx(model: str, system: System, n_params: int, options: PlanOptions) -> float:
+    """MemoryX bytes of weights, optimizer state and gradient accumulator; refused with the smallest sold MemoryX
+    that holds them (or the largest, when none does)."""
+    need = n_params * options.memoryx_bytes_per_param
+    if need <= system.memoryx.capacity_bytes:
+        return need
+    holds = [c for c in memoryx_options(system) if c >= need]
+    advice = f"use --memoryx {format_capacity(holds[0])}" if holds else \
+        f"no MemoryX sold for {system.name} holds it (the largest is {format_capacity(max(memoryx_options(system)))})"
+    raise PlanError(f"{model} needs {format_capacity(need)} of weights, optimizer state and gradient accumulator in "
+                    f"MemoryX ({options.memoryx_bytes_per_param} bytes per parameter) but {system.memoryx.name} holds "
+                    f"{format_capacity(system.memoryx.capacity_bytes)}; {advice}")
+
+
+def check_wafer(model: str, sm: StreamingModel) -> None:
+    """Refuse when not one sequence fits, with advice that is true when given."""
+    offload = sm.options.offload != "never"
+    fit = sm.max_seqs["offload"] if offload else max(sm.max_seqs[False], sm.max_seqs[True])
+    if fit >= 1:
+        return
+    need = sm.buffer_bytes + sm.working + (0 if offload else float(sm.kept[True].sum()))
+    have = sm.grid.memory_bytes
+    if not offload and sm.max_seqs["offload"] >= 1:
+        advice = "allow offload (plan.offload: auto)"
+    elif sm.longest_seq_len() >= 1:
+        advice = f"use --seq-len {sm.longest_seq_len()} or shorter"
+    else:
+        advice = (f"its weight tiles alone need {sm.buffer_bytes / 1e9:.1f} GB: lower plan.weight_tile_bytes "
+                  f"(now {sm.options.weight_tile_bytes:,})")
+    raise PlanError(f"{model} at sequence length {sm.seq_len} needs {need / 1e9:.1f} GB on the wafer for one sequence "
+                    f"(weight tiles + one layer's working set) but {sm.system.name} holds {have / 1e9:.1f} GB; {advice}",
+                    needed_bytes=need, available_bytes=have)
+
+
+def plan_streaming(shape, system: System, *, systems: int = 1, batch_size: int, seq_len: int,
+                   options: PlanOptions | None = None, model_name: str | None = None) -> Plan:
     """The weight-streaming plan of a model on ``systems`` CS-x systems, or PlanError when it cannot run."""
     options = options or PlanOptions()
     model = model_name or getattr(shape, "name", "model")
@@ -153,90 +132,103 @@ def plan_streaming(
     if systems > system.swarmx.max_systems:
         raise PlanError(f"{system.name} clusters reach at most {system.swarmx.max_systems} systems, asked for {systems}")
     sm = StreamingModel(shape, system, seq_len, options)
-    n_params = parameters(sm.layers)
-    memoryx_bytes = n_params * (options.optimizer_bytes + options.weight_bytes)
-    if memoryx_bytes > system.memoryx.capacity_bytes:
-        raise PlanError(f"{model} needs {memoryx_bytes / 1e12:.2f} TB of weights and optimizer state in MemoryX but "
-                        f"{system.memoryx.name} holds {system.memoryx.capacity_bytes / 1e12:.2f} TB; use a larger MemoryX")
-    grid = sm.grid
-    if sm.max_seqs[True] < 1 and sm.max_seqs[False] < 1:
-        need = sm.buffer_bytes + min(sm.seq_bytes.values())
-        raise PlanError(f"{model} at sequence length {seq_len} needs {need / 1e9:.1f} GB on the wafer for one sequence "
-                        f"(layer weights + activations) but {system.name} holds {grid.memory_bytes / 1e9:.1f} GB; "
-                        "use a shorter --seq-len", needed_bytes=need, available_bytes=grid.memory_bytes)
-    if options.recompute == "never" and sm.max_seqs[False] < 1:
-        need = sm.buffer_bytes + sm.seq_bytes[False]
-        raise PlanError(f"{model} needs {need / 1e9:.1f} GB on the wafer for one sequence without recomputation but "
-                        f"{system.name} holds {grid.memory_bytes / 1e9:.1f} GB; allow recompute",
-                        needed_bytes=need, available_bytes=grid.memory_bytes)
-
-    tokens_per_step = batch_size * seq_len
-    chosen = best_over_systems(sm, batch_size, systems)
-    scaling = []
-    base = best_over_systems(sm, batch_size, 1)
-    base_tps = tokens_per_step / base["step_time_s"]
-    for n in sorted(set(SCALING_SYSTEMS) | {systems}):
-        if n > system.swarmx.max_systems:
-            continue
-        found = best_over_systems(sm, batch_size, n)
-        tps = tokens_per_step / found["step_time_s"]
-        scaling.append(ScalingPoint(systems=n, systems_used=found["systems_used"], tokens_per_s=tps,
-                                    efficiency=tps / (n * base_tps)))
-
-    step = chosen["step_time_s"]
-    tokens_per_s = tokens_per_step / step
-    model_flops = training_flops_per_token(sm.layers) * tokens_per_step
-    layers = layer_timings(sm, chosen)
-    micro_seqs = chosen["micro_batch_seqs"]
-    activations = micro_seqs * sm.seq_bytes[chosen["recompute"]]
-    assumptions = unpublished(system)
-    assumptions.update(options.assumptions("streaming"))
-    hide_tokens = float(sm.stream_in.sum() / sm.per_token_fwd.sum()) if sm.per_token_fwd.sum() > 0 else math.inf
+    memoryx_bytes = check_memoryx(model, system, sm.parameters, options)
+    check_wafer(model, sm)
+    free = system.memoryx.capacity_bytes - memoryx_bytes
+    chosen = best_over_systems(sm, batch_size, systems, free)
+    if chosen is None:
+        raise PlanError(f"{model}'s offloaded activations do not fit in {system.memoryx.name} beside its weights "
+                        f"and optimizer state; use a larger --memoryx or a smaller --batch-size")
+    scaling = scaling_points(sm, batch_size, systems, free)
     return Plan(
-        model=model, system=system.name, systems=systems, mode="streaming", fits=True, grid=grid.to_dict(),
-        batch_size=batch_size, seq_len=seq_len, step_time_s=step, tokens_per_s=tokens_per_s,
-        utilization=model_flops / (step * systems * grid.peak_flops), time_to_train_s=20 * n_params / tokens_per_s,
-        memory={
-            "capacity_bytes_per_core": grid.memory_bytes_per_cell,
-            "peak_bytes_per_core": (sm.buffer_bytes + activations) / grid.cells,
-            "weights_bytes": sm.buffer_bytes,
-            "optimizer_bytes": n_params * options.optimizer_bytes,
-            "activations_bytes": activations,
-            "memoryx_bytes": memoryx_bytes,
-            "total_bytes": grid.memory_bytes,
-        },
-        layers=layers,
-        scaling=scaling,
-        assumptions=assumptions,
-        details={
-            "systems_used": chosen["systems_used"], "per_system_batch": chosen["per_system_seqs"],
-            "recompute": chosen["recompute"], "micro_batches": chosen["micro_batches"], "micro_batch_seqs": micro_seqs,
-            "max_batch_per_system": {"no_recompute": sm.max_seqs[False], "recompute": sm.max_seqs[True]},
-            "stream_bandwidth_bytes_per_s": sm.bandwidth, "tree_levels": system.swarmx.levels(chosen["systems_used"]),
-            "tree_latency_s": chosen["tree_latency_s"], "optimizer_tail_s": chosen["optimizer_tail_s"],
-            "tokens_to_hide_streaming": hide_tokens,
-            "parameters": n_params, "train_tokens": 20 * n_params, "peak_flops": systems * grid.peak_flops,
-            "model_flops_per_step": model_flops,
-        },
+        model=model, system=system.name, systems=systems, mode="streaming", fits=True, grid=sm.grid.to_dict(),
+        batch_size=batch_size, seq_len=seq_len, step_time_s=chosen["step_time_s"],
+        tokens_per_s=batch_size * seq_len / chosen["step_time_s"],
+        utilization=plan_flops(sm, batch_size)[0] / (chosen["step_time_s"] * systems * sm.grid.peak_flops),
+        time_to_train_s=20 * sm.parameters * chosen["step_time_s"] / (batch_size * seq_len),
+        memory=memory_summary(sm, chosen, memoryx_bytes), layers=layer_timings(sm, chosen), scaling=scaling,
+        assumptions={**unpublished(system), **options.assumptions("streaming")},
+        details=plan_details(sm, chosen, batch_size, systems),
     )
+
+
+def plan_flops(sm: StreamingModel, batch_size: int) -> tuple[float, float]:
+    """Training FLOPs of one step: (this project's convention, the Cerebras-GPT paper's)."""
+    tokens = batch_size * sm.seq_len
+    return (training_flops_per_token(sm.layers) * tokens,
+            paper_training_flops_per_token(sm.layers, sm.shape) * tokens)
+
+
+def scaling_points(sm: StreamingModel, batch_size: int, systems: int, free: float) -> list[ScalingPoint]:
+    tokens_per_step = batch_size * sm.seq_len
+    base_tps = tokens_per_step / best_over_systems(sm, batch_size, 1, free)["step_time_s"]
+    points = []
+    for n in sorted(set(SCALING_SYSTEMS) | {systems}):
+        if n > sm.system.swarmx.max_systems:
+            continue
+        found = best_over_systems(sm, batch_size, n, free)
+        tps = tokens_per_step / found["step_time_s"]
+        points.append(ScalingPoint(systems=n, systems_used=found["systems_used"], tokens_per_s=tps,
+                                   efficiency=tps / (n * base_tps)))
+    return points
+
+
+def memory_summary(sm: StreamingModel, chosen: dict, memoryx_bytes: float) -> dict:
+    q = chosen["micro_batch_seqs"]
+    on_wafer = q * (sm.working + float(sm.kept[chosen["recompute"]].sum())) - chosen["offloaded_bytes"]
+    return {
+        "capacity_bytes_per_core": sm.grid.memory_bytes_per_cell,
+        "peak_bytes_per_core": (sm.buffer_bytes + on_wafer) / sm.grid.cells,
+        "weights_bytes": sm.buffer_bytes,
+        "optimizer_bytes": sm.parameters * sm.options.optimizer_bytes,
+        "activations_bytes": on_wafer,
+        "offloaded_bytes": chosen["offloaded_bytes"],
+        "memoryx_bytes": memoryx_bytes,
+        "memoryx_capacity_bytes": sm.system.memoryx.capacity_bytes,
+        "total_bytes": sm.grid.memory_bytes,
+    }
+
+
+def plan_details(sm: StreamingModel, chosen: dict, batch_size: int, systems: int) -> dict:
+    ours, paper = plan_flops(sm, batch_size)
+    step, peak = chosen["step_time_s"], systems * sm.grid.peak_flops
+    tokens = chosen["micro_batch_seqs"] * sm.seq_len
+    fwd, _ = sm.forward(chosen["micro_batch_seqs"])
+    flops = np.array([l.flops_per_token for l in sm.layers]) * tokens
+    return {
+        "systems_used": chosen["systems_used"], "per_system_batch": chosen["per_system_seqs"],
+        "recompute": chosen["recompute"], "offload": chosen["offloaded_bytes"] > 0,
+        "micro_batches": chosen["micro_batches"], "micro_batch_seqs": chosen["micro_batch_seqs"],
+        "max_batch_per_system": {"no_recompute": sm.max_seqs[False], "recompute": sm.max_seqs[True],
+                                 "offload": sm.max_seqs["offload"]},
+        "stream_bandwidth_bytes_per_s": sm.bandwidth, "tree_levels": sm.system.swarmx.levels(chosen["systems_used"]),
+        "tree_latency_s": chosen["tree_latency_s"], "optimizer_tail_s": chosen["optimizer_tail_s"],
+        "tokens_to_hide_streaming": float(sm.stream_in.sum() * tokens / fwd.sum()) if fwd.sum() > 0 else math.inf,
+        "kernel_efficiency": float(flops.sum() / (fwd.sum() * sm.grid.peak_flops)) if fwd.sum() > 0 else 0.0,
+        "weight_tile_params": sm.tile_params,
+        "parameters": sm.parameters, "train_tokens": 20 * sm.parameters, "peak_flops": peak,
+        "model_flops_per_step": ours, "model_flops_per_step_paper": paper,
+        "utilization_paper": paper / (step * peak),
+        "flop_convention": "utilization: ours (dense + full-square attention + logits, backward 2x); "
+                           "utilization_paper: the Cerebras-GPT paper's algorithmic FLOPs (Appendix F)",
+    }
 
 
 def layer_timings(sm: StreamingModel, chosen: dict) -> list[LayerTiming]:
     """Per-layer totals over the step's micro-batches: compute (or fabric) time versus streaming time."""
     q, r = chosen["sizes"]
-    n_micro = chosen["micro_batches"]
-    fwd_c = np.zeros(len(sm.layers))
-    bwd_c = np.zeros(len(sm.layers))
-    for seqs, count in ((q + 1, r), (q, n_micro - r)):
+    n = len(sm.layers)
+    fwd_c, bwd_c, fwd_s, bwd_s = (np.zeros(n) for _ in range(4))
+    for seqs, count in ((q + 1, r), (q, chosen["micro_batches"] - r)):
         if count == 0:
             continue
-        tokens = seqs * sm.seq_len
-        work = sm.per_token_fwd * tokens
+        work, scores = sm.forward(seqs)
+        off = sm.offloaded(seqs, chosen["recompute"]) / sm.bandwidth
         fwd_c += count * work
-        bwd_c += count * (2 * work + (work * sm.recomputable if chosen["recompute"] else 0))
-    fwd_s = n_micro * sm.stream_in
-    bwd_s = n_micro * np.maximum(sm.stream_in, sm.stream_out)
-    kept = sm.layer_seq_bytes[chosen["recompute"]] * chosen["micro_batch_seqs"]
+        bwd_c += count * (2 * work + scores + (work * sm.recomputable if chosen["recompute"] else 0))
+        fwd_s += count * np.maximum(sm.stream_in, off)
+        bwd_s += count * np.maximum(sm.stream_in + off, sm.stream_out)
+    kept = sm.kept[chosen["recompute"]] * chosen["micro_batch_seqs"]
     out = []
     for i, layer in enumerate(sm.layers):
         compute, stream = fwd_c[i] + bwd_c[i], fwd_s[i] + bwd_s[i]
@@ -244,7 +236,7 @@ def layer_timings(sm: StreamingModel, chosen: dict) -> list[LayerTiming]:
             name=layer.name, compute_time_s=float(compute), stream_time_s=float(stream),
             forward_compute_s=float(fwd_c[i]), backward_compute_s=float(bwd_c[i]),
             forward_stream_s=float(fwd_s[i]), backward_stream_s=float(bwd_s[i]),
-            fabric_bound=bool(sm.fabric_bound[i]), bound="compute" if compute >= stream else "stream",
+            fabric_bound=False, bound="compute" if compute >= stream else "stream",
             weight_bytes=float(sm.weight_bytes[i]), activation_bytes=float(kept[i]),
         ))
     return out
