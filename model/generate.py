@@ -6,9 +6,12 @@ real token is position 0) and a key mask hides its padding. The prompt is prefil
 ``lax.while_loop`` decodes one token per iteration for all rows — no Python per token — and stops early once every
 row has produced ``<|endoftext|>``. A row that has stopped emits nothing more.
 
-Sampling follows the usual order: logits / temperature, keep the top-k, then the smallest set of tokens whose
-probability reaches top-p, then draw. Temperature 0 is greedy (argmax). Temperature, top-k, top-p, the step count and
-the seed are traced values, so changing them never recompiles; P and the new-token buffer are rounded up to powers
+Sampling follows the usual order: the repetition penalty (CTRL, Keskar et al. 2019, as transformers applies it: the
+logit of every token already in the prompt or the output is divided by the penalty when positive and multiplied by it
+when negative), ``<|endoftext|>`` barred before ``min_new_tokens``, logits / temperature, keep the top-k, then the
+smallest set of tokens whose probability reaches top-p, then draw. Temperature 0 is greedy (argmax). Temperature,
+top-k, top-p, the penalty, the minimum, the step count and the seed are traced values, so changing them never
+recompiles; P and the new-token buffer are rounded up to powers
 of two (capped at the context) so that nearby prompt lengths share one program.
 
 Precision. Weights arrive in float32. With a narrower compute dtype (bfloat16) the program casts every weight matrix,
@@ -79,15 +82,21 @@ def bucket(n: int, cap: int) -> int:
 
 def generate(cfg: GPTConfig, params, prompts: list[list[int]], max_new_tokens: int, *, temperature: float = 0.0,
              top_k: int = 0, top_p: float = 1.0, seed: int = 0, eot_id: int = EOT_TOKEN,
-             dtype=jnp.float32, vocab_limit: int | None = None) -> Generation:
+             dtype=jnp.float32, vocab_limit: int | None = None, repetition_penalty: float = 1.0,
+             min_new_tokens: int = 0) -> Generation:
     """Continue each prompt (a list of token ids) by up to ``max_new_tokens`` tokens.
 
     ``top_k=0`` and ``top_p=1`` switch those filters off; ``temperature=0`` is greedy. The same seed and inputs
-    give the same tokens. ``vocab_limit``: ids at or above it are never generated (a model whose vocabulary is padded
+    give the same tokens. ``repetition_penalty`` (1 = off, > 1 discourages tokens already seen) and
+    ``min_new_tokens`` (no ``<|endoftext|>`` before that many new tokens) apply to greedy decoding too. ``vocab_limit``: ids at or above it are never generated (a model whose vocabulary is padded
     past its tokenizer's, e.g. 50304 for GPT-2's 50257; default: the whole vocabulary). ``dtype`` is the compute dtype (bfloat16: weights cast once per call, see the module
     docstring). Raises GenerationError for a prompt plus ``max_new_tokens`` beyond the context.
     """
     lengths = _check(cfg, prompts, max_new_tokens, temperature, top_k, top_p)
+    if not repetition_penalty > 0:
+        raise GenerationError(f"repetition_penalty must be > 0 (1 = off), got {repetition_penalty}")
+    if not 0 <= min_new_tokens <= max_new_tokens:
+        raise GenerationError(f"min_new_tokens must be between 0 and max_new_tokens ({max_new_tokens}), got {min_new_tokens}")
     cfg = architecture(cfg)
     B, P, N = len(prompts), bucket(max(lengths), cfg.max_seq_len), bucket(max_new_tokens, cfg.max_seq_len)
     tokens = np.zeros((B, P), np.int32)
@@ -98,6 +107,7 @@ def generate(cfg: GPTConfig, params, prompts: list[list[int]], max_new_tokens: i
         jnp.asarray(lengths, jnp.int32), jnp.int32(max_new_tokens), jnp.float32(temperature), jnp.int32(top_k),
         jnp.float32(top_p), jax.random.key(seed), jnp.int32(eot_id),
         jnp.int32(cfg.vocab_size if vocab_limit is None else min(vocab_limit, cfg.vocab_size)),
+        jnp.float32(repetition_penalty), jnp.int32(min_new_tokens),
     )
     key = (cfg, B, P, N, jnp.dtype(dtype).name)
     compile_seconds = 0.0
@@ -217,8 +227,8 @@ def cast_weights(params, dtype):
 
 
 @partial(jax.jit, static_argnames=("cfg", "new_bucket", "dtype"))
-def _decode(cfg, params, tokens, lengths, max_new, temperature, top_k, top_p, key, eot_id, vocab_limit, *,
-            new_bucket, dtype):
+def _decode(cfg, params, tokens, lengths, max_new, temperature, top_k, top_p, key, eot_id, vocab_limit, penalty,
+            min_new, *, new_bucket, dtype):
     """Prefill the left-padded prompts, then decode up to ``max_new`` tokens; -1 marks slots after a row stopped.
     Ids at or above ``vocab_limit`` get -inf logits: never sampled, never the argmax."""
     if jnp.dtype(dtype) != jnp.float32:
@@ -230,24 +240,34 @@ def _decode(cfg, params, tokens, lengths, max_new, temperature, top_k, top_p, ke
     positions = jnp.maximum(jnp.arange(P)[None, :] - pad[:, None], 0)
     cache = gpt.init_kv_cache(cfg, B, S, dtype)
     logits, cache = gpt.forward_cached(cfg, params, tokens, positions, cache, 0, key_mask, dtype=dtype)
-    allowed = jnp.arange(cfg.vocab_size) < vocab_limit
-    first = sample(jnp.where(allowed, logits[:, -1], -jnp.inf), jax.random.fold_in(key, 0), temperature, top_k, top_p)
+    vocab = jnp.arange(cfg.vocab_size)
+    rows = jnp.arange(B)[:, None]
+    seen = jnp.zeros((B, cfg.vocab_size), bool).at[rows, tokens].max(key_mask[:, :P])  # prompt tokens, not padding
+
+    def pick(logits, seen, t):
+        """The next token from float logits [B, V] at new-token index t."""
+        logits = jnp.where(seen, jnp.where(logits > 0, logits / penalty, logits * penalty), logits)
+        barred = (vocab >= vocab_limit)[None, :] | ((vocab == eot_id)[None, :] & (t < min_new))
+        return sample(jnp.where(barred, -jnp.inf, logits), jax.random.fold_in(key, t), temperature, top_k, top_p)
+
+    first = pick(logits[:, -1].astype(jnp.float32), seen, 0)
     out = jnp.full((B, new_bucket), -1, jnp.int32).at[:, 0].set(first)
-    state = (jnp.int32(1), first, cache, out, first == eot_id)
+    state = (jnp.int32(1), first, cache, out, first == eot_id, seen.at[rows[:, 0], first].set(True))
 
     def cond(state):
-        t, _, _, _, done = state
+        t, _, _, _, done, _ = state
         return (t < max_new) & ~jnp.all(done)
 
     def body(state):
-        t, prev, cache, out, done = state
+        t, prev, cache, out, done, seen = state
         feed = jnp.where(done, eot_id, prev)[:, None]  # stopped rows keep computing on a valid id, output ignored
         pos = (lengths + t - 1)[:, None]
         logits, cache = gpt.forward_cached(cfg, params, feed, pos, cache, P + t - 1, key_mask, dtype=dtype)
-        new = sample(jnp.where(allowed, logits[:, 0], -jnp.inf), jax.random.fold_in(key, t), temperature, top_k, top_p)
+        new = pick(logits[:, 0].astype(jnp.float32), seen, t)
+        seen = seen.at[rows[:, 0], new].set(True)
         new = jnp.where(done, -1, new)
         out = jax.lax.dynamic_update_slice_in_dim(out, new[:, None], t, axis=1)
-        return t + 1, new, cache, out, done | (new == eot_id)
+        return t + 1, new, cache, out, done | (new == eot_id), seen
 
-    _, _, _, out, _ = jax.lax.while_loop(cond, body, state)
+    out = jax.lax.while_loop(cond, body, state)[3]
     return out

@@ -35,7 +35,7 @@ TUTORIAL_TRAIN_STEPS = 40
 # lines (`wse generate` stays greedy by default; pass --temperature 0.7 --top-k 40 for the same text as here).
 EVAL_BATCH = 16
 GENERATE_TOKENS = 40
-SAMPLING = {"temperature": 0.7, "top_k": 40, "top_p": 1.0, "seed": 0}
+SAMPLING = {"temperature": 0.7, "top_k": 40, "top_p": 1.0, "seed": 0, "repetition_penalty": 1.3, "min_new_tokens": 24}
 
 
 # ------------------------------------------------------------------------------------------------------- data
@@ -233,9 +233,12 @@ class Model:
     # ----- using the model ---------------------------------------------------------------------------------------
     def generate_text(self, prompt: str, max_new_tokens: int = GENERATE_TOKENS, *,
                       temperature: float = SAMPLING["temperature"], top_k: int = SAMPLING["top_k"],
-                      top_p: float = SAMPLING["top_p"], seed: int = SAMPLING["seed"]) -> str:
+                      top_p: float = SAMPLING["top_p"], seed: int = SAMPLING["seed"],
+                      repetition_penalty: float = SAMPLING["repetition_penalty"],
+                      min_new_tokens: int = SAMPLING["min_new_tokens"]) -> str:
         """The continuation of ``prompt`` with the latest weights, up to ``<|endoftext|>``: top-k sampling with a
-        fixed seed by default (see SAMPLING), greedy with ``temperature=0``."""
+        fixed seed, a repetition penalty and a minimum length by default (see SAMPLING), greedy with
+        ``temperature=0``."""
         from model.generate import GenerationError, generate
         from model.tokenizer import TokenizerError, get_tokenizer
 
@@ -245,7 +248,9 @@ class Model:
         try:
             tok.check_model_vocab(self.config.vocab_size, f"model '{self.config.name}'")
             out = generate(self.config, self._weights(), [ids], max_new_tokens, temperature=temperature, top_k=top_k,
-                           top_p=top_p, seed=seed, eot_id=tok.eot_id, vocab_limit=tok.vocab_size)
+                           top_p=top_p, seed=seed, eot_id=tok.eot_id, vocab_limit=tok.vocab_size,
+                           repetition_penalty=repetition_penalty,
+                           min_new_tokens=min(min_new_tokens, max_new_tokens))
         except (GenerationError, TokenizerError) as err:
             raise UserError(str(err)) from None
         return tok.decode(out.tokens[0])

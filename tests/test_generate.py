@@ -135,3 +135,29 @@ def test_bfloat16_generation_on_tiny_returns_tokens():
     out = G.generate(cfg, params, [[1, 2, 3], [40, 41]], 6, eot_id=NEVER, dtype=jnp.bfloat16)
     assert out.finish_reasons == ["length", "length"] and out.generated == 12
     assert all(len(row) == 6 and all(0 <= t < cfg.vocab_size for t in row) for row in out.tokens)
+
+
+def test_repetition_penalty_follows_transformers_and_min_new_tokens_bars_eot(params):
+    """The penalty divides positive and multiplies negative logits of every token already in the prompt or output
+    (transformers' RepetitionPenaltyLogitsProcessor), so greedy decoding with it picks what the reference picks after
+    the same adjustment; ``min_new_tokens`` holds <|endoftext|> back for that many tokens."""
+    prompt, penalty = PROMPTS[1], 1.7
+    out = G.generate(CFG, params, [prompt], 12, eot_id=NEVER, repetition_penalty=penalty)
+    seq = list(prompt)
+    for _ in range(12):  # the reference: full forward, the penalty applied by hand
+        logits = _last_logits(params, seq)
+        seen = np.zeros(CFG.vocab_size, bool)
+        seen[seq] = True
+        logits = np.where(seen, np.where(logits > 0, logits / penalty, logits * penalty), logits)
+        seq.append(int(np.argmax(logits)))
+    assert out.tokens[0] == seq[len(prompt):]
+    plain = G.generate(CFG, params, [prompt], 12, eot_id=NEVER).tokens[0]
+    assert plain != out.tokens[0]  # the penalty changed something at this setting
+    # min_new_tokens: make the greedy choice at step 0 the end-of-text id; it then ends the row at once, unless barred
+    eot = plain[0]
+    assert G.generate(CFG, params, [prompt], 12, eot_id=eot).finish_reasons == ["eot"]
+    held = G.generate(CFG, params, [prompt], 12, eot_id=eot, min_new_tokens=6)
+    assert len(held.tokens[0]) >= 6 and eot not in held.tokens[0][:6]
+    for bad in ({"repetition_penalty": 0.0}, {"min_new_tokens": 13}):
+        with pytest.raises(G.GenerationError):
+            G.generate(CFG, params, [prompt], 12, **bad)

@@ -14,6 +14,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 = greedy (default)")
     parser.add_argument("--top-k", type=int, default=0, metavar="K", help="keep the K most likely tokens (0 = off)")
     parser.add_argument("--top-p", type=float, default=1.0, metavar="P", help="nucleus sampling mass (1 = off)")
+    parser.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R",
+                        help="divide the logits of tokens already in the prompt or output by R (1 = off; 1.2-1.5 keeps "
+                             "a small model from repeating newlines and indentation)")
+    parser.add_argument("--min-new-tokens", type=int, default=0, metavar="N",
+                        help="no <|endoftext|> before N new tokens (default 0)")
     parser.add_argument("--seed", type=int, default=0, metavar="S")
 
 
@@ -30,7 +35,8 @@ def run(args) -> dict:
         tok.check_model_vocab(cfg.vocab_size, f"model '{cfg.name}'")
         result = generate(cfg, params, [prompt_ids], args.max_new_tokens, temperature=args.temperature,
                           top_k=args.top_k, top_p=args.top_p, seed=args.seed, eot_id=tok.eot_id,
-                          dtype=compute_dtype(args), vocab_limit=tok.vocab_size)
+                          dtype=compute_dtype(args), vocab_limit=tok.vocab_size,
+                          repetition_penalty=args.repetition_penalty, min_new_tokens=args.min_new_tokens)
     except (GenerationError, TokenizerError) as err:
         raise UserError(str(err)) from None
     ids = result.tokens[0]
