@@ -9,20 +9,50 @@ from runtime.errors import UserError
 DEFAULT_SYSTEM = "cs2"  # the system Cerebras-GPT was trained on (Andromeda's CS-2s)
 
 
+def load_shape(model: str):
+    """The shape to plan: a planning-only published shape (llama3.1-8b ...), a preset, or a model file whose
+    planning-only fields (n_kv_heads, ffn_gated, tied_embeddings, learned_positions, biases; wse.shape) are read
+    beside the GPTConfig fields the JAX model takes."""
+    from model.config import get_config
+    from wse.published import PLANNING_SHAPES
+    from wse.shape import PLANNING_FIELDS, as_shape
+
+    if model in PLANNING_SHAPES:
+        return PLANNING_SHAPES[model][0]
+    path = Path(model)
+    if path.suffix.lower() not in (".yaml", ".yml", ".json") or not path.is_file():
+        return get_config(model)
+    import yaml
+
+    fields = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML
+    extras = {k: fields.pop(k) for k in PLANNING_FIELDS if isinstance(fields, dict) and k in fields}
+    if not extras:
+        return get_config(model)
+    from types import SimpleNamespace
+
+    from model.config import PRESETS, build_config
+
+    preset = fields.pop("preset", None)
+    base = dict(PRESETS[preset]) if preset in PRESETS else (get_config(preset).model_dump() if preset else {})
+    config = build_config({**base, "name": path.stem, **fields})
+    return as_shape(SimpleNamespace(**{**config.model_dump(), **extras}))
+
+
 def plan_model(model: str, system: str | None = None, *, systems: int | None = None, mode: str = "auto",
                batch_size: int | None = None, seq_len: int | None = None, picture: str | None = None,
-               timeline: str | None = None) -> dict:
-    """The wafer plan of ``model`` (a preset or model file) on ``system`` (cs1/cs2/cs3, a cluster, or a YAML system
-    file; None: ``DEFAULT_SYSTEM``, noted in ``system_note``) as a JSON-able dict (wse.plan.Plan.to_dict), with the
-    PNG paths when ``picture``/``timeline`` are given. UserError for an unknown model or system, a plan that cannot
-    fit, or a picture path whose directory does not exist."""
-    from model.config import get_config
+               timeline: str | None = None, task: str = "train", memoryx: str | None = None,
+               prompt_len: int | None = None) -> dict:
+    """The wafer plan of ``model`` (a preset, a planning-only published shape or a model file) on ``system``
+    (cs1/cs2/cs3, a cluster, or a YAML system file; None: ``DEFAULT_SYSTEM``, noted in ``system_note``) as a
+    JSON-able dict (wse.plan.Plan.to_dict, or InferencePlan's for ``task`` decode/prefill), with the PNG paths when
+    ``picture``/``timeline`` are given. UserError for an unknown model or system, a plan that cannot fit, or a
+    picture path whose directory does not exist."""
     from wse.hardware import get_system
-    from wse.systemfile import load_planner_overrides
     from wse.options import PlanOptions
     from wse.plan import make_plan
+    from wse.systemfile import load_planner_overrides
 
-    shape = get_config(model)
+    shape = load_shape(model)
     name = DEFAULT_SYSTEM if system is None else system
     hardware, cluster_systems = get_system(name)
     options = PlanOptions()
@@ -31,8 +61,11 @@ def plan_model(model: str, system: str | None = None, *, systems: int | None = N
     for flag, path in (("--picture", picture), ("--timeline", timeline)):
         if path is not None and not Path(path).parent.exists():
             raise UserError(f"{flag} {path}: directory '{Path(path).parent}' does not exist; create it or choose another path")
+    if task != "train" and (picture or timeline):
+        raise UserError(f"--picture and --timeline draw training plans; --task {task} has none")
     plan = make_plan(shape, hardware, systems=systems if systems is not None else (cluster_systems or 1), mode=mode,
-                     batch_size=batch_size, seq_len=seq_len, options=options, model_name=shape.name)
+                     batch_size=batch_size, seq_len=seq_len, options=options, model_name=shape.name,
+                     memoryx=memoryx, task=task, prompt_len=prompt_len)
     result = plan.to_dict()
     if system is None:
         result["system_note"] = f"--system not given: planned on {DEFAULT_SYSTEM} (choose with --system cs1|cs2|cs3|...)"
@@ -44,3 +77,12 @@ def plan_model(model: str, system: str | None = None, *, systems: int | None = N
         if timeline:
             result["timeline"] = str(draw_timeline(plan, timeline))
     return result
+
+
+def published_comparison() -> dict:
+    """The simulator against every published outcome it can be held to (wse.validation), as {"rows": [...]}."""
+    from model.config import get_config
+    from wse.published import TRAINING_FLOPS
+    from wse.validation import comparison
+
+    return {"rows": comparison({name: get_config(name) for name in TRAINING_FLOPS})}

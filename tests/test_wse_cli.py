@@ -104,3 +104,48 @@ def test_no_jax_and_no_model_in_the_simulator():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     json.loads(res.stdout.strip().splitlines()[-1])
+
+
+INFERENCE_TOP = {"model", "system", "systems", "task", "mode", "batch_size", "seq_len", "prompt_len", "token_latency_s",
+                 "tokens_per_s_per_request", "tokens_per_s", "time_to_first_token_s", "memory", "layers",
+                 "assumptions", "details"}
+
+
+def test_decode_and_prefill_json_contract(capsys):
+    out = plan_json(capsys, "--model", "llama3.1-70b", "--system", "cs3", "--systems", "6", "--task", "decode",
+                    "--batch-size", "4")
+    assert INFERENCE_TOP <= set(out) and out["mode"] == "inference" and out["task"] == "decode"
+    assert 4 <= out["details"]["wafers_used"] <= 6 and out["time_to_first_token_s"] is None
+    assert out["tokens_per_s"] == pytest.approx(4 * out["tokens_per_s_per_request"])
+    pre = plan_json(capsys, "--model", "llama3.1-8b", "--system", "cs3", "--task", "prefill", "--prompt-len", "512")
+    assert pre["prompt_len"] == 512 and pre["time_to_first_token_s"] == pre["token_latency_s"] > 0
+    assert main(["plan", "--model", "llama3.1-8b", "--system", "cs3", "--task", "decode"]) == 0
+    assert "tokens/s per request" in capsys.readouterr().out
+
+
+def test_planning_only_fields_in_a_model_file(tmp_path, capsys):
+    path = tmp_path / "gqa.yaml"
+    path.write_text("preset: 1.3B\nn_kv_heads: 4\nffn_gated: true\n")
+    gqa = plan_json(capsys, "--model", str(path), "--system", "cs3", "--task", "decode", "--batch-size", "8")
+    mha = plan_json(capsys, "--model", "1.3B", "--system", "cs3", "--task", "decode", "--batch-size", "8")
+    assert gqa["memory"]["kv_cache_bytes"] * 4 == mha["memory"]["kv_cache_bytes"]
+    assert gqa["details"]["ffn_gated"] and gqa["memory"]["weights_bytes"] > mha["memory"]["weights_bytes"]
+
+
+def test_streaming_reports_both_flop_conventions_and_memoryx(capsys):
+    out = plan_json(capsys, "--model", "13B", "--system", "cs3", "--mode", "streaming", "--memoryx", "12TB")
+    d = out["details"]
+    assert d["utilization_paper"] > out["utilization"] > 0 and 0 < d["kernel_efficiency"] <= 1
+    assert out["memory"]["memoryx_capacity_bytes"] == 12e12
+    assert main(["plan", "--model", "13B", "--system", "cs3", "--memoryx", "100GB", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "use --memoryx 1.5TB" in err and err.count("\n") == 1
+
+
+def test_info_names_three_flop_conventions(capsys):
+    assert main(["info", "--model", "111M", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["flops_per_token_6n"] < out["flops_per_token_algorithmic"] < out["flops_per_token_paper"]
+    assert out["train_flops_published"] == 2.6e18
+    assert out["train_flops_paper"] == pytest.approx(2.6e18, rel=0.025)
+    assert set(out["flop_conventions"]) == {"flops_per_token_6n", "flops_per_token_algorithmic", "flops_per_token_paper"}

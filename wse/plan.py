@@ -59,22 +59,14 @@ def make_plan(
         return plan_inference(shape, system, wafers=systems, task=task, batch_size=batch_size or 1,
                               seq_len=seq_len, prompt_len=prompt_len, options=options, model_name=model_name)
     system = choose_memoryx(system, memoryx, shape, options or PlanOptions())
-    if mode not in MODES:
-        raise PlanError(f"unknown mode '{mode}'; give one of {', '.join(MODES)}")
-    if systems < 1:
-        raise PlanError(f"--systems must be at least 1, got {systems}")
-    if batch_size is None:
-        batch_size = getattr(shape, "batch_size", None)
-        if batch_size is None:
-            raise PlanError("no batch size: the model shape has no published batch_size; give --batch-size")
-    if seq_len is None:
-        seq_len = default_seq_len(shape)
-    if seq_len > shape.max_seq_len:
-        raise PlanError(f"--seq-len {seq_len} exceeds the model's max_seq_len {shape.max_seq_len}; give at most that")
-    if batch_size < 1 or seq_len < 1:
-        raise PlanError(f"batch size and sequence length must be positive, got {batch_size} and {seq_len}")
-    options = options or PlanOptions()
-    model_name = model_name or getattr(shape, "name", "model")
+    batch_size, seq_len = training_defaults(shape, mode, systems, batch_size, seq_len)
+    return plan_training(shape, system, systems, mode, batch_size, seq_len, options or PlanOptions(),
+                         model_name or getattr(shape, "name", "model"))
+
+
+def plan_training(shape, system: System, systems: int, mode: str, batch_size: int, seq_len: int,
+                  options: PlanOptions, model_name: str) -> Plan:
+    """A training plan in ``mode``: ``auto`` tries layer-pipelined on one system, then weight streaming."""
 
     def pipelined() -> Plan:
         return plan_pipelined(shape, system.grid(), batch_size=batch_size, seq_len=seq_len, options=options,
@@ -101,6 +93,26 @@ def make_plan(
                                 needed_bytes=pipelined_error.needed_bytes,
                                 available_bytes=pipelined_error.available_bytes) from None
     return streaming()
+
+
+def training_defaults(shape, mode: str, systems: int, batch_size: int | None, seq_len: int | None) -> tuple[int, int]:
+    """The batch (the shape's published one by default) and sequence length (2048 capped at the context) of a
+    training plan, after refusing a bad mode, system count, batch or length."""
+    if mode not in MODES:
+        raise PlanError(f"unknown mode '{mode}'; give one of {', '.join(MODES)}")
+    if systems < 1:
+        raise PlanError(f"--systems must be at least 1, got {systems}")
+    if batch_size is None:
+        batch_size = getattr(shape, "batch_size", None)
+        if batch_size is None:
+            raise PlanError("no batch size: the model shape has no published batch_size; give --batch-size")
+    if seq_len is None:
+        seq_len = default_seq_len(shape)
+    if seq_len > shape.max_seq_len:
+        raise PlanError(f"--seq-len {seq_len} exceeds the model's max_seq_len {shape.max_seq_len}; give at most that")
+    if batch_size < 1 or seq_len < 1:
+        raise PlanError(f"batch size and sequence length must be positive, got {batch_size} and {seq_len}")
+    return batch_size, seq_len
 
 
 def choose_memoryx(system: System, memoryx: float | str | None, shape, options: PlanOptions) -> System:

@@ -78,3 +78,35 @@ class Plan:
             stage["layers"] = list(stage["layers"])
             stage["names"] = list(stage["names"])
         return out
+
+
+@dataclass
+class InferencePlan:
+    """A model resident on ``wafers_used`` wafers serving ``batch_size`` concurrent requests (decode or prefill).
+
+    ``token_latency_s``: decode, the time between two tokens of one request (one step for the whole batch); prefill,
+    the time to first token of the batch's prompts. ``tokens_per_s``: generated (decode) or prompt (prefill) tokens
+    per second over all requests; ``tokens_per_s_per_request`` one request's share.
+    """
+
+    model: str
+    system: str
+    systems: int
+    task: str
+    mode: str
+    fits: bool
+    grid: dict
+    batch_size: int
+    seq_len: int
+    prompt_len: int
+    token_latency_s: float
+    tokens_per_s_per_request: float
+    tokens_per_s: float
+    time_to_first_token_s: float | None
+    memory: dict
+    layers: list = field(default_factory=list)
+    assumptions: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

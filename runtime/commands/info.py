@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-HELP = "show a model's shape, parameters, FLOPs per token and Chinchilla budget"
+HELP = "show a model's shape, parameters, FLOPs per token (three conventions) and Chinchilla budget"
+
+# What each FLOP figure counts (per token of training, at the model's context; backward = 2 x forward).
+CONVENTIONS = {
+    "6n": "6 x parameters: every parameter once forward (2) and twice backward (4); no attention scores, the "
+          "embedding table counted as a dense layer",
+    "algorithmic": "ours (Megatron's model FLOPs): dense matmuls, full-square QK^T and attention-times-V, the logit "
+                   "matmul; the embedding lookup is free; what `wse plan` reports as utilisation",
+    "paper": "the Cerebras-GPT paper's 'algorithmic FLOPs' (arXiv 2304.03208, Appendix F): ours plus the attention "
+             "matmuls a second time and the token embedding as a matmul in the forward and weight-gradient passes; "
+             "reproduces the paper's published training FLOPs within their rounding",
+}
 
 
 def add_arguments(parser) -> None:
@@ -11,8 +22,18 @@ def add_arguments(parser) -> None:
 
 def run(args) -> dict:
     from model.config import get_config
+    from wse.published import CEREBRAS_GPT_CARD, TRAINING_FLOPS
 
-    return get_config(args.model).summary()
+    cfg = get_config(args.model)
+    out = cfg.summary()
+    out["flops_per_token_paper"] = cfg.flops_per_token_paper()
+    out["train_flops_paper"] = cfg.flops_per_token_paper() * cfg.chinchilla_tokens
+    published = TRAINING_FLOPS.get(cfg.name.removesuffix("-mup")) if cfg.max_seq_len == 2048 else None
+    if published is not None:
+        out["train_flops_published"] = published
+        out["train_flops_published_source"] = CEREBRAS_GPT_CARD
+    out["flop_conventions"] = {f"flops_per_token_{k}": v for k, v in CONVENTIONS.items()}
+    return out
 
 
 def render(result: dict, console) -> None:
@@ -20,5 +41,13 @@ def render(result: dict, console) -> None:
 
     table = Table(title=f"model {result['name']}", show_header=False)
     for key, value in result.items():
+        if key == "flop_conventions":
+            continue
         table.add_row(key, f"{value:,.4g}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value))
     console.print(table)
+    notes = Table(title="FLOP conventions (per token of training)", show_header=False)
+    notes.add_column(overflow="fold")
+    notes.add_column(overflow="fold")
+    for key, text in result["flop_conventions"].items():
+        notes.add_row(key.removeprefix("flops_per_token_"), text)
+    console.print(notes)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-HELP = "plan a model on a Cerebras system: layer-pipelined or weight-streaming, step time, memory, pictures"
+HELP = ("plan a model on a Cerebras system: training (layer-pipelined or weight-streaming) or inference (decode, "
+        "prefill); --published holds the simulator against published figures")
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", required=True, help="preset name (111M ... 13B, 111M-mup ..., tiny, small) or a YAML/JSON model file")
+    parser.add_argument("--model", default=None, help="preset name (111M ... 13B, 111M-mup ..., tiny, small), a planning-only "
+                        "published shape (llama3.1-8b, llama3.1-70b, llama3.1-405b) or a YAML/JSON model file")
+    parser.add_argument("--task", choices=["train", "decode", "prefill"], default="train",
+                        help="train (default); decode or prefill: the model resident on --systems wafers")
     parser.add_argument("--system", default=None,
                         help="cs1, cs2 (default), cs3, a cluster (andromeda, cg1, cg3) or a YAML system file")
     parser.add_argument("--systems", type=int, default=None,
@@ -17,13 +21,24 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (default 2048, capped at the model's context)")
     parser.add_argument("--picture", default=None, help="write the stage regions (or the streaming memory profile) to this PNG")
     parser.add_argument("--timeline", default=None, help="write the pipeline schedule (or per-layer compute vs streaming) to this PNG")
+    parser.add_argument("--memoryx", default=None,
+                        help="MemoryX size (12TB, 1200TB, 2.4PB); default: the smallest sold for the system that holds the model")
+    parser.add_argument("--prompt-len", type=int, default=None, help="prefill: prompt tokens per request (default --seq-len)")
+    parser.add_argument("--published", action="store_true",
+                        help="print the simulator against every published figure it is held to (no --model needed)")
 
 
 def run(args) -> dict:
-    from runtime.planning import plan_model
+    from runtime.errors import UserError
+    from runtime.planning import plan_model, published_comparison
 
+    if args.published:
+        return published_comparison()
+    if args.model is None:
+        raise UserError("wse plan needs --model (or --published for the table of published figures)")
     return plan_model(args.model, args.system, systems=args.systems, mode=args.mode, batch_size=args.batch_size,
-                      seq_len=args.seq_len, picture=args.picture, timeline=args.timeline)
+                      seq_len=args.seq_len, picture=args.picture, timeline=args.timeline, task=args.task,
+                      memoryx=args.memoryx, prompt_len=args.prompt_len)
 
 
 def _time(s: float) -> str:
@@ -64,6 +79,47 @@ def _collapse_blocks(layers: list[dict]) -> list[tuple[str, dict]]:
 
 
 def render(result: dict, console) -> None:
+    if "rows" in result:
+        return _render_published(result, console)
+    if result.get("mode") == "inference":
+        return _render_inference(result, console)
+    _render_training(result, console)
+
+
+def _render_published(result: dict, console) -> None:
+    from rich.table import Table
+
+    t = Table(title="simulated vs published")
+    for col in ("outcome", "published", "simulated", "distance", "source"):
+        t.add_column(col, overflow="fold")
+    fmt = lambda v: f"{v:,.3g}" if isinstance(v, float) else str(v)  # noqa: E731
+    for r in result["rows"]:
+        t.add_row(r["outcome"], fmt(r["published"]), fmt(r["simulated"]), r["distance"], r["source"])
+    console.print(t)
+
+
+def _render_inference(result: dict, console) -> None:
+    from rich.table import Table
+
+    d, mem = result["details"], result["memory"]
+    t = Table(title=f"{result['model']} {result['task']} on up to {result['systems']} x {result['system']}",
+              show_header=False)
+    rows = [("wafers used", f"{d['wafers_used']} (fewest that hold it: {d['fewest_wafers']}; mapping "
+                            f"{', '.join(sorted(set(d['mappings'])))})"),
+            ("requests x context", f"{result['batch_size']} x {result['seq_len']} tokens"
+                                   + (f" (prompt {result['prompt_len']})" if result["task"] == "prefill" else "")),
+            ("time to first token" if result["task"] == "prefill" else "time per token", _time(result["token_latency_s"])),
+            ("tokens/s per request", f"{result['tokens_per_s_per_request']:,.0f}"),
+            ("tokens/s, all requests", f"{result['tokens_per_s']:,.0f}"),
+            ("weights / KV cache", f"{_bytes(mem['weights_bytes'])} / {_bytes(mem['kv_cache_bytes'])} of "
+                                   f"{_bytes(mem['capacity_bytes'])} SRAM")]
+    for k, v in rows:
+        t.add_row(k, v)
+    console.print(t)
+    _render_assumptions(result, console)
+
+
+def _render_training(result: dict, console) -> None:
     from rich.table import Table
 
     d, mem = result["details"], result["memory"]
@@ -84,11 +140,16 @@ def render(result: dict, console) -> None:
         rows += [("stages x lanes", f"{d['n_stages']} stages in {d['lanes']} lane(s)"),
                  ("microbatches", f"{d['microbatches']} (bubble {d['bubble_fraction']:.1%})")]
     else:
-        rows += [("systems used", str(d["systems_used"])),
+        rows += [("utilisation, paper's FLOPs", f"{d['utilization_paper']:.1%} (kernels at "
+                                                f"{d['kernel_efficiency']:.1%} of peak)"),
+                 ("systems used", str(d["systems_used"])),
                  ("micro-batches", f"{d['micro_batches']} of {d['micro_batch_seqs']} seqs"
-                                   f"{' with recomputation' if d['recompute'] else ''}"),
+                                   f"{' with recomputation' if d['recompute'] else ''}"
+                                   f"{', activations offloaded' if d['offload'] else ''}"),
+                 ("MemoryX", f"{_bytes(mem['memoryx_bytes'])} of {_bytes(mem['memoryx_capacity_bytes'])}"),
                  ("largest per-system batch", f"{d['max_batch_per_system']['no_recompute']} seqs "
-                                              f"({d['max_batch_per_system']['recompute']} recomputing)")]
+                                              f"({d['max_batch_per_system']['recompute']} recomputing, "
+                                              f"{d['max_batch_per_system']['offload']} offloading)")]
     for k, v in rows:
         summary.add_row(k, v)
     console.print(summary)
@@ -127,6 +188,11 @@ def _render_details(result: dict, console) -> None:
         for p in result["scaling"]:
             s.add_row(str(p["systems"]), str(p["systems_used"]), f"{p['tokens_per_s']:,.0f}", f"{p['efficiency']:.1%}")
         console.print(s)
+    _render_assumptions(result, console)
+
+
+def _render_assumptions(result: dict, console) -> None:
+    from rich.table import Table
 
     a = Table(title="assumptions (unpublished figures this plan used)")
     a.add_column("parameter")
