@@ -47,6 +47,8 @@ PLANNING_SHAPES: dict[str, tuple[PlanShape, str]] = {
 ONE_T = PlanShape("gpt-1t", 128, 25600, 200, 128, 102400, 50257, 2048, n_kv_heads=200, batch_size=1024)
 # 24T at the MemoryX pairing: 256 layers of d 88,064 = 23.8T parameters.
 TWENTY_FOUR_T = PlanShape("gpt-24t", 256, 88064, 688, 128, 352256, 50257, 2048, n_kv_heads=688, batch_size=1024)
+PLANNING_SHAPES["gpt-1t"] = (ONE_T, "U: a GPT-2-style shape of 1T parameters (Sandia's shape is unpublished)")
+PLANNING_SHAPES["gpt-24t"] = (TWENTY_FOUR_T, "U: a GPT-2-style shape of 24T parameters (the MemoryX pairing)")
 
 
 def row(outcome: str, published, simulated, source: str, unit: str = "", distance: str | None = None) -> dict:
