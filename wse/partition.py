@@ -27,21 +27,7 @@ def partition_layers(
     partitions the one found first (earliest cuts) is returned, so the result is deterministic.
     """
     n = len(costs)
-    if n_stages < 1:
-        raise PlanError(f"need at least one pipeline stage, got {n_stages}")
-    if n == 0:
-        raise PlanError("nothing to partition: the layer list is empty")
-    if any(c < 0 for c in costs):
-        raise PlanError("layer costs must not be negative")
-    if (memory is None) != (capacity is None):
-        raise PlanError("give both memory (per layer) and capacity (per stage), or neither")
-    if memory is not None and len(memory) != n:
-        raise PlanError(f"memory has {len(memory)} entries for {n} layers")
-    if memory is not None:
-        for i, m in enumerate(memory):
-            if m > capacity:
-                raise PlanError(f"layer {i} alone needs {m:.4g} bytes but a stage holds {capacity:.4g}; "
-                                "use devices with more memory or split the layer")
+    check_inputs(costs, n_stages, memory, capacity)
     if n <= n_stages:
         return [(i, i) for i in range(n)] + [(n, n - 1)] * (n_stages - n)
 
@@ -76,6 +62,26 @@ def partition_layers(
         stages.append((i, e - 1))
         e = i
     return stages[::-1]
+
+
+def check_inputs(costs: Sequence[float], n_stages: int, memory: Sequence[float] | None, capacity: float | None) -> None:
+    """Refuse a partition problem that makes no sense, or a layer that alone overflows a stage."""
+    n = len(costs)
+    if n_stages < 1:
+        raise PlanError(f"need at least one pipeline stage, got {n_stages}")
+    if n == 0:
+        raise PlanError("nothing to partition: the layer list is empty")
+    if any(c < 0 for c in costs):
+        raise PlanError("layer costs must not be negative")
+    if (memory is None) != (capacity is None):
+        raise PlanError("give both memory (per layer) and capacity (per stage), or neither")
+    if memory is not None and len(memory) != n:
+        raise PlanError(f"memory has {len(memory)} entries for {n} layers")
+    if memory is not None:
+        for i, m in enumerate(memory):
+            if m > capacity:
+                raise PlanError(f"layer {i} alone needs {m:.4g} bytes but a stage holds {capacity:.4g}; "
+                                "use devices with more memory or split the layer")
 
 
 def bottleneck(costs: Sequence[float], stages: Sequence[tuple[int, int]]) -> float:

@@ -259,6 +259,71 @@ def static_memory_error(model: str, layers, costs: RegionCosts, grid: Grid, syst
     )
 
 
+def best_partition(costs: RegionCosts, grid: Grid, d_model: int, tokens: int, options: PlanOptions, M: int,
+                   n_layers: int) -> tuple | None:
+    """The fastest (step, S, k, w, c0, solver, solution, stage times) over the candidate stage counts, or None when
+    memory rules every count out. Candidates are tried in order of their lower bound, so the search stops early."""
+    candidates = []
+    for S in stage_counts(n_layers, grid.cells):
+        k = lane_count(S, grid.rows, grid.cols)
+        w = grid.cols // k
+        c0 = handoff_time(grid, w, d_model, tokens, options)
+        solver = RegionSolver(costs, c0, grid.memory_bytes_per_cell, grid.rows, w, k, S, M)
+        candidates.append(((M + S - 1) * solver.lower_bound(), S, k, w, c0, solver))
+    best = None
+    for bound, S, k, w, c0, solver in sorted(candidates, key=lambda c: (c[0], c[1])):
+        if best is not None and bound >= best[0]:
+            break  # candidates are in order of their lower bound: none of the rest can beat the best so far
+        sol = solver.solve()
+        if sol is None:
+            continue
+        times = [stage_time(*solver.group_costs(a, b), c0, h * w) for (a, b), h in zip(sol.bounds, sol.heights)]
+        step = (M + S - 1) * max(times)
+        if best is None or (step, S) < (best[0], best[1]):
+            best = (step, S, k, w, c0, solver, sol, times)
+    return best
+
+
+def build_stages(layers, costs: RegionCosts, solver: RegionSolver, sol: Solution, times: list[float], rows: int,
+                 lane_width: int) -> tuple[list[Stage], int]:
+    """The plan's stages on their snake regions, and the activation bytes they hold in all."""
+    regions = snake_regions(sol.starts, sol.heights, rows, lane_width)
+    stages, activations = [], 0
+    for s, ((a, b), h, region, t) in enumerate(zip(sol.bounds, sol.heights, regions, times)):
+        in_flight = solver.in_flight[s]
+        stash = int(costs.stash_bytes[a:b + 1].sum()) * in_flight
+        activations += stash
+        mem = (int(costs.static_bytes[a:b + 1].sum()) + stash) / (h * lane_width)
+        stages.append(Stage(layers=(a, b), names=(layers[a].name, layers[b].name), region=region,
+                            active_cells=h * lane_width, memory_bytes_per_core=mem, time_s=t, in_flight=in_flight))
+    return stages, activations
+
+
+def pipelined_memory(layers, stages: list[Stage], activations: int, grid: Grid, options: PlanOptions) -> dict:
+    """The memory summary of a pipelined plan (bytes; per core where it says so)."""
+    weights = sum(l.weight_params for l in layers)
+    return {
+        "capacity_bytes_per_core": grid.memory_bytes_per_cell,
+        "peak_bytes_per_core": max(st.memory_bytes_per_core for st in stages),
+        "weights_bytes": weights * options.weight_bytes,
+        "gradients_bytes": weights * options.grad_bytes,
+        "optimizer_bytes": parameters(layers) * options.optimizer_bytes,
+        "activations_bytes": activations,
+        "total_bytes": grid.memory_bytes,
+    }
+
+
+def plan_assumptions(grid: Grid, options: PlanOptions, chip_assumptions: dict | None) -> dict:
+    """The unpublished figures a pipelined plan used: the chip's, the planner's, and a device grid's as given."""
+    assumptions = dict(chip_assumptions or {})
+    assumptions.update(options.assumptions("pipelined"))
+    if grid.kind == "devices":
+        assumptions.update({f"grid.{name}": {"value": getattr(grid, name), "reason": "device grid as given by the caller"}
+                            for name in ("flops_per_cell", "memory_bytes_per_cell", "link_bytes_per_s",
+                                         "hop_latency_s", "layer_switch_s")})
+    return assumptions
+
+
 def plan_pipelined(
     shape,
     grid: Grid,
@@ -281,68 +346,26 @@ def plan_pipelined(
     tokens = micro * seq_len
     M = math.ceil(batch_size / micro)
     costs = region_costs(layers, grid, options, tokens)
-    capacity = grid.memory_bytes_per_cell
     if int(costs.static_bytes.sum() + costs.stash_bytes.sum()) > grid.memory_bytes:
         raise static_memory_error(model, layers, costs, grid, system_name)
 
-    candidates = []
-    for S in stage_counts(len(layers), grid.cells):
-        k = lane_count(S, grid.rows, grid.cols)
-        w = grid.cols // k
-        c0 = handoff_time(grid, w, shape.d_model, tokens, options)
-        solver = RegionSolver(costs, c0, capacity, grid.rows, w, k, S, M)
-        candidates.append(((M + S - 1) * solver.lower_bound(), S, k, w, c0, solver))
-    best = None
-    for bound, S, k, w, c0, solver in sorted(candidates, key=lambda c: (c[0], c[1])):
-        if best is not None and bound >= best[0]:
-            break  # candidates are in order of their lower bound: none of the rest can beat the best so far
-        sol = solver.solve()
-        if sol is None:
-            continue
-        times = [stage_time(*solver.group_costs(a, b), c0, h * w) for (a, b), h in zip(sol.bounds, sol.heights)]
-        step = (M + S - 1) * max(times)
-        if best is None or (step, S) < (best[0], best[1]):
-            best = (step, S, k, w, c0, solver, sol, times)
+    best = best_partition(costs, grid, shape.d_model, tokens, options, M, len(layers))
     if best is None:
         raise static_memory_error(model, layers, costs, grid, system_name)
     step, S, k, w, c0, solver, sol, times = best
 
-    regions = snake_regions(sol.starts, sol.heights, grid.rows, w)
-    stages = []
-    activations = 0
-    for s, ((a, b), h, region, t) in enumerate(zip(sol.bounds, sol.heights, regions, times)):
-        in_flight = solver.in_flight[s]
-        stash = int(costs.stash_bytes[a:b + 1].sum()) * in_flight
-        activations += stash
-        mem = (int(costs.static_bytes[a:b + 1].sum()) + stash) / (h * w)
-        stages.append(Stage(layers=(a, b), names=(layers[a].name, layers[b].name), region=region,
-                            active_cells=h * w, memory_bytes_per_core=mem, time_s=t, in_flight=in_flight))
-
+    stages, activations = build_stages(layers, costs, solver, sol, times, grid.rows, w)
     n_params = parameters(layers)
     train_tokens = 20 * n_params
     tokens_per_step = batch_size * seq_len
     tokens_per_s = tokens_per_step / step
     model_flops = training_flops_per_token(layers) * tokens_per_step
-    weights = sum(l.weight_params for l in layers) * options.weight_bytes
-    assumptions = dict(chip_assumptions or {})
-    assumptions.update(options.assumptions("pipelined"))
-    if grid.kind == "devices":
-        assumptions.update({f"grid.{name}": {"value": getattr(grid, name), "reason": "device grid as given by the caller"}
-                            for name in ("flops_per_cell", "memory_bytes_per_cell", "link_bytes_per_s",
-                                         "hop_latency_s", "layer_switch_s")})
+    assumptions = plan_assumptions(grid, options, chip_assumptions)
     return Plan(
         model=model, system=system_name, systems=1, mode="pipelined", fits=True, grid=grid.to_dict(),
         batch_size=batch_size, seq_len=seq_len, step_time_s=step, tokens_per_s=tokens_per_s,
         utilization=model_flops / (step * grid.peak_flops), time_to_train_s=train_tokens / tokens_per_s,
-        memory={
-            "capacity_bytes_per_core": capacity,
-            "peak_bytes_per_core": max(st.memory_bytes_per_core for st in stages),
-            "weights_bytes": weights,
-            "gradients_bytes": sum(l.weight_params for l in layers) * options.grad_bytes,
-            "optimizer_bytes": n_params * options.optimizer_bytes,
-            "activations_bytes": activations,
-            "total_bytes": grid.memory_bytes,
-        },
+        memory=pipelined_memory(layers, stages, activations, grid, options),
         stages=stages,
         layers=[{"name": l.name, "stage": next(s for s, st in enumerate(stages) if st.layers[0] <= i <= st.layers[1]),
                  "params": l.params, "forward_flops_per_token": l.flops_per_token} for i, l in enumerate(layers)],
