@@ -3,11 +3,16 @@
 Pure Python and NumPy (Matplotlib only inside the picture functions): no JAX, and no import of model/; a model is any
 object with the shape fields (n_layers, d_model, n_heads, d_head, d_ffn, vocab_size, max_seq_len).
 
-- hardware: WSE-1/2/3, CS-1/2/3, MemoryX, SwarmX and clusters as data, every figure with its source.
+- hardware: WSE-1/2/3, CS-1/2/3, MemoryX (and the sizes sold), SwarmX and clusters as data, every figure with its
+  source; systemfile: custom systems from YAML.
 - grid: the logical grid of cells (a wafer's cores or a mesh's devices) both planners run on.
-- costs: a model's layers with parameters, FLOPs, fabric traffic and activations.
+- shape, costs: a model shape (planning-only GQA, gated FFN, untied embeddings) as layers with parameters, FLOPs in
+  three conventions, matmul shapes, fabric traffic, activations and KV cache.
+- kernels: a matmul's or matrix-vector product's time from its shapes on the core grid (calibrated on WaferLLM).
 - partition: optimal contiguous partition of layers onto pipeline stages (for a JAX mesh's stage axis).
-- pipelined / streaming: the two execution modes' planners; plan: mode choice and ``make_plan``.
+- pipelined / streaming (+ streaming_model): the two training modes' planners; inference: decode and prefill with
+  the model resident on wafers; plan: task, mode and MemoryX choice and ``make_plan``.
+- published, validation: published outcomes with sources, and the simulator held against them.
 - pictures, schedule: region and memory pictures, pipeline and streaming timelines.
 """
 
