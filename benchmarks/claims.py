@@ -114,7 +114,8 @@ def simulated_training(model: str = CLAIM_MODEL, cluster: str = "andromeda", seq
         "cluster_tokens_per_s": many.tokens_per_s,
         "cluster_days_to_train": many.time_to_train_s / 86400,
         "scaling_efficiency": eff,
-        "flop_convention": "algorithmic (Cerebras-GPT paper): dense matmuls, full-square attention, logits; backward 2x",
+        "flop_convention": "ours (wse/costs.py): dense matmuls, attention scores and values once, logits; backward 2x "
+                           "(the Cerebras-GPT paper's convention, which `wse info` also gives, counts more)",
     }
 
 
