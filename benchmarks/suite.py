@@ -120,10 +120,12 @@ def run_bench(*, quick: bool = False, devices: int | None = None, platform: str 
               remat: str = "auto", attention: str = "auto", models=None, modes=MODES, batch_size: int | None = None,
               seq_len: int | None = None,
               steps: int | None = None, scaling: bool = False, baseline: bool = True, generation: bool = True,
-              planner: bool = True, gen_model: str | None = None, interleave: bool = True, log=None) -> dict:
+              planner: bool = True, gen_model: str | None = None, interleave: bool = True, profile=None,
+              log=None) -> dict:
     """Every measurement of `wse bench`; see the module docstring. ``log`` receives progress lines. ``remat`` "auto"
     leaves the remat policy to each run's plan (as `wse train` does); a policy name forces it on every run.
-    ``attention`` likewise (auto, xla, cudnn)."""
+    ``attention`` likewise (auto, xla, cudnn). ``profile``: (model, mode, folder) of the row to trace with
+    jax.profiler after its timed steps (training_rows.ModelRuns.trace_steps), or None."""
     log = log or (lambda line: None)
     started, cpu0 = time.perf_counter(), _cpu_seconds()
     sizes = _sizes(quick, models, batch_size, seq_len, steps, gen_model)
@@ -144,7 +146,8 @@ def run_bench(*, quick: bool = False, devices: int | None = None, platform: str 
     log("training" + (" (runs of a model interleaved step by step; PyTorch baseline included):" if interleave else ":"))
     rows, baseline_result = training_rows(sizes, modes, n_devices, platform, dtype, remat, ceilings, peak, log,
                                           baseline=baseline, interleave=interleave,
-                                          torch_gpu=torch_gpu if platform == "gpu" else None, attention=attention)
+                                          torch_gpu=torch_gpu if platform == "gpu" else None, attention=attention,
+                                          profile=profile)
     ceilings, peak = settle_and_predict(rows, ceilings, dtype, n_devices, quick, log)
     result = {
         "device": env["device"], "platform": env["backend"], "devices": n_devices, "dtype": dtype, "quick": quick,

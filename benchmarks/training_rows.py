@@ -27,11 +27,13 @@ RUN_BYTES_PER_PARAM = 24
 RUN_BYTES_PER_LOGIT = 16
 # Fraction of the available memory a model's runs may take together (the rest is XLA's workspace and other work).
 TOGETHER_FRACTION = 0.5
+# Steps `--profile` traces, after the row's timed steps (untimed: the profiler costs the measurement nothing).
+PROFILE_STEPS = 2
 
 
 def training_rows(sizes: Sizes, modes, n_devices: int, platform: str, dtype: str, remat: str, ceilings: dict,
                   peak: float, log, *, baseline: bool = True, interleave: bool = True,
-                  torch_gpu: dict | None = None, attention: str = "auto") -> tuple[list[dict], dict]:
+                  torch_gpu: dict | None = None, attention: str = "auto", profile=None) -> tuple[list[dict], dict]:
     """(rows, baseline): every mode of every model, and the PyTorch baseline of each model.
 
     On platform gpu the baseline is one row per variant (eager, compile) from child processes: ``torch_gpu``
@@ -41,7 +43,7 @@ def training_rows(sizes: Sizes, modes, n_devices: int, platform: str, dtype: str
     With ``interleave`` a model's runs (its modes and its baseline) are all compiled first and then stepped round
     by round, one step of each per round, so that load drifting over the minutes of a run hits them alike; without
     it, or when they would not fit in memory together (``fits_together``), each run is compiled, stepped and freed
-    in turn."""
+    in turn. ``profile``: (model, mode, folder) of the row whose steps are traced (``ModelRuns.trace_steps``)."""
     from benchmarks.baseline_torch import torch_available
 
     gpu_torch = baseline and platform == "gpu"
@@ -49,6 +51,8 @@ def training_rows(sizes: Sizes, modes, n_devices: int, platform: str, dtype: str
     rows, base_rows = [], []
     for model in sizes.models:
         runs = ModelRuns(model, sizes, n_devices, platform, dtype, remat, attention, log)
+        if profile and profile[0] == model:
+            runs.profile = (profile[1], profile[2])
         runs.run(list(modes) + (["torch"] if has_torch else []), interleave, peak)
         model_rows = [runs.mode_row(mode, ceilings, peak) for mode in modes]
         data_row = compare_with_data(model_rows)
@@ -66,7 +70,8 @@ def training_rows(sizes: Sizes, modes, n_devices: int, platform: str, dtype: str
 class ModelRuns:
     """The training runs of one model at one shape (``batch`` x ``seq_len`` tokens a step): its modes, and ``torch``
     for the in-process PyTorch baseline. ``runs`` holds (name, run) for each run still alive, in start order;
-    ``failed`` the error of each that failed (``{"error": text}``)."""
+    ``failed`` the error of each that failed (``{"error": text}``); ``profile`` (mode, folder) of the run to trace,
+    and ``traces`` the trace folder of each traced run."""
 
     def __init__(self, model: str, sizes: Sizes, n_devices: int, platform: str, dtype: str, remat: str,
                  attention: str, log):
@@ -78,6 +83,8 @@ class ModelRuns:
                                                                                  attention)
         self.runs: list[tuple[str, object]] = []
         self.failed: dict[str, dict] = {}
+        self.profile: tuple[str, object] | None = None
+        self.traces: dict[str, str] = {}
 
     def make(self, name: str):
         """A compiled run: ``TorchRun`` for ``torch``, else a ``TrainingRun`` of the mode on its mesh."""
@@ -130,6 +137,21 @@ class ModelRuns:
             self.runs = [(m, r) for m, r in self.runs if self.attempt(m, r.step, timed=False)]
         for _ in range(self.sizes.steps):
             self.runs = [(m, r) for m, r in self.runs if self.attempt(m, r.step)]
+        for m, r in self.runs:
+            self.attempt(m, self.trace_steps, m, r)
+
+    def trace_steps(self, name: str, run) -> None:
+        """When ``profile`` names this run: PROFILE_STEPS more steps of it, untimed, under a jax.profiler trace
+        (runtime.train.profiling.Trace); the trace's folder goes to ``traces``."""
+        if self.profile is None or self.profile[0] != name:
+            return
+        from runtime.train.profiling import Trace
+
+        with Trace(self.profile[1]) as trace:
+            for _ in range(PROFILE_STEPS):
+                run.step(timed=False)
+        self.traces[name] = str(trace.folder)
+        self.log(f"  {self.model} {name}: {PROFILE_STEPS} steps traced in {trace.folder}")
 
     def step_in_turn(self, names: list[str], peak: float) -> None:
         """Start and step each run alone; a mode's run is then freed and only its summary row kept (the next run
@@ -141,6 +163,7 @@ class ModelRuns:
             if not self.attempt(name, self.step_alone, run):
                 self.runs.pop()
             elif name != "torch":
+                self.attempt(name, self.trace_steps, name, run)  # a trace that fails leaves the row as measured
                 summary = run.row(peak)
                 run.close()
                 self.runs[-1] = (name, _Done(summary))
@@ -163,6 +186,10 @@ class ModelRuns:
         row = run.row(peak)
         run.close()
         predict_row(row, ceilings, peak)
+        if self.profile and self.profile[0] == mode:
+            row["profile"] = self.traces.get(mode)  # None when the trace failed: ``profile_error`` says why
+            if mode not in self.traces:
+                row["profile_error"] = self.failed.get(mode, {}).get("error")
         # provisional: MFU and the prediction are recomputed against the better of the two ceiling readings
         self.log(f"  {self.model:>5} {mode:<9} step {row['step_time_s']:.3f}s  {row['tokens_per_s']:,.0f} tok/s  "
                  f"compile {row['compile_s']:.1f}s  (provisional, vs the first ceiling reading: MFU {row['mfu']:.1%}, "

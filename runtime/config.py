@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from model.errors import first_line
 from runtime.errors import UserError
+from runtime.observe import ObserveConfig
 
 # Emulated CPU devices when mesh.devices is unset: 8, enough for every mesh shape the issues test (stage 8, 2 x 4).
 DEFAULT_CPU_DEVICES = 8
@@ -41,7 +42,8 @@ class MeshAxes(_Section):
 class MeshConfig(_Section):
     """Where the run executes. ``platform=cpu`` emulates ``devices`` CPU devices; on gpu/tpu ``devices`` must match
     the real count (unset: all of them). The ``coordinator_address``/``num_processes``/``process_id`` triple starts
-    ``jax.distributed`` for a multi-process run (unset: taken from the usual environment variables, if any)."""
+    ``jax.distributed`` for a multi-process run; unset ones come from JAX_* variables or the cluster launcher
+    (Slurm, Open MPI, Kubernetes; runtime.mesh.maybe_initialize_distributed)."""
 
     platform: Literal["cpu", "gpu", "tpu", "auto"] = "cpu"
     devices: int | None = None
@@ -59,7 +61,8 @@ class ExecutionConfig(_Section):
     device, and the plan records which and why; ``true``/``false`` are kept as aliases of ``full``/``none``.
     ``attention``: ``auto`` (default) runs cuDNN's fused flash kernel on NVIDIA GPUs with bfloat16/float16 compute and
     the XLA kernel elsewhere; ``xla``/``cudnn`` force one. ``schedule``: the pipelined mode's pipeline schedule,
-    ``1f1b`` (default; the wafer simulator's, activation memory bounded by the stage count) or ``gpipe``."""
+    ``1f1b`` (default; the wafer simulator's, activation memory bounded by the stage count) or ``gpipe``.
+    ``compile_cache``: JAX's persistent compilation cache, on unless false (runtime.compile_cache)."""
 
     mode: Literal["auto", "data", "pipelined", "streaming"] = "auto"
     microbatches: int | None = None
@@ -67,6 +70,7 @@ class ExecutionConfig(_Section):
     attention: Literal["auto", "xla", "cudnn"] = "auto"
     schedule: Literal["1f1b", "gpipe"] = "1f1b"
     fsdp: bool = False
+    compile_cache: bool = True
 
     @pydantic.field_validator("remat", mode="before")
     @classmethod
@@ -112,6 +116,7 @@ class RunConfig(_Section):
     mesh: MeshConfig = MeshConfig()
     execution: ExecutionConfig = ExecutionConfig()
     train: TrainConfig = TrainConfig()
+    observe: ObserveConfig = ObserveConfig()  # TensorBoard, W&B, profiles (runtime.observe)
 
     # ----- derived ----------------------------------------------------------------------------------------------
     def gpt_config(self):
@@ -225,6 +230,8 @@ def parse_overrides(items: list[str]) -> dict:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, int) and ":" in raw:  # YAML 1.1 reads 3:5 as 185 (base 60); no key means that
+            value = raw.strip()
         if isinstance(value, str):
             value = _number(value)
         if isinstance(value, dict) and key != "model":

@@ -164,11 +164,16 @@ def prepare(source: StartingModel, data: str | os.PathLike = BUILTIN, overrides:
 
 
 def init_mesh(overrides: list[str] | tuple[str, ...] = (), updates: dict | None = None) -> None:
-    """Set up the run's devices (emulated CPU count, multi-process) before loading the source touches JAX."""
+    """Set up the run's devices (emulated CPU count, multi-process) and the compilation cache before loading the
+    source touches JAX."""
+    from runtime.compile_cache import use_compile_cache
     from runtime.config import from_dict
     from runtime.mesh import build_run_mesh
 
-    build_run_mesh(from_dict({"mesh": user_tree(overrides, updates).get("mesh", {})}))
+    tree = user_tree(overrides, updates)
+    run = from_dict({"mesh": tree.get("mesh", {}), "execution": tree.get("execution", {})})
+    use_compile_cache(run.execution.compile_cache)
+    build_run_mesh(run)
 
 
 def finetune(checkpoint: str | os.PathLike | None = None, data: str | os.PathLike = BUILTIN,

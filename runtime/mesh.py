@@ -11,13 +11,17 @@ Every axis is ``AxisType.Auto``: the execution modes mix GSPMD-propagated shardi
 Auto axes support on JAX 0.10 and 0.11 alike (Explicit axes would make every ambiguous op an error).
 
 Emulated CPU devices and ``jax.distributed`` must both be set up before JAX initialises its backend; the helpers here
-check that and say so in one line when it is too late.
+check that and say so in one line when it is too late. A process started by a cluster launcher (``srun``, ``mpirun``,
+a Kubernetes JobSet) joins its peers with no settings: the values not given are read from the launcher by JAX's own
+cluster detection (``detect_launcher``).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
+import warnings
 from collections.abc import Mapping, Sequence
 
 from runtime.errors import UserError
@@ -65,11 +69,16 @@ def ensure_cpu_devices(n: int) -> None:
 
 def maybe_initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
                                  process_id: int | None = None) -> bool:
-    """Join a multi-process run if one is configured; returns whether this process is part of one.
+    """Join a multi-process run if one is configured or a cluster launcher started this process; returns whether
+    this process is part of one.
 
-    Arguments win over the environment variables ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and
-    ``JAX_PROCESS_ID``. With one process (or nothing configured) this does nothing, so a single-process run never
-    pays for a coordinator. Must run before anything initialises JAX's backend.
+    Each value comes from the argument (``mesh.coordinator_address``/``num_processes``/``process_id``), else from
+    ``JAX_COORDINATOR_ADDRESS``/``JAX_NUM_PROCESSES``/``JAX_PROCESS_ID``, else from the launcher as
+    ``jax.distributed.initialize()``'s own cluster detection reads it (``detect_launcher``: Slurm under ``srun``,
+    Open MPI under ``mpirun``, a Kubernetes Job or JobSet). ``num_processes=1`` runs alone whatever the launcher
+    says. With one process (or nothing configured or detected) this does nothing, so a single-process run never pays
+    for a coordinator. Must run before anything initialises JAX's backend. Raises UserError (one line) for an
+    incomplete or inconsistent setting, or when JAX's backend has already started.
     """
     import jax
 
@@ -80,12 +89,17 @@ def maybe_initialize_distributed(coordinator: str | None = None, num_processes: 
         process_id = int(os.environ["JAX_PROCESS_ID"])
     if _PROCESSES["initialized"]:
         return True
+    if num_processes == 1:
+        return False
+    if None in (coordinator, num_processes, process_id):
+        coordinator, num_processes, process_id = detect_launcher(coordinator, num_processes, process_id)
     if not num_processes or num_processes <= 1:
         return False
     if coordinator is None or process_id is None:
         raise UserError(
-            f"a {num_processes}-process run needs a coordinator address and a process id; set mesh.coordinator and "
-            "mesh.process_id (or JAX_COORDINATOR_ADDRESS and JAX_PROCESS_ID)"
+            f"a {num_processes}-process run needs a coordinator address and a process id; set "
+            "mesh.coordinator_address and mesh.process_id (or JAX_COORDINATOR_ADDRESS and JAX_PROCESS_ID), or start "
+            "the processes with a launcher JAX detects (srun, mpirun, a Kubernetes JobSet)"
         )
     if not 0 <= process_id < num_processes:
         raise UserError(f"process id {process_id} is outside 0..{num_processes - 1}")
@@ -94,6 +108,44 @@ def maybe_initialize_distributed(coordinator: str | None = None, num_processes: 
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
     _PROCESSES.update(count=num_processes, initialized=True)
     return True
+
+
+def detect_launcher(coordinator: str | None, num_processes: int | None,
+                    process_id: int | None) -> tuple[str | None, int | None, int | None]:
+    """(coordinator address, process count, process id) with the values that are None filled in from the cluster
+    launcher that started this process, exactly as ``jax.distributed.initialize()`` fills them when called without
+    arguments (JAX's ClusterEnv detection): Slurm (``SLURM_JOB_ID``, ``SLURM_STEP_NODELIST``, ``SLURM_NTASKS``,
+    ``SLURM_PROCID``, ``SLURM_LOCALID``; the coordinator is the step's first node), Open MPI
+    (``OMPI_MCA_orte_hnp_uri``, ``OMPI_COMM_WORLD_SIZE``/``RANK``/``LOCAL_RANK``; the coordinator is mpirun's host),
+    Kubernetes (``KUBERNETES_SERVICE_HOST`` and the ``kubernetes`` package, which reads the pod's Job or JobSet from
+    the API), Cloud TPU. The coordinator's port is ``JAX_COORDINATOR_PORT`` when set, else one derived from the job
+    id. Without a launcher the values come back unchanged. Raises UserError (one line) when a launcher is present but
+    its settings cannot be read."""
+    import inspect
+
+    try:  # JAX's own detection; the module is private, so a JAX without it means no detection
+        from jax._src.clusters import ClusterEnv
+
+        detect = ClusterEnv.auto_detect_unset_distributed_params
+        names = inspect.signature(detect).parameters
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return coordinator, num_processes, process_id
+    # what jax.distributed.initialize passes: no detection method forced, its default timeout of 300 s
+    extra = {k: v for k, v in (("cluster_detection_method", None), ("initialization_timeout", 300)) if k in names}
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # JAX warns in many lines; we say it in one
+            warnings.simplefilter("always")
+            found = detect(coordinator, num_processes, process_id, None, **extra)
+    except Exception as err:  # noqa: BLE001 - a launcher's environment that JAX cannot read (e.g. the Kubernetes API)
+        from model.errors import describe_error
+
+        raise UserError(f"the cluster launcher's settings could not be read ({describe_error(err)}); set "
+                        "mesh.coordinator_address, mesh.num_processes and mesh.process_id, or mesh.num_processes=1 "
+                        "to run alone") from None
+    if any("kubernetes" in str(w.message) for w in caught) and found[1] is None:
+        print("note: running in Kubernetes without the kubernetes package, so JAX cannot read a Job's or JobSet's "
+              'processes and this process runs alone (pip install "jax[k8s]" to join them)', file=sys.stderr)
+    return found[0], found[1], found[2]
 
 
 def resolve_axes(axes: Mapping[str, int] | None, n_devices: int) -> dict[str, int]:

@@ -26,6 +26,7 @@ from typing import Any
 
 from runtime.config import RESUME_FIXED, RunConfig, flatten, from_dict
 from runtime.errors import UserError
+from runtime.observe import check_observe
 
 # The Cerebras-GPT recipe warms the LR up linearly over about 375M tokens (cerebras-gpt.md).
 RECIPE_WARMUP_TOKENS = 375e6
@@ -134,10 +135,12 @@ def resolve(run: RunConfig, recipe: Recipe | None = None, saved: dict | None = N
 
 def check(run: RunConfig) -> None:
     """The rules a resolved config keeps (UserError naming the setting and the fix): train values in range, mesh
-    axes well formed, the batch splitting over the mesh."""
+    axes well formed, the batch splitting over the mesh, the observe section (a profile window inside the run, W&B
+    only where it is installed)."""
     check_train(run.train, run.gpt_config())
     check_mesh(run.mesh)
     check_layout(run)
+    check_observe(run.observe, run.train.steps)
 
 
 def check_train(t, cfg) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -90,7 +91,8 @@ def test_reduced_run_json_contract(micro, tmp_path, monkeypatch):
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         rc = main(["bench", "--quick", "--json", "--models", micro, "--modes", "data", "--devices", "2",
-                   "--batch-size", "4", "--seq-len", "16", "--steps", "1", "--gen-model", micro, "--out", str(out)])
+                   "--batch-size", "4", "--seq-len", "16", "--steps", "1", "--gen-model", micro, "--out", str(out),
+                   "--profile", f"{micro}:data"])
     assert rc == 0
     result = json.loads(buf.getvalue().strip().splitlines()[-1])
     for key in ("device", "peak_matmul_flops", "runs", "baseline", "generation", "planner"):
@@ -99,6 +101,9 @@ def test_reduced_run_json_contract(micro, tmp_path, monkeypatch):
     for key in ("model", "mode", "mesh", "tokens_per_s", "mfu", "step_time_s", "predicted_step_time_s", "memory"):
         assert key in run, key
     assert math.isfinite(run["predicted_over_measured"])
+    # --profile: the row's steps traced after its timed ones, in a folder TensorBoard and Perfetto read
+    trace = Path(run["profile"])
+    assert trace.parent == out / "profile" / "plugins" / "profile" and (trace / "perfetto_trace.json.gz").is_file()
     # remat left to the plan, as `wse train` does: the micro model fits, so nothing is recomputed, and the row says why
     assert run["remat"] == "none" and run["remat_requested"] == "auto" and "cheapest" in run["remat_reason"]
     assert run["attention"] == "xla" and "GPU" in run["attention_reason"]
@@ -120,8 +125,9 @@ def test_bench_user_errors_are_one_line(capsys):
 
     assert main(["bench", "--models", "112M"]) == 2
     assert main(["bench", "--modes", "data,pipe"]) == 2
+    assert main(["bench", "--quick", "--modes", "data", "--profile", "tiny:pipelined"]) == 2
     err = capsys.readouterr().err
-    assert err.count("error: ") == 2 and "Traceback" not in err
+    assert err.count("error: ") == 3 and "Traceback" not in err and "--profile tiny:pipelined names no row" in err
 
 
 def test_planner_speed_subset():

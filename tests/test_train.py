@@ -153,8 +153,8 @@ def test_sigkill_at_any_moment_then_resume_is_exact(world, pipelined, tmp_path):
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "runtime.cli", "train", "--json", *overrides(world, run_dir, *PIPELINED),
            "mesh.devices=8"]
-    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    env = dict(os.environ, WSE_COMPILE_CACHE="1", JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")  # the resumed run loads what the killed one compiled
     env.pop("XLA_FLAGS", None)  # `wse train` must set up the 8 emulated devices itself
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ckpts = run_dir / "checkpoints"

@@ -38,6 +38,9 @@ def add_arguments(parser) -> None:
                         help="run each mode to completion in turn instead of interleaving their steps (less memory)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the PyTorch + transformers baselines")
     parser.add_argument("--no-generation", action="store_true", help="skip the generation benchmark")
+    parser.add_argument("--profile", metavar="MODEL:MODE",
+                        help="trace one row with jax.profiler, e.g. tiny:data: after its timed steps, two more "
+                             "(untimed) steps of it into OUT/profile (TensorBoard's profile plugin, or Perfetto)")
 
 
 def _list(text: str | None, valid=None, what: str = "") -> list[str] | None:
@@ -51,6 +54,22 @@ def _list(text: str | None, valid=None, what: str = "") -> list[str] | None:
             if x not in valid:
                 raise UserError(f"unknown {what} '{x}' in --{what}s; give a comma-separated list of {', '.join(valid)}")
     return items
+
+
+def _profile_row(text: str | None, models: list[str] | None, modes: list[str], quick: bool, out):
+    """``--profile MODEL:MODE`` -> (model, mode, folder for the trace), checked against the rows this bench runs
+    (UserError, one line, otherwise); None without the flag."""
+    if not text:
+        return None
+    from benchmarks.suite import FULL, QUICK
+    from runtime.errors import UserError
+
+    model, sep, mode = text.rpartition(":")
+    rows = models or list((QUICK if quick else FULL).models)
+    if not sep or model not in rows or mode not in modes:
+        raise UserError(f"--profile {text} names no row of this bench; give MODEL:MODE with a model of "
+                        f"{', '.join(rows)} and a mode of {', '.join(modes)}, e.g. --profile {rows[0]}:{modes[0]}")
+    return model, mode, out / "profile"
 
 
 def run(args) -> dict:
@@ -72,6 +91,7 @@ def run(args) -> dict:
     out = Path(args.out or f"bench-out/{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
+    profile = _profile_row(args.profile, models, modes, args.quick, out)
 
     from benchmarks.report import write
     from benchmarks.suite import run_bench
@@ -87,7 +107,7 @@ def run(args) -> dict:
                        remat=args.remat, attention=args.attention, models=models, modes=tuple(modes), batch_size=args.batch_size,
                        seq_len=args.seq_len, steps=args.steps, scaling=args.scaling, baseline=not args.no_baseline,
                        generation=not args.no_generation, gen_model=args.gen_model,
-                       interleave=not args.sequential, log=log)
+                       interleave=not args.sequential, profile=profile, log=log)
     result["files"] = write(result, out)
     return result
 

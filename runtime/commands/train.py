@@ -29,6 +29,8 @@ def run(args) -> dict:
 
 
 def render(result: dict, console) -> None:
+    from pathlib import Path
+
     mesh = " x ".join(f"{k} {v}" for k, v in result["mesh"].items())
     ran = len(result["losses"])
     what = (f"steps {result['start_step'] + 1}..{result['start_step'] + ran} of {result['steps']}" if ran else
@@ -51,7 +53,9 @@ def render(result: dict, console) -> None:
     if result["tokens_per_s"]:
         lines.append(f"  {result['tokens_per_s']:,.0f} tokens/s, MFU {100 * result['mfu']:.2f}% "
                      f"(6N FLOPs vs {result['mfu_peak_source']})")
+    written = [name for name in ("metrics.jsonl", "loss.png", "config.yaml", "tensorboard", "wandb")
+               if (Path(result["run_dir"]) / name).exists()]
     lines.append(f"  run dir {result['run_dir']}: checkpoints/ (latest step {result['checkpoint_step']}), "
-                 "metrics.jsonl, loss.png, config.yaml")
+                 + ", ".join(name if "." in name else name + "/" for name in written))
     for line in lines:
         console.print(line, highlight=False)

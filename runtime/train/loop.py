@@ -9,7 +9,10 @@
 4. steps: one jitted, donated step per global batch (global batch ``k`` feeds step ``k + 1``: the data position is
    the step), the next batch read and placed while the devices run this one, a guard on non-finite loss,
    asynchronous checkpoints every ``train.checkpoint_every`` steps and at the end;
-5. reports through observers (runtime.train.observers): the metrics log, progress lines, evaluation, the loss plot.
+5. reports through observers (runtime.train.observers): the metrics log, progress lines, evaluation, the loss plot,
+   and what the run's ``observe`` section switches on (TensorBoard, W&B, a profile window: runtime.train.sinks).
+
+JAX's persistent compilation cache is set up before anything compiles (runtime.compile_cache).
 
 Throughput is tokens/s and MFU = 6N x tokens/s / peak, with the peak's source (runtime.train.throughput).
 """
@@ -26,6 +29,7 @@ from runtime.recipes import Recipe, resolve, run_dir_of
 from runtime.train import observers as obs
 from runtime.train.faults import RunDirLock, StopSignals, signal_name
 from runtime.train.rundir import open_run, write_config
+from runtime.train.sinks import reporting_observers
 from runtime.train.sources import PretrainingData
 from runtime.train.state import compiled_for, key_from_data, restore_state, save_state
 from runtime.train.throughput import peak_flops
@@ -68,8 +72,10 @@ class Trainer:
         import jax
 
         from runtime.checkpoint import RunCheckpoints
+        from runtime.compile_cache import use_compile_cache
         from runtime.mesh import build_run_mesh
 
+        use_compile_cache(self.run_config.execution.compile_cache)  # before anything compiles
         mesh = build_run_mesh(self.requested)  # first: emulated devices and jax.distributed precede any JAX use
         lead = jax.process_index() == 0
         ckpt = RunCheckpoints(self.run_dir, keep=self.run_config.train.keep)
@@ -136,7 +142,8 @@ class Trainer:
         evaluation = None
         if t.eval_batches > 0 and val_loader is not None:
             evaluation = obs.Evaluation(val_loader, parts.eval_loss, lambda b: place(ex, b))
-        ctx.observers = [obs.MetricsLog(), *self.observers, *([evaluation] if evaluation else []), obs.LossPlot()]
+        ctx.observers = [obs.MetricsLog(), *reporting_observers(self.run_config), *self.observers,
+                         *([evaluation] if evaluation else []), obs.LossPlot()]
         for o in ctx.observers:
             o.start(ctx)
         try:
@@ -191,11 +198,14 @@ class Trainer:
                 "mfu_peak_source": peak_source, "flops_per_token_6n": flops_per_token}
 
     def _result(self, mesh, ctx, summary: dict, ckpt) -> dict:
+        import jax
+
         t = self.run_config.train
         summary = {k: v for k, v in summary.items() if k != "stopped"}
         return {
             "steps": t.steps, "start_step": ctx.start, **summary, "mode": ctx.executor.mode,
             "mesh": {a: int(s) for a, s in zip(mesh.axis_names, mesh.devices.shape)}, "plan": ctx.executor.plan,
+            "processes": jax.process_count(), "process_index": jax.process_index(),
             "run_dir": str(self.run_dir), "model": self.gpt.name, "parameters": self.gpt.parameters,
             "batch_size": t.batch_size, "seq_len": t.seq_len, "tokens_per_step": t.batch_size * t.seq_len,
             "checkpoint_step": ckpt.latest_step(), "config_sources": dict(self.sources),

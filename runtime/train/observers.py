@@ -5,7 +5,8 @@ The loop (runtime.train.loop) knows nothing of files, consoles or plots. After e
 which passes it to every observer's ``record``; then it calls every observer's ``step``, where an observer may do
 work of its own and emit more records (``Evaluation`` emits ``{"kind": "eval", "step", "val_loss",
 "val_perplexity", "time"}``). ``start`` comes before the first step, ``end`` after the last (also when the run stops
-with an error: ``ctx.finished`` says which). A new sink (TensorBoard, a profiler window) is one more class here.
+with an error: ``ctx.finished`` says which). A new sink is one more class: TensorBoard and W&B are in
+runtime.train.sinks, the profiler window in runtime.train.profiling.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from typing import Callable
 
 METRICS_FILE = "metrics.jsonl"
 LOSS_PLOT = "loss.png"
+# TensorBoard's log dir (event files, profiles) and W&B's files, inside the run dir (runtime.train.sinks, profiling).
+TENSORBOARD_DIR = "tensorboard"
+WANDB_DIR = "wandb"
 # Without a terminal, training progress is one plain stderr line this often (and at the last step).
 PLAIN_PROGRESS_SECONDS = 10.0
 

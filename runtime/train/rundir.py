@@ -1,6 +1,7 @@
 """The run-dir policy shared by `wse train` and `wse finetune`: create, resume, or refuse, before anything is built.
 
-A run dir holds ``checkpoints/``, ``metrics.jsonl``, ``loss.png`` and ``config.yaml``. Opening one for a run:
+A run dir holds ``checkpoints/``, ``metrics.jsonl``, ``loss.png``, ``config.yaml``, and ``tensorboard/`` (event files,
+profiles) and ``wandb/`` when the run's ``observe`` section asks for them. Opening one for a run:
 
 - no checkpoint: the directory must be new, empty, or one of ours (a run killed before its first checkpoint);
   anything else is somebody's data and is refused, as is a file or a bare model checkpoint;
@@ -21,10 +22,10 @@ from runtime.config import RunConfig, flatten, resume_conflicts
 from runtime.errors import UserError
 from runtime.recipes import Recipe, resolve
 from runtime.train.faults import LOCK_FILE
-from runtime.train.observers import LOSS_PLOT, METRICS_FILE
+from runtime.train.observers import LOSS_PLOT, METRICS_FILE, TENSORBOARD_DIR, WANDB_DIR
 
 CONFIG_FILE = "config.yaml"
-RUN_FILES = {"checkpoints", METRICS_FILE, LOSS_PLOT, CONFIG_FILE, LOCK_FILE}
+RUN_FILES = {"checkpoints", METRICS_FILE, LOSS_PLOT, CONFIG_FILE, LOCK_FILE, TENSORBOARD_DIR, WANDB_DIR}
 
 
 @dataclass
