@@ -11,7 +11,7 @@ save the same step.
 
 Lock. ``RunDirLock`` holds an exclusive ``flock`` on ``<run_dir>/.lock`` for the whole run (process 0 of a
 multi-process run takes it for all of them). The operating system releases it when the process ends in any way,
-SIGKILL included, so a killed run never leaves a stale lock; a second run in the same run dir is refused with one line
+SIGKILL included, so a killed run never leaves a stale lock (at most a stale file, which the next run locks anew); a second run in the same run dir is refused with one line
 naming the holder's process id and host. Readers (`wse eval`, `wse generate`, `wse convert`, fine-tuning from the run)
 take no lock: they read the latest complete checkpoint. ``flock`` is per host on some network file systems (older
 NFS): two hosts sharing a run dir there are not excluded.
@@ -77,25 +77,38 @@ def signal_name(signum: int) -> str:
 
 class RunDirLock:
     """An exclusive lock on a run dir for as long as a run uses it; ``acquire`` refuses (UserError) a run dir another
-    live process holds, naming that process. ``release`` (or the process ending) frees it."""
+    live process holds, naming that process. ``release`` (or the process ending) frees it. Releasing removes the lock
+    file, and the run dir too when the lock made it and nothing else was written there, so a run refused after it
+    took the lock leaves the directory as it found it."""
 
     def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / LOCK_FILE
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_FILE
         self._file = None
+        self._made_dir = False
 
     def acquire(self) -> "RunDirLock":
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+", encoding="utf-8")  # never truncated before the lock is ours: it names the holder
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.seek(0)
-            holder = _holder(f.read())
+        self._made_dir = not self.run_dir.exists()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            f = open(self.path, "a+", encoding="utf-8")  # never truncated before the lock is ours: it names the holder
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.seek(0)
+                holder = _holder(f.read())
+                f.close()
+                raise UserError(f"train.run_dir '{self.run_dir}' is in use by {holder}; wait for that run to end or "
+                                "stop it, or choose another train.run_dir") from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(f.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:  # else the holder released (and removed) the file between our open and our lock: try again
+                break
             f.close()
-            raise UserError(f"train.run_dir '{self.path.parent}' is in use by {holder}; wait for that run to end or "
-                            "stop it, or choose another train.run_dir") from None
         f.seek(0)
         f.truncate()
         f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
@@ -104,12 +117,19 @@ class RunDirLock:
         return self
 
     def release(self) -> None:
-        if self._file is not None:
-            import fcntl
+        if self._file is None:
+            return
+        import fcntl
 
-            fcntl.flock(self._file, fcntl.LOCK_UN)
-            self._file.close()
-            self._file = None
+        self.path.unlink(missing_ok=True)  # while still holding it: nobody can lock the file we remove
+        fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._file.close()
+        self._file = None
+        if self._made_dir:
+            try:
+                self.run_dir.rmdir()  # only when empty: a refused fresh run leaves no directory behind
+            except OSError:
+                pass
 
 
 def _holder(text: str) -> str:
