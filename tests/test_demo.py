@@ -27,7 +27,9 @@ def test_demo_runs_end_to_end(tmp_path_factory):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     missing = [f for f in FIELDS if f not in result]
     assert not missing
-    assert result["mesh"] == {"data": 8, "stage": 1, "model": 1} and result["mode"] == "data"
+    assert result["mesh"] == {"data": 1, "stage": 1, "model": 1} and result["mode"] == "data"  # fastest on 2 cores
+    assert result["finetune_mesh"] == {"data": 8, "stage": 1, "model": 1}  # the emulated 8-device mesh
+    assert set(result["sample_words_in_corpus"]) == set(result["samples"])
     assert result["plan"]["system"] == "CS-2" and result["plan"]["step_time_s"] > 0
     assert 5 < result["unigram_entropy"] < 8 and 0 < result["val_loss"] < 12 and 0 < result["finetune_val_loss"] < 12
     assert result["below_unigram_nats"] == pytest.approx(result["unigram_entropy"] - result["val_loss"])
