@@ -62,6 +62,9 @@ def ensure_cpu_devices(n: int) -> None:
                 f"uses JAX (or run in a fresh process with XLA_FLAGS=--xla_force_host_platform_device_count={n})"
             )
         return
+    from runtime.allocator import keep_freed_memory
+
+    keep_freed_memory()  # the CPU backend is about to start: its per-step buffers then stay mapped (allocator.py)
     jax.config.update("jax_num_cpu_devices", n)
     flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
     os.environ["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={n}"])
