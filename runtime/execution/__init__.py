@@ -64,11 +64,13 @@ FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive
 def build_executor(mode: str, cfg, mesh, *, microbatches: int | None = None, dtype=jnp.float32,
                    remat="auto", attention: str = "auto", fsdp: bool = False, batch_size: int | None = None,
                    seq_len: int | None = None, compiler_options: dict | None = None,
-                   schedule: str = "1f1b") -> Executor:
+                   schedule: str = "1f1b", host_update: bool | None = None) -> Executor:
     """An executor for ``cfg`` on ``mesh`` in ``mode`` (see the module docstring). ``remat`` "auto" lets the plan
     decide (see placement.resolve_remat); ``attention`` "auto" too (placement.resolve_attention). ``compiler_options`` go to
     every jax.jit the executor makes (XLA debug options, e.g. the fast-compile settings the CPU tests use).
     ``schedule`` is the pipeline schedule (pipelined.SCHEDULES: "1f1b" or "gpipe"); other modes ignore it.
+    ``host_update`` (streaming only): None lets the backend decide whether the optimizer runs in host memory
+    (streaming.host_compute_available), False forces the device round trip (``plan["host_update"]``).
     Raises UserError for a mode, remat policy, attention kernel or schedule that cannot run here."""
     from runtime.execution.data import DataParallelExecutor
     from runtime.execution.pipelined import PipelinedExecutor
@@ -81,8 +83,10 @@ def build_executor(mode: str, cfg, mesh, *, microbatches: int | None = None, dty
     kw = dict(dtype=dtype, fsdp=fsdp, compiler_options=compiler_options)
     if plan["mode"] == "pipelined":
         ex = PipelinedExecutor(cfg, mesh, plan, schedule=schedule, **kw)
+    elif plan["mode"] == "streaming":
+        ex = StreamingExecutor(cfg, mesh, plan, host_update=host_update, **kw)
     else:
-        ex = {"data": DataParallelExecutor, "streaming": StreamingExecutor}[plan["mode"]](cfg, mesh, plan, **kw)
+        ex = DataParallelExecutor(cfg, mesh, plan, **kw)
     if batch_size is not None and plan["mode"] == "pipelined":
         ex.microbatches(batch_size)
     return ex

@@ -74,6 +74,10 @@ class TrainStep:
     def lower(self, state, tokens, targets, mask=None):
         return self._fn(mask is not None).lower(state, tokens, targets, *(() if mask is None else (mask,)))
 
+    def trace(self, state, tokens, targets, mask=None):
+        """The traced step (``jax.stages.Traced``: its ``.jaxpr`` is the program, e.g. for transfers.link_bytes)."""
+        return self._fn(mask is not None).trace(state, tokens, targets, *(() if mask is None else (mask,)))
+
 
 class Executor:
     """Runs the GPT of ``cfg`` on ``mesh`` in one execution mode. See runtime/execution/__init__.py for the API."""
@@ -161,8 +165,10 @@ class Executor:
     def _sq_norm(self, tree) -> jax.Array:
         return sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree))
 
-    def _apply_update(self, opt: Optimizer, grads, opt_state, params, grad_fn):
-        """One optimizer step: ``grad_fn`` (clipping) per gradient leaf, then ``opt.tx``."""
+    def _apply_update(self, opt: Optimizer, grads, opt_state, params, norm):
+        """One optimizer step: global-norm clipping of each gradient leaf (``norm`` is the gradients' global norm),
+        then ``opt.tx``."""
+        grad_fn = clip_fn(norm, opt.clip_norm)
         updates, opt_state = opt.tx.update(jax.tree.map(grad_fn, grads), opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
@@ -299,8 +305,7 @@ class Executor:
             params = state["params"]
             loss, grads = self.accumulated_grads(params, tokens, targets, mask, accum_steps)
             norm = jnp.sqrt(self._sq_norm(grads))
-            clip = clip_fn(norm, opt.clip_norm)
-            new_params, new_opt = self._apply_update(opt, grads, state["opt_state"], params, clip)
+            new_params, new_opt = self._apply_update(opt, grads, state["opt_state"], params, norm)
             metrics = {"loss": loss, "grad_norm": norm}
             if opt.schedule is not None:
                 metrics["lr"] = jnp.asarray(opt.schedule(state["step"]), jnp.float32)

@@ -1,23 +1,32 @@
 """Weight-streaming execution (how Cerebras-GPT was trained): weights and optimizer state live in host memory — the
 emulated MemoryX — and the devices see one layer at a time.
 
-Forward: a ``lax.scan`` over the stacked layers whose body moves that layer's weights to the devices
-(``jax.device_put`` to memory kind ``device`` inside the jitted scan, sharded over ``model`` so the whole mesh works
-on the one layer) and applies it. The body is rematerialised, so the backward pass streams each layer in again
-instead of keeping device copies; the weight gradients leave the devices per layer (the transpose of the host->device
-move is a device->host move). The optimizer runs where the weights live, layer by layer: a second scan brings one
-layer's weights, gradients and Adam moments to the devices, applies AdamW and sends them back (MemoryX's job).
-Gradient accumulation, the global norm and clipping are streamed the same way. Device memory then holds one layer's
-weights (plus its moments during the update), the activations, and the embedding table, which is brought over once
-per step because the tied embedding is used at both ends of the model.
+One slice of the batch (``_value_and_grad``), explicitly, without autodiff through the transfers:
+- forward: a ``lax.scan`` over the layers whose carry holds the running layer's weights on the device while the body
+  fetches the next layer's (``jax.device_put`` to memory kind ``device``, sharded over ``model`` so the whole mesh
+  works on one layer): the next layer's transfer has no data dependence on the running layer's compute, so they
+  overlap. Each layer's input is kept (one checkpoint per layer, as remat "full").
+- backward: a reversed scan that fetches layer i - 1 while layer i recomputes its forward and runs its backward
+  (``jax.vjp`` of one block); the forward's last prefetch is the backward's first layer. Each layer's float32
+  gradients leave for host memory as soon as they exist (the data axis sums replicas' gradients before they leave:
+  SwarmX's role).
+- weights travel in the dtype the model computes with: matmul kernels and biases cast to the compute dtype in host
+  memory (bf16 halves the traffic of a bf16 run), LayerNorm parameters and the embeddings in float32, then the device
+  widens them to float32 (exact) so that every gradient is data mode's float32 gradient bit for bit.
+- the token and position embeddings and the final LayerNorm travel once per slice: the tied embedding is used at both
+  ends of the model.
+
+The update runs where the state lives (``plan["host_update"]``): where the backend can compute in host memory
+(``jax.experimental.compute_on("device_host")``; checked by compiling a probe once per platform), accumulation
+over slices, the global norm and AdamW run there and the optimizer state never crosses the link. Elsewhere the
+gradients are brought back layer by layer for the norm and the update, with weights and Adam moments (the fallback:
+more traffic, same numbers). wse/hostlink.py gives the bytes each way per step for both, and the test reads them
+back from the traced step.
 
 Memory kinds: ``pinned_host`` where the backend offers it (GPU, TPU, and JAX's CPU backend). On CPU host and device
-memory are the same RAM, so there the mode is a functional emulation: the program, the transfers and the numbers are
-those of a GPU run, the memory saving is not. Where no host memory kind exists the weights stay in device memory and
-the plan says so.
-
-The data axis (and the stage axis, as more replicas) splits the batch: replicas' gradients are summed before they
-leave for the host (SwarmX's role).
+memory are the same RAM and JAX 0.10's CPU lowering drops in-jit memory-kind moves, so there the mode is a functional
+emulation: the program and the numbers are those of a GPU run, the transfers and the memory saving are not. Where no
+host memory kind exists the weights stay in device memory and the plan says so.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from model import gpt
 from runtime import sharding as shd
 from runtime.execution.base import REST, Executor, in_blocks
+from runtime.optim import clip_fn
 
 
 def _drop_layer_axis(sharding: NamedSharding, memory_kind) -> NamedSharding:
@@ -39,13 +49,51 @@ def _drop_layer_axis(sharding: NamedSharding, memory_kind) -> NamedSharding:
     return NamedSharding(sharding.mesh, P(*spec), memory_kind=memory_kind)
 
 
+# Block leaves the model uses in the compute dtype (gpt.block casts them before its matmuls): they may travel in it.
+# The LayerNorms' scale and bias are used in float32 and travel in float32.
+_CAST_IN_BLOCK = ("attn", "mlp")
+
+
+def on_host(fn):
+    """``fn`` jitted to run in host memory, where the state lives (compute_on "device_host")."""
+    from jax.experimental.compute_on import compute_on
+
+    return compute_on("device_host")(jax.jit(fn))
+
+
+_HOST_COMPUTE: dict = {}
+
+
+def host_compute_available(mesh, memory_kind) -> tuple[bool, str]:
+    """(whether this backend compiles a computation in host memory, why not), probed once per platform with a
+    one-line program; the answer picks the update's placement (see the module docstring)."""
+    platform = mesh.devices.flat[0].platform
+    if memory_kind is None:
+        return False, "no host memory kind on this backend"
+    if platform not in _HOST_COMPUTE:
+        from model.errors import first_line
+
+        sh = NamedSharding(mesh, P(), memory_kind=memory_kind)
+        try:
+            jax.jit(on_host(lambda x: x * 2.0), out_shardings=sh).lower(
+                jax.ShapeDtypeStruct((8,), jnp.float32, sharding=sh)).compile()
+            _HOST_COMPUTE[platform] = (True, "the backend computes in host memory (compute_on device_host)")
+        except Exception as err:  # noqa: BLE001 - any failure means: not on this backend; the plan records why
+            _HOST_COMPUTE[platform] = (False, f"no computation in host memory here: {first_line(err)}")
+    return _HOST_COMPUTE[platform]
+
+
 class StreamingExecutor(Executor):
     mode = "streaming"
 
-    def __init__(self, cfg, mesh, plan, **kw):
+    def __init__(self, cfg, mesh, plan, *, host_update: bool | None = None, **kw):
         super().__init__(cfg, mesh, plan, **kw)  # the plan forces remat: the backward pass streams each layer again
         host = self.memory_kind
         self.device_kind = "device" if host else None
+        available, why = host_compute_available(mesh, host)
+        if host_update and not available:
+            why = f"asked for, but {why}"
+        self.host_update = bool(available if host_update is None else host_update and available)
         shapes = gpt.param_shapes(cfg)
         layer = _nbytes(jax.tree.map(lambda s: s[1:], shapes["blocks"], is_leaf=lambda x: isinstance(x, tuple)))
         rest = _nbytes({k: shapes[k] for k in REST})
@@ -54,7 +102,24 @@ class StreamingExecutor(Executor):
             layer_bytes=layer, embedding_bytes=rest, model_bytes=_nbytes(shapes),
             # fp32 weights one device holds at once: its shard of the embedding (whole step) and of one layer
             device_weight_bytes=self._device_weight_bytes(shapes),
+            host_update=self.host_update,
+            host_update_reason=why if self.host_update or host_update is None else "turned off by the caller",
+            stream_dtype=jnp.dtype(self.dtype).name if self.host_update else "float32",
         )
+        self.link_bytes(1)
+
+    def link_bytes(self, accum: int) -> dict:
+        """Bytes over the host link per training step of ``accum`` slices (wse.hostlink), also put in the plan."""
+        from wse.hostlink import streaming_link_bytes
+
+        width = jnp.dtype(self.dtype).itemsize if self.host_update else 4
+        out = streaming_link_bytes(self.cfg, compute_bytes=width, accum=accum, host_update=self.host_update)
+        self.plan["link_bytes_per_step"] = {"accum": accum, "to_device": out["to_device"], "to_host": out["to_host"]}
+        return out
+
+    def make_train_step(self, optimizer, accum_steps: int = 1):
+        self.link_bytes(accum_steps)
+        return super().make_train_step(optimizer, accum_steps)
 
     def _memory_kind(self):
         return shd.host_memory_kind(self.mesh)
@@ -92,21 +157,92 @@ class StreamingExecutor(Executor):
     def _host_layer(self, layer):
         return self._move(layer, self.param_shardings["blocks"], layer=True, to_device=False)
 
+    def _fetch_layer(self, blocks, i):
+        """Layer ``i`` (a traced index) of the host-resident stack, on the device, widened to float32. Under
+        host_update its matmul weights are cast to the compute dtype in host memory first, so they travel narrow."""
+        layer = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, i, 0, keepdims=False), blocks)
+        narrow = self.host_update and jnp.dtype(self.dtype) != jnp.float32 and self.device_kind is not None
+        if narrow:
+            cast = {k: v for k, v in layer.items() if k in _CAST_IN_BLOCK}
+            layer = {**layer, **on_host(lambda t: jax.tree.map(lambda a: a.astype(self.dtype), t))(cast)}
+        return jax.tree.map(lambda a: a.astype(jnp.float32), self._dev_layer(layer))
+
     # ----- the model ------------------------------------------------------------------------------------------
+    def _embed(self, rest, tokens):
+        x = gpt.embed(self.cfg, rest, tokens, dtype=self.dtype)
+        return jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, P(self.batch_axes)))
+
+    def _block(self, w, h):
+        return gpt.block(self.cfg, w, h, attention=self.attention)
+
+    def _forward_layers(self, blocks, x):
+        """(output, the last layer's weights still on the device, every layer's input [L, B, T, d])."""
+        L = self.cfg.n_layers
+
+        def body(carry, i):
+            h, w = carry
+            w_next = self._fetch_layer(blocks, jnp.minimum(i + 1, L - 1))  # in flight while this layer runs
+            return (self._block(w, h), w_next), h
+
+        (x, w_last), inputs = jax.lax.scan(body, (x, self._fetch_layer(blocks, 0)), jnp.arange(L))
+        return x, w_last, inputs
+
     def loss_sum(self, params, tokens, targets, mask):
         rest = self._dev_rest(params)
-        x = gpt.embed(self.cfg, rest, tokens, dtype=self.dtype)
-        x = jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, P(self.batch_axes)))
-
-        @jax.checkpoint
-        def body(h, layer_on_host):
-            return gpt.block(self.cfg, self._dev_layer(layer_on_host), h, attention=self.attention), None
-
-        x, _ = jax.lax.scan(body, x, params["blocks"])
+        x, _, _ = self._forward_layers(params["blocks"], self._embed(rest, tokens))
         return self._head_loss(rest, x, targets, mask)
 
-    # ----- host-resident tree arithmetic, one layer at a time -------------------------------------------------
+    def _value_and_grad(self, params, tokens, targets, mask, n_total):
+        """(loss of the slice / n_total, gradients in host memory): the forward and backward scans of the module
+        docstring; equal to autodiff of loss_sum."""
+        blocks, L = params["blocks"], self.cfg.n_layers
+        rest = self._dev_rest(params)
+        x0, embed_vjp = jax.vjp(lambda r: self._embed(r, tokens), rest)
+        x, w_last, inputs = self._forward_layers(blocks, x0)
+        loss, head_vjp = jax.vjp(lambda r, h: self._head_loss(r, h, targets, mask) / n_total, rest, x)
+        d_rest, dx = head_vjp(jnp.ones_like(loss))
+
+        def body(carry, xs):
+            dh, w = carry
+            i, h_in = xs
+            w_prev = self._fetch_layer(blocks, jnp.maximum(i - 1, 0))  # in flight while this layer runs backward
+            _, block_vjp = jax.vjp(self._block, w, h_in)
+            dw, dh_in = block_vjp(dh)
+            return (dh_in, w_prev), self._host_layer(dw)
+
+        (dx0, _), d_blocks = jax.lax.scan(body, (dx, w_last), (jnp.arange(L), inputs), reverse=True)
+        d_rest = jax.tree.map(jnp.add, d_rest, embed_vjp(dx0)[0])
+        return loss, {**self._host_rest(d_rest), "blocks": d_blocks}
+
+    # ----- host-resident tree arithmetic: in host memory (host_update), else one layer at a time on the device ----
     def _tmap(self, fn, *trees):
+        if self.host_update:
+            return on_host(lambda *ts: jax.tree.map(fn, *ts))(*trees)
+        return self._tmap_on_device(fn, *trees)
+
+    def _sq_norm(self, tree):
+        if self.host_update:
+            sq = on_host(lambda t: sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(t)))(tree)
+            return jax.device_put(sq, self.replicated)  # one scalar to the device: the metrics report it
+        return self._sq_norm_on_device(tree)
+
+    def _apply_update(self, opt, grads, opt_state, params, norm):
+        """AdamW where the state lives: in host memory when the backend computes there (the few leaves kept on the
+        device, the step counts, join the state for the update and go back), else layer by layer on the device."""
+        if not self.host_update:
+            return self._update_on_device(opt, grads, opt_state, params, clip_fn(norm, opt.clip_norm))
+        state_sh = self.state_shardings(opt)["opt_state"]
+        host = jax.device_put(opt_state, jax.tree.map(lambda s: s.with_memory_kind(self.memory_kind), state_sh))
+        host_norm = jax.device_put(norm, self.replicated.with_memory_kind(self.memory_kind))
+
+        def update(grads, state, params, norm):
+            updates, state = opt.tx.update(jax.tree.map(clip_fn(norm, opt.clip_norm), grads), state, params)
+            return optax.apply_updates(params, updates), state
+
+        new_params, new_state = on_host(update)(grads, host, params, host_norm)
+        return new_params, jax.device_put(new_state, state_sh)
+
+    def _tmap_on_device(self, fn, *trees):
         rest = self._host_rest(jax.tree.map(fn, *[self._dev_rest(t) for t in trees]))
 
         def body(_, layers):
@@ -116,7 +252,7 @@ class StreamingExecutor(Executor):
         _, blocks = jax.lax.scan(body, None, tuple(t["blocks"] for t in trees))
         return {**rest, "blocks": blocks}
 
-    def _sq_norm(self, tree):
+    def _sq_norm_on_device(self, tree):
         sq = lambda t: sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(t))  # noqa: E731
         total = sq(self._dev_rest(tree))
 
@@ -126,12 +262,13 @@ class StreamingExecutor(Executor):
         total, _ = jax.lax.scan(body, total, tree["blocks"])
         return total
 
-    def _apply_update(self, opt, grads, opt_state, params, grad_fn):
+    def _update_on_device(self, opt, grads, opt_state, params, grad_fn):
         """AdamW where the weights live: the non-block parameters in one piece, then the blocks layer by layer.
         Exact because ``opt.tx`` is elementwise and its masks/labels follow the sub-tree (runtime/optim.py)."""
         if not opt.elementwise:
             # An arbitrary optax transformation may couple leaves: apply it to the whole tree (not streamed).
-            return super()._apply_update(opt, grads, opt_state, params, grad_fn)
+            updates, state = opt.tx.update(jax.tree.map(grad_fn, grads), opt_state, params)
+            return optax.apply_updates(params, updates), state
         keys = set(params)
         is_pdict = lambda x: isinstance(x, dict) and set(x) == keys  # noqa: E731
         restrict = lambda state, names: jax.tree.map(  # noqa: E731
