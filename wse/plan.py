@@ -98,6 +98,9 @@ def plan_training(shape, system: System, systems: int, mode: str, batch_size: in
 def training_defaults(shape, mode: str, systems: int, batch_size: int | None, seq_len: int | None) -> tuple[int, int]:
     """The batch (the shape's published one by default) and sequence length (2048 capped at the context) of a
     training plan, after refusing a bad mode, system count, batch or length."""
+    if mode == "data":
+        raise PlanError("data mode plans a device mesh: give --system h100, h200 or a 'kind: device' file (a CS "
+                        "system trains layer-pipelined or weight-streaming)")
     if mode not in MODES:
         raise PlanError(f"unknown mode '{mode}'; give one of {', '.join(MODES)}")
     if systems < 1:

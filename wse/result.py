@@ -1,4 +1,5 @@
-"""The plan a planner returns: plain dataclasses that serialise to the JSON the command line prints."""
+"""The plan a planner returns: plain dataclasses that serialise to the JSON the command line prints (wafer plans,
+inference plans, and device-mesh plans from wse.deviceplan)."""
 
 from __future__ import annotations
 
@@ -104,6 +105,40 @@ class InferencePlan:
     tokens_per_s: float
     time_to_first_token_s: float | None
     memory: dict
+    layers: list = field(default_factory=list)
+    assumptions: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class DevicePlan:
+    """A training step on ``systems`` devices (a GPU or CPU mesh, wse.device), from the device cost model.
+
+    ``parts``: seconds of the step's parts (compute, exposed link, host update, device update, all-reduce, fixed;
+    link_s is every transfer, hidden or not). ``link_bytes``: bytes over the host link per step, each way (0 in data
+    mode). ``memory``: bytes per device (and in host memory for streaming). ``layers``: forward and backward seconds
+    of each layer for one slice.
+    """
+
+    model: str
+    system: str
+    systems: int
+    kind: str
+    mode: str
+    fits: bool
+    batch_size: int
+    seq_len: int
+    dtype: str
+    step_time_s: float
+    tokens_per_s: float
+    utilization: float
+    time_to_train_s: float
+    memory: dict
+    link_bytes: dict
+    parts: dict
     layers: list = field(default_factory=list)
     assumptions: dict = field(default_factory=dict)
     details: dict = field(default_factory=dict)

@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from wse.costs import model_layers, parameters
+from wse.grid import Grid
 from wse.hardware import System
 from wse.kernels import kernel_model
 from wse.options import PlanOptions
@@ -36,6 +37,18 @@ def wafer_bytes_per_sequence(layers, d_model: int, seq_len: int, activation_byte
                       dtype=float)
     working = (float(stash.max()) + 2 * d_model) * act
     return working, {False: stash * act, True: inputs * act}
+
+
+def device_layer_seconds(layers, grid: Grid, tokens: float, options: PlanOptions) -> tuple[np.ndarray, np.ndarray]:
+    """(compute, fabric) forward seconds per layer for ``tokens`` tokens on a grid of devices: the layer's FLOPs at
+    ``options.compute_efficiency`` of the grid's peak, and its matmuls' operand traffic when the layer is spread over
+    the grid's cells (sqrt(K N) values per token per matmul over sqrt(cells) links, ``activation_bytes`` each).
+    The device cost model (wse.devicemodel) uses the compute term on one device's tokens."""
+    compute = np.array([l.flops_per_token for l in layers]) * tokens / (
+        grid.cells * grid.flops_per_cell * options.compute_efficiency)
+    fabric = np.array([l.fabric_values_per_token for l in layers]) * tokens / (
+        math.sqrt(grid.cells) * grid.link_bytes_per_s / options.activation_bytes)
+    return compute, fabric
 
 
 def weight_buffer_bytes(layers, options: PlanOptions) -> tuple[float, float]:
@@ -99,12 +112,7 @@ class StreamingModel:
         return times[:, 0], times[:, 1]
 
     def _device_forward(self, seqs: int) -> tuple[np.ndarray, np.ndarray]:
-        grid, opts = self.grid, self.options
-        tokens = seqs * self.seq_len
-        compute = np.array([l.flops_per_token for l in self.layers]) * tokens / (
-            grid.cells * grid.flops_per_cell * opts.compute_efficiency)
-        fabric = np.array([l.fabric_values_per_token for l in self.layers]) * tokens / (
-            math.sqrt(grid.cells) * grid.link_bytes_per_s / opts.activation_bytes)
+        compute, fabric = device_layer_seconds(self.layers, self.grid, seqs * self.seq_len, self.options)
         return np.maximum(compute, fabric), np.zeros(len(self.layers))
 
     def offloaded(self, seqs: int, recompute: bool) -> np.ndarray | None:

@@ -15,7 +15,7 @@ from wse.errors import PlanError
 from wse.hardware import SYSTEMS, Chip, MemoryX, SwarmX, System
 
 _SECTIONS = {"chip": Chip, "memoryx": MemoryX, "swarmx": SwarmX}
-_TOP_KEYS = {"name", "base", "chip", "io_bytes_per_s", "memoryx", "swarmx", "systems", "planner"}
+_TOP_KEYS = {"kind", "name", "base", "chip", "io_bytes_per_s", "memoryx", "swarmx", "systems", "planner"}
 
 
 def load_system_file(path: Path) -> tuple[System, int | None]:
@@ -24,7 +24,8 @@ def load_system_file(path: Path) -> tuple[System, int | None]:
     Sections ``chip``, ``memoryx`` and ``swarmx`` hold the fields of those specs (``memoryx: null`` for a system with
     none); ``io_bytes_per_s`` the system I/O; ``systems`` a default system count. Every figure given is tagged F (from
     the file) so plans list it among their assumptions. Unknown keys are refused with one line naming the key.
-    ``planner`` (PlanOptions overrides) is read by ``load_planner_overrides``.
+    ``planner`` (PlanOptions overrides) is read by ``load_planner_overrides``; ``kind: system`` may say what the file
+    is (``kind: device`` files describe GPUs or CPU devices: wse.devicefile).
     """
     import yaml
 

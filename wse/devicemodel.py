@@ -1,0 +1,213 @@
+"""The device cost model: one training step on a mesh of GPUs or CPU devices, from the figures of the device.
+
+Each device runs the whole model on its share of the batch (pure data parallelism), ``accum`` slices per step. Per
+slice of ``tokens`` tokens on one device, each layer of wse.costs (embedding, whole blocks, head) takes:
+
+- matmuls: its forward FLOPs at ``compute_efficiency`` of the device's matmul rate in the compute dtype (the compute
+  term of ``wse.streaming_model.device_layer_seconds``, the formula that predicts device grids for the planners; the
+  fabric term does not apply: a device holds whole layers). Backward: twice the forward, plus the attention's QK^T
+  once more (the runtime keeps only the log-sum-exp and recomputes the scores), plus the whole forward again when
+  the backward rematerialises the layer (remat ``full``).
+- memory traffic at the device's memory bandwidth (``ASSUMPTIONS``): every value a layer keeps per token
+  (``Layer.stash_values_per_token``) is written and read once forward and read once, its gradient written and read
+  once, backward; the attention scores and probabilities, unless a fused kernel keeps them on chip; the loss's float32
+  logits, exponentials and gradient. Remat ``dots`` or ``full`` pays the forward traffic again.
+
+Matmuls and traffic share the device, so they add. Per step:
+
+- ``data``: accum x the slice's layers, forward and backward; then the gradient all-reduce over the device link (a
+  ring: 2 (n - 1) / n x 4 bytes per parameter) and the AdamW update in device memory; then ``step_overhead_s``.
+- ``streaming`` (runtime/execution/streaming.py; the bytes are ``wse.hostlink``'s, the timeline moves the same):
+  per slice the non-overlapped first fetch (the embeddings and layer 0), then each forward layer beside the fetch of
+  the next, the head, each backward layer beside the fetch of the one before it and the gradient of the one after it
+  leaving (all-reduced over the data axis first), then the last gradients leaving. "Beside" is max(compute,
+  transfer) on a device with copy engines, their sum on one without; the two directions of the host link add unless
+  the link is full duplex. Then the host-side AdamW update at the host's rate, after the whole backward (the global
+  norm needs every gradient): every device's copy of the state is updated, so n x parameters at the host's rate. Or,
+  where the update cannot run in host memory (``host_update=False``), weights and moments come to the device and go
+  back, in sequence with the update there. A device whose host memory is its own memory (JAX's CPU backend) moves
+  nothing: its transfers take no time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from wse.costs import model_layers, training_flops_per_token
+from wse.device import Device
+from wse.grid import device_grid
+from wse.hostlink import GRAD_BYTES, streaming_link_bytes
+from wse.options import PlanOptions
+from wse.shape import as_shape
+from wse.streaming_model import device_layer_seconds
+
+DTYPE_BYTES = {"bfloat16": 2, "float32": 4}
+REMATS = ("none", "dots", "full")
+
+# The model's own figures: name -> (value, "TAG: reason"). Listed in every device plan's assumptions.
+ASSUMPTIONS: dict[str, tuple[float, str]] = {
+    "forward_accesses": (2, "D: a value a layer keeps is written once by the op that makes it and read once by the "
+                            "op that uses it"),
+    "backward_accesses": (3, "D: the backward reads a kept value once for its local derivative and writes and reads "
+                             "its gradient once"),
+    "score_forward_accesses": (4, "D: attention scores and probabilities, heads x T float32 values per token "
+                                  "outside a fused kernel: the forward writes and reads each once"),
+    "score_backward_accesses": (8, "D: the backward recomputes scores and probabilities (4; model.gpt keeps only the "
+                                   "log-sum-exp) and writes and reads their gradients (4)"),
+    "logit_accesses": (6, "D: the loss holds float32 logits, their exponentials and their gradient per token and "
+                          "vocabulary entry (runtime.execution.placement.LOGIT_BYTES counts the same three), each "
+                          "written and read once"),
+    "logit_bytes": (12, "D: bytes per logit the loss holds: float32 logits, exponentials and gradient"),
+    "adamw_bytes_per_param": (32, "D: AdamW with global-norm clipping in device memory: the norm reads the float32 "
+                                  "gradient (4), the update reads weight, gradient and both moments (16) and writes "
+                                  "weight and moments (12)"),
+    "train_state_bytes_per_param": (16, "D: data mode keeps float32 weights and gradients and both float32 moments on "
+                                        "every device (runtime.execution.placement.TRAIN_STATE_BYTES_PER_PARAM)"),
+    "host_state_bytes_per_param": (16, "D: streaming keeps float32 weights, both moments and the gradient "
+                                       "accumulator in host memory"),
+    "loss_chunk_tokens": (4096, "D: the loss materialises logits for at most 4,096 tokens at a time "
+                                "(model.gpt.LOSS_CHUNK_TOKENS)"),
+}
+
+
+def assumption(name: str) -> float:
+    """The value of the named model figure in ``ASSUMPTIONS``."""
+    return ASSUMPTIONS[name][0]
+
+
+def model_assumptions() -> dict[str, dict]:
+    """``ASSUMPTIONS`` as a plan lists them: ``model.<name>`` -> {value, reason (with its tag)}."""
+    return {f"model.{k}": {"value": v, "reason": why} for k, (v, why) in ASSUMPTIONS.items()}
+
+
+def ring_all_reduce_s(n_bytes: float, devices: int, link_bytes_per_s: float) -> float:
+    """Seconds of a ring all-reduce of ``n_bytes`` over ``devices`` (each sends 2 (n - 1) / n of it); 0 for one."""
+    return 0.0 if devices <= 1 else 2 * (devices - 1) / devices * n_bytes / link_bytes_per_s
+
+
+class DeviceModel:
+    """Per-layer times of one model on one ``Device`` at ``seq_len`` tokens per sequence in ``dtype`` (see the
+    module docstring). ``options.compute_efficiency`` is the fraction of the matmul rate the step's matmuls reach."""
+
+    def __init__(self, shape, device: Device, seq_len: int, dtype: str, options: PlanOptions | None = None):
+        self.shape, self.device, self.seq_len, self.dtype = as_shape(shape), device, seq_len, dtype
+        device.matmul_flops(dtype)  # refuses a dtype the device has no figure for
+        self.width = DTYPE_BYTES[dtype]
+        self.options = options or PlanOptions()
+        self.layers = model_layers(self.shape, seq_len, split_blocks=False, attention_probs_stashed=False)
+        self.parameters = sum(layer.params for layer in self.layers)
+        self.blocks = np.array([layer.name.startswith("block") for layer in self.layers])
+        self.n_layers = self.shape.n_layers
+        self.layer_params = self.layers[1].params  # a block's (the blocks are equal)
+        self.rest_params = self.parameters - self.n_layers * self.layer_params  # embeddings and the final LayerNorm
+
+    def layer_seconds(self, tokens: float, remat: str) -> tuple[np.ndarray, np.ndarray]:
+        """(forward, backward) seconds per layer for ``tokens`` tokens on one device under ``remat``."""
+        d, s = self.device, self.shape
+        one = device_grid(1, d.matmul_flops(self.dtype), d.memory_bytes, d.device_link_bytes_per_s, name=d.name)
+        f_mm, _ = device_layer_seconds(self.layers, one, tokens, self.options)
+        attention = np.array([l.attention_flops_per_token for l in self.layers]) * tokens / (
+            d.matmul_flops(self.dtype) * self.options.compute_efficiency)
+        kept = np.array([l.stash_values_per_token for l in self.layers]) * tokens * self.width
+        scores = 0.0 if d.fused_attention else s.n_heads * self.seq_len * tokens * 4.0
+        attn = np.array([l.attention_flops_per_token > 0 for l in self.layers]) * scores
+        logits = np.array([l.name == "head" for l in self.layers]) * s.vocab_size * tokens * 4.0
+        f_mem = (kept * assumption("forward_accesses") + attn * assumption("score_forward_accesses")
+                 + logits * assumption("logit_accesses") / 2) / d.memory_bytes_per_s
+        b_mem = (kept * assumption("backward_accesses") + attn * assumption("score_backward_accesses")
+                 + logits * assumption("logit_accesses") / 2) / d.memory_bytes_per_s
+        if remat not in REMATS:
+            raise ValueError(f"remat must be one of {', '.join(REMATS)}, got {remat!r}")
+        again = self.blocks * (f_mem + (f_mm if remat == "full" else 0.0)) if remat != "none" else 0.0
+        return f_mm + f_mem, 2 * f_mm + attention / 2 + b_mem + again
+
+    def device_update_s(self) -> float:
+        """Seconds of the AdamW update (with the global norm) in device memory."""
+        return self.parameters * assumption("adamw_bytes_per_param") / self.device.memory_bytes_per_s
+
+    def data_step(self, tokens: float, accum: int, remat: str) -> dict:
+        """The parts (seconds) of a data-mode step of ``accum`` slices of ``tokens`` tokens per device."""
+        fwd, bwd = self.layer_seconds(tokens, remat)
+        d = self.device
+        compute = accum * float(fwd.sum() + bwd.sum())
+        all_reduce = ring_all_reduce_s(self.parameters * GRAD_BYTES, d.devices, d.device_link_bytes_per_s)
+        parts = {"compute_s": compute, "all_reduce_s": all_reduce, "device_update_s": self.device_update_s(),
+                 "first_fetch_s": 0.0, "link_s": 0.0, "exposed_link_s": 0.0, "host_update_s": 0.0,
+                 "fixed_s": d.step_overhead_s}
+        parts["step_time_s"] = compute + all_reduce + parts["device_update_s"] + d.step_overhead_s
+        return parts
+
+    def link_split(self, accum: int, host_update: bool) -> dict:
+        """Bytes of each transfer of a streaming step, from wse.hostlink's totals: one layer's weights (``layer``, 2L + 1
+        fetches per slice) and the rest's (``rest``, once per slice), the float32 gradients of a layer and of the rest
+        leaving as they are produced (``layer_out``, ``rest_out``), and what the update adds each way (``update_in``,
+        ``update_out``: 0 when it runs in host memory). A layer's bytes are the per-slice figure's growth from L to
+        L + 1 layers over 2 (each layer is fetched twice), so every width hostlink uses is kept."""
+        total = streaming_link_bytes(self.shape, compute_bytes=self.width, accum=accum, host_update=host_update)
+        longer = streaming_link_bytes(replace(self.shape, n_layers=self.n_layers + 1), compute_bytes=self.width,
+                                      accum=accum, host_update=host_update)
+        per_slice = total["per_slice_weights"]
+        layer = (longer["per_slice_weights"] - per_slice) / 2
+        return {"total": total, "layer": layer, "rest": per_slice - (2 * self.n_layers + 1) * layer,
+                "layer_out": GRAD_BYTES * self.layer_params, "rest_out": GRAD_BYTES * self.rest_params,
+                "update_in": total["to_device"] - accum * per_slice,
+                "update_out": total["to_host"] - accum * GRAD_BYTES * self.parameters}
+
+    def transfer_seconds(self, split: dict) -> dict:
+        """Seconds of each transfer of ``link_split``, and of a layer's and the rest's gradient all-reduce over the
+        device link (``reduce``, ``rest_reduce``). Host-link times are 0 when host and device memory are one
+        (``host_memory_separate`` False: the step moves nothing)."""
+        d = self.device
+        moves = 1.0 if d.host_memory_separate else 0.0
+        there, back = moves / d.host_to_device_bytes_per_s, moves / d.device_to_host_bytes_per_s
+        ring = lambda n: ring_all_reduce_s(n, d.devices, d.device_link_bytes_per_s)  # noqa: E731
+        return {"fetch": split["layer"] * there, "rest_in": split["rest"] * there, "out": split["layer_out"] * back,
+                "rest_out": split["rest_out"] * back, "reduce": ring(split["layer_out"]),
+                "rest_reduce": ring(split["rest_out"]), "update_in": split["update_in"] * there,
+                "update_out": split["update_out"] * back}
+
+    def streaming_slice(self, tokens: float, t: dict) -> dict:
+        """Seconds of one streaming slice of ``tokens`` tokens with the transfer times ``t`` (``transfer_seconds``):
+        the timeline of the module docstring; also its compute, its transfers and its first fetch."""
+        d = self.device
+        fwd, bwd = self.layer_seconds(tokens, "full")
+        both = (lambda a, b: max(a, b)) if d.link_full_duplex else (lambda a, b: a + b)
+        beside = (lambda c, x: max(c, x)) if d.copy_engines else (lambda c, x: c + x)
+        first = t["rest_in"] + t["fetch"]
+        time = first + sum(beside(float(c), t["fetch"]) for c in fwd[self.blocks])
+        time += float(fwd[~self.blocks].sum() + bwd[~self.blocks].sum())  # embedding and head: nothing beside them
+        leaving = 0.0  # the gradient of the layer whose backward ran before this one's (none before the last layer)
+        for c in bwd[self.blocks][::-1]:
+            time += beside(float(c), both(t["fetch"], leaving))
+            leaving = t["reduce"] + t["out"]
+        tail = leaving + t["rest_reduce"] + t["rest_out"]
+        L = self.n_layers
+        link = (2 * L + 1) * t["fetch"] + t["rest_in"] + L * (t["out"] + t["reduce"]) + t["rest_out"] + t["rest_reduce"]
+        return {"slice_s": time + tail, "compute_s": float(fwd.sum() + bwd.sum()), "link_s": link,
+                "first_fetch_s": first}
+
+    def streaming_step(self, tokens: float, accum: int, host_update: bool = True) -> dict:
+        """The parts (seconds) of a streaming step of ``accum`` slices of ``tokens`` tokens per device, and the bytes
+        over the host link per step (``link_bytes``: wse.hostlink.streaming_link_bytes). ``step_time_s`` = compute +
+        exposed link + host update + device update + fixed (the per-layer all-reduce is part of the link time)."""
+        d = self.device
+        split = self.link_split(accum, host_update)
+        t = self.transfer_seconds(split)
+        sl = self.streaming_slice(tokens, t)
+        round_trip = max(t["update_in"], t["update_out"]) if d.link_full_duplex else t["update_in"] + t["update_out"]
+        host = d.devices * self.parameters / d.host_update_params_per_s if host_update else 0.0
+        dev_update = 0.0 if host_update else self.device_update_s()
+        compute = accum * sl["compute_s"]
+        parts = {"compute_s": compute, "link_s": accum * sl["link_s"] + round_trip,
+                 "exposed_link_s": accum * sl["slice_s"] - compute + round_trip,
+                 "first_fetch_s": accum * sl["first_fetch_s"], "host_update_s": host, "device_update_s": dev_update,
+                 "all_reduce_s": 0.0, "fixed_s": d.step_overhead_s}
+        parts["step_time_s"] = accum * sl["slice_s"] + round_trip + host + dev_update + d.step_overhead_s
+        parts["link_bytes"] = {k: split["total"][k] for k in ("to_device", "to_host")}
+        return parts
+
+    def model_flops(self, tokens: float) -> float:
+        """This project's training FLOPs (wse.costs) for ``tokens`` tokens, no recomputation counted."""
+        return training_flops_per_token(self.layers) * tokens
