@@ -41,12 +41,14 @@ def load_shape(model: str):
 def plan_model(model: str, system: str | None = None, *, systems: int | None = None, mode: str = "auto",
                batch_size: int | None = None, seq_len: int | None = None, picture: str | None = None,
                timeline: str | None = None, task: str = "train", memoryx: str | None = None,
-               prompt_len: int | None = None) -> dict:
+               prompt_len: int | None = None, dtype: str | None = None) -> dict:
     """The wafer plan of ``model`` (a preset, a planning-only published shape or a model file) on ``system``
-    (cs1/cs2/cs3, a cluster, or a YAML system file; None: ``DEFAULT_SYSTEM``, noted in ``system_note``) as a
+    (cs1/cs2/cs3, a cluster, or a YAML system file; None: ``DEFAULT_SYSTEM``, noted in ``system_note``), or its
+    device-mesh plan when ``system`` is h100, h200 or a ``kind: device`` file (``plan_on_devices``), as a
     JSON-able dict (wse.plan.Plan.to_dict, or InferencePlan's for ``task`` decode/prefill), with the PNG paths when
     ``picture``/``timeline`` are given. UserError for an unknown model or system, a plan that cannot fit, or a
     picture path whose directory does not exist."""
+    from wse.devicefile import find_device
     from wse.hardware import get_system
     from wse.options import PlanOptions
     from wse.plan import make_plan
@@ -54,6 +56,16 @@ def plan_model(model: str, system: str | None = None, *, systems: int | None = N
 
     shape = load_shape(model)
     name = DEFAULT_SYSTEM if system is None else system
+    device = find_device(name)
+    if device is not None:
+        if task != "train" or picture or timeline or memoryx:
+            raise UserError("a device mesh is planned for training only, without --task, --picture, --timeline or "
+                            "--memoryx (those are for CS systems); drop them or give --system cs2")
+        return plan_on_devices(shape, *device, systems=systems, mode=mode, batch_size=batch_size, seq_len=seq_len,
+                               dtype=dtype)
+    if dtype is not None:
+        raise UserError(f"--dtype is for device meshes (h100, h200 or a 'kind: device' file); {name} plans use the "
+                        "planner's byte widths (a system file's planner: section changes them)")
     hardware, cluster_systems = get_system(name)
     options = PlanOptions()
     if Path(name).suffix.lower() in (".yaml", ".yml"):
@@ -77,6 +89,29 @@ def plan_model(model: str, system: str | None = None, *, systems: int | None = N
         if timeline:
             result["timeline"] = str(draw_timeline(plan, timeline))
     return result
+
+
+def plan_on_devices(shape, device, planner: dict, *, systems: int | None = None, mode: str = "auto",
+                    batch_size: int | None = None, seq_len: int | None = None, dtype: str | None = None) -> dict:
+    """The device-mesh plan (wse.deviceplan.plan_devices, a DevicePlan's dict) of ``shape`` on ``device``
+    (wse.device.Device; ``systems`` overrides its device count) with the file's ``planner`` overrides; ``mode`` auto,
+    data or streaming; the batch defaults to the shape's published one, the sequence to 2048 capped at its
+    context, ``dtype`` to bfloat16. PlanError (a user error) when it cannot run."""
+    from dataclasses import replace
+
+    from wse.deviceplan import plan_devices
+    from wse.errors import PlanError
+    from wse.options import PlanOptions
+    from wse.plan import training_defaults
+
+    if systems is not None:
+        if systems < 1:
+            raise PlanError(f"--systems must be at least 1, got {systems}")
+        device = replace(device, devices=systems)
+    batch_size, seq_len = training_defaults(shape, "auto", device.devices, batch_size, seq_len)
+    plan = plan_devices(shape, device, mode=mode, batch_size=batch_size, seq_len=seq_len, dtype=dtype or "bfloat16",
+                        options=PlanOptions().updated(planner), model_name=shape.name)
+    return plan.to_dict()
 
 
 def published_comparison() -> dict:

@@ -1,9 +1,11 @@
-"""`wse plan`: how a Cerebras wafer (or a cluster of them) would train a model, from the simulator in wse/ (no JAX)."""
+"""`wse plan`: how a Cerebras wafer (or a cluster of them), or a mesh of GPUs or CPU devices, would train a model, from
+the simulator in wse/ (no JAX)."""
 
 from __future__ import annotations
 
 HELP = ("plan a model on a Cerebras system: training (layer-pipelined or weight-streaming) or inference (decode, "
-        "prefill); --published holds the simulator against published figures")
+        "prefill), or training on GPUs (h100, h200, a device file); --published holds the simulator against "
+        "published figures")
 
 
 def add_arguments(parser) -> None:
@@ -12,11 +14,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--task", choices=["train", "decode", "prefill"], default="train",
                         help="train (default); decode or prefill: the model resident on --systems wafers")
     parser.add_argument("--system", default=None,
-                        help="cs1, cs2 (default), cs3, a cluster (andromeda, cg1, cg3) or a YAML system file")
+                        help="cs1, cs2 (default), cs3, a cluster (andromeda, cg1, cg3), a YAML system file, or a "
+                        "device mesh: h100, h200 or a YAML file with 'kind: device'")
     parser.add_argument("--systems", type=int, default=None,
-                        help="number of systems (data parallel, weight streaming only); default 1, or the cluster's size")
-    parser.add_argument("--mode", choices=["auto", "pipelined", "streaming"], default="auto",
-                        help="auto: layer-pipelined when the model fits on one wafer, else weight streaming")
+                        help="number of systems (data parallel, weight streaming only; default 1, or the cluster's "
+                        "size), or of devices on a device mesh (default the description's)")
+    parser.add_argument("--mode", choices=["auto", "pipelined", "streaming", "data"], default="auto",
+                        help="auto: layer-pipelined when the model fits on one wafer, else weight streaming; on a "
+                        "device mesh: data (default when it fits) or streaming (weights in host memory)")
+    parser.add_argument("--dtype", choices=["bfloat16", "float32"], default=None,
+                        help="compute dtype on a device mesh (default bfloat16)")
     parser.add_argument("--batch-size", type=int, default=None, help="global batch in sequences (default: the preset's published one)")
     parser.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (default 2048, capped at the model's context)")
     parser.add_argument("--picture", default=None, help="write the stage regions (or the streaming memory profile) to this PNG")
@@ -38,7 +45,7 @@ def run(args) -> dict:
         raise UserError("wse plan needs --model (or --published for the table of published figures)")
     return plan_model(args.model, args.system, systems=args.systems, mode=args.mode, batch_size=args.batch_size,
                       seq_len=args.seq_len, picture=args.picture, timeline=args.timeline, task=args.task,
-                      memoryx=args.memoryx, prompt_len=args.prompt_len)
+                      memoryx=args.memoryx, prompt_len=args.prompt_len, dtype=args.dtype)
 
 
 def _time(s: float) -> str:
@@ -83,6 +90,8 @@ def render(result: dict, console) -> None:
         return _render_published(result, console)
     if result.get("mode") == "inference":
         return _render_inference(result, console)
+    if result.get("kind") == "devices":
+        return _render_devices(result, console)
     _render_training(result, console)
 
 
@@ -96,6 +105,37 @@ def _render_published(result: dict, console) -> None:
     for r in result["rows"]:
         t.add_row(r["outcome"], fmt(r["published"]), fmt(r["simulated"]), r["distance"], r["source"])
     console.print(t)
+
+
+def _render_devices(result: dict, console) -> None:
+    """A device-mesh plan: the step, its parts, memory and host-link bytes, then the assumptions."""
+    from rich.table import Table
+
+    d, mem, parts, link = result["details"], result["memory"], result["parts"], result["link_bytes"]
+    t = Table(title=f"{result['model']} on {result['systems']} x {result['system']}: {result['mode']}",
+              show_header=False)
+    rows = [("batch", f"{result['batch_size']} sequences x {result['seq_len']} tokens, {result['dtype']}; "
+                      f"{d['per_device_batch']} per device in {d['accum']} slice(s) of {d['slice_seqs']}, remat "
+                      f"{d['remat']}"),
+            ("step time", _time(result["step_time_s"])),
+            ("tokens/s", f"{result['tokens_per_s']:,.0f}"),
+            ("utilisation of peak", f"{result['utilization']:.1%} of {d['peak_flops'] / 1e12:,.0f} TFLOP/s"),
+            ("time to train (20 tokens/param)", _time(result["time_to_train_s"])),
+            ("device memory", f"{_bytes(mem['device_bytes'])} of {_bytes(mem['capacity_bytes'])} (weights and state "
+                              f"{_bytes(mem['weights_and_state_bytes'])}, activations "
+                              f"{_bytes(mem['activations_bytes'])}, logits {_bytes(mem['logits_bytes'])})")]
+    if result["mode"] == "streaming":
+        rows += [("host memory", _bytes(mem["host_bytes"])),
+                 ("host link per step", f"{_bytes(link['to_device'])} to each device, {_bytes(link['to_host'])} back")]
+    rows += [("compute", _time(parts["compute_s"])),
+             ("link (waited for / all transfers)", f"{_time(parts['exposed_link_s'])} / {_time(parts['link_s'])}"),
+             ("host update", _time(parts["host_update_s"])),
+             ("device update, all-reduce", f"{_time(parts['device_update_s'])}, {_time(parts['all_reduce_s'])}"),
+             ("fixed", _time(parts["fixed_s"]))]
+    for k, v in rows:
+        t.add_row(k, v)
+    console.print(t)
+    _render_assumptions(result, console)
 
 
 def _render_inference(result: dict, console) -> None:
