@@ -1,4 +1,5 @@
-"""The device's own ceilings, measured first: dense matmul FLOP/s (float32 and bfloat16) and memory-copy bandwidth.
+"""The device's own ceilings, measured first: dense matmul FLOP/s (float32 and bfloat16), memory-copy bandwidth, the
+host link each way (pinned host memory), the host's AdamW rate and the fixed cost of dispatching a compiled step.
 
 They are the denominators of everything else: MFU is model FLOP/s over the measured matmul rate (not a datasheet
 figure the machine may never reach), and the simulator's device grid gets cells with exactly these rates, so a
@@ -8,6 +9,10 @@ Method. Matmul: one jitted ``a @ b`` of two random n x n matrices, best of ``rep
 (best, not median: the ceiling is what the device can do, noise only slows it). Copy: a jitted ``x + 1`` over a buffer
 far larger than the caches, with the input donated so the output reuses its pages (otherwise every call pays the
 kernel's first-touch page faults and measures the allocator); one read plus one write of the buffer per call.
+Host link: a jitted copy of a float32 buffer from memory kind ``pinned_host`` to ``device`` and one back, bytes of
+the buffer over the best time (on JAX's CPU backend both kinds are the same RAM: it is a memory copy). AdamW: one
+jitted ``optax.adamw`` update (its default hyperparameters) of a flat float32 vector in the host's memory, state
+donated, parameters per second. Dispatch: a jitted scalar add, called and waited for.
 
 On CPU every emulated device shares the host's cores and memory, so a ceiling measured on one of them is the whole
 host's; ``per_device`` divides by how many devices share it.
@@ -25,6 +30,9 @@ SIZES = {
     "gpu": {"quick": (8192, 1 << 30), "full": (16384, 2 << 30)},
     "tpu": {"quick": (8192, 1 << 30), "full": (16384, 2 << 30)},
 }
+# Parameters of the AdamW measurement: weights, gradient and two moments of 4 x this many float32 values are far
+# beyond the caches (16M: 256 MiB), and one update takes tens of milliseconds on a 2-core CPU.
+ADAMW_PARAMS = {"quick": 8 << 20, "full": 16 << 20}
 REPEATS = {"quick": 3, "full": 5}
 
 
@@ -69,11 +77,87 @@ def copy_bandwidth(nbytes: int, device=None, repeats: int = 3) -> float:
     return 2.0 * (nbytes // 4) * 4 / _best_time(f, x, repeats=repeats, donate=True)
 
 
+def host_link_bandwidth(nbytes: int, device=None, repeats: int = 3) -> dict:
+    """Measured {"host_to_device", "device_to_host"} bytes/s of a ``nbytes`` float32 buffer moved by a jitted copy
+    between memory kinds ``pinned_host`` and ``device`` of ``device``; {} where the device has no pinned host
+    memory."""
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import SingleDeviceSharding
+
+    device = device or jax.devices()[0]
+    if "pinned_host" not in {m.kind for m in device.addressable_memories()}:
+        return {}
+    host = SingleDeviceSharding(device, memory_kind="pinned_host")
+    dev = SingleDeviceSharding(device, memory_kind="device")
+    x = jax.device_put(jnp.ones((nbytes // 4,), jnp.float32), dev)
+    to_host = jax.jit(lambda v: v, out_shardings=host)
+    to_device = jax.jit(lambda v: v, out_shardings=dev)
+    on_host = jax.block_until_ready(to_host(x))
+    return {"host_to_device": nbytes / _best_fresh(to_device, on_host, max(repeats, 5)),
+            "device_to_host": nbytes / _best_fresh(to_host, x, max(repeats, 5))}
+
+
+def _best_fresh(fn, arg, repeats: int) -> float:
+    """Best wall time of ``repeats`` calls of ``fn(arg)`` after a warm-up, each output freed before the next call
+    (so the allocator can hand its pages back instead of the kernel faulting in new ones)."""
+    import jax
+
+    jax.block_until_ready(fn(arg))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(fn(arg))
+        best = min(best, time.perf_counter() - t0)
+        del out
+    return best
+
+
+def adamw_rate(n_params: int, device=None, repeats: int = 3) -> float:
+    """Measured parameters per second of one jitted optax.adamw update of ``n_params`` float32 parameters on
+    ``device`` (the CPU device: the host's rate), weights and state donated so each call updates in place."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    device = device or jax.devices("cpu")[0]
+    opt = optax.adamw(1e-3)
+    params = jax.device_put(jnp.zeros((n_params,), jnp.float32), device)
+    grads = jax.device_put(jnp.full((n_params,), 1e-3, jnp.float32), device)
+    state = opt.init(params)
+
+    def update(p, s, g):
+        updates, s = opt.update(g, s, p)
+        return optax.apply_updates(p, updates), s
+
+    step = jax.jit(update, donate_argnums=(0, 1))
+    params, state = jax.block_until_ready(step(params, state, grads))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        params, state = jax.block_until_ready(step(params, state, grads))
+        best = min(best, time.perf_counter() - t0)
+    return n_params / best
+
+
+def dispatch_seconds(device=None, repeats: int = 20) -> float:
+    """Best seconds to call a compiled scalar add on ``device`` and wait for its result: a step's fixed cost."""
+    import jax
+    import jax.numpy as jnp
+
+    device = device or jax.devices()[0]
+    x = jax.device_put(jnp.float32(1.0), device)
+    return _best_time(jax.jit(lambda v: v + 1.0), x, repeats=repeats)
+
+
 def measure_ceilings(device=None, *, quick: bool = False, n_devices: int = 1) -> dict:
-    """{"device", "platform", "matmul_flops": {"float32", "bfloat16"}, "copy_bytes_per_s", sizes, per-device shares}.
+    """{"device", "platform", "matmul_flops": {"float32", "bfloat16"}, "copy_bytes_per_s", "host_link_bytes_per_s":
+    {"host_to_device", "device_to_host"} ({} without pinned host memory), "host_adamw_params_per_s", "dispatch_s",
+    sizes, per-device shares}.
 
     ``n_devices``: how many (emulated) devices share what was measured; on CPU they share the host, so
     ``per_device`` is the host's figure over n; on accelerators each device has its own, so it is the figure itself.
+    The AdamW rate is the host's (measured on the CPU device), shared by every device.
     """
     import jax
 
@@ -84,6 +168,8 @@ def measure_ceilings(device=None, *, quick: bool = False, n_devices: int = 1) ->
     repeats = REPEATS[mode]
     flops = {dt: matmul_flops(dt, n, device, repeats) for dt in ("float32", "bfloat16")}
     bandwidth = copy_bandwidth(nbytes, device, repeats)
+    link = host_link_bandwidth(nbytes // 2, device, repeats)
+    adamw = adamw_rate(ADAMW_PARAMS[mode], jax.devices("cpu")[0], repeats)
     shared = platform == "cpu"
     share = n_devices if shared else 1
     return {
@@ -94,8 +180,14 @@ def measure_ceilings(device=None, *, quick: bool = False, n_devices: int = 1) ->
         "copy_bytes": nbytes,
         "copy_bytes_per_s": bandwidth,
         "shared_by_devices": share,
-        "per_device": {"matmul_flops": {k: v / share for k, v in flops.items()}, "copy_bytes_per_s": bandwidth / share},
-        "method": f"best of {repeats}: {n}x{n} matmul (2n^3 FLOPs); donated x+1 over {nbytes >> 20} MiB (read+write)",
+        "host_link_bytes_per_s": link,
+        "host_adamw_params_per_s": adamw,
+        "dispatch_s": dispatch_seconds(device),
+        "per_device": {"matmul_flops": {k: v / share for k, v in flops.items()}, "copy_bytes_per_s": bandwidth / share,
+                       "host_link_bytes_per_s": {k: v / share for k, v in link.items()}},
+        "method": f"best of {repeats}: {n}x{n} matmul (2n^3 FLOPs); donated x+1 over {nbytes >> 20} MiB (read+write); "
+                  f"jitted pinned_host<->device copies of {nbytes >> 21} MiB; optax.adamw over "
+                  f"{ADAMW_PARAMS[mode] >> 20}M float32 parameters; best of 20 dispatches of a scalar add",
     }
 
 

@@ -1,34 +1,30 @@
-"""Prediction versus measurement: the wafer simulator's cost model, run over the device grid the benchmark measured.
+"""Prediction versus measurement: the simulator's cost models, run with the ceilings the benchmark measured.
 
-The grid's cells are the mesh's devices with the *measured* ceilings (ceilings.py): matmul FLOP/s at the run's compute
-dtype, memory, and the copy bandwidth as the link between neighbours (emulated CPU devices exchange data by memory
-copies). On CPU the emulated devices share the host's cores and memory bus, so each cell gets the host's figures
-divided by the device count. Nothing is fitted to the measurement: the planner's own assumptions (notably
-``compute_efficiency``, the fraction of a cell's peak its kernels sustain, 0.5 by default) stay at their documented
-defaults, exactly as they are when the same code predicts a wafer. Only facts of the run are set: the byte widths of
-the compute dtype and the batch split.
+``data`` and ``streaming`` rows: the device cost model (wse.devicemodel) over a device description built from the
+measured ceilings (``device_from_ceilings``: matmul FLOP/s at each dtype, the copy bandwidth as memory bandwidth and
+as the link between emulated devices, the pinned-host link each way, the host's AdamW rate, the dispatch cost as the
+step's fixed cost; on CPU the emulated devices share the host's cores and memory bus, so each gets the host's
+figures divided by the device count), at the row's own split: its batch over the data axis, its remat policy, its
+attention kernel, its accumulation and, for streaming, whether the update ran in host memory (``plan["host_update"]``,
+else True). Nothing is fitted to the measurement: the planner's ``compute_efficiency`` (0.5) and the cost model's
+named figures (wse.devicemodel.ASSUMPTIONS) stay at their documented values.
 
-Mode by mode:
-- ``data``: ``wse.pipelined.plan_pipelined`` over the n-device grid with the whole batch as one microbatch; with a
-  single microbatch the planner's best plan is one stage spread over every cell (no bubble to pay), which is data
-  parallelism's division of the work.
-- ``pipelined``: the planner's stage-time formula (``region_costs``/``stage_time``/``handoff_time``) evaluated at the
-  runtime's own split: S stages of one device each, the runtime's microbatch count M, step = (M + S - 1) x the
-  slowest stage, plus the tied head, which the runtime runs outside the pipe on every device.
-  ``plan_pipelined`` alone would choose its own S (on identical cells, the fewest stages that fit); the runtime's S is
-  set by the mesh, so the formula is evaluated there, and the planner's own choice is reported beside it.
-- ``streaming``: ``wse.streaming.plan_streaming`` on a "system" made of the mesh: each data-axis device is one system,
-  host memory its MemoryX (stream bandwidth = the copy bandwidth per device; optimizer rate = AdamW's bytes per
-  parameter over that bandwidth), the data axis its SwarmX.
+``pipelined`` rows: the wafer planner's stage-time formula (``region_costs``/``stage_time``/``handoff_time``) over
+a grid of the measured devices, evaluated at the runtime's split: S stages of one device each, the runtime's
+microbatch count M, step = (M + S - 1) x the slowest stage, plus the tied head, which the runtime runs outside the
+pipe on every device. ``plan_pipelined`` alone would choose its own S (on identical cells, the fewest stages that
+fit); the runtime's S is set by the mesh, so the formula is evaluated there, and the planner's own choice is
+reported beside it.
+
+Every row also gets the bytes it moves over the host link per step (``link_bytes``): 0 for data and pipelined, for
+streaming wse.hostlink's figure at the row's compute dtype, accumulation and update placement.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
-# AdamW touches per parameter: read weight, gradient, two moments; write weight and two moments (float32).
-ADAMW_BYTES_PER_PARAM = 7 * 4
+COMPUTE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 
 
 def plan_options(dtype: str, **changes):
@@ -55,17 +51,6 @@ def _grid(cells: dict, n: int, name: str):
     from wse.grid import device_grid
 
     return device_grid(n, cells["flops_per_cell"], cells["memory_bytes_per_cell"], cells["link_bytes_per_s"], name=name)
-
-
-def predict_data(cfg, n: int, batch_size: int, seq_len: int, cells: dict, dtype: str) -> dict:
-    from wse.pipelined import plan_pipelined
-
-    opts = plan_options(dtype, microbatch_seqs=batch_size)
-    plan = plan_pipelined(cfg, _grid(cells, n, "mesh"), batch_size=batch_size, seq_len=seq_len, options=opts,
-                          model_name=cfg.name)
-    return {"predicted_step_time_s": plan.step_time_s, "planner": "wse.pipelined.plan_pipelined (one microbatch)",
-            "planner_stages": plan.details["n_stages"], "utilization": plan.utilization,
-            "compute_efficiency": opts.compute_efficiency}
 
 
 def predict_pipelined(cfg, shape: dict, batch_size: int, seq_len: int, cells: dict, dtype: str, *,
@@ -103,42 +88,78 @@ def predict_pipelined(cfg, shape: dict, batch_size: int, seq_len: int, cells: di
             "planner_own_choice": planner_best, "compute_efficiency": opts.compute_efficiency}
 
 
-def device_system(cells: dict, n_systems: int, hop_latency_s: float = 5e-6):
-    """The mesh as CS-style systems for the streaming planner: one device per system (a 1 x 1 grid with the cell's
-    figures), host memory as MemoryX, the data axis as SwarmX. Built by replacing CS-2's figures (so every field the
-    planner reads is set and tagged as a measured/derived device figure)."""
-    from wse.hardware import CS2
+def device_from_ceilings(ceilings: dict, n_devices: int, device_memory_bytes: int, *, fused_attention: bool = False):
+    """The measured ceilings as a wse.device.Device of ``n_devices`` devices (see the module docstring), every
+    figure tagged F (measured) or, for the switches, with the reason it holds on this backend."""
+    from wse.device import DEVICES, Device
 
-    flops = cells["flops_per_cell"]
-    clock = flops / 2.0  # one 1-wide FMA lane: flops_per_cell = 2 x 1 x clock
-    bw = cells["link_bytes_per_s"]
-    tag = "F: measured on this machine by wse bench"
-    chip = replace(CS2.chip, name="device", cores_marketed=1, grid_cols=1, grid_rows=1,
-                   sram_bytes_per_core=cells["memory_bytes_per_cell"], sram_reserved_bytes_per_core=0,
-                   clock_hz=clock, fp16_simd_width=1, link_bytes_per_cycle=bw / clock,
-                   hop_latency_cycles=hop_latency_s * clock, layer_switch_cycles=0.0,
-                   sources={k: tag for k in CS2.chip.sources})
-    mx = replace(CS2.memoryx, name="host memory", capacity_bytes=float(cells["memory_bytes_per_cell"]) * n_systems,
-                 bandwidth_bytes_per_s=bw, optimizer_params_per_s=bw / ADAMW_BYTES_PER_PARAM,
-                 sources={k: tag for k in CS2.memoryx.sources})
-    swx = replace(CS2.swarmx, name="data axis", link_bandwidth_bytes_per_s=bw, links_per_system=1, fan_out=2,
-                  level_latency_s=hop_latency_s, max_systems=max(n_systems, 1),
-                  sources={k: tag for k in CS2.swarmx.sources})
-    return replace(CS2, name="mesh", chip=chip, io_bytes_per_s=bw, memoryx=mx, swarmx=swx,
-                   sources={k: tag for k in CS2.sources})
+    cpu = ceilings["platform"] == "cpu"
+    share = n_devices if cpu else 1
+    tag = f"F: measured by wse bench on {ceilings['device']}"
+    copy = ceilings["copy_bytes_per_s"] / share
+    link = ceilings.get("host_link_bytes_per_s") or {}
+    known = next((dev for key, dev in DEVICES.items() if key in ceilings["device"].lower()), None)
+    peer = copy if cpu or known is None else known.device_link_bytes_per_s
+    peer_source = tag if cpu else (known.sources["device_link_bytes_per_s"] if known else
+                                   "U: no device-link measurement; the device's copy bandwidth stands in")
+    switch = ("D: JAX's CPU backend keeps host and device memory in the same RAM and copies with the cores that "
+              "compute (runtime/execution/streaming.py)") if cpu else "V: a GPU's PCIe link and copy engines"
+    sources = {name: tag for name in ("devices", "matmul_flops_bfloat16", "matmul_flops_float32", "memory_bytes",
+                                      "memory_bytes_per_s", "host_to_device_bytes_per_s", "device_to_host_bytes_per_s",
+                                      "host_update_params_per_s", "step_overhead_s")}
+    sources.update(memory_fraction="D: the runtime's device memory figure is what a run may use",
+                   host_memory_separate=switch, link_full_duplex=switch, copy_engines=switch,
+                   fused_attention="D: the row's attention kernel", device_link_bytes_per_s=peer_source)
+    return Device(
+        name=ceilings["device"], devices=n_devices,
+        matmul_flops_bfloat16=ceilings["matmul_flops"]["bfloat16"] / share,
+        matmul_flops_float32=ceilings["matmul_flops"]["float32"] / share,
+        memory_bytes=float(device_memory_bytes), memory_fraction=1.0, memory_bytes_per_s=copy,
+        host_to_device_bytes_per_s=link.get("host_to_device", ceilings["copy_bytes_per_s"] / 2) / share,
+        device_to_host_bytes_per_s=link.get("device_to_host", ceilings["copy_bytes_per_s"] / 2) / share,
+        host_memory_separate=not cpu, link_full_duplex=not cpu, copy_engines=not cpu, fused_attention=fused_attention,
+        device_link_bytes_per_s=peer, host_update_params_per_s=ceilings["host_adamw_params_per_s"],
+        step_overhead_s=ceilings["dispatch_s"], sources=sources)
 
 
-def predict_streaming(cfg, shape: dict, batch_size: int, seq_len: int, cells: dict, dtype: str) -> dict:
-    from wse.streaming import plan_streaming
+def row_accum(row: dict) -> int:
+    """Accumulation slices per step of a measured row (its plan's, else 1: the bench steps whole batches)."""
+    return int(((row.get("plan") or {}).get("link_bytes_per_step") or {}).get("accum", 1))
 
-    D = shape["data"] * shape["stage"]
-    opts = plan_options(dtype)
-    plan = plan_streaming(cfg, device_system(cells, D), systems=D, batch_size=batch_size, seq_len=seq_len,
-                          options=opts, model_name=cfg.name)
-    return {"predicted_step_time_s": plan.step_time_s, "planner": "wse.streaming.plan_streaming (device systems)",
-            "systems_used": plan.details["systems_used"], "recompute": plan.details["recompute"],
-            "micro_batches": plan.details["micro_batches"], "optimizer_tail_s": plan.details["optimizer_tail_s"],
-            "utilization": plan.utilization, "compute_efficiency": opts.compute_efficiency}
+
+def predict_device_mode(cfg, row: dict, device, dtype: str) -> dict:
+    """A data or streaming row's step from the device cost model at the row's split (module docstring)."""
+    from wse.devicemodel import DeviceModel
+
+    accum, remat = row_accum(row), row.get("remat") or "none"
+    host_update = (row.get("plan") or {}).get("host_update", True)
+    D = row["mesh"]["data"] * row["mesh"]["stage"]
+    tokens = row["batch_size"] * row["seq_len"] / (D * accum)
+    model = DeviceModel(cfg, device, row["seq_len"], dtype, plan_options(dtype))
+    if row["mode"] == "streaming":
+        parts = model.streaming_step(tokens, accum, host_update)
+    else:
+        parts = model.data_step(tokens, accum, remat if remat in ("none", "dots", "full") else "full")
+    step = parts.pop("step_time_s")
+    parts.pop("link_bytes", None)
+    return {"predicted_step_time_s": step, "planner": f"wse.devicemodel ({row['mode']} step)", "parts": parts,
+            "accum": accum, "remat": "full" if row["mode"] == "streaming" else remat,
+            "host_update": host_update if row["mode"] == "streaming" else None,
+            "compute_efficiency": model.options.compute_efficiency,
+            "utilization": model.model_flops(row["batch_size"] * row["seq_len"]) / (
+                step * device.devices * device.matmul_flops(dtype))}
+
+
+def link_bytes(cfg, row: dict) -> dict:
+    """Bytes the row moves over the host link per step, each way: wse.hostlink's for streaming (the row's compute
+    dtype, accumulation and update placement), 0 for data and pipelined."""
+    if row["mode"] != "streaming":
+        return {"to_device": 0, "to_host": 0}
+    from wse.hostlink import streaming_link_bytes
+
+    out = streaming_link_bytes(cfg, compute_bytes=COMPUTE_BYTES[row["dtype"]], accum=row_accum(row),
+                               host_update=(row.get("plan") or {}).get("host_update", True))
+    return {"to_device": out["to_device"], "to_host": out["to_host"]}
 
 
 def predict(row: dict, ceilings: dict, device_memory_bytes: int) -> dict:
@@ -152,10 +173,10 @@ def predict(row: dict, ceilings: dict, device_memory_bytes: int) -> dict:
     if row["mode"] == "pipelined":
         out = predict_pipelined(cfg, shape, B, T, cells, dtype, stages=row["plan"]["stages"],
                                 microbatches=row["plan"]["microbatches"])
-    elif row["mode"] == "streaming":
-        out = predict_streaming(cfg, shape, B, T, cells, dtype)
     else:
-        out = predict_data(cfg, n, B, T, cells, dtype)
+        device = device_from_ceilings(ceilings, n, device_memory_bytes, fused_attention=row.get("attention") == "cudnn")
+        out = predict_device_mode(cfg, row, device, dtype)
+    out["link_bytes"] = link_bytes(cfg, row)
     out["cells"] = cells
     out["ratio"] = out["predicted_step_time_s"] / row["step_time_s"] if row.get("step_time_s") else math.nan
     return out

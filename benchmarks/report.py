@@ -36,23 +36,32 @@ def _json_default(obj):
 # ----- Markdown ---------------------------------------------------------------------------------------------------
 def training_table(result: dict) -> list[str]:
     lines = ["| model | mode | mesh (data x stage x model) | batch x seq | remat, attention | step (s) | tokens/s | MFU 6N | MFU alg. | "
-             "predicted/measured | compile (s) | device peak est. (MiB) | process RSS (MiB) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "predicted (s) | predicted/measured | host link MB/step (to device / to host) | compile (s) | "
+             "device peak est. (MiB) | process RSS (MiB) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["runs"]:
         mesh = r["mesh"]
         shape = f"{mesh['data']}x{mesh['stage']}x{mesh['model']}"
         if r.get("error"):
             lines.append(f"| {r['model']} | {r['mode']} | {shape} | {r['batch_size']}x{r['seq_len']} | - | "
-                         f"failed: {r['error']} |  |  |  |  |  |  |  |")
+                         f"failed: {r['error']} |  |  |  |  |  |  |  |  |  |")
             continue
         mem = r.get("memory") or {}
         lines.append(
             f"| {r['model']} | {r['mode']} | {shape} | {r['batch_size']}x{r['seq_len']} | {_remat(r)} | "
             f"{_f(r['step_time_s'], '.3f')} | "
             f"{_f(r['tokens_per_s'], ',.0f')} | {_f(100 * r['mfu'], '.1f')}% | {_f(100 * r['mfu_algorithmic'], '.1f')}% | "
-            f"{_f(r.get('predicted_over_measured'), '.2f')} | {_f(r['compile_s'], '.1f')} | "
+            f"{_f(r.get('predicted_step_time_s'), '.3f')} | {_f(r.get('predicted_over_measured'), '.2f')} | "
+            f"{_link(r.get('link_bytes_per_step'))} | {_f(r['compile_s'], '.1f')} | "
             f"{_mib(mem.get('peak_estimate'))} | {_mib(mem.get('process_peak_rss'))} |")
     return lines
+
+
+def _link(link: dict | None) -> str:
+    """Bytes over the host link per step, each way, in MB ('-' when the row has no figure)."""
+    if not link:
+        return "-"
+    return f"{link['to_device'] / 1e6:,.1f} / {link['to_host'] / 1e6:,.1f}"
 
 
 def _remat(row: dict) -> str:
@@ -93,11 +102,17 @@ def header(result: dict) -> list[str]:
 def ceilings_section(result: dict) -> list[str]:
     """The measured device ceilings (matmul GFLOP/s per dtype, copy GB/s) and the peak MFU is taken against."""
     c = result["ceilings"]
+    link = c.get("host_link_bytes_per_s") or {}
+    gb = lambda key: _f(link[key] / 1e9) + " GB/s" if key in link else "-"  # noqa: E731
+    adamw = c.get("host_adamw_params_per_s")
     return [
         "## Device ceilings", "",
-        "| matmul float32 | matmul bfloat16 | memory copy | method |", "|---|---|---|---|",
+        "| matmul float32 | matmul bfloat16 | memory copy | host to device | device to host | host AdamW | dispatch | "
+        "method |", "|---|---|---|---|---|---|---|---|",
         f"| {_f(c['matmul_flops']['float32'] / 1e9)} GFLOP/s | {_f(c['matmul_flops']['bfloat16'] / 1e9)} GFLOP/s | "
-        f"{_f(c['copy_bytes_per_s'] / 1e9)} GB/s | {c['method']} |",
+        f"{_f(c['copy_bytes_per_s'] / 1e9)} GB/s | {gb('host_to_device')} | {gb('device_to_host')} | "
+        f"{_f(adamw / 1e6 if adamw else None, ',.0f')}M params/s | {_f(c.get('dispatch_s', 0) * 1e6, ',.0f')} us | "
+        f"{c['method']} |",
         "",
         f"MFU is model FLOP/s over {_f(result['peak_matmul_flops'] / 1e9)} GFLOP/s ({result['peak_source']}).",
         "",
@@ -111,7 +126,9 @@ def training_section(result: dict) -> list[str]:
         *training_table(result), "",
         "Step time: median of the timed steps after warm-up and compile. MFU 6N: 6 x parameters x tokens/s; MFU alg.: "
         "the Cerebras-GPT algorithmic count (attention at the run's sequence length and the logit matmul). "
-        "predicted/measured: the wse cost model over a device grid with the measured ceilings (benchmarks/predict.py). "
+        "predicted/measured: the wse cost models with the measured ceilings (benchmarks/predict.py: the device cost "
+        "model for data and streaming, the pipeline stage formula for pipelined). Host link: bytes over the host link "
+        "per step (wse.hostlink; 0 for data and pipelined). "
         "Device peak est.: XLA memory_analysis argument + output + temp - alias, per device. remat: the policy by "
         "which the backward pass recomputed activations (none, dots, full; auto: the plan's choice by memory, with its "
         "reason in bench.json), and the attention kernel (xla, or cuDNN's flash kernel).",
@@ -284,16 +301,17 @@ def render(result: dict, console) -> None:
     console.print(f"[bold]{result['device']}[/bold] x {result['devices']} ({result['platform']}), "
                   f"peak matmul {result['peak_matmul_flops'] / 1e9:,.1f} GFLOP/s ({result['dtype']})")
     t = Table(title="training", show_lines=False)
-    for col in ("model", "mode", "mesh", "tokens/s", "MFU", "step s", "pred/meas", "compile s"):
+    for col in ("model", "mode", "mesh", "tokens/s", "MFU", "step s", "pred/meas", "link MB/step", "compile s"):
         t.add_column(col, justify="right" if col not in ("model", "mode", "mesh") else "left")
     for r in result["runs"]:
         m = r["mesh"]
         mesh = f"{m['data']}x{m['stage']}x{m['model']}"
         if r.get("error"):
-            t.add_row(r["model"], r["mode"], mesh, "[red]failed[/red]", "", "", "", "")
+            t.add_row(r["model"], r["mode"], mesh, "[red]failed[/red]", "", "", "", "", "")
             continue
         t.add_row(r["model"], r["mode"], mesh, _f(r["tokens_per_s"], ",.0f"), _f(100 * r["mfu"], ".1f") + "%",
-                  _f(r["step_time_s"], ".3f"), _f(r.get("predicted_over_measured"), ".2f"), _f(r["compile_s"], ".1f"))
+                  _f(r["step_time_s"], ".3f"), _f(r.get("predicted_over_measured"), ".2f"),
+                  _link(r.get("link_bytes_per_step")), _f(r["compile_s"], ".1f"))
     console.print(t)
     for b in (result.get("baseline") or {}).get("rows", []):
         if b.get("ratio") is not None:

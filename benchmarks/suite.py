@@ -102,16 +102,22 @@ def _gpu_expected(platform: str) -> bool:
 
 def settle_ceilings(start: dict, end: dict) -> dict:
     """The ceilings measured before and after the training rows, merged by taking the better of each figure (a
-    ceiling is what the device can do; on a shared machine a low reading is other work, not the device)."""
+    ceiling is what the device can do; on a shared machine a low reading is other work, not the device): the
+    higher rate, the lower dispatch time."""
     merged = {**start, "matmul_flops": {k: max(v, end["matmul_flops"][k]) for k, v in start["matmul_flops"].items()},
               "copy_bytes_per_s": max(start["copy_bytes_per_s"], end["copy_bytes_per_s"])}
+    link_start, link_end = start.get("host_link_bytes_per_s") or {}, end.get("host_link_bytes_per_s") or {}
+    merged["host_link_bytes_per_s"] = {k: max(v, link_end.get(k, v)) for k, v in link_start.items()}
+    for key, better in (("host_adamw_params_per_s", max), ("dispatch_s", min)):
+        if key in start:
+            merged[key] = better(start[key], end.get(key, start[key]))
     share = start["shared_by_devices"]
     merged["per_device"] = {"matmul_flops": {k: v / share for k, v in merged["matmul_flops"].items()},
-                            "copy_bytes_per_s": merged["copy_bytes_per_s"] / share}
-    merged["readings"] = {"before_training": {"matmul_flops": start["matmul_flops"],
-                                              "copy_bytes_per_s": start["copy_bytes_per_s"]},
-                          "after_training": {"matmul_flops": end["matmul_flops"],
-                                             "copy_bytes_per_s": end["copy_bytes_per_s"]}}
+                            "copy_bytes_per_s": merged["copy_bytes_per_s"] / share,
+                            "host_link_bytes_per_s": {k: v / share for k, v in merged["host_link_bytes_per_s"].items()}}
+    figures = ("matmul_flops", "copy_bytes_per_s", "host_link_bytes_per_s", "host_adamw_params_per_s", "dispatch_s")
+    merged["readings"] = {"before_training": {k: start[k] for k in figures if k in start},
+                          "after_training": {k: end[k] for k in figures if k in end}}
     merged["method"] = start["method"] + "; the better of a reading before and one after the training rows"
     return merged
 
@@ -183,8 +189,11 @@ def first_ceilings(quick: bool, n_devices: int, log) -> dict:
 
     ceilings, t = _time(measure_ceilings, jax.devices()[0], quick=quick, n_devices=n_devices)
     ceilings["wall_s"] = t
+    link = ceilings["host_link_bytes_per_s"]
     log(f"ceilings: matmul f32 {ceilings['matmul_flops']['float32'] / 1e9:,.1f} GFLOP/s, bf16 "
-        f"{ceilings['matmul_flops']['bfloat16'] / 1e9:,.1f} GFLOP/s, copy {ceilings['copy_bytes_per_s'] / 1e9:.1f} GB/s")
+        f"{ceilings['matmul_flops']['bfloat16'] / 1e9:,.1f} GFLOP/s, copy {ceilings['copy_bytes_per_s'] / 1e9:.1f} GB/s, "
+        f"host link {link.get('host_to_device', 0) / 1e9:.1f} / {link.get('device_to_host', 0) / 1e9:.1f} GB/s "
+        f"(to / from the device), host AdamW {ceilings['host_adamw_params_per_s'] / 1e6:,.0f}M params/s")
     return ceilings
 
 

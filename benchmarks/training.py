@@ -96,7 +96,8 @@ class TrainingRun:
             "attention": ex.plan["attention"], "attention_reason": ex.plan["attention_reason"],
             "plan": {k: v for k, v in ex.plan.items() if k in ("mode", "stages", "layers_per_stage", "microbatches",
                                                                 "bubble_fraction", "host_memory_kind", "remat",
-                                                                "remat_reason", "activation_bytes", "attention")},
+                                                                "remat_reason", "activation_bytes", "attention",
+                                                                "host_update", "link_bytes_per_step")},
         }
         self.times: list[float] = []
         self.losses: list[float] = []

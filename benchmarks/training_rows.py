@@ -316,7 +316,8 @@ class _Done:
 
 
 def predict_row(row: dict, ceilings: dict, peak: float) -> None:
-    """(Re)compute a row's MFU against ``peak`` (FLOP/s) and its predicted step time from ``ceilings``, in place."""
+    """(Re)compute a row's MFU against ``peak`` (FLOP/s), its predicted step time from ``ceilings`` and the bytes it
+    moves over the host link per step (``link_bytes_per_step``: {to_device, to_host}), in place."""
     from benchmarks.predict import predict
 
     row["mfu"] = row["model_flops_6n"] / peak
@@ -324,4 +325,5 @@ def predict_row(row: dict, ceilings: dict, peak: float) -> None:
     pred = predict(row, ceilings, row["device_memory_bytes"])
     row["predicted_step_time_s"] = pred["predicted_step_time_s"]
     row["predicted_over_measured"] = pred["ratio"]
+    row["link_bytes_per_step"] = pred["link_bytes"]
     row["prediction"] = pred
