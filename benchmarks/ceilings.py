@@ -12,7 +12,8 @@ kernel's first-touch page faults and measures the allocator); one read plus one 
 Host link: a jitted copy of a float32 buffer from memory kind ``pinned_host`` to ``device`` and one back, bytes of
 the buffer over the best time (on JAX's CPU backend both kinds are the same RAM: it is a memory copy). AdamW: one
 jitted ``optax.adamw`` update (its default hyperparameters) of a flat float32 vector in the host's memory, state
-donated, parameters per second. Dispatch: a jitted scalar add, called and waited for.
+donated, parameters per second. All-reduce: a jitted psum over the run's devices, as the link bandwidth a ring
+all-reduce would need to take that long. Dispatch: a jitted scalar add, called and waited for.
 
 On CPU every emulated device shares the host's cores and memory, so a ceiling measured on one of them is the whole
 host's; ``per_device`` divides by how many devices share it.
@@ -113,6 +114,25 @@ def _best_fresh(fn, arg, repeats: int) -> float:
     return best
 
 
+def all_reduce_link(nbytes: int, devices, repeats: int = 3) -> float | None:
+    """Bytes/s of one device's link as a ring all-reduce sees it: a jitted psum of ``nbytes`` of float32 per device
+    over ``devices`` takes t, each device sends 2 (n - 1) / n x nbytes, so the link is that over t (the form
+    wse.devicemodel.ring_all_reduce_s reads back). None for fewer than two devices."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    n = len(devices)
+    if n < 2:
+        return None
+    mesh = Mesh(np.array(devices), ("data",))
+    spec = PartitionSpec("data")
+    x = jax.device_put(jnp.ones((n, nbytes // 4), jnp.float32), NamedSharding(mesh, spec))
+    psum = jax.jit(jax.shard_map(lambda v: jax.lax.psum(v, "data"), mesh=mesh, in_specs=spec, out_specs=spec))
+    return 2 * (n - 1) / n * nbytes / _best_fresh(psum, x, max(repeats, 5))
+
+
 def adamw_rate(n_params: int, device=None, repeats: int = 3) -> float:
     """Measured parameters per second of one jitted optax.adamw update of ``n_params`` float32 parameters on
     ``device`` (the CPU device: the host's rate), weights and state donated so each call updates in place."""
@@ -152,8 +172,8 @@ def dispatch_seconds(device=None, repeats: int = 20) -> float:
 
 def measure_ceilings(device=None, *, quick: bool = False, n_devices: int = 1) -> dict:
     """{"device", "platform", "matmul_flops": {"float32", "bfloat16"}, "copy_bytes_per_s", "host_link_bytes_per_s":
-    {"host_to_device", "device_to_host"} ({} without pinned host memory), "host_adamw_params_per_s", "dispatch_s",
-    sizes, per-device shares}.
+    {"host_to_device", "device_to_host"} ({} without pinned host memory), "host_adamw_params_per_s",
+    "all_reduce_link_bytes_per_s" (None on one device), "dispatch_s", sizes, per-device shares}.
 
     ``n_devices``: how many (emulated) devices share what was measured; on CPU they share the host, so
     ``per_device`` is the host's figure over n; on accelerators each device has its own, so it is the figure itself.
@@ -169,6 +189,8 @@ def measure_ceilings(device=None, *, quick: bool = False, n_devices: int = 1) ->
     flops = {dt: matmul_flops(dt, n, device, repeats) for dt in ("float32", "bfloat16")}
     bandwidth = copy_bandwidth(nbytes, device, repeats)
     link = host_link_bandwidth(nbytes // 2, device, repeats)
+    peers = [d for d in jax.devices(platform) if d.process_index == device.process_index][:n_devices]
+    ring = all_reduce_link(nbytes // 4, peers, repeats)
     adamw = adamw_rate(ADAMW_PARAMS[mode], jax.devices("cpu")[0], repeats)
     shared = platform == "cpu"
     share = n_devices if shared else 1
@@ -182,12 +204,14 @@ def measure_ceilings(device=None, *, quick: bool = False, n_devices: int = 1) ->
         "shared_by_devices": share,
         "host_link_bytes_per_s": link,
         "host_adamw_params_per_s": adamw,
+        "all_reduce_link_bytes_per_s": ring,
         "dispatch_s": dispatch_seconds(device),
         "per_device": {"matmul_flops": {k: v / share for k, v in flops.items()}, "copy_bytes_per_s": bandwidth / share,
                        "host_link_bytes_per_s": {k: v / share for k, v in link.items()}},
         "method": f"best of {repeats}: {n}x{n} matmul (2n^3 FLOPs); donated x+1 over {nbytes >> 20} MiB (read+write); "
                   f"jitted pinned_host<->device copies of {nbytes >> 21} MiB; optax.adamw over "
-                  f"{ADAMW_PARAMS[mode] >> 20}M float32 parameters; best of 20 dispatches of a scalar add",
+                  f"{ADAMW_PARAMS[mode] >> 20}M float32 parameters; psum of {nbytes >> 22} MiB per device over "
+                  f"{len(peers)} devices (ring link = 2 (n-1)/n x bytes / time); best of 20 dispatches of a scalar add",
     }
 
 

@@ -1,8 +1,8 @@
 """Prediction versus measurement: the simulator's cost models, run with the ceilings the benchmark measured.
 
 ``data`` and ``streaming`` rows: the device cost model (wse.devicemodel) over a device description built from the
-measured ceilings (``device_from_ceilings``: matmul FLOP/s at each dtype, the copy bandwidth as memory bandwidth and
-as the link between emulated devices, the pinned-host link each way, the host's AdamW rate, the dispatch cost as the
+measured ceilings (``device_from_ceilings``: matmul FLOP/s at each dtype, the copy bandwidth as memory bandwidth, the
+all-reduce's link between devices, the pinned-host link each way, the host's AdamW rate, the dispatch cost as the
 step's fixed cost; on CPU the emulated devices share the host's cores and memory bus, so each gets the host's
 figures divided by the device count), at the row's own split: its batch over the data axis, its remat policy, its
 attention kernel, its accumulation and, for streaming, whether the update ran in host memory (``plan["host_update"]``,
@@ -99,9 +99,11 @@ def device_from_ceilings(ceilings: dict, n_devices: int, device_memory_bytes: in
     copy = ceilings["copy_bytes_per_s"] / share
     link = ceilings.get("host_link_bytes_per_s") or {}
     known = next((dev for key, dev in DEVICES.items() if key in ceilings["device"].lower()), None)
-    peer = copy if cpu or known is None else known.device_link_bytes_per_s
-    peer_source = tag if cpu else (known.sources["device_link_bytes_per_s"] if known else
-                                   "U: no device-link measurement; the device's copy bandwidth stands in")
+    peer, peer_source = ceilings.get("all_reduce_link_bytes_per_s"), tag
+    if peer is None:  # one device measured: no all-reduce runs, but the figure must be there
+        peer = known.device_link_bytes_per_s if known else copy
+        peer_source = known.sources["device_link_bytes_per_s"] if known else \
+            "U: no all-reduce measured on one device; the device's copy bandwidth stands in"
     switch = ("D: JAX's CPU backend keeps host and device memory in the same RAM and copies with the cores that "
               "compute (runtime/execution/streaming.py)") if cpu else "V: a GPU's PCIe link and copy engines"
     sources = {name: tag for name in ("devices", "matmul_flops_bfloat16", "matmul_flops_float32", "memory_bytes",

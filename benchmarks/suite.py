@@ -108,14 +108,15 @@ def settle_ceilings(start: dict, end: dict) -> dict:
               "copy_bytes_per_s": max(start["copy_bytes_per_s"], end["copy_bytes_per_s"])}
     link_start, link_end = start.get("host_link_bytes_per_s") or {}, end.get("host_link_bytes_per_s") or {}
     merged["host_link_bytes_per_s"] = {k: max(v, link_end.get(k, v)) for k, v in link_start.items()}
-    for key, better in (("host_adamw_params_per_s", max), ("dispatch_s", min)):
-        if key in start:
-            merged[key] = better(start[key], end.get(key, start[key]))
+    for key, better in (("host_adamw_params_per_s", max), ("all_reduce_link_bytes_per_s", max), ("dispatch_s", min)):
+        if start.get(key) is not None:
+            merged[key] = better(start[key], end.get(key) or start[key])
     share = start["shared_by_devices"]
     merged["per_device"] = {"matmul_flops": {k: v / share for k, v in merged["matmul_flops"].items()},
                             "copy_bytes_per_s": merged["copy_bytes_per_s"] / share,
                             "host_link_bytes_per_s": {k: v / share for k, v in merged["host_link_bytes_per_s"].items()}}
-    figures = ("matmul_flops", "copy_bytes_per_s", "host_link_bytes_per_s", "host_adamw_params_per_s", "dispatch_s")
+    figures = ("matmul_flops", "copy_bytes_per_s", "host_link_bytes_per_s", "host_adamw_params_per_s",
+               "all_reduce_link_bytes_per_s", "dispatch_s")
     merged["readings"] = {"before_training": {k: start[k] for k in figures if k in start},
                           "after_training": {k: end[k] for k in figures if k in end}}
     merged["method"] = start["method"] + "; the better of a reading before and one after the training rows"
