@@ -27,13 +27,15 @@ def small_ceilings():
 
     from benchmarks import ceilings
 
-    sizes = dict(ceilings.SIZES)
+    sizes, adamw = dict(ceilings.SIZES), dict(ceilings.ADAMW_PARAMS)
     ceilings.SIZES["cpu"] = {"quick": (128, 1 << 20), "full": (128, 1 << 20)}
+    ceilings.ADAMW_PARAMS.update(quick=1 << 16, full=1 << 16)
     try:
         yield ceilings.measure_ceilings(jax.devices()[0], quick=True, n_devices=8)
     finally:
         ceilings.SIZES.clear()
         ceilings.SIZES.update(sizes)
+        ceilings.ADAMW_PARAMS.update(adamw)
 
 
 def _finite_positive(x):
@@ -46,6 +48,25 @@ def test_ceilings_positive(small_ceilings):
     assert _finite_positive(c["copy_bytes_per_s"])
     assert c["per_device"]["matmul_flops"]["float32"] == pytest.approx(c["matmul_flops"]["float32"] / 8)
     assert c["device"]
+    # the host link each way (JAX's CPU backend has a pinned_host memory kind), the host's AdamW rate, the all-reduce
+    # over the 8 devices and the dispatch cost
+    assert set(c["host_link_bytes_per_s"]) == {"host_to_device", "device_to_host"}
+    assert all(_finite_positive(v) for v in c["host_link_bytes_per_s"].values())
+    assert c["per_device"]["host_link_bytes_per_s"]["host_to_device"] == pytest.approx(
+        c["host_link_bytes_per_s"]["host_to_device"] / 8)
+    for key in ("host_adamw_params_per_s", "all_reduce_link_bytes_per_s", "dispatch_s"):
+        assert _finite_positive(c[key]), key
+
+
+def test_ceilings_become_a_device_description(small_ceilings):
+    from benchmarks.predict import device_from_ceilings
+
+    d = device_from_ceilings(small_ceilings, 8, 1 << 30)
+    assert d.devices == 8 and d.matmul_flops_float32 == pytest.approx(small_ceilings["matmul_flops"]["float32"] / 8)
+    assert d.host_update_params_per_s == small_ceilings["host_adamw_params_per_s"]
+    assert d.device_link_bytes_per_s == small_ceilings["all_reduce_link_bytes_per_s"]
+    assert not d.host_memory_separate and not d.copy_engines  # CPU: one RAM, copies on the computing cores
+    assert d.sources["memory_bytes_per_s"].startswith("F: measured by wse bench")
 
 
 def test_mode_axes():
@@ -79,6 +100,14 @@ def test_training_row_has_every_field_and_a_finite_prediction(micro, small_ceili
     assert _finite_positive(pred["predicted_step_time_s"]) and _finite_positive(pred["ratio"])
     if mode == "pipelined":
         assert pred["bubble_fraction"] == pytest.approx(row["plan"]["bubble_fraction"])
+        assert pred["link_bytes"] == {"to_device": 0, "to_host": 0}
+    else:  # the device cost model's parts, and wse.hostlink's bytes at the row's dtype and update placement
+        from model.config import get_config
+        from wse.hostlink import streaming_link_bytes
+
+        link = streaming_link_bytes(get_config(micro), compute_bytes=4, host_update=row["plan"]["host_update"])
+        assert pred["link_bytes"] == {"to_device": link["to_device"], "to_host": link["to_host"]}
+        assert pred["parts"]["compute_s"] > 0 and pred["remat"] == "full"
 
 
 def test_reduced_run_json_contract(micro, tmp_path, monkeypatch):
@@ -87,6 +116,7 @@ def test_reduced_run_json_contract(micro, tmp_path, monkeypatch):
     from runtime.cli import main
 
     monkeypatch.setitem(ceilings.SIZES, "cpu", {"quick": (128, 1 << 20), "full": (128, 1 << 20)})
+    monkeypatch.setitem(ceilings.ADAMW_PARAMS, "quick", 1 << 16)
     out = tmp_path / "bench"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
@@ -101,6 +131,7 @@ def test_reduced_run_json_contract(micro, tmp_path, monkeypatch):
     for key in ("model", "mode", "mesh", "tokens_per_s", "mfu", "step_time_s", "predicted_step_time_s", "memory"):
         assert key in run, key
     assert math.isfinite(run["predicted_over_measured"])
+    assert run["link_bytes_per_step"] == {"to_device": 0, "to_host": 0}  # data mode moves nothing over the link
     # --profile: the row's steps traced after its timed ones, in a folder TensorBoard and Perfetto read
     trace = Path(run["profile"])
     assert trace.parent == out / "profile" / "plugins" / "profile" and (trace / "perfetto_trace.json.gz").is_file()
@@ -117,7 +148,8 @@ def test_reduced_run_json_contract(micro, tmp_path, monkeypatch):
     assert {t["target"] for t in result["targets"]}
     for name in ("bench.json", "report.md", "training.png", "generation.png"):
         assert (out / name).is_file(), name
-    assert "## Training" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "## Training" in report and "host link MB/step" in report and "host AdamW" in report
 
 
 def test_bench_user_errors_are_one_line(capsys):
@@ -184,10 +216,16 @@ def test_settle_ceilings_keeps_the_better_reading():
     from benchmarks.suite import settle_ceilings
 
     start = {"matmul_flops": {"float32": 10.0, "bfloat16": 5.0}, "copy_bytes_per_s": 4.0, "shared_by_devices": 2,
-             "method": "m"}
-    end = {"matmul_flops": {"float32": 8.0, "bfloat16": 6.0}, "copy_bytes_per_s": 3.0}
+             "method": "m", "host_link_bytes_per_s": {"host_to_device": 2.0, "device_to_host": 3.0},
+             "host_adamw_params_per_s": 7.0, "all_reduce_link_bytes_per_s": 1.0, "dispatch_s": 2e-5}
+    end = {"matmul_flops": {"float32": 8.0, "bfloat16": 6.0}, "copy_bytes_per_s": 3.0,
+           "host_link_bytes_per_s": {"host_to_device": 2.5, "device_to_host": 1.0}, "host_adamw_params_per_s": 6.0,
+           "all_reduce_link_bytes_per_s": 1.5, "dispatch_s": 1e-5}
     got = settle_ceilings(start, end)
     assert got["matmul_flops"] == {"float32": 10.0, "bfloat16": 6.0} and got["copy_bytes_per_s"] == 4.0
+    assert got["host_link_bytes_per_s"] == {"host_to_device": 2.5, "device_to_host": 3.0}
+    assert (got["host_adamw_params_per_s"], got["all_reduce_link_bytes_per_s"], got["dispatch_s"]) == (7.0, 1.5, 1e-5)
+    assert got["per_device"]["host_link_bytes_per_s"]["host_to_device"] == 1.25
     assert got["per_device"]["matmul_flops"]["bfloat16"] == 3.0
     assert got["readings"]["after_training"]["matmul_flops"]["float32"] == 8.0
 
