@@ -11,6 +11,9 @@ from __future__ import annotations
 # The thresholds, as issue 6 states them.
 MFU_111M_DATA = 0.50
 PREDICTION_BAND = {"data": (0.75, 1.33), "pipelined": (0.65, 1.5), "streaming": (0.65, 1.5)}
+# Issue 11: one cost model for every row on CPU, and for data and streaming on a GPU.
+PREDICTION_BAND_ONE_MODEL = {"cpu": ((0.75, 1.33), ("data", "pipelined", "streaming")),
+                             "gpu": ((0.8, 1.25), ("data", "streaming"))}
 OVERHEAD_MARGIN = 0.20
 GPU_MFU_1_3B = 0.45
 GPU_STREAMING_MEMORY_FRACTION = 0.40
@@ -32,6 +35,7 @@ def evaluate_targets(result: dict) -> list[dict]:
     runs = [r for r in result.get("runs", []) if r.get("step_time_s")]
     base = result.get("baseline") or {}
     return (baseline_targets(base) + mfu_target(result, runs) + overhead_targets(runs) + prediction_targets(runs)
+            + one_model_targets(result.get("platform"), runs)
             + generation_target(result.get("generation") or {}) + gpu_targets(result, runs, base))
 
 
@@ -89,6 +93,17 @@ def prediction_targets(runs: list[dict]) -> list[dict]:
                            lo <= ratio <= hi,
                            f"predicted {r['predicted_step_time_s']:.3f}s, measured {r['step_time_s']:.3f}s"))
     return out
+
+
+def one_model_targets(platform: str | None, runs: list[dict]) -> list[dict]:
+    """Issue 11: predicted over measured step time within PREDICTION_BAND_ONE_MODEL's band for the platform's rows."""
+    if platform not in PREDICTION_BAND_ONE_MODEL:
+        return []
+    (lo, hi), modes = PREDICTION_BAND_ONE_MODEL[platform]
+    return [_target(f"{r['model']} {r['mode']}: predicted/measured in [{lo}, {hi}] on {platform} (issue 11)",
+                    round(r["predicted_over_measured"], 3), lo <= r["predicted_over_measured"] <= hi,
+                    f"predicted {r['predicted_step_time_s']:.3f}s, measured {r['step_time_s']:.3f}s")
+            for r in runs if r["mode"] in modes and r.get("predicted_over_measured") is not None]
 
 
 def generation_target(gen: dict) -> list[dict]:
