@@ -107,10 +107,11 @@ def ceilings_section(result: dict) -> list[str]:
     adamw = c.get("host_adamw_params_per_s")
     return [
         "## Device ceilings", "",
-        "| matmul float32 | matmul bfloat16 | memory copy | host to device | device to host | host AdamW | dispatch | "
-        "method |", "|---|---|---|---|---|---|---|---|",
+        "| matmul float32 | matmul bfloat16 | memory copy | host to device | device to host | all-reduce link | "
+        "host AdamW | dispatch | method |", "|---|---|---|---|---|---|---|---|---|",
         f"| {_f(c['matmul_flops']['float32'] / 1e9)} GFLOP/s | {_f(c['matmul_flops']['bfloat16'] / 1e9)} GFLOP/s | "
         f"{_f(c['copy_bytes_per_s'] / 1e9)} GB/s | {gb('host_to_device')} | {gb('device_to_host')} | "
+        f"{_f((c.get('all_reduce_link_bytes_per_s') or math.nan) / 1e9)} GB/s | "
         f"{_f(adamw / 1e6 if adamw else None, ',.0f')}M params/s | {_f(c.get('dispatch_s', 0) * 1e6, ',.0f')} us | "
         f"{c['method']} |",
         "",
