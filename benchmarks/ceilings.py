@@ -177,7 +177,8 @@ def measure_ceilings(device=None, *, quick: bool = False, n_devices: int = 1) ->
 
     ``n_devices``: how many (emulated) devices share what was measured; on CPU they share the host, so
     ``per_device`` is the host's figure over n; on accelerators each device has its own, so it is the figure itself.
-    The AdamW rate is the host's (measured on the CPU device), shared by every device.
+    The AdamW rate is the host's (measured on the CPU device; None when JAX has no CPU backend), shared by every
+    device.
     """
     import jax
 
@@ -191,7 +192,11 @@ def measure_ceilings(device=None, *, quick: bool = False, n_devices: int = 1) ->
     link = host_link_bandwidth(nbytes // 2, device, repeats)
     peers = [d for d in jax.devices(platform) if d.process_index == device.process_index][:n_devices]
     ring = all_reduce_link(nbytes // 4, peers, repeats)
-    adamw = adamw_rate(ADAMW_PARAMS[mode], jax.devices("cpu")[0], repeats)
+    try:
+        host_cpu = jax.devices("cpu")[0]
+    except RuntimeError:  # JAX_PLATFORMS without cpu: nothing to measure the host's update on
+        host_cpu = None
+    adamw = adamw_rate(ADAMW_PARAMS[mode], host_cpu, repeats) if host_cpu is not None else None
     shared = platform == "cpu"
     share = n_devices if shared else 1
     return {

@@ -112,6 +112,10 @@ def device_from_ceilings(ceilings: dict, n_devices: int, device_memory_bytes: in
     sources.update(memory_fraction="D: the runtime's device memory figure is what a run may use",
                    host_memory_separate=switch, link_full_duplex=switch, copy_engines=switch,
                    fused_attention="D: the row's attention kernel", device_link_bytes_per_s=peer_source)
+    host_rate = ceilings.get("host_adamw_params_per_s")
+    if host_rate is None:  # no CPU backend to measure on: the DGX host's assumed rate stands in
+        host_rate = DEVICES["h100"].host_update_params_per_s
+        sources["host_update_params_per_s"] = DEVICES["h100"].sources["host_update_params_per_s"]
     return Device(
         name=ceilings["device"], devices=n_devices,
         matmul_flops_bfloat16=ceilings["matmul_flops"]["bfloat16"] / share,
@@ -120,7 +124,7 @@ def device_from_ceilings(ceilings: dict, n_devices: int, device_memory_bytes: in
         host_to_device_bytes_per_s=link.get("host_to_device", ceilings["copy_bytes_per_s"] / 2) / share,
         device_to_host_bytes_per_s=link.get("device_to_host", ceilings["copy_bytes_per_s"] / 2) / share,
         host_memory_separate=not cpu, link_full_duplex=not cpu, copy_engines=not cpu, fused_attention=fused_attention,
-        device_link_bytes_per_s=peer, host_update_params_per_s=ceilings["host_adamw_params_per_s"],
+        device_link_bytes_per_s=peer, host_update_params_per_s=host_rate,
         step_overhead_s=ceilings["dispatch_s"], sources=sources)
 
 

@@ -194,7 +194,7 @@ def first_ceilings(quick: bool, n_devices: int, log) -> dict:
     log(f"ceilings: matmul f32 {ceilings['matmul_flops']['float32'] / 1e9:,.1f} GFLOP/s, bf16 "
         f"{ceilings['matmul_flops']['bfloat16'] / 1e9:,.1f} GFLOP/s, copy {ceilings['copy_bytes_per_s'] / 1e9:.1f} GB/s, "
         f"host link {link.get('host_to_device', 0) / 1e9:.1f} / {link.get('device_to_host', 0) / 1e9:.1f} GB/s "
-        f"(to / from the device), host AdamW {ceilings['host_adamw_params_per_s'] / 1e6:,.0f}M params/s")
+        f"(to / from the device), host AdamW {(ceilings['host_adamw_params_per_s'] or 0) / 1e6:,.0f}M params/s")
     return ceilings
 
 
