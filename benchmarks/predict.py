@@ -1,20 +1,14 @@
 """Prediction versus measurement: the simulator's cost models, run with the ceilings the benchmark measured.
 
-``data`` and ``streaming`` rows: the device cost model (wse.devicemodel) over a device description built from the
+Every row: the device cost model (wse.devicemodel) over a device description built from the
 measured ceilings (``device_from_ceilings``: matmul FLOP/s at each dtype, the copy bandwidth as memory bandwidth, the
 all-reduce's link between devices, the pinned-host link each way, the host's AdamW rate, the dispatch cost as the
 step's fixed cost; on CPU the emulated devices share the host's cores and memory bus, so each gets the host's
 figures divided by the device count), at the row's own split: its batch over the data axis, its remat policy, its
-attention kernel, its accumulation and, for streaming, whether the update ran in host memory (``plan["host_update"]``,
-else True). Nothing is fitted to the measurement: the planner's ``compute_efficiency`` (0.5) and the cost model's
+attention kernel, its accumulation, for streaming whether the update ran in host memory (``plan["host_update"]``,
+else True), for pipelined its stage split and microbatch count (DeviceModel.pipelined_step: the runtime's 1F1B in
+lockstep ticks). Nothing is fitted to the measurement: the planner's ``compute_efficiency`` (0.5) and the cost model's
 named figures (wse.devicemodel.ASSUMPTIONS) stay at their documented values.
-
-``pipelined`` rows: the wafer planner's stage-time formula (``region_costs``/``stage_time``/``handoff_time``) over
-a grid of the measured devices, evaluated at the runtime's split: S stages of one device each, the runtime's
-microbatch count M, step = (M + S - 1) x the slowest stage, plus the tied head, which the runtime runs outside the
-pipe on every device. ``plan_pipelined`` alone would choose its own S (on identical cells, the fewest stages that
-fit); the runtime's S is set by the mesh, so the formula is evaluated there, and the planner's own choice is
-reported beside it.
 
 Every row also gets the bytes it moves over the host link per step (``link_bytes``): 0 for data and pipelined, for
 streaming wse.hostlink's figure at the row's compute dtype, accumulation and update placement.
@@ -35,57 +29,6 @@ def plan_options(dtype: str, **changes):
     if dtype == "float32":
         changes = {"weight_bytes": 4, "grad_bytes": 4, "optimizer_bytes": 8, "activation_bytes": 4, **changes}
     return PlanOptions(**changes)
-
-
-def cell_figures(ceilings: dict, dtype: str, n_devices: int, device_memory_bytes: int) -> dict:
-    """Per-device figures of the grid: FLOP/s, memory, link (copy) bandwidth."""
-    share = n_devices if ceilings["platform"] == "cpu" else 1
-    return {
-        "flops_per_cell": ceilings["matmul_flops"][dtype] / share,
-        "memory_bytes_per_cell": int(device_memory_bytes),
-        "link_bytes_per_s": ceilings["copy_bytes_per_s"] / share,
-    }
-
-
-def _grid(cells: dict, n: int, name: str):
-    from wse.grid import device_grid
-
-    return device_grid(n, cells["flops_per_cell"], cells["memory_bytes_per_cell"], cells["link_bytes_per_s"], name=name)
-
-
-def predict_pipelined(cfg, shape: dict, batch_size: int, seq_len: int, cells: dict, dtype: str, *,
-                      stages: list, microbatches: int) -> dict:
-    """Step time of the runtime's pipeline by the planner's stage-time formula (see module docstring)."""
-    from wse.costs import model_layers
-    from wse.pipelined import handoff_time, plan_pipelined, region_costs, stage_time
-
-    D, S, n = shape["data"], shape["stage"], shape["data"] * shape["stage"] * shape["model"]
-    opts = plan_options(dtype)
-    layers = model_layers(cfg, seq_len, attention_probs_stashed=opts.attention_probs_stashed)
-    one = _grid(cells, 1, "device")
-    mb_tokens = batch_size // (D * microbatches) * seq_len
-    costs = region_costs(layers, one, opts, mb_tokens)
-    c0 = handoff_time(_grid(cells, n, "mesh"), 1, cfg.d_model, mb_tokens, opts) if S > 1 else 0.0
-    times = []
-    for first, last in stages:  # runtime blocks first..last -> wse layers 1 + 2*first .. 2 + 2*last
-        a, b = 1 + 2 * first, 2 + 2 * last
-        times.append(stage_time(float(costs.compute[a:b + 1].sum()), float(costs.fabric[a:b + 1].sum()),
-                                float(costs.switch[a:b + 1].sum()), c0, 1))
-    pipe = (microbatches + S - 1) * max(times)
-    # embedding lookup and tied head + loss: outside the pipe, rows over every device
-    head_tokens = batch_size * seq_len / n
-    head = float(region_costs(layers[-1:], one, opts, max(1, int(head_tokens))).compute.sum())
-    planner_best = None
-    try:
-        mb_seqs = max(1, batch_size // (D * microbatches))
-        own = plan_pipelined(cfg, _grid(cells, n, "mesh"), batch_size=batch_size, seq_len=seq_len,
-                             options=plan_options(dtype, microbatch_seqs=mb_seqs), model_name=cfg.name)
-        planner_best = {"step_time_s": own.step_time_s, "stages": own.details["n_stages"]}
-    except Exception as err:  # noqa: BLE001 - the planner's own choice is a side note; report why it is missing
-        planner_best = {"error": str(err)}
-    return {"predicted_step_time_s": pipe + head, "planner": "wse.pipelined stage-time formula at the runtime's split",
-            "stage_times_s": times, "bubble_fraction": (S - 1) / (microbatches + S - 1), "head_s": head,
-            "planner_own_choice": planner_best, "compute_efficiency": opts.compute_efficiency}
 
 
 def device_from_ceilings(ceilings: dict, n_devices: int, device_memory_bytes: int, *, fused_attention: bool = False):
@@ -144,12 +87,22 @@ def predict_device_mode(cfg, row: dict, device, dtype: str) -> dict:
     model = DeviceModel(cfg, device, row["seq_len"], dtype, plan_options(dtype))
     if row["mode"] == "streaming":
         parts = model.streaming_step(tokens, accum, host_update)
+    elif row["mode"] == "pipelined":
+        plan = row["plan"]
+        slots = max(last - first + 1 for first, last in plan["stages"])
+        M = plan["microbatches"]  # the batch splits over data only; each replica's rows flow through the stages
+        replica_tokens = row["batch_size"] * row["seq_len"] / (row["mesh"]["data"] * accum)
+        parts = model.pipelined_step(replica_tokens / M, M, slots, row["mesh"]["stage"])
     else:
         parts = model.data_step(tokens, accum, remat if remat in ("none", "dots", "full") else "full")
     step = parts.pop("step_time_s")
     parts.pop("link_bytes", None)
-    return {"predicted_step_time_s": step, "planner": f"wse.devicemodel ({row['mode']} step)", "parts": parts,
-            "accum": accum, "remat": "full" if row["mode"] == "streaming" else remat,
+    extra = {}
+    if row["mode"] == "pipelined":
+        S, M = row["mesh"]["stage"], row["plan"]["microbatches"]
+        extra = {"bubble_fraction": (S - 1) / (M + S - 1), "ticks": parts.pop("ticks")}
+    return {**extra, "predicted_step_time_s": step, "planner": f"wse.devicemodel ({row['mode']} step)", "parts": parts,
+            "accum": accum, "remat": "full" if row["mode"] in ("streaming", "pipelined") else remat,
             "host_update": host_update if row["mode"] == "streaming" else None,
             "compute_efficiency": model.options.compute_efficiency,
             "utilization": model.model_flops(row["batch_size"] * row["seq_len"]) / (
@@ -173,16 +126,10 @@ def predict(row: dict, ceilings: dict, device_memory_bytes: int) -> dict:
     from model.config import get_config
 
     cfg = get_config(row["model"])
-    shape, B, T, dtype = row["mesh"], row["batch_size"], row["seq_len"], row["dtype"]
+    shape, dtype = row["mesh"], row["dtype"]
     n = shape["data"] * shape["stage"] * shape["model"]
-    cells = cell_figures(ceilings, dtype, n, device_memory_bytes)
-    if row["mode"] == "pipelined":
-        out = predict_pipelined(cfg, shape, B, T, cells, dtype, stages=row["plan"]["stages"],
-                                microbatches=row["plan"]["microbatches"])
-    else:
-        device = device_from_ceilings(ceilings, n, device_memory_bytes, fused_attention=row.get("attention") == "cudnn")
-        out = predict_device_mode(cfg, row, device, dtype)
+    device = device_from_ceilings(ceilings, n, device_memory_bytes, fused_attention=row.get("attention") == "cudnn")
+    out = predict_device_mode(cfg, row, device, dtype)
     out["link_bytes"] = link_bytes(cfg, row)
-    out["cells"] = cells
     out["ratio"] = out["predicted_step_time_s"] / row["step_time_s"] if row.get("step_time_s") else math.nan
     return out

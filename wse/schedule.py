@@ -65,3 +65,15 @@ def one_f_one_b(forward: list[float], backward: list[float], microbatches: int) 
 
 def makespan(ops: list[Op]) -> float:
     return max(op.end for op in ops)
+
+
+def lockstep_ticks(n_stages: int, microbatches: int) -> list[list[tuple[str, int] | None]]:
+    """The 1F1B schedule as the runtime runs it, in lockstep ticks: ``[tick][stage]`` -> ("F" or "B", microbatch) or
+    None (idle), 2 (M + S - 1) ticks. The op order is ``one_f_one_b`` with unit durations; the last stage's forward is
+    idle, since its backward recomputes it together with the head and the loss (runtime/execution/pipelined.py)."""
+    S, M = n_stages, microbatches
+    ticks: list[list[tuple[str, int] | None]] = [[None] * S for _ in range(2 * (M + S - 1))]
+    for op in one_f_one_b([1.0] * S, [1.0] * S, M):
+        if not (op.kind == "F" and op.stage == S - 1):
+            ticks[int(op.start)][op.stage] = (op.kind, op.microbatch)
+    return ticks

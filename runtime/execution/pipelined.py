@@ -67,22 +67,23 @@ def timetable(n_stages: int, microbatches: int) -> dict[str, np.ndarray]:
     """The 1F1B schedule as per-tick tables, each int32 [2 (M + S - 1), S]: ``op`` (IDLE/FORWARD/BACKWARD),
     ``microbatch`` (of the op; 0 when idle) and ``arriving`` (the microbatch whose activation reaches the stage at the
     start of the tick, sent by s - 1 the tick before; -1 for none). The ops and their order are the simulator's
-    (wse.schedule.one_f_one_b with unit durations). The last stage's forward becomes IDLE: its backward recomputes
-    it together with the head and loss."""
+    (wse.schedule.lockstep_ticks: one_f_one_b with unit durations, the last stage's forward IDLE since its backward
+    recomputes it together with the head and loss)."""
     S, M = n_stages, microbatches
-    ops = wse_schedule.one_f_one_b([1.0] * S, [1.0] * S, M)
-    ticks = 2 * (M + S - 1)
-    op = np.full((ticks, S), IDLE, np.int32)
-    mb = np.zeros((ticks, S), np.int32)
-    arriving = np.full((ticks, S), -1, np.int32)
+    ticks = wse_schedule.lockstep_ticks(S, M)
+    op = np.full((len(ticks), S), IDLE, np.int32)
+    mb = np.zeros((len(ticks), S), np.int32)
+    arriving = np.full((len(ticks), S), -1, np.int32)
     done = {}
-    for o in ops:
-        t = int(o.start)
-        op[t, o.stage], mb[t, o.stage] = (FORWARD if o.kind == "F" else BACKWARD), o.microbatch
-        done[o.kind, o.stage, o.microbatch] = t
-        if o.kind == "F" and o.stage + 1 < S:
-            arriving[t + 1, o.stage + 1] = o.microbatch
-    op[:, S - 1] = np.where(op[:, S - 1] == FORWARD, IDLE, op[:, S - 1])
+    for t, row in enumerate(ticks):
+        for s, entry in enumerate(row):
+            if entry is None:
+                continue
+            kind, m = entry
+            op[t, s], mb[t, s] = (FORWARD if kind == "F" else BACKWARD), m
+            done[kind, s, m] = t
+            if kind == "F" and s + 1 < S:
+                arriving[t + 1, s + 1] = m
     # a cotangent is used the tick after it is sent (one carry, no buffer); activations may wait in the stash
     assert all(done["B", s, m] == done["B", s + 1, m] + 1 for s in range(S - 1) for m in range(M))
     return {"op": op, "microbatch": mb, "arriving": arriving}
