@@ -65,18 +65,31 @@ _HOST_COMPUTE: dict = {}
 
 
 def host_compute_available(mesh, memory_kind) -> tuple[bool, str]:
-    """(whether this backend compiles a computation in host memory, why not), probed once per platform with a
-    one-line program; the answer picks the update's placement (see the module docstring)."""
+    """(whether this backend compiles computation in host memory the way this mode uses it, why not), probed once per
+    platform by compiling a miniature of the step: a scan that slices a host-resident stack, casts the slice in host
+    memory, moves it to the device and a result back, then an update in host memory. The answer picks where the
+    update runs (see the module docstring)."""
     platform = mesh.devices.flat[0].platform
     if memory_kind is None:
         return False, "no host memory kind on this backend"
     if platform not in _HOST_COMPUTE:
         from model.errors import first_line
 
-        sh = NamedSharding(mesh, P(), memory_kind=memory_kind)
+        host = NamedSharding(mesh, P(), memory_kind=memory_kind)
+        device = NamedSharding(mesh, P(), memory_kind="device")
+
+        def miniature(stack):
+            def body(total, i):
+                layer = jax.lax.dynamic_index_in_dim(stack, i, 0, keepdims=False)
+                x = jax.device_put(on_host(lambda a: a.astype(jnp.bfloat16))(layer), device).astype(jnp.float32)
+                return total + x.sum(), jax.device_put(x * 2.0, host)
+
+            total, grads = jax.lax.scan(body, jnp.zeros((), jnp.float32), jnp.arange(stack.shape[0]))
+            return on_host(lambda a, b: a - 0.1 * b)(stack, grads), total
+
         try:
-            jax.jit(on_host(lambda x: x * 2.0), out_shardings=sh).lower(
-                jax.ShapeDtypeStruct((8,), jnp.float32, sharding=sh)).compile()
+            jax.jit(miniature, out_shardings=(host, None)).lower(
+                jax.ShapeDtypeStruct((2, 8), jnp.float32, sharding=host)).compile()
             _HOST_COMPUTE[platform] = (True, "the backend computes in host memory (compute_on device_host)")
         except Exception as err:  # noqa: BLE001 - any failure means: not on this backend; the plan records why
             _HOST_COMPUTE[platform] = (False, f"no computation in host memory here: {first_line(err)}")
