@@ -166,10 +166,8 @@ class Executor:
         return sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree))
 
     def _apply_update(self, opt: Optimizer, grads, opt_state, params, norm):
-        """One optimizer step: global-norm clipping of each gradient leaf (``norm`` is the gradients' global norm),
-        then ``opt.tx``."""
-        grad_fn = clip_fn(norm, opt.clip_norm)
-        updates, opt_state = opt.tx.update(jax.tree.map(grad_fn, grads), opt_state, params)
+        """One optimizer step: each gradient leaf clipped by the global ``norm``, then ``opt.tx``."""
+        updates, opt_state = opt.tx.update(jax.tree.map(clip_fn(norm, opt.clip_norm), grads), opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
     # ----- layout and placement -----------------------------------------------------------------------------
