@@ -14,7 +14,7 @@ object with the shape fields (n_layers, d_model, n_heads, d_head, d_ffn, vocab_s
   the model resident on wafers; plan: task, mode and MemoryX choice and ``make_plan``.
 - device, devicefile, devicemodel, deviceplan: GPUs (H100, H200) and CPU devices as data with sources, device
   descriptions from YAML, the cost model of a training step on a device mesh (data or weight streaming over the
-  host link, hostlink's bytes) and its plan.
+  host link) and its plan; hostlink: the bytes the runtime's streaming step moves over the host link.
 - published, validation: published outcomes with sources, and the simulator held against them.
 - pictures, schedule: region and memory pictures, pipeline and streaming timelines.
 """
