@@ -100,6 +100,9 @@ def test_no_jax_and_no_model_in_the_simulator():
         "from runtime.cli import main\n"
         "assert main(['plan', '--model', '111M', '--system', 'cs2', '--json']) == 0\n"
         "assert 'jax' not in sys.modules, 'wse plan imported jax'\n"
+        "import wse.device, wse.devicefile, wse.devicemodel, wse.deviceplan\n"
+        "assert main(['plan', '--model', '1.3B', '--system', 'h200', '--mode', 'streaming', '--json']) == 0\n"
+        "assert 'jax' not in sys.modules, 'a device plan imported jax'\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

@@ -81,8 +81,21 @@ class Plan:
         return out
 
 
+@dataclass(kw_only=True)
+class PlanRecord:
+    """What the inference and device plans share after their own fields: per-layer rows, the unpublished figures the
+    plan used (``assumptions``), the plan's own details; and their JSON form."""
+
+    layers: list = field(default_factory=list)
+    assumptions: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 @dataclass
-class InferencePlan:
+class InferencePlan(PlanRecord):
     """A model resident on ``wafers_used`` wafers serving ``batch_size`` concurrent requests (decode or prefill).
 
     ``token_latency_s``: decode, the time between two tokens of one request (one step for the whole batch); prefill,
@@ -105,16 +118,10 @@ class InferencePlan:
     tokens_per_s: float
     time_to_first_token_s: float | None
     memory: dict
-    layers: list = field(default_factory=list)
-    assumptions: dict = field(default_factory=dict)
-    details: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
-class DevicePlan:
+class DevicePlan(PlanRecord):
     """A training step on ``systems`` devices (a GPU or CPU mesh, wse.device), from the device cost model.
 
     ``parts``: seconds of the step's parts (compute, exposed link, host update, device update, all-reduce, fixed;
@@ -139,9 +146,3 @@ class DevicePlan:
     memory: dict
     link_bytes: dict
     parts: dict
-    layers: list = field(default_factory=list)
-    assumptions: dict = field(default_factory=dict)
-    details: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)

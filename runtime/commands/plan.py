@@ -95,6 +95,16 @@ def render(result: dict, console) -> None:
     _render_training(result, console)
 
 
+def _print_rows(title: str, rows: list[tuple[str, str]], console) -> None:
+    """A plan's summary: one two-column table of (figure, value) rows under ``title``."""
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
 def _render_published(result: dict, console) -> None:
     from rich.table import Table
 
@@ -109,11 +119,9 @@ def _render_published(result: dict, console) -> None:
 
 def _render_devices(result: dict, console) -> None:
     """A device-mesh plan: the step, its parts, memory and host-link bytes, then the assumptions."""
-    from rich.table import Table
 
     d, mem, parts, link = result["details"], result["memory"], result["parts"], result["link_bytes"]
-    t = Table(title=f"{result['model']} on {result['systems']} x {result['system']}: {result['mode']}",
-              show_header=False)
+    title = f"{result['model']} on {result['systems']} x {result['system']}: {result['mode']}"
     rows = [("batch", f"{result['batch_size']} sequences x {result['seq_len']} tokens, {result['dtype']}; "
                       f"{d['per_device_batch']} per device in {d['accum']} slice(s) of {d['slice_seqs']}, remat "
                       f"{d['remat']}"),
@@ -132,18 +140,14 @@ def _render_devices(result: dict, console) -> None:
              ("host update", _time(parts["host_update_s"])),
              ("device update, all-reduce", f"{_time(parts['device_update_s'])}, {_time(parts['all_reduce_s'])}"),
              ("fixed", _time(parts["fixed_s"]))]
-    for k, v in rows:
-        t.add_row(k, v)
-    console.print(t)
+    _print_rows(title, rows, console)
     _render_assumptions(result, console)
 
 
 def _render_inference(result: dict, console) -> None:
-    from rich.table import Table
 
     d, mem = result["details"], result["memory"]
-    t = Table(title=f"{result['model']} {result['task']} on up to {result['systems']} x {result['system']}",
-              show_header=False)
+    title = f"{result['model']} {result['task']} on up to {result['systems']} x {result['system']}"
     rows = [("wafers used", f"{d['wafers_used']} (fewest that hold it: {d['fewest_wafers']}; mapping "
                             f"{', '.join(sorted(set(d['mappings'])))})"),
             ("requests x context", f"{result['batch_size']} x {result['seq_len']} tokens"
@@ -153,18 +157,13 @@ def _render_inference(result: dict, console) -> None:
             ("tokens/s, all requests", f"{result['tokens_per_s']:,.0f}"),
             ("weights / KV cache", f"{_bytes(mem['weights_bytes'])} / {_bytes(mem['kv_cache_bytes'])} of "
                                    f"{_bytes(mem['capacity_bytes'])} SRAM")]
-    for k, v in rows:
-        t.add_row(k, v)
-    console.print(t)
+    _print_rows(title, rows, console)
     _render_assumptions(result, console)
 
 
 def _render_training(result: dict, console) -> None:
-    from rich.table import Table
 
     d, mem = result["details"], result["memory"]
-    summary = Table(title=f"{result['model']} on {result['systems']} x {result['system']}: {result['mode']}",
-                    show_header=False)
     grid = result["grid"]
     rows = [
         ("grid", f"{grid['rows']} x {grid['cols']} cells"),
@@ -190,9 +189,7 @@ def _render_training(result: dict, console) -> None:
                  ("largest per-system batch", f"{d['max_batch_per_system']['no_recompute']} seqs "
                                               f"({d['max_batch_per_system']['recompute']} recomputing, "
                                               f"{d['max_batch_per_system']['offload']} offloading)")]
-    for k, v in rows:
-        summary.add_row(k, v)
-    console.print(summary)
+    _print_rows(f"{result['model']} on {result['systems']} x {result['system']}: {result['mode']}", rows, console)
     if result.get("system_note"):
         console.print(f"[dim]{result['system_note']}[/dim]")
     _render_details(result, console)
