@@ -211,6 +211,20 @@ class Model:
         self.history.append({"kind": "fine_tune", **result})
         return result
 
+    def load(self, run_dir: str | os.PathLike) -> "Model":
+        """Use the weights of ``run_dir``'s latest checkpoint (a run dir of `wse train`, `wse finetune` or
+        `wse convert`, e.g. one another process wrote) for generation, evaluation and the next fine-tune. Raises
+        UserError when it holds no checkpoint or a model of another shape than this one's preset."""
+        from runtime import finetune as ft
+
+        source = ft.load_starting_model(run_dir)
+        shape = ("vocab_size", "max_seq_len", "n_layers", "d_model", "n_heads", "d_head", "d_ffn", "mup")
+        if any(getattr(source.cfg, k) != getattr(self.config, k) for k in shape):
+            raise UserError(f"{run_dir} holds a {source.cfg.name} model, not this {self.config.name}; load it with "
+                            f"initialize_model('{source.cfg.name}') or a model file of its shape")
+        self.params, self.checkpoint = source.params, Path(run_dir)
+        return self
+
     def _source(self):
         """The weights to fine-tune: the latest checkpoint (as `wse finetune --from` reads it), else fresh ones."""
         from runtime import finetune as ft

@@ -92,3 +92,20 @@ def test_bad_arguments_fail_before_training(tmp_path):
     bad.write_text('{"prompt": "x"}\n')
     with pytest.raises(UserError, match="no \"completion\""):
         load_task_data(bad)
+
+
+def test_load_takes_another_run_dirs_weights(tutorial):
+    """load() gives a fresh model the weights another run (or process) wrote: it then generates what the model that
+    trained them does; a run dir of another shape is refused with a UserError that names both."""
+    import numpy as np
+
+    from runtime import initialize_model
+    from runtime.errors import UserError
+
+    root, model, _, tuned, text, _, _ = tutorial
+    fresh = initialize_model(str(root / "micro.yaml"), run_dir=root / "elsewhere").load(tuned["run_dir"])
+    assert fresh.checkpoint == root / "pre-ft"
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(fresh.params), jax.tree.leaves(model.params)))
+    assert fresh.generate_text("The assert statement", max_new_tokens=8) == text
+    with pytest.raises(UserError, match="holds a micro model, not this tiny"):
+        initialize_model("tiny").load(tuned["run_dir"])
