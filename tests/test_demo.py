@@ -27,6 +27,7 @@ def test_demo_runs_end_to_end(tmp_path_factory):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     missing = [f for f in FIELDS if f not in result]
     assert not missing
+    assert result["model"] == "demo" and result["parameters"] == 5_744_160  # the width measured to learn fastest
     assert result["mesh"] == {"data": 1, "stage": 1, "model": 1} and result["mode"] == "data"  # fastest on 2 cores
     assert result["finetune_mesh"] == {"data": 8, "stage": 1, "model": 1}  # the emulated 8-device mesh
     assert set(result["sample_words_in_corpus"]) == set(result["samples"])

@@ -17,7 +17,7 @@ CONVENTIONS = {
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", required=True, help="preset name (tiny, small, 111M ... 13B, 111M-mup ...) or a YAML/JSON model file")
+    parser.add_argument("--model", required=True, help="preset name (tiny, small, demo, 111M ... 13B, 111M-mup ...) or a YAML/JSON model file")
 
 
 def run(args) -> dict:

@@ -9,7 +9,7 @@ HELP = ("plan a model on a Cerebras system: training (layer-pipelined or weight-
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", default=None, help="preset name (111M ... 13B, 111M-mup ..., tiny, small), a planning-only "
+    parser.add_argument("--model", default=None, help="preset name (111M ... 13B, 111M-mup ..., tiny, small, demo), a planning-only "
                         "published shape (llama3.1-8b, llama3.1-70b, llama3.1-405b), gpt-1t, gpt-24t, or a YAML/JSON model file")
     parser.add_argument("--task", choices=["train", "decode", "prefill"], default="train",
                         help="train (default); decode or prefill: the model resident on --systems wafers")
