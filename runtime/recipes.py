@@ -40,10 +40,11 @@ WARMUP_FRACTION_CAP = 0.1
 # below 8; LR 6e-3 is 0.2-0.4 nats worse (6.70 at 16 seqs, 6.22 at 4), 1.5e-3 at 4 seqs 0.06 better than 3e-3. Eight
 # sequences is the smallest batch that keeps every device of the default 8-device mesh busy.
 SHORT_RUN = {"seq_len": 128, "batch_size": 8, "lr": 2e-3, "warmup_steps": 15}
-# Steps of that recipe for the demo and the tutorial: 614K tokens, about one epoch of the built-in corpus. Measured on
-# the 2-core Xeon, one device, seed 0: validation loss 5.87 after 300 steps, 5.35 after 600 (the LR decays over the
-# run, so the longer run also spends longer at a high rate); 1,200 steps of 4 sequences reach 5.28 for the same
-# tokens, but 4 sequences do not split over the 8-device mesh the tutorial runs on by default.
+# Steps of that recipe for the tutorial (the demo takes 1,000 of 4 sequences: runtime.commands.demo): 614K tokens,
+# about one epoch of the built-in corpus. Measured on the 2-core Xeon, one device, seed 0: validation loss 5.87 after
+# 300 steps, 5.35 after 600 (the LR decays over the run, so the longer run also spends longer at a high rate); 1,200
+# steps of 4 sequences reach 5.28 for the same tokens, but 4 sequences do not split over the 8-device mesh the
+# tutorial runs on by default.
 SHORT_RUN_STEPS = 600
 
 # Fine-tuning: peak LR as a fraction of the source run's (or the preset recipe's) peak: the usual order of magnitude
