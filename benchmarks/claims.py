@@ -95,8 +95,8 @@ def simulated_training(model: str = CLAIM_MODEL, cluster: str = "andromeda", seq
     """Peak and achieved FLOP/s of one CS-2 and of a cluster training ``model`` in weight-streaming mode (the wse
     planner at the preset's published batch size), plus the 16-system scaling efficiency."""
     from model.config import get_config
-    from wse.hardware import CLUSTERS, CS2
-    from wse.streaming import plan_streaming
+    from wse.wafer.hardware import CLUSTERS, CS2
+    from wse.wafer.streaming import plan_streaming
 
     cfg = get_config(model)
     cl = CLUSTERS[cluster]
@@ -123,7 +123,7 @@ def simulated_training(model: str = CLAIM_MODEL, cluster: str = "andromeda", seq
 def claim_exaflop(*, single_chip_dense_flops: float | None = None, single_chip_sparse_flops: float | None = None,
                   cluster_systems: int | None = None, sim: dict | None = None) -> dict:
     """'over 1 exaflop on a single chip'."""
-    from wse.hardware import CLUSTERS
+    from wse.wafer.hardware import CLUSTERS
 
     sim = sim or simulated_training()
     dense = sim["cs2_marketed_peak_dense_flops"] if single_chip_dense_flops is None else single_chip_dense_flops
@@ -161,8 +161,8 @@ def claim_exaflop(*, single_chip_dense_flops: float | None = None, single_chip_s
 def claim_petabyte(*, on_chip_bytes: float | None = None, external_bytes: float | None = None) -> dict:
     """'over 1 PB of memory'."""
     from model.config import get_config
-    from wse.hardware import CS2, CS3
-    from wse.options import PlanOptions
+    from wse.assumptions import PlanOptions
+    from wse.wafer.hardware import CS2, CS3
 
     raw = CS3.chip.cores_marketed * CS3.chip.sram_bytes_per_core  # the largest wafer's SRAM from its core count
     on_chip = raw if on_chip_bytes is None else on_chip_bytes
@@ -248,7 +248,7 @@ def claim_scaling(*, efficiency: float | None = None, link_bytes_per_s: float | 
     Like-for-like needs both halves: the simulated 16-system efficiency reaches the bar AND the units joined are
     chips acting as one machine (links between them within STACK_BANDWIDTH_FRACTION of the on-chip fabric).
     Generous: scaling out at all, whatever the unit."""
-    from wse.hardware import CS2
+    from wse.wafer.hardware import CS2
 
     sim = sim or simulated_training()
     eff = sim["scaling_efficiency"] if efficiency is None else efficiency

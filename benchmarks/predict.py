@@ -24,7 +24,7 @@ COMPUTE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 def plan_options(dtype: str, **changes):
     """PlanOptions with the byte widths of the run (float32: 4-byte weights/grads/activations, 8 bytes of Adam
     moments; bfloat16: the planner's mixed-precision defaults); every planner assumption left at its default."""
-    from wse.options import PlanOptions
+    from wse.assumptions import PlanOptions
 
     if dtype == "float32":
         changes = {"weight_bytes": 4, "grad_bytes": 4, "optimizer_bytes": 8, "activation_bytes": 4, **changes}
@@ -34,7 +34,7 @@ def plan_options(dtype: str, **changes):
 def device_from_ceilings(ceilings: dict, n_devices: int, device_memory_bytes: int, *, fused_attention: bool = False):
     """The measured ceilings as a wse.device.Device of ``n_devices`` devices (see the module docstring), every
     figure tagged F (measured) or, for the switches, with the reason it holds on this backend."""
-    from wse.device import DEVICES, Device
+    from wse.devices.specs import DEVICES, Device
 
     cpu = ceilings["platform"] == "cpu"
     share = n_devices if cpu else 1
@@ -78,7 +78,7 @@ def row_accum(row: dict) -> int:
 
 def predict_device_mode(cfg, row: dict, device, dtype: str) -> dict:
     """A data or streaming row's step from the device cost model at the row's split (module docstring)."""
-    from wse.devicemodel import DeviceModel
+    from wse.devices.cost_model import DeviceModel
 
     accum, remat = row_accum(row), row.get("remat") or "none"
     host_update = (row.get("plan") or {}).get("host_update", True)
@@ -114,7 +114,7 @@ def link_bytes(cfg, row: dict) -> dict:
     dtype, accumulation and update placement), 0 for data and pipelined."""
     if row["mode"] != "streaming":
         return {"to_device": 0, "to_host": 0}
-    from wse.hostlink import streaming_link_bytes
+    from wse.devices.hostlink import streaming_link_bytes
 
     out = streaming_link_bytes(cfg, compute_bytes=COMPUTE_BYTES[row["dtype"]], accum=row_accum(row),
                                host_update=(row.get("plan") or {}).get("host_update", True))

@@ -26,8 +26,8 @@ def simulated_scaling(sizes=SIZES, systems=SYSTEMS, counts=COUNTS, seq_len: int 
     """{"rows": [{"model", "system", "systems", "strong": {...}, "weak": {...}}]} from the streaming planner."""
     from model.config import get_config
     from wse.errors import PlanError
-    from wse.hardware import get_system
-    from wse.streaming import plan_streaming
+    from wse.wafer.streaming import plan_streaming
+    from wse.wafer.systems import get_system
 
     rows = []
     for sys_name in systems:

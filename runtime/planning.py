@@ -14,8 +14,8 @@ def load_shape(model: str):
     planning-only fields (n_kv_heads, ffn_gated, tied_embeddings, learned_positions, biases; wse.shape) are read
     beside the GPTConfig fields the JAX model takes."""
     from model.config import get_config
-    from wse.published import PLANNING_SHAPES
     from wse.shape import PLANNING_FIELDS, as_shape
+    from wse.validation.published import PLANNING_SHAPES
 
     if model in PLANNING_SHAPES:
         return PLANNING_SHAPES[model][0]
@@ -48,11 +48,11 @@ def plan_model(model: str, system: str | None = None, *, systems: int | None = N
     JSON-able dict (wse.plan.Plan.to_dict, or InferencePlan's for ``task`` decode/prefill), with the PNG paths when
     ``picture``/``timeline`` are given. UserError for an unknown model or system, a plan that cannot fit, or a
     picture path whose directory does not exist."""
-    from wse.devicefile import find_device
-    from wse.hardware import get_system
-    from wse.options import PlanOptions
-    from wse.plan import make_plan
-    from wse.systemfile import load_planner_overrides
+    from wse.assumptions import PlanOptions
+    from wse.devices.files import find_device
+    from wse.wafer.plan import make_plan
+    from wse.wafer.systems import get_system
+    from wse.wafer.systems import load_planner_overrides
 
     shape = load_shape(model)
     name = DEFAULT_SYSTEM if system is None else system
@@ -82,7 +82,7 @@ def plan_model(model: str, system: str | None = None, *, systems: int | None = N
     if system is None:
         result["system_note"] = f"--system not given: planned on {DEFAULT_SYSTEM} (choose with --system cs1|cs2|cs3|...)"
     if picture or timeline:
-        from wse.pictures import draw_picture, draw_timeline
+        from wse.wafer.pictures import draw_picture, draw_timeline
 
         if picture:
             result["picture"] = str(draw_picture(plan, picture))
@@ -99,10 +99,10 @@ def plan_on_devices(shape, device, planner: dict, *, systems: int | None = None,
     context, ``dtype`` to bfloat16. PlanError (a user error) when it cannot run."""
     from dataclasses import replace
 
-    from wse.deviceplan import plan_devices
+    from wse.assumptions import PlanOptions
+    from wse.devices.plan import plan_devices
     from wse.errors import PlanError
-    from wse.options import PlanOptions
-    from wse.plan import training_defaults
+    from wse.wafer.plan import training_defaults
 
     if systems is not None:
         if systems < 1:
@@ -117,7 +117,7 @@ def plan_on_devices(shape, device, planner: dict, *, systems: int | None = None,
 def published_comparison() -> dict:
     """The simulator against every published outcome it can be held to (wse.validation), as {"rows": [...]}."""
     from model.config import get_config
-    from wse.published import TRAINING_FLOPS
-    from wse.validation import comparison
+    from wse.validation.compare import comparison
+    from wse.validation.published import TRAINING_FLOPS
 
     return {"rows": comparison({name: get_config(name) for name in TRAINING_FLOPS})}

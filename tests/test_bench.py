@@ -103,7 +103,7 @@ def test_training_row_has_every_field_and_a_finite_prediction(micro, small_ceili
         assert pred["link_bytes"] == {"to_device": 0, "to_host": 0}
     else:  # the device cost model's parts, and wse.hostlink's bytes at the row's dtype and update placement
         from model.config import get_config
-        from wse.hostlink import streaming_link_bytes
+        from wse.devices.hostlink import streaming_link_bytes
 
         link = streaming_link_bytes(get_config(micro), compute_bytes=4, host_update=row["plan"]["host_update"])
         assert pred["link_bytes"] == {"to_device": link["to_device"], "to_host": link["to_host"]}

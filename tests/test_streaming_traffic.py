@@ -17,7 +17,7 @@ from runtime import mesh as meshlib
 from runtime.execution import FAST_COMPILE as FAST, build_executor
 from runtime.execution.transfers import link_bytes
 from runtime.optim import build_optimizer
-from wse.hostlink import streaming_link_bytes
+from wse.devices.hostlink import streaming_link_bytes
 
 CFG = get_config("tiny").replace(n_layers=3, d_model=32, n_heads=4, d_head=8, d_ffn=128, vocab_size=256,
                                  max_seq_len=16)

@@ -95,12 +95,12 @@ def test_system_file_unknown_key(tmp_path, capsys):
 def test_no_jax_and_no_model_in_the_simulator():
     code = (
         "import sys\n"
-        "import wse, wse.pictures, wse.schedule\n"
+        "import wse, wse.wafer.pictures, wse.schedule\n"
         "assert 'jax' not in sys.modules and 'model' not in sys.modules, 'wse must not import jax or model'\n"
         "from runtime.cli import main\n"
         "assert main(['plan', '--model', '111M', '--system', 'cs2', '--json']) == 0\n"
         "assert 'jax' not in sys.modules, 'wse plan imported jax'\n"
-        "import wse.device, wse.devicefile, wse.devicemodel, wse.deviceplan\n"
+        "import wse.devices.specs, wse.devices.files, wse.devices.cost_model, wse.devices.plan\n"
         "assert main(['plan', '--model', '1.3B', '--system', 'h200', '--mode', 'streaming', '--json']) == 0\n"
         "assert 'jax' not in sys.modules, 'a device plan imported jax'\n"
     )

@@ -9,11 +9,11 @@ import pytest
 
 from model.config import get_config
 from runtime.cli import main
-from wse.device import H100, H200, device_assumptions
-from wse.devicefile import find_device
-from wse.devicemodel import DeviceModel, ring_all_reduce_s
+from wse.devices.cost_model import DeviceModel, ring_all_reduce_s
+from wse.devices.files import find_device
+from wse.devices.hostlink import streaming_link_bytes
+from wse.devices.specs import H100, H200, device_assumptions
 from wse.errors import PlanError
-from wse.hostlink import streaming_link_bytes
 
 TOY = SimpleNamespace(name="toy", n_layers=2, d_model=32, n_heads=2, d_head=16, d_ffn=128, vocab_size=256,
                       max_seq_len=64)

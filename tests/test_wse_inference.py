@@ -6,13 +6,13 @@ from dataclasses import replace
 import pytest
 from hypothesis import event, given, settings, strategies as st
 
+from wse.assumptions import PlanOptions
 from wse.costs import model_layers, parameters
 from wse.errors import PlanError
-from wse.hardware import CS2, CS3
-from wse.inference import fewest_wafers, layer_bytes, pipeline_step, plan_inference, LayerTimes
-from wse.options import PlanOptions
-from wse.published import PLANNING_SHAPES
 from wse.shape import PlanShape
+from wse.validation.published import PLANNING_SHAPES
+from wse.wafer.hardware import CS2, CS3
+from wse.wafer.inference import fewest_wafers, layer_bytes, pipeline_step, plan_inference, LayerTimes
 
 shapes = st.builds(
     lambda L, heads, kv_div, d_head, gated, tied: PlanShape(

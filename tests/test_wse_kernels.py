@@ -4,9 +4,9 @@ core never makes a matmul less efficient by much (only ragged tile edges)."""
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from wse.hardware import CS2, CS3
-from wse.kernels import CALIBRATION, calibration_efficiency, gemv_check, kernel_model
-from wse.options import PlanOptions
+from wse.assumptions import PlanOptions
+from wse.wafer.hardware import CS2, CS3
+from wse.wafer.kernels import CALIBRATION, calibration_efficiency, gemv_check, kernel_model
 
 STEP = PlanOptions().kernel_step_cycles
 

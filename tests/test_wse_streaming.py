@@ -6,11 +6,11 @@ import pytest
 from hypothesis import event, given, settings, strategies as st
 
 from model.config import get_config
+from wse.assumptions import PlanOptions
 from wse.errors import PlanError
-from wse.hardware import SYSTEMS, with_chip
-from wse.options import PlanOptions
-from wse.plan import make_plan
-from wse.streaming import plan_streaming
+from wse.wafer.hardware import SYSTEMS, with_chip
+from wse.wafer.plan import make_plan
+from wse.wafer.streaming import plan_streaming
 
 shapes = st.builds(
     lambda L, heads, d_head, vocab: SimpleNamespace(name="random", n_layers=L, d_model=heads * d_head, n_heads=heads,

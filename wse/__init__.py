@@ -19,13 +19,14 @@ object with the shape fields (n_layers, d_model, n_heads, d_head, d_ffn, vocab_s
 - pictures, schedule: region and memory pictures, pipeline and streaming timelines.
 """
 
+from wse.assumptions import PlanOptions
 from wse.errors import PlanError
 from wse.grid import Grid, Region, device_grid
-from wse.hardware import CLUSTERS, SYSTEMS, get_system
-from wse.options import PlanOptions
 from wse.partition import partition_layers
-from wse.plan import make_plan, plan_all
-from wse.result import Plan
+from wse.plans import Plan
+from wse.wafer.hardware import CLUSTERS, SYSTEMS
+from wse.wafer.plan import make_plan, plan_all
+from wse.wafer.systems import get_system
 
 __all__ = [
     "CLUSTERS", "Grid", "Plan", "PlanError", "PlanOptions", "Region", "SYSTEMS", "device_grid", "get_system",

@@ -16,7 +16,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+import numpy as np
+
+from wse.assumptions import PlanOptions
 from wse.errors import PlanError
+from wse.grid import Grid
 from wse.shape import SHAPE_FIELDS, PlanShape, as_shape, check_shape  # noqa: F401 - check_shape and SHAPE_FIELDS stay importable here
 
 
@@ -174,3 +178,26 @@ def paper_training_flops_per_token(layers: list[Layer], shape) -> float:
     s = as_shape(shape)
     attention = sum(layer.attention_flops_per_token for layer in layers)
     return training_flops_per_token(layers) + 3.0 * attention + 4.0 * s.d_model * s.vocab_size
+
+
+# ----- bytes kept and seconds per layer, shared by the wafer and device planners ----------------------------------
+def wafer_bytes_per_sequence(layers, d_model: int, seq_len: int, activation_bytes: int) -> tuple[float, dict]:
+    """(working set per sequence, {recompute: kept bytes per sequence per layer}) for ``layers`` at ``seq_len``."""
+    act = activation_bytes * seq_len
+    stash = np.array([l.stash_values_per_token for l in layers], dtype=float)
+    inputs = np.array([l.input_values_per_token if l.recomputable else l.stash_values_per_token for l in layers],
+                      dtype=float)
+    working = (float(stash.max()) + 2 * d_model) * act
+    return working, {False: stash * act, True: inputs * act}
+
+
+def device_layer_seconds(layers, grid: Grid, tokens: float, options: PlanOptions) -> tuple[np.ndarray, np.ndarray]:
+    """(compute, fabric) forward seconds per layer for ``tokens`` tokens on a grid of devices: the layer's FLOPs at
+    ``options.compute_efficiency`` of the grid's peak, and its matmuls' operand traffic when the layer is spread over
+    the grid's cells (sqrt(K N) values per token per matmul over sqrt(cells) links, ``activation_bytes`` each).
+    The device cost model (wse.devicemodel) uses the compute term on one device's tokens."""
+    compute = np.array([l.flops_per_token for l in layers]) * tokens / (
+        grid.cells * grid.flops_per_cell * options.compute_efficiency)
+    fabric = np.array([l.fabric_values_per_token for l in layers]) * tokens / (
+        math.sqrt(grid.cells) * grid.link_bytes_per_s / options.activation_bytes)
+    return compute, fabric

@@ -22,7 +22,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> dict:
     from model.config import get_config
-    from wse.published import CEREBRAS_GPT_CARD, TRAINING_FLOPS
+    from wse.validation.published import CEREBRAS_GPT_CARD, TRAINING_FLOPS
 
     cfg = get_config(args.model)
     out = cfg.summary()

@@ -123,7 +123,7 @@ class StreamingExecutor(Executor):
 
     def link_bytes(self, accum: int) -> dict:
         """Bytes over the host link per training step of ``accum`` slices (wse.hostlink), also put in the plan."""
-        from wse.hostlink import streaming_link_bytes
+        from wse.devices.hostlink import streaming_link_bytes
 
         width = jnp.dtype(self.dtype).itemsize if self.host_update else 4
         out = streaming_link_bytes(self.cfg, compute_bytes=width, accum=accum, host_update=self.host_update)

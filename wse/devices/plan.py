@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import math
 
-from wse.device import Device, device_assumptions
-from wse.devicemodel import DeviceModel, assumption, model_assumptions
+from wse.assumptions import PlanOptions
+from wse.costs import wafer_bytes_per_sequence
+from wse.devices.cost_model import DeviceModel, assumption, model_assumptions
+from wse.devices.specs import Device, device_assumptions
 from wse.errors import PlanError
-from wse.options import PlanOptions
-from wse.result import DevicePlan
-from wse.streaming_model import wafer_bytes_per_sequence
+from wse.plans import DevicePlan
 
 MODES = ("auto", "data", "streaming")
 

@@ -19,7 +19,7 @@ import difflib
 from dataclasses import replace
 from pathlib import Path
 
-from wse.device import DEVICES, FIGURES, Device
+from wse.devices.specs import DEVICES, FIGURES, Device
 from wse.errors import PlanError
 
 TOP_KEYS = ("kind", "name", "base", "planner") + FIGURES

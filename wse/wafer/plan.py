@@ -7,12 +7,13 @@ from __future__ import annotations
 import time
 from typing import Iterable
 
+from wse.assumptions import PlanOptions
 from wse.errors import PlanError
-from wse.hardware import System, get_system, memoryx_options, parse_capacity, unpublished, with_memoryx
-from wse.options import PlanOptions
-from wse.pipelined import plan_pipelined
-from wse.result import Plan
-from wse.streaming import plan_streaming
+from wse.plans import Plan
+from wse.wafer.hardware import System, memoryx_options, parse_capacity, unpublished, with_memoryx
+from wse.wafer.pipelined import plan_pipelined
+from wse.wafer.streaming import plan_streaming
+from wse.wafer.systems import get_system
 
 MODES = ("auto", "pipelined", "streaming")
 TASKS = ("train", "decode", "prefill")
@@ -54,7 +55,7 @@ def make_plan(
     if task not in TASKS:
         raise PlanError(f"unknown task '{task}'; give one of {', '.join(TASKS)}")
     if task != "train":
-        from wse.inference import plan_inference
+        from wse.wafer.inference import plan_inference
 
         return plan_inference(shape, system, wafers=systems, task=task, batch_size=batch_size or 1,
                               seq_len=seq_len, prompt_len=prompt_len, options=options, model_name=model_name)

@@ -35,13 +35,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from wse.costs import model_layers, training_flops_per_token
-from wse.device import Device
+from wse.assumptions import PlanOptions
+from wse.costs import device_layer_seconds, model_layers, training_flops_per_token
+from wse.devices.hostlink import GRAD_BYTES, streaming_link_bytes
+from wse.devices.specs import Device
 from wse.grid import device_grid
-from wse.hostlink import GRAD_BYTES, streaming_link_bytes
-from wse.options import PlanOptions
 from wse.shape import as_shape
-from wse.streaming_model import device_layer_seconds
 
 DTYPE_BYTES = {"bfloat16": 2, "float32": 4}
 REMATS = ("none", "dots", "full")

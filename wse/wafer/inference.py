@@ -27,14 +27,14 @@ import math
 
 import numpy as np
 
+from wse.assumptions import PlanOptions
 from wse.costs import Layer, model_layers
 from wse.errors import PlanError
-from wse.hardware import System, unpublished
-from wse.kernels import kernel_model
-from wse.options import PlanOptions
 from wse.partition import partition_layers
-from wse.result import InferencePlan
+from wse.plans import InferencePlan
 from wse.shape import as_shape
+from wse.wafer.hardware import System, unpublished
+from wse.wafer.kernels import kernel_model
 
 
 def layer_bytes(layers: list[Layer], shape, context: int, batch: int, options: PlanOptions) -> np.ndarray:

@@ -5,13 +5,15 @@ README's "simulated vs published" table is its output.
 
 from __future__ import annotations
 
+from wse.assumptions import PlanOptions
 from wse.costs import model_layers, paper_training_flops_per_token, parameters
 from wse.errors import PlanError
-from wse.hardware import CS2, CS3, get_system
-from wse.kernels import CALIBRATION, GEMV_CHECK, calibration_efficiency, gemv_check
-from wse.options import PlanOptions
-from wse.published import (CEREBRAS_GPT_CARD, INFERENCE, LINEAR_SCALING, MEMORYX_PAIRINGS, ONE_T, PLANNING_SHAPES,
-                           SANDIA_1T, TABLE6, TABLE6_SOURCE, TRAINING_FLOPS, TWENTY_FOUR_T, row)
+from wse.validation.published import (CEREBRAS_GPT_CARD, INFERENCE, LINEAR_SCALING, MEMORYX_PAIRINGS, ONE_T,
+                                      PLANNING_SHAPES, SANDIA_1T, TABLE6, TABLE6_SOURCE, TRAINING_FLOPS,
+                                      TWENTY_FOUR_T, row)
+from wse.wafer.hardware import CS2, CS3
+from wse.wafer.kernels import CALIBRATION, GEMV_CHECK, calibration_efficiency, gemv_check
+from wse.wafer.systems import get_system
 
 
 def flops_rows(shapes: dict) -> list[dict]:
@@ -27,7 +29,7 @@ def flops_rows(shapes: dict) -> list[dict]:
 
 def utilisation_rows(shapes: dict) -> list[dict]:
     """Per-system utilisation (paper FLOPs) relative to one CS-2 on 111M, at the paper's systems and batches."""
-    from wse.plan import make_plan
+    from wse.wafer.plan import make_plan
 
     measured = {}
     for name, (systems, per_system, _) in TABLE6.items():
@@ -41,7 +43,7 @@ def utilisation_rows(shapes: dict) -> list[dict]:
 def scaling_rows(shapes: dict) -> list[dict]:
     """Strong-scaling efficiency of the paper's multi-system runs (Table 6's systems and batches) against 'linear
     within 9%': tokens/s on n systems over n times one system's, same global batch."""
-    from wse.plan import make_plan
+    from wse.wafer.plan import make_plan
 
     out = []
     for name, (systems, per_system, _) in TABLE6.items():
@@ -70,7 +72,7 @@ def hardware_rows() -> list[dict]:
 
 def trillion_rows() -> list[dict]:
     """Whether 1T (16 CS-3) and 24T models plan on CS-3 with a 1,200 TB MemoryX, and at what utilisation."""
-    from wse.plan import make_plan
+    from wse.wafer.plan import make_plan
 
     out = []
     for shape, source in ((ONE_T, SANDIA_1T), (TWENTY_FOUR_T, MEMORYX_PAIRINGS[0][2])):
@@ -89,7 +91,7 @@ def trillion_rows() -> list[dict]:
 def inference_rows() -> list[dict]:
     """Decode tokens/s per request (batch 1, 2048-token context) on the fewest CS-3 wafers that hold the model, and
     on up to twice as many (Cerebras does not publish its wafer counts)."""
-    from wse.inference import fewest_wafers, layer_bytes, plan_inference
+    from wse.wafer.inference import fewest_wafers, layer_bytes, plan_inference
 
     out = []
     system, _ = get_system("cs3")

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wse.assumptions import PlanOptions
 from wse.costs import Layer, model_layers, parameters, training_flops_per_token
 from wse.errors import PlanError
 from wse.grid import Grid, Region
-from wse.options import PlanOptions
-from wse.result import Plan, ScalingPoint, Stage
+from wse.plans import Plan, ScalingPoint, Stage
 
 REL_TOL = 1e-5
 

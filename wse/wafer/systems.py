@@ -1,7 +1,7 @@
-"""Custom systems from YAML files: ``base: cs2`` plus the fields to change, every given figure tagged F.
-
-``wse.hardware.get_system`` calls ``load_system_file`` for a path; ``load_planner_overrides`` reads a file's
-``planner:`` section (PlanOptions overrides) for the command line.
+"""CS systems by name or file: ``get_system`` looks a name up in the catalog (wse.wafer.hardware: cs1, cs2, cs3 and
+the clusters) or reads a custom system from YAML (``base: cs2`` plus the fields to change, every given figure tagged
+F); ``load_planner_overrides`` reads a file's ``planner:`` section (PlanOptions overrides). The catalog never imports
+this reader: the reader imports the catalog.
 """
 
 from __future__ import annotations
@@ -12,10 +12,30 @@ from pathlib import Path
 from typing import Any
 
 from wse.errors import PlanError
-from wse.hardware import SYSTEMS, Chip, MemoryX, SwarmX, System
+from wse.wafer.hardware import CLUSTERS, SYSTEMS, Chip, MemoryX, SwarmX, System
 
 _SECTIONS = {"chip": Chip, "memoryx": MemoryX, "swarmx": SwarmX}
 _TOP_KEYS = {"kind", "name", "base", "chip", "io_bytes_per_s", "memoryx", "swarmx", "systems", "planner"}
+
+
+def get_system(name_or_file: str | Path) -> tuple[System, int | None]:
+    """A system by name (cs1, cs2, cs3), a cluster name (andromeda, cg1, cg3: its system and size) or a YAML file.
+
+    Returns the system and the cluster's system count (None unless a cluster or a file that gives ``systems``).
+    """
+    key = str(name_or_file)
+    if key.lower() in SYSTEMS:
+        return SYSTEMS[key.lower()], None
+    if key.lower() in CLUSTERS:
+        cluster = CLUSTERS[key.lower()]
+        return cluster.system, cluster.n_systems
+    path = Path(key)
+    if path.suffix.lower() in (".yaml", ".yml", ".json") or path.exists():
+        return load_system_file(path)
+    names = list(SYSTEMS) + list(CLUSTERS)
+    close = difflib.get_close_matches(key.lower(), names, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise PlanError(f"unknown system '{key}'{hint}; give one of {', '.join(names)} or a YAML system file")
 
 
 def load_system_file(path: Path) -> tuple[System, int | None]:

@@ -27,12 +27,12 @@ import math
 
 import numpy as np
 
+from wse.assumptions import PlanOptions
 from wse.costs import paper_training_flops_per_token, training_flops_per_token
 from wse.errors import PlanError
-from wse.hardware import System, format_capacity, memoryx_options, unpublished
-from wse.options import PlanOptions
-from wse.result import LayerTiming, Plan, ScalingPoint
-from wse.streaming_model import StreamingModel
+from wse.plans import LayerTiming, Plan, ScalingPoint
+from wse.wafer.hardware import System, format_capacity, memoryx_options, unpublished
+from wse.wafer.streaming_model import StreamingModel
 
 SCALING_SYSTEMS = (1, 2, 4, 8, 16)
 

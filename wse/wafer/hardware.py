@@ -8,9 +8,7 @@ read only the fields; ``unpublished()`` lists the U and F figures a plan used, s
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
-from pathlib import Path
 from typing import Any, Mapping
 
 from wse.errors import PlanError
@@ -320,29 +318,7 @@ def unpublished(*specs: Any) -> dict[str, dict]:
     return out
 
 
-# ----- lookup and user files ----------------------------------------------------------------------------------------
-def get_system(name_or_file: str | Path) -> tuple[System, int | None]:
-    """A system by name (cs1, cs2, cs3), a cluster name (andromeda, cg1, cg3: its system and size) or a YAML file.
-
-    Returns the system and the cluster's system count (None unless a cluster or a file that gives ``systems``).
-    """
-    key = str(name_or_file)
-    if key.lower() in SYSTEMS:
-        return SYSTEMS[key.lower()], None
-    if key.lower() in CLUSTERS:
-        cluster = CLUSTERS[key.lower()]
-        return cluster.system, cluster.n_systems
-    path = Path(key)
-    if path.suffix.lower() in (".yaml", ".yml", ".json") or path.exists():
-        from wse.systemfile import load_system_file  # the file reader builds on this module's specs
-
-        return load_system_file(path)
-    names = list(SYSTEMS) + list(CLUSTERS)
-    close = difflib.get_close_matches(key.lower(), names, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    raise PlanError(f"unknown system '{key}'{hint}; give one of {', '.join(names)} or a YAML system file")
-
-
+# ----- MemoryX sizes and what-if copies -----------------------------------------------------------------------------
 _UNITS = (("PB", 1e15), ("TB", 1e12), ("GB", 1e9))
 
 

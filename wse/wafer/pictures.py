@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wse.result import Plan
+from wse.plans import Plan
 from wse.schedule import makespan, one_f_one_b
 
 
