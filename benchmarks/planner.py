@@ -16,7 +16,7 @@ MODES = ("pipelined", "streaming")
 def planner_speed(presets=None, systems=SYSTEMS, modes=MODES) -> dict:
     """{"plans", "fits", "total_s", "slowest": {...}, "by_system_mode": {...}}."""
     from model.config import PRESETS, get_config
-    from wse.wafer.plan import plan_all
+    from wse.plan import plan_all
 
     names = list(presets or PRESETS)
     shapes = [get_config(n) for n in names]

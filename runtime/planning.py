@@ -1,4 +1,6 @@
-"""A model planned on a Cerebras system by the simulator in wse/ (no JAX): what `wse plan` and ``model.plan`` give."""
+"""A model planned by the simulator in wse/ (no JAX): what `wse plan` and ``model.plan`` give. This module turns the
+model's name or file into a shape; the simulator's one entry (wse.plan.make_plan) reads the system or device it runs
+on and picks the planner."""
 
 from __future__ import annotations
 
@@ -42,42 +44,20 @@ def plan_model(model: str, system: str | None = None, *, systems: int | None = N
                batch_size: int | None = None, seq_len: int | None = None, picture: str | None = None,
                timeline: str | None = None, task: str = "train", memoryx: str | None = None,
                prompt_len: int | None = None, dtype: str | None = None) -> dict:
-    """The wafer plan of ``model`` (a preset, a planning-only published shape or a model file) on ``system``
-    (cs1/cs2/cs3, a cluster, or a YAML system file; None: ``DEFAULT_SYSTEM``, noted in ``system_note``), or its
-    device-mesh plan when ``system`` is h100, h200 or a ``kind: device`` file (``plan_on_devices``), as a
-    JSON-able dict (wse.plan.Plan.to_dict, or InferencePlan's for ``task`` decode/prefill), with the PNG paths when
-    ``picture``/``timeline`` are given. UserError for an unknown model or system, a plan that cannot fit, or a
-    picture path whose directory does not exist."""
-    from wse.assumptions import PlanOptions
-    from wse.devices.files import find_device
-    from wse.wafer.plan import make_plan
-    from wse.wafer.systems import get_system
-    from wse.wafer.systems import load_planner_overrides
+    """The plan of ``model`` (a preset, a planning-only published shape or a model file) on ``system`` (cs1/cs2/cs3,
+    a cluster, a YAML system file, h100, h200 or a ``kind: device`` file; None: ``DEFAULT_SYSTEM``, noted in
+    ``system_note``) from the simulator's one entry (wse.plan.make_plan, which decides wafer or device mesh), as a
+    JSON-able dict (Plan.to_dict, InferencePlan's for ``task`` decode/prefill, DevicePlan's for a device mesh), with
+    the PNG paths when ``picture``/``timeline`` are given. UserError or PlanError for an unknown model or system, a
+    plan that cannot fit, or a picture that cannot be drawn or written."""
+    from wse.plan import make_plan, read_target
 
     shape = load_shape(model)
-    name = DEFAULT_SYSTEM if system is None else system
-    device = find_device(name)
-    if device is not None:
-        if task != "train" or picture or timeline or memoryx:
-            raise UserError("a device mesh is planned for training only, without --task, --picture, --timeline or "
-                            "--memoryx (those are for CS systems); drop them or give --system cs2")
-        return plan_on_devices(shape, *device, systems=systems, mode=mode, batch_size=batch_size, seq_len=seq_len,
-                               dtype=dtype)
-    if dtype is not None:
-        raise UserError(f"--dtype is for device meshes (h100, h200 or a 'kind: device' file); {name} plans use the "
-                        "planner's byte widths (a system file's planner: section changes them)")
-    hardware, cluster_systems = get_system(name)
-    options = PlanOptions()
-    if Path(name).suffix.lower() in (".yaml", ".yml"):
-        options = options.updated(load_planner_overrides(name))
-    for flag, path in (("--picture", picture), ("--timeline", timeline)):
-        if path is not None and not Path(path).parent.exists():
-            raise UserError(f"{flag} {path}: directory '{Path(path).parent}' does not exist; create it or choose another path")
-    if task != "train" and (picture or timeline):
-        raise UserError(f"--picture and --timeline draw training plans; --task {task} has none")
-    plan = make_plan(shape, hardware, systems=systems if systems is not None else (cluster_systems or 1), mode=mode,
-                     batch_size=batch_size, seq_len=seq_len, options=options, model_name=shape.name,
-                     memoryx=memoryx, task=task, prompt_len=prompt_len)
+    target = read_target(DEFAULT_SYSTEM if system is None else system, dtype=dtype)
+    if picture or timeline:
+        check_pictures(target, task, picture, timeline)
+    plan = make_plan(shape, target, systems=systems, mode=mode, batch_size=batch_size, seq_len=seq_len,
+                     model_name=shape.name, memoryx=memoryx, task=task, prompt_len=prompt_len, dtype=dtype)
     result = plan.to_dict()
     if system is None:
         result["system_note"] = f"--system not given: planned on {DEFAULT_SYSTEM} (choose with --system cs1|cs2|cs3|...)"
@@ -91,27 +71,18 @@ def plan_model(model: str, system: str | None = None, *, systems: int | None = N
     return result
 
 
-def plan_on_devices(shape, device, planner: dict, *, systems: int | None = None, mode: str = "auto",
-                    batch_size: int | None = None, seq_len: int | None = None, dtype: str | None = None) -> dict:
-    """The device-mesh plan (wse.deviceplan.plan_devices, a DevicePlan's dict) of ``shape`` on ``device``
-    (wse.device.Device; ``systems`` overrides its device count) with the file's ``planner`` overrides; ``mode`` auto,
-    data or streaming; the batch defaults to the shape's published one, the sequence to 2048 capped at its
-    context, ``dtype`` to bfloat16. PlanError (a user error) when it cannot run."""
-    from dataclasses import replace
+def check_pictures(target, task: str, picture: str | None, timeline: str | None) -> None:
+    """Refuse --picture/--timeline where no picture can be drawn (a device mesh, an inference task) or written (a
+    directory that does not exist)."""
+    from wse.plan import DEVICE_TRAINING_ONLY
 
-    from wse.assumptions import PlanOptions
-    from wse.devices.plan import plan_devices
-    from wse.errors import PlanError
-    from wse.wafer.plan import training_defaults
-
-    if systems is not None:
-        if systems < 1:
-            raise PlanError(f"--systems must be at least 1, got {systems}")
-        device = replace(device, devices=systems)
-    batch_size, seq_len = training_defaults(shape, "auto", device.devices, batch_size, seq_len)
-    plan = plan_devices(shape, device, mode=mode, batch_size=batch_size, seq_len=seq_len, dtype=dtype or "bfloat16",
-                        options=PlanOptions().updated(planner), model_name=shape.name)
-    return plan.to_dict()
+    if target.wing == "devices":
+        raise UserError(DEVICE_TRAINING_ONLY)
+    for flag, path in (("--picture", picture), ("--timeline", timeline)):
+        if path is not None and not Path(path).parent.exists():
+            raise UserError(f"{flag} {path}: directory '{Path(path).parent}' does not exist; create it or choose another path")
+    if task != "train":
+        raise UserError(f"--picture and --timeline draw training plans; --task {task} has none")
 
 
 def published_comparison() -> dict:

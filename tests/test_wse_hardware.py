@@ -4,8 +4,8 @@ import pytest
 
 from wse.errors import PlanError
 from wse.grid import device_grid
+from wse.plan import make_plan
 from wse.wafer.hardware import CLUSTERS, SYSTEMS, TAGS, figures, source_tag, unpublished
-from wse.wafer.plan import make_plan
 from wse.wafer.systems import get_system
 from model.config import get_config
 

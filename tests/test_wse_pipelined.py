@@ -11,9 +11,9 @@ from hypothesis import assume, event, given, settings, strategies as st
 from model.config import PUBLISHED_PRESETS, get_config
 from wse.errors import PlanError
 from wse.grid import Grid, device_grid
+from wse.plan import make_plan, plan_all
 from wse.schedule import makespan, one_f_one_b
 from wse.wafer.pipelined import RegionCosts, RegionSolver, plan_pipelined, stage_time
-from wse.wafer.plan import make_plan, plan_all
 
 
 # ----- the region DP against brute force ---------------------------------------------------------------------------

@@ -10,10 +10,10 @@ from model.config import PRESETS, get_config
 from wse.assumptions import PlanOptions
 from wse.costs import model_layers, paper_training_flops_per_token, parameters
 from wse.errors import PlanError
+from wse.plan import make_plan, plan_all
 from wse.validation.compare import flops_rows, hardware_rows
 from wse.validation.published import MEMORYX_PAIRINGS, ONE_T, TRAINING_FLOPS, TWENTY_FOUR_T
 from wse.wafer.hardware import CS2, CS3, format_capacity, memoryx_options, parse_capacity
-from wse.wafer.plan import make_plan, plan_all
 
 
 @pytest.mark.parametrize("name", list(TRAINING_FLOPS))

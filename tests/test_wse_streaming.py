@@ -8,8 +8,8 @@ from hypothesis import event, given, settings, strategies as st
 from model.config import get_config
 from wse.assumptions import PlanOptions
 from wse.errors import PlanError
+from wse.plan import make_plan
 from wse.wafer.hardware import SYSTEMS, with_chip
-from wse.wafer.plan import make_plan
 from wse.wafer.streaming import plan_streaming
 
 shapes = st.builds(

@@ -23,9 +23,9 @@ from wse.assumptions import PlanOptions
 from wse.errors import PlanError
 from wse.grid import Grid, Region, device_grid
 from wse.partition import partition_layers
+from wse.plan import make_plan, plan_all
 from wse.plans import Plan
 from wse.wafer.hardware import CLUSTERS, SYSTEMS
-from wse.wafer.plan import make_plan, plan_all
 from wse.wafer.systems import get_system
 
 __all__ = [

@@ -21,6 +21,7 @@ from wse.errors import PlanError
 
 SHAPE_FIELDS = ("n_layers", "d_model", "n_heads", "d_head", "d_ffn", "vocab_size", "max_seq_len")
 PLANNING_FIELDS = ("n_kv_heads", "ffn_gated", "tied_embeddings", "learned_positions", "biases")
+DEFAULT_SEQ_LEN = 2048  # tokens per sequence Cerebras-GPT was trained with
 
 
 @dataclass(frozen=True)
@@ -84,3 +85,25 @@ def as_shape(shape) -> PlanShape:
                      n_heads=shape.n_heads, d_head=shape.d_head, d_ffn=shape.d_ffn, vocab_size=shape.vocab_size,
                      max_seq_len=shape.max_seq_len, n_kv_heads=kv, batch_size=getattr(shape, "batch_size", None),
                      **flags)
+
+
+def default_seq_len(shape) -> int:
+    """2048 tokens (how Cerebras-GPT was trained), capped at the model's context."""
+    return min(DEFAULT_SEQ_LEN, shape.max_seq_len)
+
+
+def training_batch(shape, batch_size: int | None, seq_len: int | None) -> tuple[int, int]:
+    """(sequences per step, tokens per sequence) of a training plan on either wing: by default the shape's published
+    batch (``shape.batch_size``) and 2048 tokens capped at its context. PlanError when the shape has no batch and none
+    is given, the sequence is longer than the context, or either is not positive."""
+    if batch_size is None:
+        batch_size = getattr(shape, "batch_size", None)
+        if batch_size is None:
+            raise PlanError("no batch size: the model shape has no published batch_size; give --batch-size")
+    if seq_len is None:
+        seq_len = default_seq_len(shape)
+    if seq_len > shape.max_seq_len:
+        raise PlanError(f"--seq-len {seq_len} exceeds the model's max_seq_len {shape.max_seq_len}; give at most that")
+    if batch_size < 1 or seq_len < 1:
+        raise PlanError(f"batch size and sequence length must be positive, got {batch_size} and {seq_len}")
+    return batch_size, seq_len

@@ -29,7 +29,7 @@ def flops_rows(shapes: dict) -> list[dict]:
 
 def utilisation_rows(shapes: dict) -> list[dict]:
     """Per-system utilisation (paper FLOPs) relative to one CS-2 on 111M, at the paper's systems and batches."""
-    from wse.wafer.plan import make_plan
+    from wse.plan import make_plan
 
     measured = {}
     for name, (systems, per_system, _) in TABLE6.items():
@@ -43,7 +43,7 @@ def utilisation_rows(shapes: dict) -> list[dict]:
 def scaling_rows(shapes: dict) -> list[dict]:
     """Strong-scaling efficiency of the paper's multi-system runs (Table 6's systems and batches) against 'linear
     within 9%': tokens/s on n systems over n times one system's, same global batch."""
-    from wse.wafer.plan import make_plan
+    from wse.plan import make_plan
 
     out = []
     for name, (systems, per_system, _) in TABLE6.items():
@@ -72,7 +72,7 @@ def hardware_rows() -> list[dict]:
 
 def trillion_rows() -> list[dict]:
     """Whether 1T (16 CS-3) and 24T models plan on CS-3 with a 1,200 TB MemoryX, and at what utilisation."""
-    from wse.wafer.plan import make_plan
+    from wse.plan import make_plan
 
     out = []
     for shape, source in ((ONE_T, SANDIA_1T), (TWENTY_FOUR_T, MEMORYX_PAIRINGS[0][2])):

@@ -1,35 +1,27 @@
-"""Choosing the task, the execution mode and the MemoryX, and planning: the entry point of the command line and
-benchmarks. Training plans are layer-pipelined or weight-streaming (wse.pipelined, wse.streaming); inference plans
-(decode, prefill) keep the model resident on one or more wafers (wse.inference)."""
+"""Planning on CS systems: the task (training, or inference: decode and prefill), the training mode and the MemoryX.
+Training plans are layer-pipelined or weight-streaming (wse.wafer.pipelined, wse.wafer.streaming); inference plans
+keep the model resident on one or more wafers (wse.wafer.inference). The one entry (wse.plan.make_plan) calls
+``plan_on_system`` for a CS system or a cluster."""
 
 from __future__ import annotations
-
-import time
-from typing import Iterable
 
 from wse.assumptions import PlanOptions
 from wse.errors import PlanError
 from wse.plans import Plan
+from wse.shape import training_batch
 from wse.wafer.hardware import System, memoryx_options, parse_capacity, unpublished, with_memoryx
 from wse.wafer.pipelined import plan_pipelined
 from wse.wafer.streaming import plan_streaming
-from wse.wafer.systems import get_system
 
 MODES = ("auto", "pipelined", "streaming")
 TASKS = ("train", "decode", "prefill")
-DEFAULT_SEQ_LEN = 2048
 
 
-def default_seq_len(shape) -> int:
-    """2048 tokens (how Cerebras-GPT was trained), capped at the model's context."""
-    return min(DEFAULT_SEQ_LEN, shape.max_seq_len)
-
-
-def make_plan(
+def plan_on_system(
     shape,
-    system: System | str,
+    system: System,
     *,
-    systems: int | None = None,
+    systems: int = 1,
     mode: str = "auto",
     batch_size: int | None = None,
     seq_len: int | None = None,
@@ -39,19 +31,15 @@ def make_plan(
     task: str = "train",
     prompt_len: int | None = None,
 ):
-    """Plan ``shape`` on ``systems`` x ``system``.
+    """Plan ``shape`` on ``systems`` x ``system``: a Plan (training) or an InferencePlan (decode, prefill).
 
-    ``system`` may be a name (cs2, a cluster such as andromeda, a YAML file); ``systems`` defaults to the cluster's
-    size, else 1. ``auto`` is layer-pipelined when the model fits on one wafer and one system is asked for (pipelined mode does not
+    ``auto`` is layer-pipelined when the model fits on one wafer and one system is asked for (pipelined mode does not
     scale out), weight streaming otherwise. ``batch_size`` defaults to the shape's published batch size
     (``shape.batch_size``), ``seq_len`` to 2048 capped at the model's context. ``memoryx`` (bytes or '12TB') sizes
     the MemoryX; by default the smallest one sold for the system that holds the model. ``task`` decode or prefill
-    returns an inference plan (wse.inference; ``batch_size`` is then concurrent requests, default 1).
+    returns an inference plan (wse.wafer.inference; ``batch_size`` is then concurrent requests, default 1).
+    PlanError when the plan cannot be made as asked.
     """
-    if isinstance(system, str):
-        system, cluster_size = get_system(system)
-        systems = systems if systems is not None else cluster_size
-    systems = 1 if systems is None else systems
     if task not in TASKS:
         raise PlanError(f"unknown task '{task}'; give one of {', '.join(TASKS)}")
     if task != "train":
@@ -97,8 +85,8 @@ def plan_training(shape, system: System, systems: int, mode: str, batch_size: in
 
 
 def training_defaults(shape, mode: str, systems: int, batch_size: int | None, seq_len: int | None) -> tuple[int, int]:
-    """The batch (the shape's published one by default) and sequence length (2048 capped at the context) of a
-    training plan, after refusing a bad mode, system count, batch or length."""
+    """The batch and sequence length of a training plan on CS systems (wse.shape.training_batch: the shape's published
+    batch, 2048 capped at the context), after refusing a bad mode or system count."""
     if mode == "data":
         raise PlanError("data mode plans a device mesh: give --system h100, h200 or a 'kind: device' file (a CS "
                         "system trains layer-pipelined or weight-streaming)")
@@ -106,17 +94,7 @@ def training_defaults(shape, mode: str, systems: int, batch_size: int | None, se
         raise PlanError(f"unknown mode '{mode}'; give one of {', '.join(MODES)}")
     if systems < 1:
         raise PlanError(f"--systems must be at least 1, got {systems}")
-    if batch_size is None:
-        batch_size = getattr(shape, "batch_size", None)
-        if batch_size is None:
-            raise PlanError("no batch size: the model shape has no published batch_size; give --batch-size")
-    if seq_len is None:
-        seq_len = default_seq_len(shape)
-    if seq_len > shape.max_seq_len:
-        raise PlanError(f"--seq-len {seq_len} exceeds the model's max_seq_len {shape.max_seq_len}; give at most that")
-    if batch_size < 1 or seq_len < 1:
-        raise PlanError(f"batch size and sequence length must be positive, got {batch_size} and {seq_len}")
-    return batch_size, seq_len
+    return training_batch(shape, batch_size, seq_len)
 
 
 def choose_memoryx(system: System, memoryx: float | str | None, shape, options: PlanOptions) -> System:
@@ -133,33 +111,3 @@ def choose_memoryx(system: System, memoryx: float | str | None, shape, options: 
     holds = [c for c in sizes if c >= need]
     chosen = holds[0] if holds else sizes[0]
     return system if chosen == system.memoryx.capacity_bytes else with_memoryx(system, chosen)
-
-
-def plan_all(
-    shapes: Iterable,
-    systems: Iterable[str] = ("cs1", "cs2", "cs3"),
-    modes: Iterable[str] = ("pipelined", "streaming"),
-    options: PlanOptions | None = None,
-) -> list[dict]:
-    """Plan every shape on every system in every mode, at each shape's published batch size: the table of the
-    closing note and what benchmarks time. A plan that cannot be made is a row with ``fits: False`` and the reason."""
-    rows = []
-    modes = list(modes)
-    for sys_name in systems:
-        system, _ = get_system(sys_name)
-        for shape in shapes:
-            for mode in modes:
-                start = time.perf_counter()
-                row = {"model": getattr(shape, "name", "model"), "system": system.name, "mode": mode}
-                try:
-                    plan = make_plan(shape, system, mode=mode, options=options)
-                except PlanError as err:
-                    row.update(fits=False, error=str(err), needed_bytes=err.needed_bytes,
-                               available_bytes=err.available_bytes)
-                else:
-                    row.update(fits=True, step_time_s=plan.step_time_s, tokens_per_s=plan.tokens_per_s,
-                               utilization=plan.utilization, time_to_train_s=plan.time_to_train_s,
-                               batch_size=plan.batch_size, seq_len=plan.seq_len)
-                row["plan_seconds"] = time.perf_counter() - start
-                rows.append(row)
-    return rows
