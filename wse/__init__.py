@@ -1,22 +1,24 @@
-"""wse: a simulator of how a Cerebras wafer-scale engine (or a grid of accelerators) would train a GPT model.
+"""wse: a simulator of how a Cerebras wafer-scale engine (or a mesh of GPUs or CPU devices) would train a GPT model.
 
 Pure Python and NumPy (Matplotlib only inside the picture functions): no JAX, and no import of model/; a model is any
 object with the shape fields (n_layers, d_model, n_heads, d_head, d_ffn, vocab_size, max_seq_len).
 
-- hardware: WSE-1/2/3, CS-1/2/3, MemoryX (and the sizes sold), SwarmX and clusters as data, every figure with its
-  source; systemfile: custom systems from YAML.
-- grid: the logical grid of cells (a wafer's cores or a mesh's devices) both planners run on.
-- shape, costs: a model shape (planning-only GQA, gated FFN, untied embeddings) as layers with parameters, FLOPs in
-  three conventions, matmul shapes, fabric traffic, activations and KV cache.
-- kernels: a matmul's or matrix-vector product's time from its shapes on the core grid (calibrated on WaferLLM).
-- partition: optimal contiguous partition of layers onto pipeline stages (for a JAX mesh's stage axis).
-- pipelined / streaming (+ streaming_model): the two training modes' planners; inference: decode and prefill with
-  the model resident on wafers; plan: task, mode and MemoryX choice and ``make_plan``.
-- device, devicefile, devicemodel, deviceplan: GPUs (H100, H200) and CPU devices as data with sources, device
-  descriptions from YAML, the cost model of a training step on a device mesh (data or weight streaming over the
-  host link) and its plan; hostlink: the bytes the runtime's streaming step moves over the host link.
-- published, validation: published outcomes with sources, and the simulator held against them.
-- pictures, schedule: region and memory pictures, pipeline and streaming timelines.
+- plan: the one entry. ``make_plan(shape, target, ...)`` reads the target (a CS system, a cluster, a device such as
+  h100/h200, a YAML file by its ``kind:``) and hands the plan to the wing that makes it; ``plan_all`` is the sweep.
+- The shared floor: shape (a model shape, planning-only GQA, gated FFN, untied embeddings), costs (the model as
+  layers: parameters, FLOPs in three conventions, matmul shapes, bytes kept, per-layer seconds at a rate), assumptions
+  (the planners' named unpublished figures, PlanOptions), grid (the cells both wings place layers on), partition
+  (optimal contiguous layers onto pipeline stages, for a JAX mesh's stage axis), schedule (1F1B op by op), plans (the
+  plan dataclasses and their JSON), errors (PlanError).
+- wafer/: CS systems. hardware (WSE-1/2/3, CS-1/2/3, MemoryX, SwarmX, clusters as data with sources), systems (a
+  system by name or YAML file: get_system), kernels (a wafer matmul's time from its shapes), pipelined and streaming
+  (+ streaming_model, the training planners), inference (decode, prefill), plan (task, mode and MemoryX), pictures.
+- devices/: GPU and CPU meshes. specs (H100, H200 as data with sources), files (``kind: device`` YAML), hostlink (the
+  bytes the runtime's streaming step moves), cost_model (a training step on the mesh), plan (the device plan).
+- validation/: published (published outcomes and the shapes of published models, with sources) and compare (the
+  simulator held against them: `wse plan --published`).
+
+Neither wing imports the other; only the entry (wse.plan) knows both.
 """
 
 from wse.assumptions import PlanOptions

@@ -21,12 +21,12 @@ import numpy as np
 from wse.assumptions import PlanOptions
 from wse.errors import PlanError
 from wse.grid import Grid
-from wse.shape import SHAPE_FIELDS, PlanShape, as_shape, check_shape  # noqa: F401 - check_shape and SHAPE_FIELDS stay importable here
+from wse.shape import PlanShape, as_shape
 
 
 @dataclass(frozen=True)
 class Matmul:
-    """One matmul of a layer's forward pass, for the kernel model (wse.kernels).
+    """One matmul of a layer's forward pass, for the kernel model (wse.wafer.kernels).
 
     ``heads == 0``: a dense projection, tokens x k by k x n over every token of the micro-batch.
     ``heads > 0``: one small matmul per sequence and head, seq_len x k by k x n: ``kind`` "scores" (QK^T) or
@@ -195,7 +195,7 @@ def device_layer_seconds(layers, grid: Grid, tokens: float, options: PlanOptions
     """(compute, fabric) forward seconds per layer for ``tokens`` tokens on a grid of devices: the layer's FLOPs at
     ``options.compute_efficiency`` of the grid's peak, and its matmuls' operand traffic when the layer is spread over
     the grid's cells (sqrt(K N) values per token per matmul over sqrt(cells) links, ``activation_bytes`` each).
-    The device cost model (wse.devicemodel) uses the compute term on one device's tokens."""
+    The device cost model (wse.devices.cost_model) uses the compute term on one device's tokens."""
     compute = np.array([l.flops_per_token for l in layers]) * tokens / (
         grid.cells * grid.flops_per_cell * options.compute_efficiency)
     fabric = np.array([l.fabric_values_per_token for l in layers]) * tokens / (

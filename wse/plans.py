@@ -1,5 +1,5 @@
 """The plan a planner returns: plain dataclasses that serialise to the JSON the command line prints (wafer plans,
-inference plans, and device-mesh plans from wse.deviceplan)."""
+inference plans, and device-mesh plans from wse.devices.plan)."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ class InferencePlan(PlanRecord):
 
 @dataclass
 class DevicePlan(PlanRecord):
-    """A training step on ``systems`` devices (a GPU or CPU mesh, wse.device), from the device cost model.
+    """A training step on ``systems`` devices (a GPU or CPU mesh, wse.devices.specs), from the device cost model.
 
     ``parts``: seconds of the step's parts (compute, exposed link, host update, device update, all-reduce, fixed;
     link_s is every transfer, hidden or not). ``link_bytes``: bytes over the host link per step, each way (0 in data

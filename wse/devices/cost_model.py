@@ -4,7 +4,7 @@ Each device runs the whole model on its share of the batch (pure data parallelis
 slice of ``tokens`` tokens on one device, each layer of wse.costs (embedding, whole blocks, head) takes:
 
 - matmuls: its forward FLOPs at ``compute_efficiency`` of the device's matmul rate in the compute dtype (the compute
-  term of ``wse.streaming_model.device_layer_seconds``, the formula that predicts device grids for the planners; the
+  term of ``wse.costs.device_layer_seconds``, the formula that predicts device grids for the planners; the
   fabric term does not apply: a device holds whole layers). Backward: twice the forward, plus the attention's QK^T
   once more (the runtime keeps only the log-sum-exp and recomputes the scores), plus the whole forward again when
   the backward rematerialises the layer (remat ``full``).
@@ -17,7 +17,7 @@ Matmuls and traffic share the device, so they add. Per step:
 
 - ``data``: accum x the slice's layers, forward and backward; then the gradient all-reduce over the device link (a
   ring: 2 (n - 1) / n x 4 bytes per parameter) and the AdamW update in device memory; then ``step_overhead_s``.
-- ``streaming`` (runtime/execution/streaming.py; the bytes are ``wse.hostlink``'s, the timeline moves the same):
+- ``streaming`` (runtime/execution/streaming.py; the bytes are ``wse.devices.hostlink``'s, the timeline moves the same):
   per slice the non-overlapped first fetch (the embeddings and layer 0), then each forward layer beside the fetch of
   the next, the head, each backward layer beside the fetch of the one before it and the gradient of the one after it
   leaving (all-reduced over the data axis first), then the last gradients leaving. "Beside" is max(compute,
@@ -139,11 +139,11 @@ class DeviceModel:
         return parts
 
     def link_split(self, accum: int, host_update: bool) -> dict:
-        """Bytes of each transfer of a streaming step, from wse.hostlink's totals: one layer's weights (``layer``, 2L + 1
-        fetches per slice) and the rest's (``rest``, once per slice), the float32 gradients of a layer and of the rest
-        leaving as they are produced (``layer_out``, ``rest_out``), and what the update adds each way (``update_in``,
-        ``update_out``: 0 when it runs in host memory). A layer's bytes are the per-slice figure's growth from L to
-        L + 1 layers over 2 (each layer is fetched twice), so every width hostlink uses is kept."""
+        """Bytes of each transfer of a streaming step, from wse.devices.hostlink's totals: one layer's weights
+        (``layer``, 2L + 1 fetches per slice) and the rest's (``rest``, once per slice), the float32 gradients of a
+        layer and of the rest leaving as they are produced (``layer_out``, ``rest_out``), and what the update adds each
+        way (``update_in``, ``update_out``: 0 when it runs in host memory). A layer's bytes are the per-slice figure's
+        growth from L to L + 1 layers over 2 (each layer is fetched twice), so every width hostlink uses is kept."""
         total = streaming_link_bytes(self.shape, compute_bytes=self.width, accum=accum, host_update=host_update)
         longer = streaming_link_bytes(replace(self.shape, n_layers=self.n_layers + 1), compute_bytes=self.width,
                                       accum=accum, host_update=host_update)
@@ -189,8 +189,9 @@ class DeviceModel:
 
     def streaming_step(self, tokens: float, accum: int, host_update: bool = True) -> dict:
         """The parts (seconds) of a streaming step of ``accum`` slices of ``tokens`` tokens per device, and the bytes
-        over the host link per step (``link_bytes``: wse.hostlink.streaming_link_bytes). ``step_time_s`` = compute +
-        exposed link + host update + device update + fixed (the per-layer all-reduce is part of the link time)."""
+        over the host link per step (``link_bytes``: wse.devices.hostlink.streaming_link_bytes). ``step_time_s`` =
+        compute + exposed link + host update + device update + fixed (the per-layer all-reduce is part of the link
+        time)."""
         d = self.device
         split = self.link_split(accum, host_update)
         t = self.transfer_seconds(split)

@@ -1,5 +1,5 @@
 """Device descriptions from YAML files: ``kind: device``, optionally ``base: h100`` (or h200), ``devices: 8`` and any
-figure of wse.device.Device to give or change; every figure given is tagged F (from the file), so a plan lists it
+figure of wse.devices.specs.Device to give or change; every figure given is tagged F (from the file), so a plan lists it
 among its assumptions. A ``planner:`` section changes planner assumptions (``compute_efficiency``), as in a system
 file. For example, 8 H100s whose host link was measured at 52 GB/s each way::
 
@@ -9,7 +9,7 @@ file. For example, 8 H100s whose host link was measured at 52 GB/s each way::
     host_to_device_bytes_per_s: 52e9
     device_to_host_bytes_per_s: 52e9
 
-A file without ``kind: device`` is a CS system file (wse.systemfile). Bad input is one PlanError line naming the key
+A file without ``kind: device`` is a CS system file (wse.wafer.systems). Bad input is one PlanError line naming the key
 and the fix.
 """
 
@@ -42,7 +42,7 @@ def read_yaml(path: Path):
 
 def find_device(name_or_file) -> tuple[Device, dict] | None:
     """(device, planner overrides) for ``h100``/``h200`` or a YAML file with ``kind: device``; None for anything
-    else (a CS system, a cluster or a system file: wse.hardware.get_system reads those)."""
+    else (a CS system, a cluster or a system file: wse.wafer.systems.get_system reads those)."""
     key = str(name_or_file)
     if key.lower() in DEVICES:
         return DEVICES[key.lower()], {}

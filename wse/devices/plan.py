@@ -1,5 +1,5 @@
-"""A training plan on a device mesh (wse.device) from the device cost model (wse.devicemodel): what `wse plan
---system h100x8.yaml` answers.
+"""A training plan on a device mesh (wse.devices.specs) from the device cost model (wse.devices.cost_model): what
+`wse plan --system h100x8.yaml` answers.
 
 The batch is split evenly over the devices (pure data parallelism; the slowest device, with ceil(B / n) sequences,
 sets the step). Each device's share runs in ``accum`` equal slices: the plan takes the fastest (accumulation, remat)
@@ -8,10 +8,10 @@ whose memory fits in ``Device.usable_memory_bytes``, the fewest slices on a tie.
 backward (the runtime's streaming mode does). ``auto`` is data mode when it fits, else streaming.
 
 Memory per device (bytes). Data mode: the training state (float32 weights, gradients, two moments: 16 bytes per
-parameter) plus the activations a slice keeps (``wse.streaming_model.wafer_bytes_per_sequence``: every value a layer
-stashes, or its input alone when recomputing, plus one layer's working set) plus one loss chunk's logits. Streaming:
-the rest's weights and two layers' (running and prefetched, in wse.hostlink's widths), their float32 gradients, the
-activations with recomputation, one loss chunk; in host memory every device's copy of the weights, moments and
+parameter) plus the activations a slice keeps (``wse.costs.wafer_bytes_per_sequence``: every value a layer stashes,
+or its input alone when recomputing, plus one layer's working set) plus one loss chunk's logits. Streaming: the
+rest's weights and two layers' (running and prefetched, in wse.devices.hostlink's widths), their float32 gradients,
+the activations with recomputation, one loss chunk; in host memory every device's copy of the weights, moments and
 gradient accumulator.
 """
 
@@ -51,7 +51,7 @@ def device_memory(model: DeviceModel, mode: str, seqs: int, remat: str, host_upd
 
 
 def step_parts(model: DeviceModel, mode: str, tokens: float, accum: int, remat: str, host_update: bool) -> dict:
-    """The parts of one step (wse.devicemodel) in ``mode`` for slices of ``tokens`` tokens per device."""
+    """The parts of one step (wse.devices.cost_model) in ``mode`` for slices of ``tokens`` tokens per device."""
     if mode == "data":
         parts = model.data_step(tokens, accum, remat)
         parts["link_bytes"] = {"to_device": 0, "to_host": 0}

@@ -1,10 +1,11 @@
 """GPUs and CPU devices as data: the figures of one device and how many form the mesh, each with its source.
 
-The device cost model (wse.devicemodel) predicts a training step on a mesh of such devices from these figures alone,
-the way wse.hardware's specs drive the wafer planners. Sources carry wse.hardware's tags (V vendor, P paper, S press,
-D derived here, U unpublished: a named figure with its value and reason, F from a user's file or a measurement).
+The device cost model (wse.devices.cost_model) predicts a training step on a mesh of such devices from these figures
+alone, the way wse.wafer.hardware's specs drive the wafer planners. Sources carry wse.wafer.hardware's tags (V
+vendor, P paper, S press, D derived here, U unpublished: a named figure with its value and reason, F from a user's
+file or a measurement).
 
-Built in: NVIDIA H100 SXM and H200 (SXM), ``h100`` and ``h200``; a YAML file (``kind: device``, wse.devicefile)
+Built in: NVIDIA H100 SXM and H200 (SXM), ``h100`` and ``h200``; a YAML file (``kind: device``, wse.devices.files)
 starts from one of them or gives every figure, and ``wse bench`` turns its measured ceilings into one
 (benchmarks/predict.py).
 """

@@ -1,4 +1,4 @@
-"""The simulator against published outcomes: one row per outcome with a public figure (wse.published), the
+"""The simulator against published outcomes: one row per outcome with a public figure (wse.validation.published), the
 simulated figure beside it and the distance between them, misses included. ``wse plan --published`` prints it; the
 README's "simulated vs published" table is its output.
 """

@@ -9,11 +9,11 @@ mappings and keeps the faster:
 - ``whole``: every layer is spread over the whole wafer, so each layer's matrix-vector products use all cores, but
   every core switches layer (``layer_switch_cycles``) once per layer per step, and tokens do not pipeline.
 
-Time of one layer for b tokens (wse.kernels): each weight matrix is a GEMV on its region, b times the per-core work
-plus a step cost and the hops of a broadcast and a reduction; attention reads each request's KV cache spread over the
-region's cores (scores and values, 2 x heads x d_head x context multiply-adds) and pays two more reductions (softmax,
-output). Between wafers a token's activations cross the system I/O (``inter_system_latency_s`` plus d values over
-``io_bytes_per_s``). Decode: one step moves every request one token on. Prefill: b x prompt tokens pipeline through
+Time of one layer for b tokens (wse.wafer.kernels): each weight matrix is a GEMV on its region, b times the per-core
+work plus a step cost and the hops of a broadcast and a reduction; attention reads each request's KV cache spread over
+the region's cores (scores and values, 2 x heads x d_head x context multiply-adds) and pays two more reductions
+(softmax, output). Between wafers a token's activations cross the system I/O (``inter_system_latency_s`` plus d values
+over ``io_bytes_per_s``). Decode: one step moves every request one token on. Prefill: b x prompt tokens pipeline through
 (each attends to half its prompt on average, causal); the time to first token is that step.
 
 A plan offered N wafers uses the n <= N with the lowest latency among those that hold the model (``wafers_used``);

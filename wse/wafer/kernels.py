@@ -103,7 +103,7 @@ def _matmul_cycles(M: int, K: int, N: int, cells: int, key: tuple) -> float:
 
 
 def kernel_model(chip, step_cycles: float, activation_bytes: int) -> KernelModel:
-    """The kernel model of a chip (wse.hardware.Chip) with the planner's step cost."""
+    """The kernel model of a chip (wse.wafer.hardware.Chip) with the planner's step cost."""
     return KernelModel(simd=chip.fp16_simd_width, step_cycles=step_cycles,
                        link_values_per_cycle=chip.link_bytes_per_cycle / activation_bytes,
                        hop_cycles=chip.hop_latency_cycles, clock_hz=chip.clock_hz)

@@ -2,11 +2,11 @@
 
 Per micro-batch on one system, each layer's forward takes max(compute, weights in, activations offloaded out) and its
 backward max(compute, weights in + offloaded activations in, gradients out), plus a kernel switch per layer per pass
-(wse.streaming_model has the time and memory arrays; wse.kernels the compute time of a matmul's shapes on the core
-grid). The weights of the next layer are prefetched while a layer runs, in tiles of a matrix, so no layer has to fit
-on the wafer whole. The planner picks, for the per-system batch, the fastest of: every layer keeping its activations
-or one checkpoint per layer with recomputation, each either on the wafer or offloaded to MemoryX as far as needed,
-and the fewest micro-batches that fit.
+(wse.wafer.streaming_model has the time and memory arrays; wse.wafer.kernels the compute time of a matmul's shapes on
+the core grid). The weights of the next layer are prefetched while a layer runs, in tiles of a matrix, so no layer has
+to fit on the wafer whole. The planner picks, for the per-system batch, the fastest of: every layer keeping its
+activations or one checkpoint per layer with recomputation, each either on the wafer or offloaded to MemoryX as far as
+needed, and the fewest micro-batches that fit.
 
 Across N systems (pure data parallelism through SwarmX), each system takes ceil(B / N) sequences; the weight
 broadcast and the gradient reduction run at line rate through the tree, so they cost bandwidth once and latency per

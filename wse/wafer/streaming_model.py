@@ -1,7 +1,7 @@
 """The per-layer time and memory arrays of weight streaming, for one (model, system, sequence length, options).
 
 Time (seconds, per micro-batch of q sequences on one system). On a wafer each layer's forward is the sum of its
-matmuls under the kernel model (wse.kernels: the time depends on the matrix shapes on the core grid); on a device
+matmuls under the kernel model (wse.wafer.kernels: the time depends on the matrix shapes on the core grid); on a device
 grid (a JAX mesh in the benchmarks) it is FLOPs at ``compute_efficiency`` or the fabric term, whichever is slower.
 The backward is twice the forward, plus the attention scores once more on a wafer (the probabilities are never
 stored: the attention backward recomputes them, flash-style), plus the whole forward when the layer keeps only a

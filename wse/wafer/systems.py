@@ -45,7 +45,7 @@ def load_system_file(path: Path) -> tuple[System, int | None]:
     none); ``io_bytes_per_s`` the system I/O; ``systems`` a default system count. Every figure given is tagged F (from
     the file) so plans list it among their assumptions. Unknown keys are refused with one line naming the key.
     ``planner`` (PlanOptions overrides) is read by ``load_planner_overrides``; ``kind: system`` may say what the file
-    is (``kind: device`` files describe GPUs or CPU devices: wse.devicefile).
+    is (``kind: device`` files describe GPUs or CPU devices: wse.devices.files).
     """
     import yaml
 
