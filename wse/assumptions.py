@@ -25,9 +25,26 @@ class PlanOptions:
         "(the fabric limit is modelled separately). Weight streaming and inference on a wafer use the kernel model "
         "(wse.kernels) instead", ("pipelined",))
     kernel_step_cycles: float = assumed(
-        54.0, "D: the fixed cost of one wavefront step of a wafer matmul kernel (receive, synchronise, start the vector "
-        "work), solved so that the kernel model gives 70% of peak for a 16384-cube GEMM on 720 x 720 WSE-2 cores, "
-        "WaferLLM's measured MeshGEMM (OSDI 2025, 'above 70%'; the matrix size is assumed)", ("streaming", "inference"))
+        105.0, "D: the fixed cost of one wavefront step of a wafer matmul kernel in inference (receive, synchronise, "
+        "start the vector work) and of one GEMV; fitted (python -m wse.validation.fit) so that LLaMA3-8B's prefill of "
+        "4,096 tokens on 720 x 720 WSE-2 cores, each layer on the whole grid, runs at WaferLLM's measured 27,686 "
+        "tokens/s (OSDI 2025). WaferLLM's MeshGEMM 'above 70% of peak' then holds from a 23.5K cube", ("inference",))
+    train_step_cycles: float = assumed(
+        140.0, "D: the same fixed cost per wavefront step in the training kernels of Cerebras' compiler (weight "
+        "streaming); fitted with train_work_fraction to the measured training runs (GPT-J on 2 CS-2, LLaMA-7B on 1 "
+        "CS-2) and the Cerebras-GPT paper's relative utilisations (Table 6): python -m wse.validation.fit",
+        ("streaming",))
+    train_work_fraction: float = assumed(
+        0.37, "D: the fraction of a core's fp16 SIMD rate a training multiply-add sustains: Cerebras trains with fp32 "
+        "accumulation (precision levels 0 and 1 of its docs), which a WSE core runs at about half its fp16 width, and "
+        "the vector units also do the norms, activations and softmax between matmuls. Fitted with train_step_cycles "
+        "(python -m wse.validation.fit); applies per multiply-add, so it costs the same at any batch",
+        ("streaming",))
+    phase_sync_cycles: float = assumed(
+        60.0, "D: the grid-wide hand-off that ends each sequential phase of a layer in inference (norm, each matmul, "
+        "softmax, activation, residual add: wse.costs.Layer.phases; WaferLLM's kernels wait for one before the "
+        "next); fitted so that LLaMA3-8B's end-to-end generation (4,096-token prompt, 4,096 new tokens) on 720 x 720 "
+        "WSE-2 cores runs at WaferLLM's measured 2,459 tokens/s (python -m wse.validation.fit)", ("inference",))
     weight_bytes: int = assumed(2, "16-bit weights for compute: the Cerebras-GPT models were trained in bf16 mixed precision")
     grad_bytes: int = assumed(2, "16-bit weight gradients (mixed precision), the same width as the weights",
                               ("pipelined", "streaming"))
@@ -68,7 +85,10 @@ class PlanOptions:
         for name in ("weight_bytes", "grad_bytes", "activation_bytes", "microbatch_seqs", "weight_tile_bytes"):
             if getattr(self, name) < 1:
                 raise PlanError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("optimizer_bytes", "grad_accumulator_bytes", "kernel_step_cycles", "inter_system_latency_s"):
+        if not 0 < self.train_work_fraction <= 1:
+            raise PlanError(f"train_work_fraction must be in (0, 1], got {self.train_work_fraction}")
+        for name in ("optimizer_bytes", "grad_accumulator_bytes", "kernel_step_cycles", "train_step_cycles",
+                     "phase_sync_cycles", "inter_system_latency_s"):
             if getattr(self, name) < 0:
                 raise PlanError(f"{name} must not be negative, got {getattr(self, name)}")
         if self.recompute not in ("auto", "never", "always"):

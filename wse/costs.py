@@ -21,7 +21,7 @@ import numpy as np
 from wse.assumptions import PlanOptions
 from wse.errors import PlanError
 from wse.grid import Grid
-from wse.shape import PlanShape, as_shape
+from wse.shape import PlanShape, as_shape, default_seq_len
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,9 @@ class Layer:
     attention_flops_per_token: the part of flops_per_token in the QK^T and attention-times-V matmuls.
     matmuls: its forward matmuls, for the kernel model.
     kv_values_per_token: K and V values a decoder caches per token (attention layers).
+    phases: the steps it runs one after another when it has the whole grid to itself (WaferLLM's prefill and decode
+        kernels, read from their code): each norm, matmul, softmax, activation and residual add is one, and each ends
+        in a grid-wide hand-off that the next must wait for.
     """
 
     name: str
@@ -67,6 +70,7 @@ class Layer:
     attention_flops_per_token: float = 0.0
     matmuls: tuple[Matmul, ...] = ()
     kv_values_per_token: int = 0
+    phases: int = 0
 
     @property
     def weight_params(self) -> int:
@@ -80,7 +84,7 @@ def _dense(matmuls: tuple[Matmul, ...]) -> tuple[float, float]:
 
 
 def attention_layer(s: PlanShape, seq_len: int, probs_stashed: bool) -> Layer:
-    d, kv, q = s.d_model, s.kv_width, s.n_heads * s.d_head
+    d, kv, q = s.d_model, s.kv_width, s.q_width
     matmuls = (Matmul(d, q), Matmul(d, kv), Matmul(d, kv), Matmul(q, d),
                Matmul(s.d_head, seq_len, s.n_heads, "scores"), Matmul(seq_len, s.d_head, s.n_heads, "values"))
     dense_flops, fabric = _dense(matmuls)
@@ -95,21 +99,27 @@ def attention_layer(s: PlanShape, seq_len: int, probs_stashed: bool) -> Layer:
         stash_values_per_token=2 * d + 2 * q + 2 * kv + (s.n_heads * seq_len if probs_stashed else 0),
         input_values_per_token=d, recomputable=True, attention_flops_per_token=attention_flops,
         matmuls=matmuls, kv_values_per_token=2 * kv,
+        # norm, Q, K, V, rotary (rotary models), scores, softmax, values, output projection, residual add
+        phases=9 + (0 if s.learned_positions else 1),
     )
 
 
 def ffn_layer(s: PlanShape) -> Layer:
+    """The FFN half of a block; with a parallel residual (GPT-J) it shares the attention's norm, so it owns none."""
     d, f = s.d_model, s.d_ffn
     matmuls = (Matmul(d, f), Matmul(d, f), Matmul(f, d)) if s.ffn_gated else (Matmul(d, f), Matmul(f, d))
     dense_flops, fabric = _dense(matmuls)
     inputs = 2 if s.ffn_gated else 1
+    own_norm = not s.parallel_residual
     return Layer(
         name="ffn",
-        params=(inputs + 1) * d * f + ((inputs * f + d) if s.biases else 0) + s.norm_params,
+        params=(inputs + 1) * d * f + ((inputs * f + d) if s.biases else 0) + (s.norm_params if own_norm else 0),
         replica_params=0, flops_per_token=dense_flops, fabric_values_per_token=fabric,
         # norm input and output; GELU input and output (gated: gate and up pre-activations and their product)
-        stash_values_per_token=2 * d + (3 if s.ffn_gated else 2) * f,
+        stash_values_per_token=(2 * d if own_norm else d) + (3 if s.ffn_gated else 2) * f,
         input_values_per_token=d, recomputable=True, matmuls=matmuls,
+        # norm, each input matrix, activation, output matrix, residual add
+        phases=(1 if own_norm else 0) + inputs + 3,
     )
 
 
@@ -126,7 +136,7 @@ def model_layers(shape, seq_len: int, *, split_blocks: bool = True, attention_pr
     table = (V + (s.max_seq_len if s.learned_positions else 0)) * d
     # the token table is tied to the LM head (or the head owns its own); its backward needs only the token ids
     layers = [Layer(name="embedding", params=table, replica_params=0, flops_per_token=0.0, fabric_values_per_token=0.0,
-                    stash_values_per_token=0.0, input_values_per_token=0.0, recomputable=False)]
+                    stash_values_per_token=0.0, input_values_per_token=0.0, recomputable=False, phases=1)]
     for i in range(s.n_layers):
         if split_blocks:
             layers.append(replace(attention, name=f"block{i}.attention"))
@@ -140,12 +150,14 @@ def model_layers(shape, seq_len: int, *, split_blocks: bool = True, attention_pr
                 input_values_per_token=d, recomputable=True,
                 attention_flops_per_token=attention.attention_flops_per_token,
                 matmuls=attention.matmuls + ffn.matmuls, kv_values_per_token=attention.kv_values_per_token,
+                phases=attention.phases + ffn.phases,
             ))
     head = Matmul(d, V)
     layers.append(Layer(
         name="head",
-        # final norm; the logit matrix is the tied embedding, held here as a replica (or owned when untied)
-        params=s.norm_params + (0 if s.tied_embeddings else V * d),
+        # final norm; the logit matrix is the tied embedding, held here as a replica (or owned when untied); GPT-J's
+        # head adds a bias of V values
+        params=s.norm_params + (0 if s.tied_embeddings else V * d) + (V if s.head_bias else 0),
         replica_params=V * d if s.tied_embeddings else 0,
         flops_per_token=2.0 * d * V,
         fabric_values_per_token=math.sqrt(d * V),
@@ -153,7 +165,7 @@ def model_layers(shape, seq_len: int, *, split_blocks: bool = True, attention_pr
         # pass), so the V-wide logits exist only transiently and are not stashed
         stash_values_per_token=2 * d,
         input_values_per_token=d,
-        recomputable=False, matmuls=(head,),
+        recomputable=False, matmuls=(head,), phases=2,  # final norm, logits
     ))
     return layers
 
@@ -201,3 +213,42 @@ def device_layer_seconds(layers, grid: Grid, tokens: float, options: PlanOptions
     fabric = np.array([l.fabric_values_per_token for l in layers]) * tokens / (
         math.sqrt(grid.cells) * grid.link_bytes_per_s / options.activation_bytes)
     return compute, fabric
+
+
+# ----- the batch of a training plan ------------------------------------------------------------------------------
+# GPT-3's batch size by model size (Brown et al. 2020, "Language Models are Few-Shot Learners", Table 2.1): tokens per
+# step for 125M ... 175B parameters. A model that gives no batch trains at the batch of the row nearest its size (on a
+# log scale), the largest (3.2M tokens) from 175B up.
+BATCH_RULE = ((125e6, 0.5e6), (350e6, 0.5e6), (760e6, 0.5e6), (1.3e9, 1e6), (2.7e9, 1e6), (6.7e9, 2e6), (13e9, 2e6),
+              (175e9, 3.2e6))
+BATCH_RULE_SOURCE = "P: GPT-3 (Brown et al. 2020) Table 2.1, batch size by model size"
+
+
+def published_batch(shape, seq_len: int) -> tuple[int, str]:
+    """(sequences, a note saying where they come from) for a model without a batch: the tokens per step of the GPT-3
+    model nearest in size (BATCH_RULE), in sequences of ``seq_len``, at least one."""
+    n = parameters(model_layers(shape, 1))
+    size, tokens = min(BATCH_RULE, key=lambda row: abs(math.log(row[0] / n)))
+    seqs = max(1, round(tokens / seq_len))
+    return seqs, (f"batch {seqs} x {seq_len} tokens by the published rule for a model of {n / 1e9:.3g}B parameters "
+                  f"({tokens / 1e6:g}M tokens per step, the batch GPT-3 used at {size / 1e9:g}B; Brown et al. 2020, "
+                  "Table 2.1): the model gives no batch; --batch-size sets one")
+
+
+def training_batch(shape, batch_size: int | None, seq_len: int | None) -> tuple[int, int, str | None]:
+    """(sequences per step, tokens per sequence, a note when the batch is the published rule's) of a training plan on
+    either wing: by default the shape's published batch (``shape.batch_size``), or, for a shape without one, the
+    batch of ``published_batch``; 2048 tokens capped at the context. PlanError when the sequence is longer than the
+    context or either is not positive."""
+    if seq_len is None:
+        seq_len = default_seq_len(shape)
+    if seq_len > shape.max_seq_len:
+        raise PlanError(f"--seq-len {seq_len} exceeds the model's max_seq_len {shape.max_seq_len}; give at most that")
+    if seq_len < 1 or (batch_size is not None and batch_size < 1):
+        raise PlanError(f"batch size and sequence length must be positive, got {batch_size} and {seq_len}")
+    note = None
+    if batch_size is None:
+        batch_size = getattr(shape, "batch_size", None)
+        if batch_size is None:
+            batch_size, note = published_batch(shape, seq_len)
+    return batch_size, seq_len, note

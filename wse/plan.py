@@ -21,7 +21,7 @@ from wse.devices.files import find_device
 from wse.devices.plan import plan_on_devices
 from wse.devices.specs import Device
 from wse.errors import PlanError
-from wse.wafer.hardware import System
+from wse.wafer.hardware import CLUSTERS, System
 from wse.wafer.plan import plan_on_system
 from wse.wafer.systems import get_system, load_planner_overrides
 
@@ -97,13 +97,15 @@ def make_plan(
     memoryx: float | str | None = None,
     task: str = "train",
     prompt_len: int | None = None,
+    new_tokens: int | None = None,
     dtype: str | None = None,
 ):
     """Plan ``shape`` (any object with the GPT-2 shape fields, wse.shape) on ``target`` (module docstring).
 
-    CS system (wse.wafer.plan.plan_on_system): a Plan for ``task`` train, an InferencePlan for decode or prefill;
-    ``systems`` defaults to the cluster's size, else 1; ``mode`` auto, pipelined or streaming; ``memoryx`` (bytes or
-    '12TB') sizes the MemoryX; ``prompt_len`` is prefill's prompt per request. Device mesh
+    CS system (wse.wafer.plan.plan_on_system): a Plan for ``task`` train, an InferencePlan for decode, prefill or
+    generate; ``systems`` defaults to the cluster's size, else 1 (a named cluster refuses more systems than it has);
+    ``mode`` auto, pipelined or streaming; ``memoryx`` (bytes or '12TB') sizes the MemoryX; ``prompt_len`` is the
+    prompt per request of prefill and generate, ``new_tokens`` generate's output per request. Device mesh
     (wse.devices.plan.plan_on_devices): a DevicePlan; ``systems`` overrides the device count; ``mode`` auto, data or
     streaming; ``dtype`` bfloat16 (default) or float32; training only. Both: ``batch_size`` sequences per step (the
     shape's published batch by default; concurrent requests for inference, default 1), ``seq_len`` tokens per
@@ -114,16 +116,20 @@ def make_plan(
     target = read_target(target, dtype=dtype)
     options = options if options is not None else target.options
     if target.device is not None:
-        if task != "train" or memoryx:
+        if task != "train" or memoryx or prompt_len is not None or new_tokens is not None:
             raise PlanError(DEVICE_TRAINING_ONLY)
         return plan_on_devices(shape, target.device, systems=systems, mode=mode, batch_size=batch_size,
                                seq_len=seq_len, dtype=dtype, options=options, planner=target.planner,
                                model_name=model_name)
     if systems is None:
         systems = target.cluster_systems
+    elif str(target.name).lower() in CLUSTERS and systems > target.cluster_systems:
+        raise PlanError(f"{target.name} has {target.cluster_systems} {target.system.name} systems, asked for {systems}; "
+                        f"give --systems {target.cluster_systems} or fewer, or --system "
+                        f"{target.system.name.lower().replace('-', '')} --systems {systems} for a cluster of your own")
     return plan_on_system(shape, target.system, systems=1 if systems is None else systems, mode=mode,
                           batch_size=batch_size, seq_len=seq_len, options=options, model_name=model_name,
-                          memoryx=memoryx, task=task, prompt_len=prompt_len)
+                          memoryx=memoryx, task=task, prompt_len=prompt_len, new_tokens=new_tokens)
 
 
 def plan_all(

@@ -45,10 +45,14 @@ class LayerTiming:
 
 @dataclass
 class ScalingPoint:
+    """Tokens/s on ``systems`` offered (``systems_used`` of them), ``efficiency`` against that many times one
+    system's, and ``note``: why it is off linear by more than 2%, when it is."""
+
     systems: int
     systems_used: int
     tokens_per_s: float
     efficiency: float
+    note: str = ""
 
 
 @dataclass
@@ -96,11 +100,15 @@ class PlanRecord:
 
 @dataclass
 class InferencePlan(PlanRecord):
-    """A model resident on ``wafers_used`` wafers serving ``batch_size`` concurrent requests (decode or prefill).
+    """A model resident on ``wafers_used`` wafers serving ``batch_size`` concurrent requests (decode, prefill or
+    generate).
 
     ``token_latency_s``: decode, the time between two tokens of one request (one step for the whole batch); prefill,
-    the time to first token of the batch's prompts. ``tokens_per_s``: generated (decode) or prompt (prefill) tokens
-    per second over all requests; ``tokens_per_s_per_request`` one request's share.
+    the time to first token of the batch's prompts; generate, the time per output token averaged over the new tokens
+    (the KV cache grows as they come). ``tokens_per_s``: generated (decode), prompt (prefill) or new tokens over the
+    whole request, first token included (generate) per second over all requests; ``tokens_per_s_per_request`` one
+    request's share. Generate also gives ``new_tokens``, ``time_per_output_token_s`` and ``end_to_end_s`` (time to
+    first token plus the other new tokens).
     """
 
     model: str
@@ -118,6 +126,9 @@ class InferencePlan(PlanRecord):
     tokens_per_s: float
     time_to_first_token_s: float | None
     memory: dict
+    new_tokens: int | None = None
+    time_per_output_token_s: float | None = None
+    end_to_end_s: float | None = None
 
 
 @dataclass

@@ -11,6 +11,13 @@ for planning only (the JAX model stays GPT-2 style):
 - ``learned_positions``: a learned position table of max_seq_len x d (default True; False for rotary positions).
 - ``biases``: biases on every projection and LayerNorm with gain and bias (default True); False is Llama's
   bias-free projections and RMSNorm (gain only).
+- ``parallel_residual``: attention and FFN read the same normed input, one norm per block (GPT-J; default False).
+- ``head_bias``: the LM head adds a bias of V values (GPT-J; default False). A config that calls it
+  ``lm_head_bias`` (model.config) is read too.
+
+``n_heads * d_head`` may differ from ``d_model`` (Qwen3-32B: 64 x 128 query heads on a 5120-wide model): Q and the
+attention output are n_heads x d_head wide, K and V n_kv_heads x d_head, and every count follows those widths. Rotary
+positions (``learned_positions`` False), partial or whole, add no parameters and no matmul FLOPs.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ from dataclasses import dataclass, fields
 from wse.errors import PlanError
 
 SHAPE_FIELDS = ("n_layers", "d_model", "n_heads", "d_head", "d_ffn", "vocab_size", "max_seq_len")
-PLANNING_FIELDS = ("n_kv_heads", "ffn_gated", "tied_embeddings", "learned_positions", "biases")
+PLANNING_FIELDS = ("n_kv_heads", "ffn_gated", "tied_embeddings", "learned_positions", "biases", "parallel_residual",
+                   "head_bias")
+FIELD_ALIASES = {"head_bias": "lm_head_bias"}  # model.config's name for the same flag
 DEFAULT_SEQ_LEN = 2048  # tokens per sequence Cerebras-GPT was trained with
 
 
@@ -41,12 +50,19 @@ class PlanShape:
     tied_embeddings: bool = True
     learned_positions: bool = True
     biases: bool = True
+    parallel_residual: bool = False
+    head_bias: bool = False
     batch_size: int | None = None
 
     @property
     def kv_width(self) -> int:
         """Values per token in K (and in V): n_kv_heads x d_head."""
         return self.n_kv_heads * self.d_head
+
+    @property
+    def q_width(self) -> int:
+        """Values per token in Q and in the attention output: n_heads x d_head (need not equal d_model)."""
+        return self.n_heads * self.d_head
 
     @property
     def norm_params(self) -> int:
@@ -62,8 +78,6 @@ def check_shape(shape) -> None:
             raise PlanError(f"model shape lacks '{name}'; give an object with {', '.join(SHAPE_FIELDS)}")
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise PlanError(f"model shape field '{name}' must be a positive integer, got {value!r}")
-    if shape.n_heads * shape.d_head != shape.d_model:
-        raise PlanError(f"model shape: n_heads * d_head ({shape.n_heads} * {shape.d_head}) must equal d_model ({shape.d_model})")
 
 
 def as_shape(shape) -> PlanShape:
@@ -77,7 +91,7 @@ def as_shape(shape) -> PlanShape:
     flags = {}
     for name in PLANNING_FIELDS[1:]:
         default = next(f.default for f in fields(PlanShape) if f.name == name)
-        value = getattr(shape, name, default)
+        value = getattr(shape, name, getattr(shape, FIELD_ALIASES.get(name, name), default))
         if not isinstance(value, bool):
             raise PlanError(f"model shape field '{name}' must be true or false, got {value!r}")
         flags[name] = value
@@ -90,20 +104,3 @@ def as_shape(shape) -> PlanShape:
 def default_seq_len(shape) -> int:
     """2048 tokens (how Cerebras-GPT was trained), capped at the model's context."""
     return min(DEFAULT_SEQ_LEN, shape.max_seq_len)
-
-
-def training_batch(shape, batch_size: int | None, seq_len: int | None) -> tuple[int, int]:
-    """(sequences per step, tokens per sequence) of a training plan on either wing: by default the shape's published
-    batch (``shape.batch_size``) and 2048 tokens capped at its context. PlanError when the shape has no batch and none
-    is given, the sequence is longer than the context, or either is not positive."""
-    if batch_size is None:
-        batch_size = getattr(shape, "batch_size", None)
-        if batch_size is None:
-            raise PlanError("no batch size: the model shape has no published batch_size; give --batch-size")
-    if seq_len is None:
-        seq_len = default_seq_len(shape)
-    if seq_len > shape.max_seq_len:
-        raise PlanError(f"--seq-len {seq_len} exceeds the model's max_seq_len {shape.max_seq_len}; give at most that")
-    if batch_size < 1 or seq_len < 1:
-        raise PlanError(f"batch size and sequence length must be positive, got {batch_size} and {seq_len}")
-    return batch_size, seq_len

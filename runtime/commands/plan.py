@@ -4,15 +4,17 @@ the simulator in wse/ (no JAX)."""
 from __future__ import annotations
 
 HELP = ("plan a model on a Cerebras system: training (layer-pipelined or weight-streaming) or inference (decode, "
-        "prefill), or training on GPUs (h100, h200, a device file); --published holds the simulator against "
-        "published figures")
+        "prefill, generate), or training on GPUs (h100, h200, a device file); --published holds the simulator "
+        "against published figures (calibration and validation)")
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", default=None, help="preset name (111M ... 13B, 111M-mup ..., tiny, small, demo), a planning-only "
-                        "published shape (llama3.1-8b, llama3.1-70b, llama3.1-405b), gpt-1t, gpt-24t, or a YAML/JSON model file")
-    parser.add_argument("--task", choices=["train", "decode", "prefill"], default="train",
-                        help="train (default); decode or prefill: the model resident on --systems wafers")
+                        "published shape (gptj-6b, llama-7b, llama2-7b, llama3-8b, llama3.1-8b/70b/405b, qwen3-32b, "
+                        "qwen2-72b, gpt2-small, gpt3-20b, gpt-1t, gpt-24t), or a YAML/JSON model file")
+    parser.add_argument("--task", choices=["train", "decode", "prefill", "generate"], default="train",
+                        help="train (default); decode, prefill or generate (a prompt, then new tokens: time to first "
+                        "token, time per output token, end-to-end tokens/s): the model resident on --systems wafers")
     parser.add_argument("--system", default=None,
                         help="cs1, cs2 (default), cs3, a cluster (andromeda, cg1, cg3), a YAML system file, or a "
                         "device mesh: h100, h200 or a YAML file with 'kind: device'")
@@ -30,9 +32,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--timeline", default=None, help="write the pipeline schedule (or per-layer compute vs streaming) to this PNG")
     parser.add_argument("--memoryx", default=None,
                         help="MemoryX size (12TB, 1200TB, 2.4PB); default: the smallest sold for the system that holds the model")
-    parser.add_argument("--prompt-len", type=int, default=None, help="prefill: prompt tokens per request (default --seq-len)")
+    parser.add_argument("--prompt-len", type=int, default=None,
+                        help="prefill and generate: prompt tokens per request (prefill: default --seq-len; generate: "
+                        "default 1000, Artificial Analysis' workload)")
+    parser.add_argument("--new-tokens", type=int, default=None,
+                        help="generate: new tokens per request after the prompt (default 1000)")
     parser.add_argument("--published", action="store_true",
-                        help="print the simulator against every published figure it is held to (no --model needed)")
+                        help="print the simulator against every published figure it is held to: the calibration table "
+                        "(what python -m wse.validation.fit fits to) and the validation table (no --model needed)")
 
 
 def run(args) -> dict:
@@ -45,7 +52,7 @@ def run(args) -> dict:
         raise UserError("wse plan needs --model (or --published for the table of published figures)")
     return plan_model(args.model, args.system, systems=args.systems, mode=args.mode, batch_size=args.batch_size,
                       seq_len=args.seq_len, picture=args.picture, timeline=args.timeline, task=args.task,
-                      memoryx=args.memoryx, prompt_len=args.prompt_len, dtype=args.dtype)
+                      memoryx=args.memoryx, prompt_len=args.prompt_len, new_tokens=args.new_tokens, dtype=args.dtype)
 
 
 def _time(s: float) -> str:
@@ -86,8 +93,8 @@ def _collapse_blocks(layers: list[dict]) -> list[tuple[str, dict]]:
 
 
 def render(result: dict, console) -> None:
-    if "rows" in result:
-        return _render_published(result, console)
+    if "published" in result:
+        return _render_published(result["published"], console)
     if result.get("mode") == "inference":
         return _render_inference(result, console)
     if result.get("kind") == "devices":
@@ -105,16 +112,33 @@ def _print_rows(title: str, rows: list[tuple[str, str]], console) -> None:
     console.print(table)
 
 
+def _summary_line(name: str, summary: dict) -> str:
+    if not summary.get("rows"):
+        return f"{name}: no numeric rows"
+    return (f"{name}: {summary['rows']} rows, mean |error| {summary['mean_abs_error']:.1%}, max "
+            f"{summary['max_abs_error']:.1%}; within 10%: {summary['within_10']}, within 25%: {summary['within_25']}")
+
+
 def _render_published(result: dict, console) -> None:
+    """The calibration table, the validation table (each with its summary line) and the capacity checks."""
     from rich.table import Table
 
-    t = Table(title="simulated vs published")
-    for col in ("outcome", "published", "simulated", "distance", "source"):
-        t.add_column(col, overflow="fold")
-    fmt = lambda v: f"{v:,.3g}" if isinstance(v, float) else str(v)  # noqa: E731
-    for r in result["rows"]:
-        t.add_row(r["outcome"], fmt(r["published"]), fmt(r["simulated"]), r["distance"], r["source"])
-    console.print(t)
+    fmt = lambda v: f"{v:,.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    titles = {"calibration": "calibration (python -m wse.validation.fit fits to C1-C4; the paper's relative figures "
+                             "are held, not fitted)",
+              "validation": "validation (no parameter fitted to these)",
+              "checks": "capacity checks (not throughput)"}
+    for key, title in titles.items():
+        t = Table(title=title)
+        for col in ("outcome", "published", "simulated", "distance", "source"):
+            t.add_column(col, overflow="fold")
+        for r in result[key]:
+            source = r["source"] + (f" [{r['release']}; {r['confidence']}]" if r.get("release") else "") + \
+                (f" ({r['note']})" if r.get("note") else "")
+            t.add_row(r["outcome"], fmt(r["published"]), fmt(r["simulated"]), r["distance"], source)
+        console.print(t)
+        if key in result["summary"]:
+            console.print(_summary_line(key, result["summary"][key]))
 
 
 def _render_devices(result: dict, console) -> None:
@@ -141,24 +165,43 @@ def _render_devices(result: dict, console) -> None:
              ("device update, all-reduce", f"{_time(parts['device_update_s'])}, {_time(parts['all_reduce_s'])}"),
              ("fixed", _time(parts["fixed_s"]))]
     _print_rows(title, rows, console)
+    _render_notes(result, console)
     _render_assumptions(result, console)
 
 
 def _render_inference(result: dict, console) -> None:
-
-    d, mem = result["details"], result["memory"]
-    title = f"{result['model']} {result['task']} on up to {result['systems']} x {result['system']}"
+    """A decode, prefill or generate plan: wafers, requests, the latencies and rates, memory, notes, assumptions."""
+    d, mem, task = result["details"], result["memory"], result["task"]
+    title = f"{result['model']} {task} on up to {result['systems']} x {result['system']}"
+    shape = {"prefill": f" (prompt {result['prompt_len']})",
+             "generate": f" (prompt {result['prompt_len']} + {result.get('new_tokens')} new tokens)"}.get(task, "")
     rows = [("wafers used", f"{d['wafers_used']} (fewest that hold it: {d['fewest_wafers']}; mapping "
                             f"{', '.join(sorted(set(d['mappings'])))})"),
-            ("requests x context", f"{result['batch_size']} x {result['seq_len']} tokens"
-                                   + (f" (prompt {result['prompt_len']})" if result["task"] == "prefill" else "")),
-            ("time to first token" if result["task"] == "prefill" else "time per token", _time(result["token_latency_s"])),
-            ("tokens/s per request", f"{result['tokens_per_s_per_request']:,.0f}"),
-            ("tokens/s, all requests", f"{result['tokens_per_s']:,.0f}"),
-            ("weights / KV cache", f"{_bytes(mem['weights_bytes'])} / {_bytes(mem['kv_cache_bytes'])} of "
-                                   f"{_bytes(mem['capacity_bytes'])} SRAM")]
+            ("requests x context", f"{result['batch_size']} x {result['seq_len']} tokens{shape}")]
+    if task == "generate":
+        rows += [("time to first token", _time(result["time_to_first_token_s"])),
+                 ("time per output token", f"{_time(result['time_per_output_token_s'])} (mean over the new tokens, "
+                                           f"at context {d['mean_context']:,.0f}; "
+                                           f"{d['decode_tokens_per_s_per_request']:,.0f} tokens/s)"),
+                 ("end to end per request", f"{_time(result['end_to_end_s'])}: "
+                                            f"{result['tokens_per_s_per_request']:,.0f} new tokens/s")]
+    else:
+        rows += [("time to first token" if task == "prefill" else "time per token", _time(result["token_latency_s"])),
+                 ("tokens/s per request", f"{result['tokens_per_s_per_request']:,.0f}")]
+    rows += [("tokens/s, all requests", f"{result['tokens_per_s']:,.0f}"),
+             ("weights / KV cache", f"{_bytes(mem['weights_bytes'])} / {_bytes(mem['kv_cache_bytes'])} of "
+                                    f"{_bytes(mem['capacity_bytes'])} SRAM")]
     _print_rows(title, rows, console)
+    _render_notes(result, console)
     _render_assumptions(result, console)
+
+
+def _render_notes(result: dict, console) -> None:
+    """The one-line notes a plan carries: the system defaulted, the batch or workload defaulted, systems left idle."""
+    d = result.get("details", {})
+    for note in (result.get("system_note"), d.get("batch_note"), d.get("workload_note"), d.get("idle_note")):
+        if note:
+            console.print(f"[dim]{note}[/dim]")
 
 
 def _render_training(result: dict, console) -> None:
@@ -186,16 +229,21 @@ def _render_training(result: dict, console) -> None:
                                    f"{' with recomputation' if d['recompute'] else ''}"
                                    f"{', activations offloaded' if d['offload'] else ''}"),
                  ("MemoryX", f"{_bytes(mem['memoryx_bytes'])} of {_bytes(mem['memoryx_capacity_bytes'])}"),
-                 ("largest per-system batch", f"{d['max_batch_per_system']['no_recompute']} seqs "
-                                              f"({d['max_batch_per_system']['recompute']} recomputing, "
-                                              f"{d['max_batch_per_system']['offload']} offloading)")]
+                 ("largest micro-batch per system", _largest(d["max_batch_per_system"]))]
     _print_rows(f"{result['model']} on {result['systems']} x {result['system']}: {result['mode']}", rows, console)
-    if result.get("system_note"):
-        console.print(f"[dim]{result['system_note']}[/dim]")
+    _render_notes(result, console)
     _render_details(result, console)
     for key in ("picture", "timeline"):
         if key in result:
             console.print(f"{key}: {result[key]}")
+
+
+def _largest(fit: dict) -> str:
+    """The largest micro-batch that fits one system, keeping activations, recomputing, or offloading them."""
+    parts = [f"{fit[key]} seqs {how}" for key, how in (("no_recompute", "keeping every activation"),
+                                                       ("recompute", "recomputing"), ("offload", "offloading"))
+             if fit[key] >= 1]
+    return ", ".join(parts) if parts else "none fits"
 
 
 def _render_details(result: dict, console) -> None:
@@ -220,10 +268,11 @@ def _render_details(result: dict, console) -> None:
             t.add_row(name, _time(layer["compute_time_s"]), _time(layer["stream_time_s"]), bound)
         console.print(t)
         s = Table(title="data-parallel scaling (same global batch)")
-        for col in ("systems", "used", "tokens/s", "efficiency"):
-            s.add_column(col)
+        for col in ("systems", "used", "tokens/s", "efficiency", "why"):
+            s.add_column(col, overflow="fold")
         for p in result["scaling"]:
-            s.add_row(str(p["systems"]), str(p["systems_used"]), f"{p['tokens_per_s']:,.0f}", f"{p['efficiency']:.1%}")
+            s.add_row(str(p["systems"]), str(p["systems_used"]), f"{p['tokens_per_s']:,.0f}", f"{p['efficiency']:.1%}",
+                      p.get("note", ""))
         console.print(s)
     _render_assumptions(result, console)
 

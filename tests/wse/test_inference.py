@@ -10,9 +10,9 @@ from wse.assumptions import PlanOptions
 from wse.costs import model_layers, parameters
 from wse.errors import PlanError
 from wse.shape import PlanShape
-from wse.validation.published import PLANNING_SHAPES
+from wse.validation.shapes import PLANNING_SHAPES
 from wse.wafer.hardware import CS2, CS3
-from wse.wafer.inference import fewest_wafers, layer_bytes, pipeline_step, plan_inference, LayerTimes
+from wse.wafer.inference import LayerTimes, decode_step, fewest_wafers, layer_bytes, plan_inference
 
 shapes = st.builds(
     lambda L, heads, kv_div, d_head, gated, tied: PlanShape(
@@ -29,7 +29,8 @@ def latency(shape, wafers, batch=1, system=CS3, context=1024, exact=False):
     layers = model_layers(shape, context)
     mem = layer_bytes(layers, shape, context, batch, PlanOptions())
     times = LayerTimes(layers, system, PlanOptions(), attended=context)
-    return pipeline_step(times, mem, system, wafers, batch, shape.d_model, PlanOptions())["seconds"]
+    return decode_step(times, mem, system, wafers, batch, shape.d_model, PlanOptions(),
+                       float(system.grid().memory_bytes))["seconds"]
 
 
 @settings(max_examples=25, deadline=None)

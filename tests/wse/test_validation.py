@@ -1,7 +1,9 @@
-"""The simulator against published figures: the paper's FLOP convention, trillion-parameter training on CS-3 with
-a large MemoryX, refusals whose advice is true when given, the sourced figures that replaced assumptions, and the
-90-plan sweep's speed."""
+"""The simulator against published figures: calibration and validation kept apart (the fit reads only the
+calibration table and reproduces PlanOptions), the calibration outcomes within 15%, the paper's FLOP convention,
+trillion-parameter training on CS-3 with a large MemoryX, refusals whose advice is true when given, and the 90-plan
+sweep's speed."""
 
+import inspect
 import time
 
 import pytest
@@ -11,13 +13,18 @@ from wse.assumptions import PlanOptions
 from wse.costs import model_layers, paper_training_flops_per_token, parameters
 from wse.errors import PlanError
 from wse.plan import make_plan, plan_all
-from wse.validation.compare import flops_rows, hardware_rows
-from wse.validation.published import MEMORYX_PAIRINGS, ONE_T, TRAINING_FLOPS, TWENTY_FOUR_T
+from wse.validation import fit as fitting
+from wse.validation.compare import check_rows, flops_rows, outcome_row, summary
+from wse.validation.published import CALIBRATION, MEMORYX_PAIRINGS, TRAINING_FLOPS, VALIDATION
+from wse.validation.shapes import CEREBRAS_GPT, PLANNING_SHAPES
 from wse.wafer.hardware import CS2, CS3, format_capacity, memoryx_options, parse_capacity
+
+ONE_T, TWENTY_FOUR_T = PLANNING_SHAPES["gpt-1t"][0], PLANNING_SHAPES["gpt-24t"][0]
 
 
 @pytest.mark.parametrize("name", list(TRAINING_FLOPS))
 def test_paper_flops_reproduce_the_published_totals(name):
+    assert flops_rows()[list(TRAINING_FLOPS).index(name)]["error"] == pytest.approx(0, abs=0.025)
     cfg = get_config(name)
     layers = model_layers(cfg, 2048)
     total = paper_training_flops_per_token(layers, cfg) * cfg.chinchilla_tokens
@@ -26,15 +33,40 @@ def test_paper_flops_reproduce_the_published_totals(name):
     assert cfg.flops_per_token_6n() < cfg.flops_per_token_algorithmic() < cfg.flops_per_token_paper()
 
 
-def test_comparison_rows_cover_flops_and_hardware():
-    rows = flops_rows({n: get_config(n) for n in TRAINING_FLOPS}) + hardware_rows()
-    assert len(rows) == 7 + 2 + len(MEMORYX_PAIRINGS)
+@pytest.mark.parametrize("name", list(CEREBRAS_GPT))
+def test_validation_shapes_are_the_presets(name):
+    cfg, shape = get_config(name), CEREBRAS_GPT[name]
+    fields = ("n_layers", "d_model", "n_heads", "d_head", "d_ffn", "vocab_size", "max_seq_len", "batch_size")
+    assert [getattr(shape, f) for f in fields] == [getattr(cfg, f) for f in fields]
+
+
+@pytest.mark.slow  # about 10 s: a golden-section search over the training step cost, 20-odd plans at each
+def test_the_fit_reproduces_plan_options_from_the_calibration_table_alone():
+    assert "VALIDATION" not in inspect.getsource(fitting)  # the fit never reads a validation row
+    fitted, defaults = fitting.fit(), PlanOptions()
+    assert {n: getattr(fitted, n) for n in fitting.FITTED} == {n: getattr(defaults, n) for n in fitting.FITTED}
+
+
+@pytest.mark.parametrize("outcome", CALIBRATION, ids=lambda o: o.id)
+def test_calibration_outcomes_within_15_percent(outcome):
+    r = outcome_row(outcome)
+    assert abs(r["error"]) <= 0.15, r
+
+
+def test_tables_are_apart_and_every_row_has_a_source_and_distance():
+    assert not {o.id for o in CALIBRATION} & {o.id for o in VALIDATION}
+    assert len({o.id for o in VALIDATION}) == len(VALIDATION)
+    rows = flops_rows() + check_rows()
+    assert len(rows) == 7 + len(MEMORYX_PAIRINGS) + 2
     assert all(r["source"] and r["distance"] for r in rows)
+    s = summary([{"error": 0.05}, {"error": -0.2}, {"error": 0.5}, {"error": None}])
+    assert (s["rows"], s["within_10"], s["within_25"], s["max_abs_error"], s["not_numeric"]) == (3, 1, 2, 0.5, 1)
 
 
 def test_trillion_parameter_models_plan_on_cs3_with_a_large_memoryx():
     for shape in (ONE_T, TWENTY_FOUR_T):
         plan = make_plan(shape, CS3, systems=16, mode="streaming", memoryx="1200TB")
+        assert "published rule" in plan.details["batch_note"]  # no published batch: GPT-3's rule by size
         assert plan.details["offload"] and 0 < plan.utilization < 1
         assert plan.memory["memoryx_bytes"] <= plan.memory["memoryx_capacity_bytes"]
         assert plan.memory["peak_bytes_per_core"] <= plan.memory["capacity_bytes_per_core"] * (1 + 1e-9)

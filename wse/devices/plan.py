@@ -21,12 +21,11 @@ import math
 from dataclasses import replace
 
 from wse.assumptions import PlanOptions
-from wse.costs import wafer_bytes_per_sequence
+from wse.costs import training_batch, wafer_bytes_per_sequence
 from wse.devices.cost_model import DeviceModel, assumption, model_assumptions
 from wse.devices.specs import Device, device_assumptions
 from wse.errors import PlanError
 from wse.plans import DevicePlan
-from wse.shape import training_batch
 
 MODES = ("auto", "data", "streaming")
 
@@ -96,18 +95,22 @@ def plan_on_devices(shape, device: Device, *, systems: int | None = None, mode: 
                     options: PlanOptions | None = None, planner: dict | None = None,
                     model_name: str | None = None) -> DevicePlan:
     """The plan of training ``shape`` on ``device`` (``systems`` overrides its device count) in ``mode`` (auto, data,
-    streaming): the batch defaults to the shape's published one and the sequence to 2048 tokens capped at its context
-    (wse.shape.training_batch), ``dtype`` to bfloat16; ``options`` to the defaults with a device file's ``planner``
-    overrides applied; ``plan_devices`` does the rest. PlanError when it cannot run."""
+    streaming): the batch defaults to the shape's published one (wse.costs.training_batch: a shape without one gets
+    the published rule's, and the plan says so in ``details.batch_note``) and the sequence to 2048 tokens capped at
+    its context, ``dtype`` to bfloat16; ``options`` to the defaults with a device file's ``planner`` overrides
+    applied; ``plan_devices`` does the rest. PlanError when it cannot run."""
     if systems is not None:
         if systems < 1:
             raise PlanError(f"--systems must be at least 1, got {systems}")
         device = replace(device, devices=systems)
-    batch_size, seq_len = training_batch(shape, batch_size, seq_len)
+    batch_size, seq_len, note = training_batch(shape, batch_size, seq_len)
     if options is None:
         options = PlanOptions().updated(planner or {})
-    return plan_devices(shape, device, mode=mode, batch_size=batch_size, seq_len=seq_len, dtype=dtype or "bfloat16",
+    plan = plan_devices(shape, device, mode=mode, batch_size=batch_size, seq_len=seq_len, dtype=dtype or "bfloat16",
                         options=options, model_name=model_name)
+    if note:
+        plan.details["batch_note"] = note
+    return plan
 
 
 def plan_devices(shape, device: Device, *, mode: str = "auto", batch_size: int, seq_len: int,

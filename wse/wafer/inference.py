@@ -1,24 +1,33 @@
 """Inference planning: a model resident in the SRAM of one or more wafers, decoding or prefilling a batch of requests.
 
 Placement. Every layer's weights (16-bit) and its share of the KV cache stay on the wafer. Layers are cut into
-contiguous groups, one per wafer, balancing memory (wse.partition, exact); on a wafer the planner compares two
-mappings and keeps the faster:
+contiguous groups, one per wafer, balancing memory (wse.partition, exact).
+
+Decode (one new token per request per step). On a wafer the planner compares two mappings and keeps the faster:
 
 - ``regions``: each layer owns a rectangle of cores sized by its memory (weights + KV cache), so cores never change
   layer; a token flows region to region and a batch's tokens pipeline through them (the slowest region sets the pace).
 - ``whole``: every layer is spread over the whole wafer, so each layer's matrix-vector products use all cores, but
   every core switches layer (``layer_switch_cycles``) once per layer per step, and tokens do not pipeline.
 
-Time of one layer for b tokens (wse.wafer.kernels): each weight matrix is a GEMV on its region, b times the per-core
+A layer's time for b tokens (wse.wafer.kernels): each weight matrix is a GEMV on its region, b times the per-core
 work plus a step cost and the hops of a broadcast and a reduction; attention reads each request's KV cache spread over
 the region's cores (scores and values, 2 x heads x d_head x context multiply-adds) and pays two more reductions
-(softmax, output). Between wafers a token's activations cross the system I/O (``inter_system_latency_s`` plus d values
-over ``io_bytes_per_s``). Decode: one step moves every request one token on. Prefill: b x prompt tokens pipeline through
-(each attends to half its prompt on average, causal); the time to first token is that step.
+(softmax, output); and each of the layer's sequential phases (wse.costs.Layer.phases: norm, matmuls, softmax,
+activation, residual) ends in a grid-wide hand-off, ``phase_sync_cycles`` (WaferLLM's decode kernels run them one
+after another).
 
-A plan offered N wafers uses the n <= N with the lowest latency among those that hold the model (``wafers_used``);
-more wafers give each layer a larger region, which shortens the compute but lengthens the hops and adds wafer
-crossings, so latency falls with wafers until communication dominates.
+Prefill (the prompts of a batch, to the first token). As WaferLLM runs it (OSDI 2025, read from its code): one layer at
+a time on the whole wafer, its phases in sequence, each matmul a GEMM over every prompt token (the kernel model, with
+the inference step cost), the attention scores and values per request and head, and the logits of each request's
+last token as a GEMV. The layers of a wafer run in turn, then the activations cross to the next wafer. The working set
+of the running layer (its internals for every prompt token) must fit beside the wafer's weights and KV cache.
+
+Between wafers a token's activations cross the system I/O (``inter_system_latency_s`` plus d values over
+``io_bytes_per_s``). A decode plan offered N wafers uses the n <= N with the lowest latency among those that hold the
+model (``wafers_used``): more wafers give each layer a larger region, which shortens the compute but lengthens the
+hops and adds crossings. A prefill on more wafers than it needs only adds crossings, so it uses the fewest that hold
+it: its latency never rises when a wafer is offered.
 """
 
 from __future__ import annotations
@@ -49,12 +58,19 @@ def layer_bytes(layers: list[Layer], shape, context: int, batch: int, options: P
     return np.array(out, dtype=float)
 
 
+def prefill_working_bytes(layers: list[Layer], tokens: int, options: PlanOptions) -> float:
+    """Bytes the running layer of a prefill holds for ``tokens`` prompt tokens: its internals (what training would
+    stash; the attention scores are produced and consumed a block at a time, as flash attention does)."""
+    return tokens * max(l.stash_values_per_token for l in layers) * options.activation_bytes
+
+
 class LayerTimes:
-    """Per-token compute and fixed latency (seconds) of each layer on a region of ``cells`` cores."""
+    """Per-token compute and fixed latency (seconds) of each layer on a region of ``cells`` cores (decode)."""
 
     def __init__(self, layers: list[Layer], system: System, options: PlanOptions, attended: float):
         self.layers, self.chip, self.attended = layers, system.chip, attended
         self.km = kernel_model(system.chip, options.kernel_step_cycles, options.activation_bytes)
+        self.sync_s = options.phase_sync_cycles / system.chip.clock_hz
 
     def one(self, layer: Layer, cells: int) -> tuple[float, float]:
         """(compute per token, fixed latency) of ``layer`` on ``cells`` cores."""
@@ -62,7 +78,7 @@ class LayerTimes:
         rows = max(1, int(math.sqrt(cells)))
         cols = max(1, cells // rows)
         hops = km.hop_cycles * (rows + cols) / 2
-        compute = latency = 0.0
+        compute, latency = 0.0, layer.phases * self.sync_s
         for m in layer.matmuls:
             if m.heads:
                 continue
@@ -80,7 +96,7 @@ class LayerTimes:
 
 
 def wafer_step(times: LayerTimes, group: list[int], mem: np.ndarray, cells: int, tokens: int) -> dict:
-    """Seconds for ``tokens`` tokens through one wafer's layers, the better of the two mappings (module doc)."""
+    """Seconds for ``tokens`` decode tokens through one wafer's layers, the better of the two mappings (module doc)."""
     share = mem[group] / mem[group].sum()
     regions = [times.one(times.layers[i], max(1, int(cells * f))) for i, f in zip(group, share)]
     whole = [times.one(times.layers[i], cells) for i in group]
@@ -92,18 +108,38 @@ def wafer_step(times: LayerTimes, group: list[int], mem: np.ndarray, cells: int,
     return {"mapping": "whole", "seconds": by_whole, "bottleneck_s": 0.0}
 
 
-def pipeline_step(times: LayerTimes, mem: np.ndarray, system: System, wafers: int, tokens: int, d_model: int,
-                  options: PlanOptions) -> dict | None:
-    """One step of ``tokens`` tokens through the model on exactly ``wafers`` wafers, or None if it does not fit."""
+def prefill_layer_s(layer: Layer, system: System, options: PlanOptions, requests: int, prompt: int) -> float:
+    """Seconds of one layer of a prefill on the whole wafer (module docstring): its GEMMs over every prompt token,
+    attention per request and head, the head's logits for each request's last token, and its phases' hand-offs."""
+    km = kernel_model(system.chip, options.kernel_step_cycles, options.activation_bytes)
     grid = system.grid()
+    seconds = layer.phases * options.phase_sync_cycles / system.chip.clock_hz
+    for m in layer.matmuls:
+        if m.heads:
+            seconds += km.grouped_matmul_s(requests * m.heads, prompt, m.k, m.n, grid.cells)
+        elif layer.name == "head":
+            seconds += km.gemv_s(requests, m.k, m.n, grid.rows, grid.cols)
+        else:
+            seconds += km.matmul_s(requests * prompt, m.k, m.n, grid.cells)
+    return seconds
+
+
+def crossing_s(system: System, options: PlanOptions, d_model: int, tokens: int) -> float:
+    """One hand-over of ``tokens`` tokens' activations from one wafer to the next."""
+    return options.inter_system_latency_s + tokens * d_model * options.activation_bytes / system.io_bytes_per_s
+
+
+def decode_step(times: LayerTimes, mem: np.ndarray, system: System, wafers: int, tokens: int, d_model: int,
+                options: PlanOptions, capacity: float) -> dict | None:
+    """One decode step of ``tokens`` tokens through the model on exactly ``wafers`` wafers, or None if it does not
+    fit in ``capacity`` bytes per wafer."""
     try:
-        groups = partition_layers(list(mem), wafers, list(mem), float(grid.memory_bytes))
+        groups = partition_layers(list(mem), wafers, list(mem), capacity)
     except PlanError:
         return None
-    steps = [wafer_step(times, list(range(a, b + 1)), mem, grid.cells, tokens) for a, b in groups if b >= a]
-    crossing = options.inter_system_latency_s + d_model * options.activation_bytes / system.io_bytes_per_s
-    regions = all(s["mapping"] == "regions" for s in steps)
-    if regions:  # one long pipeline: the slowest region of all paces the tokens, counted once
+    steps = [wafer_step(times, list(range(a, b + 1)), mem, system.grid().cells, tokens) for a, b in groups if b >= a]
+    crossing = crossing_s(system, options, d_model, 1)
+    if all(s["mapping"] == "regions" for s in steps):  # one long pipeline: the slowest region paces the tokens
         slowest = max(s["bottleneck_s"] for s in steps)
         seconds = sum(s["seconds"] - (tokens - 1) * s["bottleneck_s"] for s in steps) + (tokens - 1) * slowest
     else:
@@ -113,11 +149,26 @@ def pipeline_step(times: LayerTimes, mem: np.ndarray, system: System, wafers: in
             "mappings": [s["mapping"] for s in steps]}
 
 
+def prefill_step(layers: list[Layer], mem: np.ndarray, system: System, wafers: int, requests: int, prompt: int,
+                 d_model: int, options: PlanOptions, capacity: float) -> dict | None:
+    """The prefill of ``requests`` prompts of ``prompt`` tokens on exactly ``wafers`` wafers (module docstring), or
+    None if it does not fit in ``capacity`` bytes per wafer (the running layer's working set already taken off)."""
+    try:
+        groups = partition_layers(list(mem), wafers, list(mem), capacity)
+    except PlanError:
+        return None
+    used = [(a, b) for a, b in groups if b >= a]
+    seconds = sum(prefill_layer_s(l, system, options, requests, prompt) for l in layers)
+    seconds += (len(used) - 1) * crossing_s(system, options, d_model, requests * prompt)
+    return {"seconds": seconds, "wafers": len(used), "groups": used, "mappings": ["layerwise"] * len(used)}
+
+
 def fewest_wafers(mem: np.ndarray, capacity: float, limit: int) -> int | None:
     """The fewest wafers that hold the layers (contiguous groups), up to ``limit``; None when none does."""
-    if mem.max() > capacity:
+    if capacity <= 0 or mem.max() > capacity:
         return None
-    for n in range(1, limit + 1):
+    low = max(1, math.ceil(mem.sum() / capacity))
+    for n in range(low, limit + 1):
         try:
             partition_layers(list(mem), n, list(mem), capacity)
             return n
@@ -132,7 +183,8 @@ def plan_inference(shape, system: System, *, wafers: int = 1, task: str = "decod
     """Decode or prefill ``batch_size`` requests of a model resident on up to ``wafers`` wafers of ``system``.
 
     ``seq_len``: the context the KV cache holds per request (default 2048, capped at the model's); ``prompt_len``
-    (prefill): the prompt per request (default ``seq_len``).
+    (prefill): the prompt per request (default ``seq_len``). PlanError (one line, with advice that is true when
+    followed) when the model does not fit or an input is out of range.
     """
     options = options or PlanOptions()
     s = as_shape(shape)
@@ -142,48 +194,98 @@ def plan_inference(shape, system: System, *, wafers: int = 1, task: str = "decod
     if batch_size < 1 or wafers < 1 or not 1 <= prompt <= context <= s.max_seq_len:
         raise PlanError(f"need batch >= 1, systems >= 1 and 1 <= prompt ({prompt}) <= context ({context}) <= "
                         f"max_seq_len ({s.max_seq_len})")
+    prefill = task == "prefill"
     layers = model_layers(s, context, attention_probs_stashed=False)
-    mem = layer_bytes(layers, s, context, batch_size, options)
-    grid = system.grid()
-    need_wafers = fewest_wafers(mem, grid.memory_bytes, max(wafers, len(layers)))
-    check_fits(model, system, mem, wafers, need_wafers, grid.memory_bytes)
-    tokens = batch_size * (prompt if task == "prefill" else 1)
-    times = LayerTimes(layers, system, options, attended=prompt / 2 if task == "prefill" else context)
-    steps = {n: pipeline_step(times, mem, system, n, tokens, s.d_model, options) for n in range(need_wafers, wafers + 1)}
+    placed = place(s, system, layers, options, wafers, batch_size, context, batch_size * prompt if prefill else 0)
+    mem, capacity, need = placed["mem"], placed["capacity"], placed["need"]
+    if prefill:
+        steps = {need: prefill_step(model_layers(s, prompt, attention_probs_stashed=False), mem, system, need,
+                                    batch_size, prompt, s.d_model, options, capacity)}
+    else:
+        times = LayerTimes(layers, system, options, attended=context)
+        steps = {n: decode_step(times, mem, system, n, batch_size, s.d_model, options, capacity)
+                 for n in range(need, wafers + 1)}
     best = min((v for v in steps.values() if v is not None), key=lambda v: v["seconds"])
     latency = best["seconds"]
-    per_request = (1.0 / latency) if task == "decode" else prompt / latency
+    per_request = prompt / latency if prefill else 1.0 / latency
     return InferencePlan(
         model=model, system=system.name, systems=wafers, task=task, mode="inference", fits=True,
-        grid=grid.to_dict(), batch_size=batch_size, seq_len=context, prompt_len=prompt, token_latency_s=latency,
-        tokens_per_s_per_request=per_request, tokens_per_s=per_request * batch_size,
-        time_to_first_token_s=latency if task == "prefill" else None,
-        memory={"weights_bytes": float(sum(l.weight_params for l in layers if l.name != "embedding" or not s.tied_embeddings)
-                                       * options.weight_bytes),
-                "kv_cache_bytes": float(sum(l.kv_values_per_token for l in layers) * context * batch_size
-                                        * options.activation_bytes),
-                "total_bytes": float(mem.sum()), "capacity_bytes": float(best["wafers"] * grid.memory_bytes),
-                "capacity_bytes_per_core": grid.memory_bytes_per_cell},
-        layers=[{"name": l.name, "wafer": next(w for w, (a, b) in enumerate(best["groups"]) if a <= i <= b),
-                 "bytes": float(mem[i])} for i, l in enumerate(layers)],
-        assumptions={**unpublished(system.chip), **options.assumptions("inference")},
-        details={"wafers_used": best["wafers"], "fewest_wafers": need_wafers, "mappings": best["mappings"],
+        grid=system.grid().to_dict(), batch_size=batch_size, seq_len=context, prompt_len=prompt,
+        token_latency_s=latency, tokens_per_s_per_request=per_request, tokens_per_s=per_request * batch_size,
+        time_to_first_token_s=latency if prefill else None,
+        memory=inference_memory(s, layers, mem, best, system, options, batch_size, context, placed["working"]),
+        layers=layer_rows(layers, mem, best), assumptions={**unpublished(system.chip), **options.assumptions("inference")},
+        details={"wafers_used": best["wafers"], "fewest_wafers": need, "mappings": best["mappings"],
                  "latency_by_wafers_s": {n: v["seconds"] for n, v in steps.items() if v is not None},
                  "parameters": int(sum(l.params for l in layers)), "n_kv_heads": s.n_kv_heads,
-                 "ffn_gated": s.ffn_gated, "tokens_per_step": tokens},
+                 "ffn_gated": s.ffn_gated, "tokens_per_step": batch_size * (prompt if prefill else 1),
+                 **idle_wafers(wafers, best["wafers"], task)},
     )
 
 
-def check_fits(model: str, system: System, mem: np.ndarray, wafers: int, need: int | None, capacity: float) -> None:
-    """Refuse a model that does not fit on ``wafers`` wafers, naming the fewest that hold it (true when given)."""
-    if need is not None and need <= wafers:
-        return
-    total = mem.sum()
+def place(s, system: System, layers: list[Layer], options: PlanOptions, wafers: int, batch: int, context: int,
+          prefill_tokens: int) -> dict:
+    """Wafer bytes per layer (``mem``), bytes a wafer has for them (``capacity``: less a prefill's working set) and the
+    fewest wafers that hold them (``need``); PlanError with true advice when they do not fit on ``wafers``."""
+    mem = layer_bytes(layers, s, context, batch, options)
+    grid = system.grid()
+    working = prefill_working_bytes(layers, prefill_tokens, options) if prefill_tokens else 0.0
+    capacity = grid.memory_bytes - working
+    need = fewest_wafers(mem, capacity, max(wafers, len(layers)))
     if need is None:
-        raise PlanError(f"{model}: one layer needs {mem.max() / 1e9:.1f} GB of SRAM (weights + KV cache) but a "
-                        f"{system.name} wafer holds {capacity / 1e9:.1f} GB; use a shorter --seq-len or a smaller "
-                        "--batch-size (a layer is not split across wafers)",
-                        needed_bytes=float(mem.max()), available_bytes=capacity)
-    raise PlanError(f"{model} needs {total / 1e9:.1f} GB of SRAM for weights and KV cache but {wafers} x {system.name} "
-                    f"hold {wafers * capacity / 1e9:.1f} GB; use --systems {need}",
-                    needed_bytes=float(total), available_bytes=wafers * capacity)
+        raise PlanError(too_big_message(s, system, layers, mem, working, options, batch, context), 
+                        needed_bytes=float(mem.max() + working), available_bytes=float(grid.memory_bytes))
+    if need > wafers:
+        raise PlanError(f"{s.name} needs {mem.sum() / 1e9:.1f} GB of SRAM for weights and KV cache"
+                        f"{f' and {working / 1e9:.1f} GB per wafer for the prefill working set' if working else ''} "
+                        f"but {wafers} x {system.name} hold {wafers * grid.memory_bytes / 1e9:.1f} GB; use --systems {need}",
+                        needed_bytes=float(mem.sum()), available_bytes=wafers * grid.memory_bytes)
+    return {"mem": mem, "capacity": capacity, "need": need, "working": working}
+
+
+def too_big_message(s, system: System, layers: list[Layer], mem: np.ndarray, working: float, options: PlanOptions,
+                    batch: int, context: int) -> str:
+    """Why one layer (with its KV cache, and a prefill's working set) does not fit on a wafer, and a fix that works:
+    fewer requests or a shorter context when the weights alone fit, else a system whose cores hold more."""
+    grid = system.grid()
+    i = int(np.argmax(mem))
+    weights = mem[i] - layers[i].kv_values_per_token * context * batch * options.activation_bytes
+    head = (f"{s.name}: one layer needs {(mem[i] + working) / 1e9:.1f} GB of SRAM (weights {weights / 1e9:.1f} GB, "
+            f"the rest KV cache{' and prefill working set' if working else ''}) but a {system.name} wafer holds "
+            f"{grid.memory_bytes / 1e9:.1f} GB, and a layer is not split across wafers")
+    scale = (grid.memory_bytes - weights) / (mem[i] + working - weights)  # the share of requests x context that fits
+    if weights < grid.memory_bytes and batch > 1 and math.floor(batch * scale) >= 1:
+        return f"{head}; use --batch-size {math.floor(batch * scale)} or fewer"
+    if weights < grid.memory_bytes and math.floor(context * scale) >= 1:
+        return f"{head}; use a context of {math.floor(context * scale)} tokens or fewer (--seq-len, --prompt-len)"
+    per_core = math.ceil((mem[i] + working) / grid.cells) + system.chip.sram_reserved_bytes_per_core
+    return (f"{head}; its weights alone exceed a wafer: plan it on a system file whose cores hold at least "
+            f"{math.ceil(per_core / 1024)} KiB (chip: sram_bytes_per_core: {math.ceil(per_core / 1024) * 1024})")
+
+
+def inference_memory(s, layers, mem, best, system: System, options: PlanOptions, batch: int, context: int,
+                     working: float) -> dict:
+    grid = system.grid()
+    tied = s.tied_embeddings
+    return {"weights_bytes": float(sum(l.weight_params for l in layers if l.name != "embedding" or not tied)
+                                   * options.weight_bytes),
+            "kv_cache_bytes": float(sum(l.kv_values_per_token for l in layers) * context * batch
+                                    * options.activation_bytes),
+            "prefill_working_bytes": float(working),
+            "total_bytes": float(mem.sum()), "capacity_bytes": float(best["wafers"] * grid.memory_bytes),
+            "capacity_bytes_per_core": grid.memory_bytes_per_cell}
+
+
+def layer_rows(layers, mem, best) -> list[dict]:
+    return [{"name": l.name, "wafer": next(w for w, (a, b) in enumerate(best["groups"]) if a <= i <= b),
+             "bytes": float(mem[i])} for i, l in enumerate(layers)]
+
+
+def idle_wafers(offered: int, used: int, task: str) -> dict:
+    """``idle_note``, one line, when a plan leaves wafers idle, and why."""
+    if used >= offered:
+        return {}
+    why = ("a prefill runs one layer at a time, so a wafer beyond those that hold the model only adds a crossing"
+           if task in ("prefill", "generate") else
+           "more wafers would give each layer more cores but add hops and wafer crossings that cost more")
+    return {"idle_note": f"uses {used} of the {offered} systems offered: {why}"}

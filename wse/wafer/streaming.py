@@ -24,6 +24,7 @@ Utilisation is reported in this project's FLOP convention (``utilization``) and 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -110,11 +111,29 @@ def check_wafer(model: str, sm: StreamingModel) -> None:
     elif sm.longest_seq_len() >= 1:
         advice = f"use --seq-len {sm.longest_seq_len()} or shorter"
     else:
-        advice = (f"its weight tiles alone need {sm.buffer_bytes / 1e9:.1f} GB: lower plan.weight_tile_bytes "
-                  f"(now {sm.options.weight_tile_bytes:,})")
-    raise PlanError(f"{model} at sequence length {sm.seq_len} needs {need / 1e9:.1f} GB on the wafer for one sequence "
-                    f"(weight tiles + one layer's working set) but {sm.system.name} holds {have / 1e9:.1f} GB; {advice}",
+        advice = smaller_tiles_advice(sm)
+    raise PlanError(f"{model} at sequence length {sm.seq_len} needs {need / 1e9:.3g} GB on the wafer for one sequence "
+                    f"(weight tiles + one layer's working set) but {sm.system.name} holds {have / 1e9:.3g} GB; {advice}",
                     needed_bytes=need, available_bytes=have)
+
+
+def smaller_tiles_advice(sm: StreamingModel) -> str:
+    """Advice when the weight tiles leave no room for one token: tiles a quarter of the wafer (and the sequence
+    that then fits), or, when even that fits no token, the SRAM per core that holds one sequence."""
+    per_param = 2 * sm.options.weight_bytes + sm.options.grad_bytes
+    tile = int(sm.grid.memory_bytes / 4 / per_param) * sm.options.weight_bytes
+    if tile >= sm.options.weight_bytes:
+        smaller = StreamingModel(sm.shape, sm.system, sm.seq_len, replace(sm.options, weight_tile_bytes=tile))
+        longest = min(smaller.longest_seq_len(), sm.seq_len)
+        if longest >= 1 and smaller.max_seqs["offload"] >= 1:
+            return (f"its weight tiles alone need {sm.buffer_bytes / 1e9:.3g} GB: set plan.weight_tile_bytes to "
+                    f"{tile:,} (a system file's planner: section)")
+        if longest >= 1:
+            return (f"its weight tiles alone need {sm.buffer_bytes / 1e9:.3g} GB: set plan.weight_tile_bytes to "
+                    f"{tile:,} (a system file's planner: section) and use --seq-len {longest} or shorter")
+    need = (sm.working + sm.buffer_bytes) / sm.grid.cells + sm.system.chip.sram_reserved_bytes_per_core
+    return (f"the wafer is too small for one sequence of this model: plan it on a system whose cores hold at least "
+            f"{math.ceil(need / 1024)} KiB (chip: sram_bytes_per_core: {math.ceil(need / 1024) * 1024})")
 
 
 def plan_streaming(shape, system: System, *, systems: int = 1, batch_size: int, seq_len: int,
@@ -148,8 +167,18 @@ def plan_streaming(shape, system: System, *, systems: int = 1, batch_size: int, 
         time_to_train_s=20 * sm.parameters * chosen["step_time_s"] / (batch_size * seq_len),
         memory=memory_summary(sm, chosen, memoryx_bytes), layers=layer_timings(sm, chosen), scaling=scaling,
         assumptions={**unpublished(system), **options.assumptions("streaming")},
-        details=plan_details(sm, chosen, batch_size, systems),
+        details={**plan_details(sm, chosen, batch_size, systems), **idle_note(chosen, batch_size, systems)},
     )
+
+
+def idle_note(chosen: dict, batch_size: int, systems: int) -> dict:
+    """``idle_note``, one line, when the plan leaves systems idle, and why that is the faster choice."""
+    used = chosen["systems_used"]
+    if used >= systems:
+        return {}
+    return {"idle_note": f"uses {used} of the {systems} systems offered: {batch_size} sequences spread over more "
+                         f"would not be faster ({chosen['per_system_seqs']} per system already; fewer tokens per "
+                         "system stop hiding the weight streaming, and each system adds SwarmX latency)"}
 
 
 def plan_flops(sm: StreamingModel, batch_size: int) -> tuple[float, float]:
@@ -160,17 +189,44 @@ def plan_flops(sm: StreamingModel, batch_size: int) -> tuple[float, float]:
 
 
 def scaling_points(sm: StreamingModel, batch_size: int, systems: int, free: float) -> list[ScalingPoint]:
+    """Tokens/s at 1, 2, 4, 8, 16 and ``systems`` systems (same global batch), each with why it is off linear."""
     tokens_per_step = batch_size * sm.seq_len
-    base_tps = tokens_per_step / best_over_systems(sm, batch_size, 1, free)["step_time_s"]
+    base = best_over_systems(sm, batch_size, 1, free)
+    base_tps = tokens_per_step / base["step_time_s"]
     points = []
     for n in sorted(set(SCALING_SYSTEMS) | {systems}):
         if n > sm.system.swarmx.max_systems:
             continue
         found = best_over_systems(sm, batch_size, n, free)
         tps = tokens_per_step / found["step_time_s"]
-        points.append(ScalingPoint(systems=n, systems_used=found["systems_used"], tokens_per_s=tps,
-                                   efficiency=tps / (n * base_tps)))
+        eff = tps / (n * base_tps)
+        points.append(ScalingPoint(systems=n, systems_used=found["systems_used"], tokens_per_s=tps, efficiency=eff,
+                                   note=scaling_note(sm, found, base, n, eff)))
     return points
+
+
+def layout(found: dict) -> str:
+    """A step's layout in words: micro-batches, recomputation, offload."""
+    return (f"{found['micro_batches']} x {found['micro_batch_seqs']} seqs"
+            + (", recomputing" if found["recompute"] else "") + (", offloading" if found["offloaded_bytes"] else ""))
+
+
+def scaling_note(sm: StreamingModel, found: dict, base: dict, n: int, eff: float) -> str:
+    """Why ``n`` systems are off linear by more than 2% (empty when they are not): systems left idle, a layout that
+    one system's memory forced and fewer sequences per system spare (above linear), or too few tokens per system
+    to keep the kernels busy and hide the weight streaming (below)."""
+    if abs(eff - 1) <= 0.02:
+        return ""
+    per = found["per_system_seqs"]
+    if found["systems_used"] < n:
+        return f"{found['systems_used']} used: {per} seqs each; more systems would not be faster"
+    if eff > 1:
+        return f"{per} seqs per system run as {layout(found)}; one system needed {layout(base)}"
+    fwd, _ = sm.forward(found["micro_batch_seqs"])
+    bound = int((sm.stream_in > fwd).sum())
+    tokens = found["micro_batch_seqs"] * sm.seq_len
+    why = f"{bound} of {len(fwd)} layers wait for their weights" if bound else "the kernels are less efficient"
+    return f"{tokens:,} tokens per micro-batch per system: {why}; one system ran {layout(base)}"
 
 
 def memory_summary(sm: StreamingModel, chosen: dict, memoryx_bytes: float) -> dict:

@@ -1,7 +1,8 @@
 """The per-layer time and memory arrays of weight streaming, for one (model, system, sequence length, options).
 
 Time (seconds, per micro-batch of q sequences on one system). On a wafer each layer's forward is the sum of its
-matmuls under the kernel model (wse.wafer.kernels: the time depends on the matrix shapes on the core grid); on a device
+matmuls under the kernel model of Cerebras' training kernels (wse.wafer.kernels with ``train_step_cycles`` and
+``train_work_fraction``: the time depends on the matrix shapes on the core grid); on a device
 grid (a JAX mesh in the benchmarks) it is FLOPs at ``compute_efficiency`` or the fabric term, whichever is slower.
 The backward is twice the forward, plus the attention scores once more on a wafer (the probabilities are never
 stored: the attention backward recomputes them, flash-style), plus the whole forward when the layer keeps only a
@@ -44,7 +45,8 @@ class StreamingModel:
         self.layers = model_layers(self.shape, seq_len,
                                    attention_probs_stashed=options.attention_probs_stashed and not self.wafer)
         self.system, self.options, self.seq_len, self.grid = system, options, seq_len, grid
-        self.kernels = kernel_model(system.chip, options.kernel_step_cycles, options.activation_bytes)
+        self.kernels = kernel_model(system.chip, options.train_step_cycles, options.activation_bytes,
+                                    options.train_work_fraction, stationary=True)
         self.bandwidth = system.stream_bandwidth_bytes_per_s()
         weights = np.array([l.weight_params for l in self.layers], dtype=float)
         self.weight_bytes = weights * options.weight_bytes
