@@ -230,7 +230,8 @@ def published_batch(shape, seq_len: int) -> tuple[int, str]:
     n = parameters(model_layers(shape, 1))
     size, tokens = min(BATCH_RULE, key=lambda row: abs(math.log(row[0] / n)))
     seqs = max(1, round(tokens / seq_len))
-    return seqs, (f"batch {seqs} x {seq_len} tokens by the published rule for a model of {n / 1e9:.3g}B parameters "
+    size_text = f"{n / 1e12:.3g}T" if n >= 1e12 else f"{n / 1e9:.3g}B"
+    return seqs, (f"batch {seqs} x {seq_len} tokens by the published rule for a model of {size_text} parameters "
                   f"({tokens / 1e6:g}M tokens per step, the batch GPT-3 used at {size / 1e9:g}B; Brown et al. 2020, "
                   "Table 2.1): the model gives no batch; --batch-size sets one")
 

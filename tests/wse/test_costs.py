@@ -37,5 +37,21 @@ def test_duck_typed_shape_and_refusals():
         model_layers(SimpleNamespace(**{k: v for k, v in vars(shape).items() if k != "d_ffn"}), 32)
     with pytest.raises(PlanError, match="max_seq_len"):
         model_layers(shape, 64)
-    with pytest.raises(PlanError, match="n_heads \\* d_head"):
-        model_layers(SimpleNamespace(**{**vars(shape), "d_head": 8}), 32)
+    # query heads narrower (or wider) than the model, as Qwen3-32B's 64 x 128 on a 5,120-wide model
+    narrow = model_layers(SimpleNamespace(**{**vars(shape), "d_head": 8}), 32)
+    d, q = 64, 4 * 8
+    assert narrow[1].params == d * q + 2 * d * q + q * d + (q + 2 * q + d) + 2 * d  # Q, K, V, O, biases, norm
+    assert narrow[1].flops_per_token == 2 * (4 * d * q) + 2 * 2 * 32 * q
+
+
+def test_parallel_residual_and_head_bias():
+    """GPT-J: one LayerNorm per block (the FFN shares the attention's), an untied head with a bias of V values."""
+    from wse.validation.shapes import PLANNING_SHAPES
+
+    gptj = PLANNING_SHAPES["gptj-6b"][0]
+    layers = model_layers(gptj, 2048)
+    assert parameters(layers) == pytest.approx(6.05e9, rel=0.01)  # GPT-J 6B (EleutherAI: 6,053,381,344)
+    sequential = model_layers(SimpleNamespace(**{**vars(gptj), "parallel_residual": False, "head_bias": False}), 2048)
+    assert parameters(sequential) == parameters(layers) + 28 * 2 * 4096 - 50257  # one more norm a block, no bias
+    qwen = PLANNING_SHAPES["qwen3-32b"][0]
+    assert parameters(model_layers(qwen, 1)) == pytest.approx(32.76e9, rel=0.01)  # Qwen3-32B: 32.8B

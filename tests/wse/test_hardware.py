@@ -37,7 +37,7 @@ def test_unpublished_lists_exactly_the_assumed_figures():
     assert "WSE-2.grid_cols" not in u2 and "WSE-2.clock_hz" not in u2  # published for WSE-2
     assert "WSE-1.grid_cols" in unpublished(SYSTEMS["cs1"]) and "WSE-3.clock_hz" in unpublished(SYSTEMS["cs3"])
     plan = make_plan(get_config("111M"), "cs2", mode="streaming")
-    assert set(u2) <= set(plan.assumptions) and "plan.kernel_step_cycles" in plan.assumptions
+    assert set(u2) <= set(plan.assumptions) and "plan.train_work_fraction" in plan.assumptions
     assert "plan.compute_efficiency" not in plan.assumptions  # a wafer streams with the kernel model
 
 

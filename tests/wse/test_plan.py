@@ -152,3 +152,24 @@ def test_info_names_three_flop_conventions(capsys):
     assert out["train_flops_published"] == 2.6e18
     assert out["train_flops_paper"] == pytest.approx(2.6e18, rel=0.025)
     assert set(out["flop_conventions"]) == {"flops_per_token_6n", "flops_per_token_algorithmic", "flops_per_token_paper"}
+
+
+def test_generate_json_contract(capsys):
+    out = plan_json(capsys, "--model", "llama3-8b", "--system", "cs2", "--task", "generate", "--prompt-len", "4096",
+                    "--new-tokens", "4096")
+    assert INFERENCE_TOP <= set(out) and out["task"] == "generate" and out["seq_len"] == 8192
+    assert out["new_tokens"] == 4096 and out["time_to_first_token_s"] > 0 and out["time_per_output_token_s"] > 0
+    assert out["end_to_end_s"] == pytest.approx(out["time_to_first_token_s"] + 4095 * out["time_per_output_token_s"])
+    assert out["tokens_per_s_per_request"] == pytest.approx(4096 / out["end_to_end_s"])
+    assert main(["plan", "--model", "llama3-8b", "--system", "cs2", "--task", "generate"]) == 0
+    text = capsys.readouterr().out
+    assert "time to first token" in text and "time per output token" in text and "end to end" in text
+
+
+def test_published_prints_both_tables_with_summary_lines(capsys):
+    assert main(["plan", "--published"]) == 0
+    text = capsys.readouterr().out
+    for table in ("calibration", "validation"):
+        line = next(l for l in text.splitlines() if l.startswith(f"{table}: "))
+        assert "mean |error|" in line and "within 10%" in line and "within 25%" in line
+    assert "GPT-J" in text or "gptj-6b" in text

@@ -1,7 +1,8 @@
 """Inference planning: a model resident in the SRAM of one or more wafers, decoding or prefilling a batch of requests.
 
 Placement. Every layer's weights (16-bit) and its share of the KV cache stay on the wafer. Layers are cut into
-contiguous groups, one per wafer, balancing memory (wse.partition, exact).
+contiguous groups, one per wafer, with the smallest largest group (``balanced_groups``: exact, and fast for the
+hundreds of layers and wafers of the largest models).
 
 Decode (one new token per request per step). On a wafer the planner compares two mappings and keeps the faster:
 
@@ -39,7 +40,6 @@ import numpy as np
 from wse.assumptions import PlanOptions
 from wse.costs import Layer, model_layers
 from wse.errors import PlanError
-from wse.partition import partition_layers
 from wse.plans import InferencePlan
 from wse.shape import as_shape
 from wse.wafer.hardware import System, unpublished
@@ -56,6 +56,46 @@ def layer_bytes(layers: list[Layer], shape, context: int, batch: int, options: P
             weights -= s.vocab_size * s.d_model  # the head's region holds the tied table; a lookup reads it there
         out.append(weights * options.weight_bytes + layer.kv_values_per_token * context * batch * options.activation_bytes)
     return np.array(out, dtype=float)
+
+
+def greedy_groups(mem: np.ndarray, limit: float) -> list[tuple[int, int]] | None:
+    """Contiguous groups of layers, each filled up to ``limit`` bytes in order; None when one layer exceeds it."""
+    groups, start, total = [], 0, 0.0
+    for i, m in enumerate(mem):
+        if m > limit:
+            return None
+        if total + m > limit:
+            groups.append((start, i - 1))
+            start, total = i, 0.0
+        total += m
+    return groups + [(start, len(mem) - 1)]
+
+
+def balanced_groups(mem: np.ndarray, wafers: int, capacity: float) -> list[tuple[int, int]] | None:
+    """``wafers`` contiguous groups of layers (fewer only when there are fewer layers) with the smallest largest group
+    (bisection on it, greedy packing at each bound: exact for contiguous groups; then the largest groups split until
+    there are ``wafers``, which never raises the largest), none above ``capacity``; None when they do not fit."""
+    if capacity <= 0:
+        return None
+    first = greedy_groups(mem, capacity)
+    if first is None or len(first) > wafers:
+        return None
+    lo, hi = float(mem.max()), float(min(mem.sum(), capacity))
+    for _ in range(60):
+        if hi - lo <= 1e-9 * hi:
+            break
+        mid = (lo + hi) / 2
+        found = greedy_groups(mem, mid)
+        lo, hi = (lo, mid) if found is not None and len(found) <= wafers else (mid, hi)
+    groups = greedy_groups(mem, hi)
+    while len(groups) < min(wafers, len(mem)):
+        k = max((g for g in range(len(groups)) if groups[g][1] > groups[g][0]),
+                key=lambda g: mem[groups[g][0]:groups[g][1] + 1].sum())
+        a, b = groups[k]
+        left = np.cumsum(mem[a:b])  # the first part's bytes for each cut after a .. b-1
+        cut = a + int(np.argmin(np.maximum(left, mem[a:b + 1].sum() - left)))
+        groups[k:k + 1] = [(a, cut), (cut + 1, b)]
+    return groups
 
 
 def prefill_working_bytes(layers: list[Layer], tokens: int, options: PlanOptions) -> float:
@@ -133,11 +173,10 @@ def decode_step(times: LayerTimes, mem: np.ndarray, system: System, wafers: int,
                 options: PlanOptions, capacity: float) -> dict | None:
     """One decode step of ``tokens`` tokens through the model on exactly ``wafers`` wafers, or None if it does not
     fit in ``capacity`` bytes per wafer."""
-    try:
-        groups = partition_layers(list(mem), wafers, list(mem), capacity)
-    except PlanError:
+    groups = balanced_groups(mem, wafers, capacity)
+    if groups is None:
         return None
-    steps = [wafer_step(times, list(range(a, b + 1)), mem, system.grid().cells, tokens) for a, b in groups if b >= a]
+    steps = [wafer_step(times, list(range(a, b + 1)), mem, system.grid().cells, tokens) for a, b in groups]
     crossing = crossing_s(system, options, d_model, 1)
     if all(s["mapping"] == "regions" for s in steps):  # one long pipeline: the slowest region paces the tokens
         slowest = max(s["bottleneck_s"] for s in steps)
@@ -145,36 +184,26 @@ def decode_step(times: LayerTimes, mem: np.ndarray, system: System, wafers: int,
     else:
         seconds = sum(s["seconds"] for s in steps)
     seconds += (len(steps) - 1) * (crossing + (tokens - 1) * d_model * options.activation_bytes / system.io_bytes_per_s)
-    return {"seconds": seconds, "wafers": len(steps), "groups": groups[:len(steps)],
-            "mappings": [s["mapping"] for s in steps]}
+    return {"seconds": seconds, "wafers": len(steps), "groups": groups, "mappings": [s["mapping"] for s in steps]}
 
 
 def prefill_step(layers: list[Layer], mem: np.ndarray, system: System, wafers: int, requests: int, prompt: int,
                  d_model: int, options: PlanOptions, capacity: float) -> dict | None:
     """The prefill of ``requests`` prompts of ``prompt`` tokens on exactly ``wafers`` wafers (module docstring), or
     None if it does not fit in ``capacity`` bytes per wafer (the running layer's working set already taken off)."""
-    try:
-        groups = partition_layers(list(mem), wafers, list(mem), capacity)
-    except PlanError:
+    used = balanced_groups(mem, wafers, capacity)
+    if used is None:
         return None
-    used = [(a, b) for a, b in groups if b >= a]
     seconds = sum(prefill_layer_s(l, system, options, requests, prompt) for l in layers)
     seconds += (len(used) - 1) * crossing_s(system, options, d_model, requests * prompt)
     return {"seconds": seconds, "wafers": len(used), "groups": used, "mappings": ["layerwise"] * len(used)}
 
 
 def fewest_wafers(mem: np.ndarray, capacity: float, limit: int) -> int | None:
-    """The fewest wafers that hold the layers (contiguous groups), up to ``limit``; None when none does."""
-    if capacity <= 0 or mem.max() > capacity:
-        return None
-    low = max(1, math.ceil(mem.sum() / capacity))
-    for n in range(low, limit + 1):
-        try:
-            partition_layers(list(mem), n, list(mem), capacity)
-            return n
-        except PlanError:
-            continue
-    return None
+    """The fewest wafers that hold the layers (contiguous groups: packing each wafer full in order is exact), up to
+    ``limit``; None when none does."""
+    groups = greedy_groups(mem, capacity) if capacity > 0 else None
+    return len(groups) if groups is not None and len(groups) <= limit else None
 
 
 def plan_inference(shape, system: System, *, wafers: int = 1, task: str = "decode", batch_size: int = 1,
@@ -233,7 +262,7 @@ def place(s, system: System, layers: list[Layer], options: PlanOptions, wafers: 
     capacity = grid.memory_bytes - working
     need = fewest_wafers(mem, capacity, max(wafers, len(layers)))
     if need is None:
-        raise PlanError(too_big_message(s, system, layers, mem, working, options, batch, context), 
+        raise PlanError(too_big_message(s, system, layers, mem, working, options, batch, context),
                         needed_bytes=float(mem.max() + working), available_bytes=float(grid.memory_bytes))
     if need > wafers:
         raise PlanError(f"{s.name} needs {mem.sum() / 1e9:.1f} GB of SRAM for weights and KV cache"
@@ -248,19 +277,24 @@ def too_big_message(s, system: System, layers: list[Layer], mem: np.ndarray, wor
     """Why one layer (with its KV cache, and a prefill's working set) does not fit on a wafer, and a fix that works:
     fewer requests or a shorter context when the weights alone fit, else a system whose cores hold more."""
     grid = system.grid()
+    cap = float(grid.memory_bytes)
+    kv = np.array([l.kv_values_per_token for l in layers], dtype=float) * context * batch * options.activation_bytes
+    weights = mem - kv
     i = int(np.argmax(mem))
-    weights = mem[i] - layers[i].kv_values_per_token * context * batch * options.activation_bytes
-    head = (f"{s.name}: one layer needs {(mem[i] + working) / 1e9:.1f} GB of SRAM (weights {weights / 1e9:.1f} GB, "
+    head = (f"{s.name}: one layer needs {(mem[i] + working) / 1e9:.3g} GB of SRAM (weights {weights[i] / 1e9:.3g} GB, "
             f"the rest KV cache{' and prefill working set' if working else ''}) but a {system.name} wafer holds "
-            f"{grid.memory_bytes / 1e9:.1f} GB, and a layer is not split across wafers")
-    scale = (grid.memory_bytes - weights) / (mem[i] + working - weights)  # the share of requests x context that fits
-    if weights < grid.memory_bytes and batch > 1 and math.floor(batch * scale) >= 1:
-        return f"{head}; use --batch-size {math.floor(batch * scale)} or fewer"
-    if weights < grid.memory_bytes and math.floor(context * scale) >= 1:
-        return f"{head}; use a context of {math.floor(context * scale)} tokens or fewer (--seq-len, --prompt-len)"
-    per_core = math.ceil((mem[i] + working) / grid.cells) + system.chip.sram_reserved_bytes_per_core
-    return (f"{head}; its weights alone exceed a wafer: plan it on a system file whose cores hold at least "
-            f"{math.ceil(per_core / 1024)} KiB (chip: sram_bytes_per_core: {math.ceil(per_core / 1024) * 1024})")
+            f"{cap / 1e9:.3g} GB, and a layer is not split across wafers")
+    if weights.max() < cap:
+        over = (mem + working > cap) & (kv + working > 0)
+        scale = float(np.min((cap - weights[over]) / (kv[over] + working)))  # the share of requests x context that fits
+        if batch > 1 and math.floor(batch * scale) >= 1:
+            return f"{head}; use --batch-size {math.floor(batch * scale)} or fewer"
+        if math.floor(context * scale) >= 1:
+            return f"{head}; use a context of {math.floor(context * scale)} tokens or fewer (--seq-len, --prompt-len)"
+    per_core = math.ceil((mem.max() + working) / grid.cells) + system.chip.sram_reserved_bytes_per_core
+    return (f"{head}; a layer's weights with one token of context exceed a wafer: plan it on a system file whose "
+            f"cores hold at least {math.ceil(per_core / 1024)} KiB (chip: sram_bytes_per_core: "
+            f"{math.ceil(per_core / 1024) * 1024})")
 
 
 def inference_memory(s, layers, mem, best, system: System, options: PlanOptions, batch: int, context: int,
