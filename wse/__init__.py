@@ -11,12 +11,15 @@ object with the shape fields (n_layers, d_model, n_heads, d_head, d_ffn, vocab_s
   (optimal contiguous layers onto pipeline stages, for a JAX mesh's stage axis), schedule (1F1B op by op), plans (the
   plan dataclasses and their JSON), errors (PlanError).
 - wafer/: CS systems. hardware (WSE-1/2/3, CS-1/2/3, MemoryX, SwarmX, clusters as data with sources), systems (a
-  system by name or YAML file: get_system), kernels (a wafer matmul's time from its shapes), pipelined and streaming
-  (+ streaming_model, the training planners), inference (decode, prefill), plan (task, mode and MemoryX), pictures.
+  system by name or YAML file: get_system), kernels (a wafer matmul's time from its shapes: inference kernels and
+  Cerebras' training kernels), pipelined and streaming (+ streaming_model, the training planners), inference (decode,
+  prefill), generate (a prompt, then new tokens: TTFT, TPOT, end to end), plan (task, mode and MemoryX), pictures.
 - devices/: GPU and CPU meshes. specs (H100, H200 as data with sources), files (``kind: device`` YAML), hostlink (the
   bytes the runtime's streaming step moves), cost_model (a training step on the mesh), plan (the device plan).
-- validation/: published (published outcomes and the shapes of published models, with sources) and compare (the
-  simulator held against them: `wse plan --published`).
+- validation/: published (the calibration and validation tables: measured and published outcomes with their
+  configuration, release and source), shapes (the published models' planning shapes), compare (the simulator held
+  against both tables: `wse plan --published`) and fit (``python -m wse.validation.fit``: the calibrated parameters
+  from the calibration table alone).
 
 Neither wing imports the other; only the entry (wse.plan) knows both.
 """

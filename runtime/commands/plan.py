@@ -139,6 +139,9 @@ def _render_published(result: dict, console) -> None:
         console.print(t)
         if key in result["summary"]:
             console.print(_summary_line(key, result["summary"][key]))
+        if key == "validation":
+            for group, line in result.get("validation_groups", {}).items():
+                console.print(f"  {_summary_line(group, line)}")
 
 
 def _render_devices(result: dict, console) -> None:

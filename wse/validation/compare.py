@@ -71,13 +71,22 @@ def outcome_row(o: Outcome, options: PlanOptions | None = None) -> dict:
                                          f"prompt {o.prompt}" if o.prompt else f"context {o.seq_len}")))
     label = {"train": "training", "prefill": "prefill", "decode": "decode", "generate": "end to end",
              "output": "output speed", "ttft": "time to first token"}[o.kind]
-    extra = {"id": o.id, "release": o.release, "confidence": o.confidence, "note": o.note}
+    extra = {"id": o.id, "release": o.release, "confidence": o.confidence, "note": o.note, "group": group_of(o)}
     try:
         simulated = simulate(o, options)
     except PlanError as err:
         return row(f"{o.id} {label}, {config}", o.published, f"refused: {err}", o.source, o.unit, "miss", **extra)
     return row(f"{o.id} {label}, {config}" + (f" ({o.mode})" if o.mode != "streaming" else ""), o.published,
                simulated, o.source, o.unit, **extra)
+
+
+def group_of(o: Outcome) -> str:
+    """The part of the table a row belongs to, for the per-group summary lines."""
+    if o.note.startswith("decoder-shaped proxy"):
+        return "proxies (encoders, a protein model)"
+    if o.kind == "train":
+        return f"training on {system_of(o.system).name}"
+    return "inference, WaferLLM on WSE-2" if o.system == "waferllm" else "inference, Cerebras' service on CS-3"
 
 
 def table6_rows(options: PlanOptions | None = None) -> list[dict]:
@@ -133,9 +142,9 @@ def kernel_rows(options: PlanOptions | None = None) -> list[dict]:
     at_16k = meshgemm_efficiency(CS2.chip, step, 16384)
     return [row("K1 MeshGEMM on 720 x 720 WSE-2 cores", MESHGEMM["efficiency"],
                 f"70% from a {side:,} cube ({at_16k:.0%} at 16,384)", MESHGEMM["source"], "of peak",
-                distance="consistent" if side else "miss", id="K1"),
+                distance="consistent" if side else "miss", id="K1", group="kernels"),
             row("K2 GEMV 16K x 16K on 720 x 720 WSE-2 cores", GEMV_CHECK["seconds"], gemv_check(CS2.chip, step),
-                GEMV_CHECK["source"], "s", id="K2")]
+                GEMV_CHECK["source"], "s", id="K2", group="kernels")]
 
 
 def check_rows() -> list[dict]:
@@ -176,5 +185,8 @@ def comparison(options: PlanOptions | None = None) -> dict:
     calibration = [outcome_row(o, options) for o in CALIBRATION] + table6_rows(options) + scaling_rows(options) \
         + flops_rows()
     validation = [outcome_row(o, options) for o in VALIDATION if o.kind not in ("gemm", "gemv")] + kernel_rows(options)
+    groups = {g: summary([r for r in validation if r.get("group") == g])
+              for g in dict.fromkeys(r.get("group") for r in validation)}
     return {"calibration": calibration, "validation": validation, "checks": check_rows(),
-            "summary": {"calibration": summary(calibration), "validation": summary(validation)}}
+            "summary": {"calibration": summary(calibration), "validation": summary(validation)},
+            "validation_groups": groups}

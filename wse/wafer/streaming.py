@@ -3,7 +3,8 @@
 Per micro-batch on one system, each layer's forward takes max(compute, weights in, activations offloaded out) and its
 backward max(compute, weights in + offloaded activations in, gradients out), plus a kernel switch per layer per pass
 (wse.wafer.streaming_model has the time and memory arrays; wse.wafer.kernels the compute time of a matmul's shapes on
-the core grid). The weights of the next layer are prefetched while a layer runs, in tiles of a matrix, so no layer has
+the core grid, with the training kernels' own step cost and work fraction, both fitted to measured training runs by
+wse.validation.fit). The weights of the next layer are prefetched while a layer runs, in tiles of a matrix, so no layer has
 to fit on the wafer whole. The planner picks, for the per-system batch, the fastest of: every layer keeping its
 activations or one checkpoint per layer with recomputation, each either on the wafer or offloaded to MemoryX as far as
 needed, and the fewest micro-batches that fit.
@@ -14,8 +15,11 @@ tree level: a step pays the tree's latency down and up once (the embedding's upd
 gradient arrives last and the next step needs it first), plus the optimizer's tail in MemoryX.
 
 A data-parallel job never has to use all its systems: the plan for N systems uses the n <= N that gives the most
-tokens/s and reports it (``systems_used``); with a fixed global batch, extra systems stop helping once every layer
-is streaming-bound, and would only add tree latency.
+tokens/s and reports it (``systems_used``, and ``details.idle_note`` in one line when it leaves systems idle); with a
+fixed global batch, extra systems stop helping once every layer is streaming-bound, and would only add tree latency.
+Each point of the scaling table (1 to 16 systems, same global batch) says why it is off linear when it is by more
+than 2% (``ScalingPoint.note``): a layout one system's memory forced and fewer sequences per system spare, or too
+few tokens per system for the kernels and to hide the weight streaming.
 
 Utilisation is reported in this project's FLOP convention (``utilization``) and in the Cerebras-GPT paper's
 (``details.utilization_paper``), whose relative per-system figures the paper publishes (wse.costs has both).
