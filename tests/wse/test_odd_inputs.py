@@ -41,6 +41,7 @@ def plan_following_advice(shape, system, **kwargs):
         except PlanError as err:
             step = follow(str(err), kwargs, system)
             assert step is not None, f"a refusal without advice to follow: {err}"
+            event(f"followed: {str(err).rsplit('; ', 1)[-1].split(' ')[:2]}")
             kwargs, system = step
     raise AssertionError("the advice did not lead to a plan")
 
@@ -103,6 +104,19 @@ def test_prefill_latency_never_rises_when_a_wafer_is_added(shape, wafers, prompt
         return
     b = plan_inference(shape, system, wafers=wafers + 1, task="prefill", batch_size=batch, seq_len=prompt)
     assert b.time_to_first_token_s <= a.time_to_first_token_s * (1 + 1e-12)
+
+
+@settings(max_examples=20, deadline=None)
+@given(shape=shapes, task=st.sampled_from(["decode", "prefill", "generate"]), batch=st.integers(1, 512),
+       context=st.sampled_from([256, 2048, 8192]), wafers=st.integers(1, 4), system=st.sampled_from([CS2, CS3]))
+def test_any_inference_refusal_leads_to_a_plan_when_its_advice_is_followed(shape, task, batch, context, wafers,
+                                                                            system):
+    kwargs = {"generate": {"prompt_len": context // 2, "new_tokens": context // 2}}.get(task, {"seq_len": context})
+    plan = plan_following_advice(shape, system, task=task, batch_size=batch, systems=wafers, **kwargs)
+    assert plan.tokens_per_s > 0
+    if task == "generate":  # more wafers offered never make a request slower
+        more = make_plan(shape, system, task=task, batch_size=plan.batch_size, systems=plan.systems + 1, **kwargs)
+        assert more.end_to_end_s <= plan.end_to_end_s * (1 + 1e-12)
 
 
 @pytest.mark.parametrize("name, system, n", [("llama3.1-8b", CS2, 4), ("llama3.1-70b", CS2, 11),

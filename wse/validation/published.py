@@ -79,23 +79,27 @@ CALIBRATION: tuple[Outcome, ...] = (
 )
 
 _T = [
-    ("T1", "gptj-6b", "cs2", 2, 130, 2048, 27.5, "R1.7.1, 2023-03-16", "@c17ccbc3), 130,000 samples in 1,000 steps", "high"),
-    ("T2", "gptj-6b", "cs2", 2, 130, 2048, 33.9, "R1.8.0, 2023-05-17", "@ba547969), 65,000 samples in 500 steps", "high"),
+    ("T1", "gptj-6b", "cs2", 2, 130, 2048, 27.5, "R1.7.1, 2023-03-16", "@c17ccbc3), 130,000 samples in 1,000 steps", "high",
+     "an older release: the same job ran 1.59x faster by R2.0.3 (C1)"),
+    ("T2", "gptj-6b", "cs2", 2, 130, 2048, 33.9, "R1.8.0, 2023-05-17", "@ba547969), 65,000 samples in 500 steps", "high",
+     "an older release (C1 is R2.0.3)"),
     ("T3", "gptj-6b", "cs2", 1, 66, 2048, 19.8, "R1.9.2, 2023-11-10",
-     "; ai-science-training-series @548f22f1), 333.4 s per 100 steps", "high (1 system inferred)"),
+     "; ai-science-training-series @548f22f1), 333.4 s per 100 steps", "high (1 system inferred)", ""),
     ("T4", "gptj-6b", "cs3", 1, 120, 2048, 44.75, "image 2.5.1 / cluster 3.0.1, 2025-10-10",
-     " @2f884f51), 24,000 samples in 200 steps", "high"),
+     " @2f884f51), 24,000 samples in 200 steps", "high", ""),
     ("T5", "llama2-7b", "cs3", 1, 1024, 4096, 31.98, "image 2.5.1 / cluster 3.0.1, 2025-10-13",
-     "), 204,800 samples in 200 steps; seq 4,096 from ModelZoo's params_llama2_7b.yaml", "high (seq from ModelZoo)"),
+     "), 204,800 samples in 200 steps; seq 4,096 from ModelZoo's params_llama2_7b.yaml", "high (seq from ModelZoo)",
+     "its measured rate per FLOP is 1.7x T4's on the same system (batch 8.5x, sequence 2x)"),
     ("T6", "llama3-8b", "cs3", 1, 960, 2048, 19.4, "image 2.5.1 / cluster 3.0.1, 2025-10-08",
-     "; ALCF_Hands_on_HPC_Workshop @d52173bd), 49.3 s per step", "medium (batch inferred; 3 activation pods)"),
+     "; ALCF_Hands_on_HPC_Workshop @d52173bd), 49.3 s per step", "medium (batch inferred)",
+     "the job got 3 activation servers where T5 got 24; only 5 steps logged"),
     ("T7", "gpt2-small", "cs2", 1, 112, 2048, 494.0, "R2.0.3, 2024-03-14",
-     "; ai-science-training-series @0c06ed08), 'Effective batch size is 112'", "high (dropout 0.1 in this config)"),
+     "; ai-science-training-series @0c06ed08), 'Effective batch size is 112'", "high", "this config has dropout 0.1"),
     ("T8", "cerebras-gpt-111M", "cs2", 1, 2, 2048, 396.0, "R2.0.3, 2023-11-29",
-     " @db8c3655), 4,000 samples in 2,000 steps", "medium (seq 2,048 assumed)"),
+     " @db8c3655), 4,000 samples in 2,000 steps", "medium (seq 2,048 assumed)", ""),
 ]
-_TRAINING = tuple(Outcome(i, "train", m, sy, n, b, L, v, "samples/s", rel, f"{_ALCF}{where}", conf)
-                  for i, m, sy, n, b, L, v, rel, where, conf in _T)
+_TRAINING = tuple(Outcome(i, "train", m, sy, n, b, L, v, "samples/s", rel, f"{_ALCF}{where}", conf, note=note)
+                  for i, m, sy, n, b, L, v, rel, where, conf, note in _T)
 _USC_ROWS = tuple(
     Outcome(f"U{k}-{b}", "train", "gpt3-20b" if k == "20B" else f"cerebras-gpt-{k}", "cs2", 1, b, 2048,
             round(211_043_181 / (hours * 3600), 2), "samples/s", "release not stated, 2024", _USC, "high")
@@ -114,9 +118,12 @@ _OTHER_TRAINING = (
     Outcome("B3c", "train", "bert-large", "cs2", 1, 8192, 128, 7250, "samples/s", "release not stated, 2024",
             f"{_USC[:96]} Table IV", "medium", note=_PROXY),
     Outcome("B4", "train", "esm2-35m", "cs3", 1, 2048, 1026, 990, "samples/s", "2025-10-10",
-            f"{_ALCF} HEAD), ESM-2 example", "medium", note="decoder-shaped proxy of a protein encoder"),
+            f"{_ALCF} HEAD), ESM-2 example", "medium",
+            note="decoder-shaped proxy of a protein encoder; 1M tokens/s through 35M parameters is 1.3% of peak: "
+                 "probably input-bound"),
 )
 _AA = "S: Artificial Analysis (1k input, 1k output tokens), as quoted by Cerebras and the press"
+_SERVICE = "a service under load (concurrency unpublished), not batch-1 WaferLLM kernels"
 _INFERENCE = (
     Outcome("I1", "decode", "llama3-8b", "waferllm", 1, 1, 6144, 2700, "tokens/s per request", "WSE-2, 2025",
             f"{_WAFERLLM} v2 abstract: 2,700 tokens/s/request decode", "high",
@@ -125,20 +132,20 @@ _INFERENCE = (
             f"{_WAFERLLM} v2 abstract: 840 tokens/s/request decode on Qwen2-72B", "medium",
             note="145 GB cannot fit one WSE-2: one layer timed x 80 (WaferLLM's code); planned on the fewest grids"),
     Outcome("I4a", "output", "llama3.1-8b", "cs3", 1, 1, 2000, 1800, "tokens/s per request", "Aug 2024",
-            f"{_AA}; Cerebras Inference launch", "medium (concurrency unpublished)", prompt=1000, new_tokens=1000),
+            f"{_AA}; Cerebras Inference launch", "medium (concurrency unpublished)", prompt=1000, new_tokens=1000, note=_SERVICE),
     Outcome("I4b", "output", "llama3.1-70b", "cs3", 4, 1, 2000, 446, "tokens/s per request", "Aug 2024",
-            f"{_AA}; 70B on four CS-3 (V)", "medium (concurrency unpublished)", prompt=1000, new_tokens=1000),
+            f"{_AA}; 70B on four CS-3 (V)", "medium (concurrency unpublished)", prompt=1000, new_tokens=1000, note=_SERVICE),
     Outcome("I5a", "output", "llama3.1-405b", "cs3", 0, 1, 2000, 969, "tokens/s per request", "Nov 2024",
             "V/S: Cerebras, Tom's Hardware 2024-11-20 (AA-measured): 969 tokens/s", "medium (wafers unpublished)",
-            prompt=1000, new_tokens=1000),
+            prompt=1000, new_tokens=1000, note=_SERVICE),
     Outcome("I5b", "ttft", "llama3.1-405b", "cs3", 0, 1, 2000, 0.24, "s", "Nov 2024",
             "V/S: Cerebras, Tom's Hardware 2024-11-20: time to first token 0.24 s", "medium (includes network)",
-            prompt=1000, new_tokens=1000),
+            prompt=1000, new_tokens=1000, note=_SERVICE),
     Outcome("I6a", "output", "llama3.1-70b", "cs3", 4, 1, 2000, 2314, "tokens/s per request", "late 2024",
             "S: AA figures quoted by a Cerebras SVP (Llama 3.3 70B, same shape)", "low (may use speculative decoding)",
-            prompt=1000, new_tokens=1000),
+            prompt=1000, new_tokens=1000, note=_SERVICE),
     Outcome("I6b", "ttft", "llama3.1-70b", "cs3", 4, 1, 2000, 0.17, "s", "late 2024",
-            "S: AA figures quoted by a Cerebras SVP (Llama 3.3 70B): ~170 ms", "low", prompt=1000, new_tokens=1000),
+            "S: AA figures quoted by a Cerebras SVP (Llama 3.3 70B): ~170 ms", "low", prompt=1000, new_tokens=1000, note=_SERVICE),
 )
 _KERNELS = (
     Outcome("K1", "gemm", "", "waferllm", 1, 0, 0, 0.70, "of peak", "WSE-2, 2025",
