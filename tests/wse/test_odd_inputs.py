@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 from hypothesis import event, given, settings, strategies as st
+from hypothesis.control import currently_in_test_context
 
 from model.config import get_config
 from runtime.cli import main
@@ -41,7 +42,8 @@ def plan_following_advice(shape, system, **kwargs):
         except PlanError as err:
             step = follow(str(err), kwargs, system)
             assert step is not None, f"a refusal without advice to follow: {err}"
-            event(f"followed: {str(err).rsplit('; ', 1)[-1].split(' ')[:2]}")
+            if currently_in_test_context():
+                event(f"followed: {' '.join(str(err).rsplit('; ', 1)[-1].split(' ')[:2])}")
             kwargs, system = step
     raise AssertionError("the advice did not lead to a plan")
 
