@@ -79,9 +79,9 @@ CALIBRATION: tuple[Outcome, ...] = (
 )
 
 _T = [
-    ("T1", "gptj-6b", "cs2", 2, 130, 2048, 27.5, "R1.7.1, 2023-03-16", "@c17ccbc3), 130,000 samples in 1,000 steps", "high",
+    ("T1", "gptj-6b", "cs2", 2, 130, 2048, 27.5, "R1.7.1, 2023-03-16", " @c17ccbc3), 130,000 samples in 1,000 steps", "high",
      "an older release: the same job ran 1.59x faster by R2.0.3 (C1)"),
-    ("T2", "gptj-6b", "cs2", 2, 130, 2048, 33.9, "R1.8.0, 2023-05-17", "@ba547969), 65,000 samples in 500 steps", "high",
+    ("T2", "gptj-6b", "cs2", 2, 130, 2048, 33.9, "R1.8.0, 2023-05-17", " @ba547969), 65,000 samples in 500 steps", "high",
      "an older release (C1 is R2.0.3)"),
     ("T3", "gptj-6b", "cs2", 1, 66, 2048, 19.8, "R1.9.2, 2023-11-10",
      "; ai-science-training-series @548f22f1), 333.4 s per 100 steps", "high (1 system inferred)", ""),
