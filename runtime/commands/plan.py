@@ -26,7 +26,9 @@ def add_arguments(parser) -> None:
                         "device mesh: data (default when it fits) or streaming (weights in host memory)")
     parser.add_argument("--dtype", choices=["bfloat16", "float32"], default=None,
                         help="compute dtype on a device mesh (default bfloat16)")
-    parser.add_argument("--batch-size", type=int, default=None, help="global batch in sequences (default: the preset's published one)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="global batch in sequences (default: the preset's published one; a model without one: "
+                        "GPT-3's batch by model size, Brown et al. 2020, and the plan says so); inference: requests")
     parser.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (default 2048, capped at the model's context)")
     parser.add_argument("--picture", default=None, help="write the stage regions (or the streaming memory profile) to this PNG")
     parser.add_argument("--timeline", default=None, help="write the pipeline schedule (or per-layer compute vs streaming) to this PNG")
