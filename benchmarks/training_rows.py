@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import os
 import traceback
-from typing import TYPE_CHECKING
 
+from benchmarks.sizes import Sizes
 from model.errors import describe_error
-
-if TYPE_CHECKING:
-    from benchmarks.suite import Sizes
 
 # Bytes one training run of a model holds, for deciding whether a model's runs fit in memory at once: 24 per parameter
 # (float32 weights, gradients, two Adam moments, and one more copy for the host side of streaming or the baseline's
