@@ -2,7 +2,7 @@
 
 Fine-tuning is a recipe and a data source over the ordinary trainer: the examples (runtime.data.examples: JSONL of
 ``{"prompt", "completion"}`` or ``{"text"}``, packed into windows with a loss mask) become an ExampleData source
-(runtime.train.sources), the defaults are runtime.recipes.finetune_recipe (a tenth of the source's peak LR, a few
+(runtime.train.sources), the defaults are runtime.config.recipes.finetune_recipe (a tenth of the source's peak LR, a few
 epochs, short warmup, linear decay, a few evaluations, checkpoints at the middle and the end), and
 runtime.train.Trainer does the rest. So a fine-tuning run has the same run dir layout, checkpoints (a killed run
 resumes exactly), metrics, loss curve and mesh/mode choices as `wse train`, and the same resume rules. It always writes
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from runtime.data import BUILTIN, Packed, pack, resolve_examples, tokenize
 from runtime.errors import UserError
-from runtime.recipes import Recipe, finetune_recipe
+from runtime.config.recipes import Recipe, finetune_recipe
 from runtime.train.rundir import check_not_source, saved_config
 
 

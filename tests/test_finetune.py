@@ -166,7 +166,7 @@ def tuned(source, tmp_path_factory):
 
 def test_finetune_writes_a_new_run_dir_with_fine_tuning_defaults(source, tuned):
     from runtime.checkpoint import load_model
-    from runtime.recipes import FINETUNE_LR_FRACTION
+    from runtime.config.recipes import FINETUNE_LR_FRACTION
 
     result, data = tuned
     run_dir = Path(result["run_dir"])

@@ -3,7 +3,7 @@
 import pytest
 
 from runtime.config import load_config, parse_overrides, resume_conflicts
-from runtime.recipes import RECIPE_WARMUP_TOKENS
+from runtime.config.recipes import RECIPE_WARMUP_TOKENS
 from runtime.errors import UserError
 
 
@@ -141,7 +141,7 @@ def test_extending_a_run_keeps_its_saved_schedule():
 
 def test_one_merge_of_defaults_in_the_documented_order():
     """field default < preset recipe < job recipe < saved checkpoint < given, and each value says which it is."""
-    from runtime.recipes import Recipe, resolve
+    from runtime.config.recipes import Recipe, resolve
 
     job = Recipe.train("job", lr=1e-4, batch_size=4, eval_every=7, seq_len=64, checkpoint_every=9)
     saved, _ = resolve(load_config(None, ["model=tiny", "mesh.devices=1", "train.batch_size=2", "train.eval_every=3"]), job)

@@ -4,7 +4,7 @@
 
 1. builds the mesh (before anything else touches JAX: emulated devices, jax.distributed);
 2. opens the run dir (runtime.train.rundir): fresh, resumed, or refused before anything is written; the config is
-   resolved there once (runtime.recipes) and the loop never changes it;
+   resolved there once (runtime.config.recipes) and the loop never changes it;
 3. compiles the executor, optimizer and step (runtime.train.state), restores the latest checkpoint or starts fresh;
 4. steps: one jitted, donated step per global batch (global batch ``k`` feeds step ``k + 1``: the data position is
    the step), the next batch read and placed while the devices run this one, a guard on non-finite loss,
@@ -25,7 +25,7 @@ from typing import Callable
 
 from runtime.config import RunConfig, load_config
 from runtime.errors import TrainingStopped, UserError
-from runtime.recipes import Recipe, resolve, run_dir_of
+from runtime.config.recipes import Recipe, resolve, run_dir_of
 from runtime.train import observers as obs
 from runtime.train.faults import RunDirLock, StopSignals, signal_name
 from runtime.train.rundir import open_run, write_config
@@ -39,7 +39,7 @@ class Trainer:
     """One training run. ``Trainer(run_config).run()`` -> the result dict `wse train --json` prints.
 
     ``run_config``: the requested (unresolved) config: settings it leaves unset come from ``recipe`` (a job's
-    settings, runtime.recipes), the run dir's checkpoint, the preset; ``data``: where batches come from (default:
+    settings, runtime.config.recipes), the run dir's checkpoint, the preset; ``data``: where batches come from (default:
     ``run.data`` as a token dataset, runtime.train.sources.PretrainingData; fine-tuning gives ExampleData);
     ``init_params``: canonical parameters to start a fresh run from (a resumed run ignores them); ``observers``: more
     sinks for the loop's reports (runtime.train.observers.Observer); ``console``/``progress``: where progress goes

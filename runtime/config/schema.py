@@ -1,27 +1,23 @@
-"""The run config: one validated description of a training run (model, data, mesh, execution, train).
+"""The run config's schema: one validated description of a run (model, data, mesh, execution, train, observe).
 
-It comes from an optional YAML file plus ``key=value`` overrides (``mesh.devices=8 mesh.axes.stage=4 train.steps=20
-model=tiny data=builtin``), MaxText style, so changing the parallelism or the run length is a config change, never a
-code change. Every key is checked: an unknown one is refused with the closest valid key named, in one line.
-
-Unset training knobs (batch size, sequence length, peak LR, decay shape, warmup) are filled by ``RunConfig.resolve``,
-the one merge of defaults in runtime.recipes (which also says where each value came from); the resolved config
-(nothing left unset) is what a checkpoint records, so a resumed run can tell which settings it must keep. Pure Python (pydantic + PyYAML): the command line parses and
-checks a config before it pays for a JAX import, and must do so to set the emulated CPU device count.
+Every section refuses keys it does not have: an unknown key is refused with the closest valid key named, in one line
+(``unknown_key``), and a bad value with what is wrong with it (``from_dict``). Loading (a YAML file plus ``key=value``
+overrides) is runtime.config.load; ``RunConfig.resolve`` fills the unset training knobs through the one merge of
+defaults, runtime.config.recipes. Pure Python (pydantic): the command line parses and checks a config before it pays
+for a JAX import, and must do so to set the emulated CPU device count.
 """
 
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict
 
-from model.errors import first_line
+from runtime.config.keys import flatten
+from runtime.config.observe import ObserveConfig
 from runtime.errors import UserError
-from runtime.observe import ObserveConfig
 
 # Emulated CPU devices when mesh.devices is unset: 8, enough for every mesh shape the issues test (stage 8, 2 x 4).
 DEFAULT_CPU_DEVICES = 8
@@ -43,7 +39,7 @@ class MeshConfig(_Section):
     """Where the run executes. ``platform=cpu`` emulates ``devices`` CPU devices; on gpu/tpu ``devices`` must match
     the real count (unset: all of them). The ``coordinator_address``/``num_processes``/``process_id`` triple starts
     ``jax.distributed`` for a multi-process run; unset ones come from JAX_* variables or the cluster launcher
-    (Slurm, Open MPI, Kubernetes; runtime.mesh.maybe_initialize_distributed)."""
+    (Slurm, Open MPI, Kubernetes; runtime.platform.launch.maybe_initialize_distributed)."""
 
     platform: Literal["cpu", "gpu", "tpu", "auto"] = "cpu"
     devices: int | None = None
@@ -62,7 +58,7 @@ class ExecutionConfig(_Section):
     ``attention``: ``auto`` (default) runs cuDNN's fused flash kernel on NVIDIA GPUs with bfloat16/float16 compute and
     the XLA kernel elsewhere; ``xla``/``cudnn`` force one. ``schedule``: the pipelined mode's pipeline schedule,
     ``1f1b`` (default; the wafer simulator's, activation memory bounded by the stage count) or ``gpipe``.
-    ``compile_cache``: JAX's persistent compilation cache, on unless false (runtime.compile_cache)."""
+    ``compile_cache``: JAX's persistent compilation cache, on unless false (runtime.platform.compile_cache)."""
 
     mode: Literal["auto", "data", "pipelined", "streaming"] = "auto"
     microbatches: int | None = None
@@ -116,7 +112,7 @@ class RunConfig(_Section):
     mesh: MeshConfig = MeshConfig()
     execution: ExecutionConfig = ExecutionConfig()
     train: TrainConfig = TrainConfig()
-    observe: ObserveConfig = ObserveConfig()  # TensorBoard, W&B, profiles (runtime.observe)
+    observe: ObserveConfig = ObserveConfig()  # TensorBoard, W&B, profiles (runtime.config.observe)
 
     # ----- derived ----------------------------------------------------------------------------------------------
     def gpt_config(self):
@@ -133,8 +129,9 @@ class RunConfig(_Section):
 
     def resolve(self, saved: dict | None = None, recipe=None) -> "RunConfig":
         """A copy with every setting filled in and the cross-field rules checked (UserError otherwise): the merge of
-        runtime.recipes (field defaults < preset recipe < job ``recipe`` < ``saved`` checkpoint config < given)."""
-        from runtime.recipes import resolve
+        runtime.config.recipes (field defaults < preset recipe < job ``recipe`` < ``saved`` checkpoint config <
+        given)."""
+        from runtime.config.recipes import resolve
 
         return resolve(self, recipe, saved)[0]
 
@@ -148,9 +145,19 @@ class RunConfig(_Section):
         """``{"train.steps": 100, ...}``: the config as dotted keys (how overrides and resume checks name things)."""
         return flatten(self.model_dump())
 
+    @classmethod
+    def from_dict(cls, tree: dict) -> "RunConfig":
+        """Validate a nested dict into a RunConfig (UserError with one line otherwise: an unknown key with the
+        closest valid one, or what is wrong with each bad value)."""
+        check_keys(tree)
+        try:
+            return cls(**tree)
+        except pydantic.ValidationError as err:
+            raise UserError(_one_line(err)) from None
+
 
 # ----------------------------------------------------------------------------------------------------------------
-# Loading: a YAML file, then key=value overrides; every key checked against the schema.
+# Every key checked against the schema.
 
 
 def valid_keys() -> list[str]:
@@ -169,7 +176,8 @@ def valid_keys() -> list[str]:
     return keys
 
 
-def _unknown_key(key: str) -> UserError:
+def unknown_key(key: str) -> UserError:
+    """The one-line error for a key the schema does not have, naming the closest valid key (did you mean ...?)."""
     keys = valid_keys()
     close = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
     if not close:  # a typo in the last part of a long key: compare last parts within the same section
@@ -180,95 +188,24 @@ def _unknown_key(key: str) -> UserError:
     return UserError(f"unknown config key '{key}'{hint}")
 
 
-def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    """A nested config dict as dotted keys, ``{"train": {"lr": 1e-3}}`` -> ``{"train.lr": 1e-3}`` (``model``, which
-    may itself be a mapping of model fields, stays one value)."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and key != "model":
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _check_keys(tree: dict, prefix: str = "") -> None:
+def check_keys(tree: dict, prefix: str = "") -> None:
+    """UserError (``unknown_key``) for the first key of a nested dict that the schema does not have."""
     keys = set(valid_keys())
     for k, v in tree.items():
         key = f"{prefix}{k}"
         if key not in keys:
-            raise _unknown_key(key)
+            raise unknown_key(key)
         if isinstance(v, dict) and key != "model":
-            _check_keys(v, key + ".")
-
-
-def _set(tree: dict, key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = tree
-    for p in parts[:-1]:
-        if not isinstance(node.get(p), dict):
-            node[p] = {}
-        node = node[p]
-    node[parts[-1]] = value
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """``["mesh.devices=8", "model=tiny"]`` -> nested dict; values parsed as YAML scalars (8, true, null, 1e-3)."""
-    import yaml
-
-    tree: dict = {}
-    known = set(valid_keys())
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UserError(f"override '{item}' is not KEY=VALUE; write for example train.steps=20")
-        if key not in known:
-            raise _unknown_key(key)
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
-        if isinstance(value, int) and ":" in raw:  # YAML 1.1 reads 3:5 as 185 (base 60); no key means that
-            value = raw.strip()
-        if isinstance(value, str):
-            value = _number(value)
-        if isinstance(value, dict) and key != "model":
-            raise UserError(f"override '{item}' sets a whole section; set its keys one by one ({key}.<key>=VALUE)")
-        _set(tree, key, value)
-    return tree
-
-
-def _number(text: str):
-    """YAML 1.1 reads '1e-3' as a string; a number-looking string is a number."""
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def merge_trees(base: dict, extra: dict) -> dict:
-    """``extra`` over ``base``, section by section (``model``, which may be a mapping of model fields, is replaced whole)."""
-    out = dict(base)
-    for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "model":
-            out[k] = merge_trees(out[k], v)
-        else:
-            out[k] = v
-    return out
+            check_keys(v, key + ".")
 
 
 def _one_line(err: pydantic.ValidationError) -> str:
+    """A pydantic error as one ``invalid config:`` line (or the unknown-key line for a key the schema lacks)."""
     parts = []
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"] if not str(x).startswith(("str", "dict", "int", "literal")))
         if e["type"] == "extra_forbidden":
-            return str(_unknown_key(loc))
+            return str(unknown_key(loc))
         msg = e["msg"].removeprefix("Value error, ")
         got = e.get("input")
         parts.append(f"{loc}: {msg} (got {got!r})" if not isinstance(got, dict) else f"{loc}: {msg}")
@@ -277,63 +214,4 @@ def _one_line(err: pydantic.ValidationError) -> str:
 
 def from_dict(tree: dict) -> RunConfig:
     """Validate a nested dict into a RunConfig (UserError with one line otherwise)."""
-    _check_keys(tree)
-    try:
-        return RunConfig(**tree)
-    except pydantic.ValidationError as err:
-        raise UserError(_one_line(err)) from None
-
-
-def read_yaml(path: str | Path) -> dict:
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file '{path}' does not exist; give a YAML run config or leave out --config")
-    try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        first = first_line(err)
-        raise UserError(f"config file '{path}' is not valid YAML: {first}") from None
-    if not isinstance(tree, dict):
-        raise UserError(f"config file '{path}' must hold a mapping (model:, data:, mesh:, execution:, train:)")
-    from runtime.modelzoo import is_modelzoo, run_tree
-
-    if is_modelzoo(tree):  # a Cerebras ModelZoo file: its model and recipe as run-config keys (runtime/modelzoo.py)
-        tree = run_tree(tree, path)
-    return tree
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), **updates) -> RunConfig:
-    """The run config from an optional YAML file, ``key=value`` overrides, then keyword ``updates`` given as dotted
-    keys with ``__`` for dots (``train__steps=20``) or nested dicts (``train={"steps": 20}``); not yet resolved."""
-    tree = read_yaml(path) if path is not None else {}
-    if path is not None:
-        _check_keys(tree)
-        # A model file named in a run file is relative to the run file.
-        if isinstance(tree.get("model"), str):
-            candidate = Path(path).parent / tree["model"]
-            if candidate.suffix.lower() in (".yaml", ".yml", ".json") and candidate.is_file():
-                tree["model"] = str(candidate)
-    tree = merge_trees(tree, parse_overrides(list(overrides)))
-    extra: dict = {}
-    for k, v in updates.items():
-        key = k.replace("__", ".")
-        if key not in set(valid_keys()):
-            raise _unknown_key(key)
-        _set(extra, key, v)
-    tree = merge_trees(tree, extra)
-    return from_dict(tree)
-
-
-# Settings a resumed run must share with the checkpoint it resumes: they change which batches it sees or the
-# optimisation itself. Mesh, execution mode, dtype-free bookkeeping (steps, cadence, keep) may change freely.
-RESUME_FIXED = ("data", "train.batch_size", "train.seq_len", "train.seed", "train.lr", "train.warmup_steps",
-                "train.decay_steps", "train.decay", "train.min_lr_ratio", "train.weight_decay", "train.grad_clip")
-
-
-def resume_conflicts(saved: dict, current: RunConfig) -> list[str]:
-    """Dotted keys whose values differ between a checkpoint's resolved config and the current resolved one."""
-    now = current.flat()
-    then = flatten(saved)
-    return [k for k in RESUME_FIXED if k in then and then[k] != now.get(k)]
+    return RunConfig.from_dict(tree)

@@ -2,12 +2,12 @@
 
 A run's settings are merged from five layers, each overriding the ones before it:
 
-1. ``default``: the config schema's field defaults (runtime.config);
+1. ``default``: the config schema's field defaults (runtime.config.schema);
 2. ``preset <name>``: the model preset's published recipe (batch size, context, peak LR, decay shape; cerebras-gpt.md);
 3. ``<job> recipe``: what a job sets for its kind of run: fine-tuning (``finetune_recipe``), the tutorial's short
    CPU run (``SHORT_RUN``), the demo's (runtime.commands.demo);
 4. ``checkpoint``: what the run dir's latest checkpoint saved, for the settings a resumed run must keep (the
-   optimisation and the data: ``runtime.config.RESUME_FIXED``) and for those a recipe derived (a longer run must not
+   optimisation and the data: ``RESUME_FIXED``) and for those a recipe derived (a longer run must not
    move its warmup, its LR or its fine-tuning cadence);
 5. ``given``: what the user set (config file, ``KEY=VALUE`` overrides, keyword arguments), always last.
 
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runtime.config import RESUME_FIXED, RunConfig, flatten, from_dict
+from runtime.config.keys import flatten, nest
+from runtime.config.rules import check
 from runtime.errors import UserError
-from runtime.observe import check_observe
 
 # The Cerebras-GPT recipe warms the LR up linearly over about 375M tokens (cerebras-gpt.md).
 RECIPE_WARMUP_TOKENS = 375e6
@@ -60,6 +60,11 @@ FINETUNE_EVALS = 4
 # At most this many validation batches per evaluation (the whole held-out set when it is smaller).
 MAX_EVAL_BATCHES = 32
 
+# Settings a resumed run must share with the checkpoint it resumes: they change which batches it sees or the
+# optimisation itself. Mesh, execution mode, dtype-free bookkeeping (steps, cadence, keep) may change freely.
+RESUME_FIXED = ("data", "train.batch_size", "train.seq_len", "train.seed", "train.lr", "train.warmup_steps",
+                "train.decay_steps", "train.decay", "train.min_lr_ratio", "train.weight_decay", "train.grad_clip")
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -74,8 +79,8 @@ class Recipe:
         return cls(name, {f"train.{k}": v for k, v in train.items()})
 
 
-def given(run: RunConfig) -> dict[str, Any]:
-    """The settings the user gave (fields explicitly set and not None), as dotted keys."""
+def given(run) -> dict[str, Any]:
+    """The settings the user gave in ``run`` (a RunConfig: fields explicitly set and not None), as dotted keys."""
     out: dict[str, Any] = {}
 
     def walk(section, prefix: str) -> None:
@@ -97,7 +102,7 @@ def preset_recipe(cfg) -> dict[str, Any]:
             "train.decay": cfg.lr_decay}
 
 
-def run_dir_of(run: RunConfig, recipe: Recipe | None = None) -> Path:
+def run_dir_of(run, recipe: Recipe | None = None) -> Path:
     """The run dir ``run`` will use, before it is resolved (a checkpoint never moves it): given, else the
     recipe's, else ``runs/<model name>``."""
     value = given(run).get("train.run_dir") or (recipe.values.get("train.run_dir") if recipe else None)
@@ -115,11 +120,22 @@ def saved_layer(saved: dict | None, recipe_keys) -> dict[str, Any]:
     return {k: flat[k] for k in keys if flat.get(k) is not None and k != "train.run_dir"}
 
 
-def resolve(run: RunConfig, recipe: Recipe | None = None, saved: dict | None = None) -> tuple[RunConfig, dict[str, str]]:
-    """(resolved config, {dotted key: layer it came from}) for ``run`` with a job ``recipe`` and a checkpoint's
-    resolved config ``saved``; UserError when the result breaks a rule (``check``)."""
+def resume_conflicts(saved: dict, current) -> list[str]:
+    """Dotted keys of ``RESUME_FIXED`` whose values differ between a checkpoint's resolved config (a dict) and the
+    current resolved RunConfig."""
+    now = current.flat()
+    then = flatten(saved)
+    return [k for k in RESUME_FIXED if k in then and then[k] != now.get(k)]
+
+
+def resolve(run, recipe: Recipe | None = None, saved: dict | None = None) -> tuple[Any, dict[str, str]]:
+    """(resolved config, {dotted key: layer it came from}) for ``run`` (a RunConfig) with a job ``recipe`` and a
+    checkpoint's resolved config ``saved``; UserError when the result breaks a rule (runtime.config.rules.check)."""
+    # The run's own class (runtime.config.schema.RunConfig), not an import: RunConfig.resolve calls this function,
+    # so naming the schema here would make the two modules import each other.
+    schema = type(run)
     cfg = run.gpt_config()
-    values = flatten(RunConfig().model_dump())
+    values = flatten(schema().model_dump())
     sources = {k: "default" for k in values}
     layers = [(f"preset {cfg.name}", preset_recipe(cfg))]
     if recipe is not None:
@@ -134,87 +150,9 @@ def resolve(run: RunConfig, recipe: Recipe | None = None, saved: dict | None = N
         values[key], sources[key] = value, "derived"
     if values["data"] != "builtin":
         values["data"] = str(Path(values["data"]).expanduser().absolute())
-    out = from_dict(_nest(values))
+    out = schema.from_dict(nest(values))
     check(out)
     return out, sources
-
-
-def check(run: RunConfig) -> None:
-    """The rules a resolved config keeps (UserError naming the setting and the fix): train values in range, mesh
-    axes well formed, the batch splitting over the mesh, the observe section (a profile window inside the run, W&B
-    only where it is installed)."""
-    check_train(run.train, run.gpt_config())
-    check_mesh(run.mesh)
-    check_layout(run)
-    check_observe(run.observe, run.train.steps)
-
-
-def check_train(t, cfg) -> None:
-    positive = ("steps", "decay_steps", "batch_size", "seq_len", "accum_steps", "checkpoint_every", "keep",
-                "eval_every")
-    for name in positive:
-        if getattr(t, name) <= 0:
-            raise UserError(f"train.{name} must be positive, got {getattr(t, name)}")
-    for name in ("warmup_steps", "eval_batches", "seed"):
-        if getattr(t, name) < 0:
-            raise UserError(f"train.{name} must not be negative, got {getattr(t, name)}")
-    if t.seq_len > cfg.max_seq_len:
-        raise UserError(f"train.seq_len={t.seq_len} is beyond model '{cfg.name}' context of {cfg.max_seq_len} tokens; "
-                        f"set train.seq_len={cfg.max_seq_len} or less")
-    if t.lr <= 0:
-        raise UserError(f"train.lr must be positive, got {t.lr}")
-    if not 0.0 <= t.min_lr_ratio <= 1.0:
-        raise UserError(f"train.min_lr_ratio must be between 0 and 1, got {t.min_lr_ratio}")
-    if t.batch_size % t.accum_steps:
-        raise UserError(f"train.batch_size={t.batch_size} is not divisible by train.accum_steps={t.accum_steps}; "
-                        "pick an accum_steps that divides the batch")
-
-
-def check_mesh(m) -> None:
-    sizes = m.axes.model_dump()
-    fills = [k for k, v in sizes.items() if v == -1]
-    if len(fills) > 1:
-        raise UserError(f"mesh.axes.{fills[0]} and mesh.axes.{fills[1]} are both -1; at most one axis may fill the rest")
-    for k, v in sizes.items():
-        if v == 0 or v < -1:
-            raise UserError(f"mesh.axes.{k}={v} is not a size; give a positive number or -1 (fill with the rest)")
-    if m.devices is not None and m.devices <= 0:
-        raise UserError(f"mesh.devices must be positive, got {m.devices}")
-
-
-def check_layout(run: RunConfig) -> None:
-    """The batch against the mesh, checked when the config is resolved (before JAX starts or anything is written):
-    each accumulation step's sequences must split evenly over the data-parallel replicas (``data``, and ``stage``
-    outside the pipelined mode), and a pipeline's microbatches must divide each replica's share. On an accelerator
-    with ``mesh.devices`` unset the device count is known only once JAX starts; the executor checks it then."""
-    n = run.devices()
-    if n is None:
-        return
-    from runtime.mesh import resolve_axes
-
-    axes = resolve_axes(run.mesh.axes.model_dump(), n)
-    t, x = run.train, run.execution
-    pipelined = x.mode == "pipelined" or (x.mode == "auto" and axes["stage"] > 1)
-    replicas = axes["data"] * (1 if pipelined else axes["stage"])
-    per_step = t.batch_size // t.accum_steps
-    where = f"mesh data={axes['data']}" + ("" if pipelined or axes["stage"] == 1 else f" x stage={axes['stage']}")
-    if per_step % replicas:
-        multiple = replicas * t.accum_steps
-        below = t.batch_size // multiple * multiple
-        near = f"{below} or {below + multiple}" if below else str(multiple)
-        raise UserError(
-            f"train.batch_size={t.batch_size} (with train.accum_steps={t.accum_steps}: {per_step} sequences per step) "
-            f"does not split over the {replicas} data-parallel replicas ({where}); use a train.batch_size that is a "
-            f"multiple of {multiple}, e.g. {near}")
-    if x.microbatches is not None:
-        if not pipelined:
-            raise UserError(f"execution.microbatches={x.microbatches} applies to the pipelined mode only; leave it "
-                            "unset, or set execution.mode=pipelined with mesh.axes.stage > 1")
-        local = per_step // replicas
-        if x.microbatches <= 0 or local % x.microbatches:
-            divisors = [m for m in range(1, local + 1) if local % m == 0]
-            raise UserError(f"execution.microbatches={x.microbatches} does not divide the {local} sequences each of "
-                            f"the {replicas} replicas runs per step; use one of {', '.join(map(str, divisors))}")
 
 
 def _derived(values: dict, cfg) -> dict[str, Any]:
@@ -229,17 +167,6 @@ def _derived(values: dict, cfg) -> dict[str, Any]:
     if values["train.run_dir"] is None:
         out["train.run_dir"] = str(Path("runs") / cfg.name)
     return out
-
-
-def _nest(flat: dict[str, Any]) -> dict:
-    tree: dict = {}
-    for key, value in flat.items():
-        *path, last = key.split(".")
-        node = tree
-        for part in path:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return tree
 
 
 def finetune_recipe(*, source_lr: float, batch_size: int, seq_len: int, windows: int, val_windows: int | None,
