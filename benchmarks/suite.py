@@ -287,7 +287,7 @@ def cpu_default_devices() -> int:
 def _setup_devices(platform: str, devices: int | None) -> tuple[int, str]:
     """Emulated CPU devices must be set before JAX starts; then pick the platform (auto: the accelerator if any)."""
     from runtime.errors import UserError
-    from runtime.mesh import backend_initialized, ensure_cpu_devices
+    from runtime.platform import backend_initialized, ensure_cpu_devices
 
     want = max(devices or 1, max(SCALING_DEVICES))
     if not backend_initialized():

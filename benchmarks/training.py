@@ -72,7 +72,7 @@ class TrainingRun:
         from model import gpt
         from model.config import get_config
         from runtime.execution import build_executor
-        from runtime.mesh import mesh_shape
+        from runtime.platform import mesh_shape
         from runtime.optim import build_optimizer
 
         cfg = self.cfg = get_config(model)

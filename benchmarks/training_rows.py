@@ -88,7 +88,7 @@ class ModelRuns:
         from benchmarks.baseline_torch import TorchRun
         from benchmarks.training import TrainingRun, mode_axes
         from runtime.execution.placement import device_memory_bytes
-        from runtime.mesh import build_mesh
+        from runtime.platform import build_mesh
 
         if name == "torch":
             return TorchRun(self.cfg, batch_size=self.batch, seq_len=self.seq_len)

@@ -166,9 +166,8 @@ def prepare(source: StartingModel, data: str | os.PathLike = BUILTIN, overrides:
 def init_mesh(overrides: list[str] | tuple[str, ...] = (), updates: dict | None = None) -> None:
     """Set up the run's devices (emulated CPU count, multi-process) and the compilation cache before loading the
     source touches JAX."""
-    from runtime.compile_cache import use_compile_cache
     from runtime.config import from_dict
-    from runtime.mesh import build_run_mesh
+    from runtime.platform import build_run_mesh, use_compile_cache
 
     tree = user_tree(overrides, updates)
     run = from_dict({"mesh": tree.get("mesh", {}), "execution": tree.get("execution", {})})

@@ -65,7 +65,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 
-    from runtime.mesh import build_mesh
+    from runtime.platform import build_mesh
 
     results = {}
     for mode, axes in CASES:

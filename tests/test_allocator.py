@@ -1,4 +1,4 @@
-"""The glibc allocator settings for XLA:CPU (runtime/allocator.py): applied once, and off when asked."""
+"""The glibc allocator settings for XLA:CPU (runtime/platform/allocator.py): applied once, and off when asked."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-PROBE = "from runtime.allocator import keep_freed_memory as k; print(k(), k())"
+PROBE = "from runtime.platform.allocator import keep_freed_memory as k; print(k(), k())"
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt settings are glibc's")

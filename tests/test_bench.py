@@ -82,7 +82,7 @@ def test_mode_axes():
 def test_training_row_has_every_field_and_a_finite_prediction(micro, small_ceilings, mode):
     from benchmarks.predict import predict
     from benchmarks.training import measure_training, mode_axes
-    from runtime.mesh import build_mesh
+    from runtime.platform import build_mesh
 
     mesh = build_mesh("cpu", 2, mode_axes(mode, 2, MICRO["n_layers"]))
     # --remat full reaches the executor (the data-mode row below shows the plan's own decision)

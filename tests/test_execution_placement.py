@@ -11,7 +11,7 @@ import pytest
 
 from model import gpt
 from model.config import get_config
-from runtime import mesh as meshlib
+from runtime import platform as meshlib
 from runtime import sharding as shd
 from runtime.errors import UserError
 from runtime.execution import FAST_COMPILE as FAST, build_executor

@@ -241,7 +241,7 @@ def test_loss_ignores_prompt_and_padding_targets(source):
 
     from runtime.checkpoint import load_model
     from runtime.execution import build_executor
-    from runtime.mesh import make_mesh
+    from runtime.platform import make_mesh
 
     cfg, params = load_model(source)
     packed = pack(tokenize(RECORDS[:3], TOK), 32, pad_id=EOT)

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 import multihost_worker as check  # tests/multihost_worker.py: the worker both halves run
-from runtime.mesh import make_mesh
+from runtime.platform import make_mesh
 
 ROOT = Path(__file__).resolve().parents[1]
 

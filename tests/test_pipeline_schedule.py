@@ -19,7 +19,7 @@ from model import gpt
 from model.config import get_config
 from runtime.execution import FAST_COMPILE as FAST, build_executor
 from runtime.execution import pipelined
-from runtime.mesh import make_mesh
+from runtime.platform import make_mesh
 from runtime.optim import build_optimizer
 from wse import schedule as wse_schedule
 

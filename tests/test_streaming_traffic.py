@@ -13,7 +13,7 @@ import pytest
 
 from model import gpt
 from model.config import get_config
-from runtime import mesh as meshlib
+from runtime import platform as meshlib
 from runtime.execution import FAST_COMPILE as FAST, build_executor
 from runtime.execution.transfers import link_bytes
 from runtime.optim import build_optimizer

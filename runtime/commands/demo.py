@@ -110,7 +110,7 @@ def run(args) -> dict:
 
     from runtime.commands.shared import quiet_libraries
     from runtime.errors import UserError
-    from runtime.mesh import ensure_cpu_devices
+    from runtime.platform import ensure_cpu_devices
     from runtime.workflow import initialize_model
 
     t0 = time.perf_counter()

@@ -61,7 +61,7 @@ def check_layout(run) -> None:
     n = run.devices()
     if n is None:
         return
-    from runtime.mesh import resolve_axes
+    from runtime.platform import resolve_axes
 
     axes = resolve_axes(run.mesh.axes.model_dump(), n)
     t, x = run.train, run.execution

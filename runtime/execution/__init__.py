@@ -5,7 +5,7 @@
                         fsdp=False, batch_size=None, seq_len=None, compiler_options=None, schedule="1f1b")
 
 ``mode``: ``data`` | ``pipelined`` | ``streaming`` | ``auto`` (stage axis > 1 -> pipelined; training state too big for
-a device -> streaming; else data). ``mesh`` comes from runtime.mesh.build_mesh / make_mesh (axes data, stage, model).
+a device -> streaming; else data). ``mesh`` comes from runtime.platform.build_mesh / make_mesh (axes data, stage, model).
 ``batch_size`` (optional, per accumulation step) lets the plan fix the pipeline's microbatch count and the remat
 decision up front; otherwise they are fixed from the first batch seen (and written into ``ex.plan``). ``seq_len``
 refines the stage-balancing costs and the activation estimate. ``remat``: "auto" (default) takes the cheapest remat
@@ -52,7 +52,7 @@ import jax.numpy as jnp
 
 from runtime.execution.base import Executor, TrainStep
 from runtime.execution.placement import MODES, device_memory_bytes, make_placement
-from runtime.mesh import mesh_shape
+from runtime.platform import mesh_shape
 
 __all__ = ["FAST_COMPILE", "MODES", "Executor", "TrainStep", "build_executor"]
 

@@ -26,7 +26,7 @@ from model import gpt
 from model.config import GPTConfig
 from runtime import sharding as shd
 from runtime.errors import UserError
-from runtime.mesh import mesh_shape
+from runtime.platform import mesh_shape
 from runtime.optim import Optimizer, as_optimizer, clip_fn
 
 Params = dict[str, Any]

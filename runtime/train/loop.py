@@ -12,7 +12,7 @@
 5. reports through observers (runtime.train.observers): the metrics log, progress lines, evaluation, the loss plot,
    and what the run's ``observe`` section switches on (TensorBoard, W&B, a profile window: runtime.train.sinks).
 
-JAX's persistent compilation cache is set up before anything compiles (runtime.compile_cache).
+JAX's persistent compilation cache is set up before anything compiles (runtime.platform.compile_cache).
 
 Throughput is tokens/s and MFU = 6N x tokens/s / peak, with the peak's source (runtime.train.throughput).
 """
@@ -72,8 +72,7 @@ class Trainer:
         import jax
 
         from runtime.checkpoint import RunCheckpoints
-        from runtime.compile_cache import use_compile_cache
-        from runtime.mesh import build_run_mesh
+        from runtime.platform import build_run_mesh, use_compile_cache
 
         use_compile_cache(self.run_config.execution.compile_cache)  # before anything compiles
         mesh = build_run_mesh(self.requested)  # first: emulated devices and jax.distributed precede any JAX use
