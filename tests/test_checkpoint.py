@@ -1,4 +1,4 @@
-"""runtime/checkpoint.py on its own: round trips, integrity checks, half-written steps, read-only reading."""
+"""runtime/checkpoint/ on its own: round trips, integrity checks, half-written steps, read-only reading."""
 
 import hashlib
 import os
@@ -13,7 +13,7 @@ import pytest
 from model.config import build_config
 from model.gpt import param_shapes
 from runtime.checkpoint import RunCheckpoints, load_model, same_model, save_model
-from runtime.integrity import tree_checksums
+from runtime.checkpoint import tree_checksums
 from runtime.errors import UserError
 
 CFG = build_config(dict(name="ck", n_layers=2, d_model=16, n_heads=2, d_head=8, d_ffn=32, max_seq_len=16, vocab_size=64))

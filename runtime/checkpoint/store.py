@@ -24,7 +24,7 @@ from typing import Any
 
 from model.errors import first_line
 from runtime.errors import UserError, disk_full
-from runtime.integrity import tree_checksums, verify_checksums
+from runtime.checkpoint.integrity import tree_checksums, verify_checksums
 
 MODEL_ITEM, PARAMS_ITEM = "model", "params"
 OPT_ITEM, TRAIN_ITEM, INTEGRITY_ITEM = "opt_state", "train_state", "integrity"

@@ -1,7 +1,7 @@
 """Checkpoint integrity: order-independent checksums of every saved array, verified on restore.
 
 A garbled data file can decode into plausible wrong numbers without any error from the storage layer (measured:
-flipping bytes inside Orbax's compressed chunk file restored silently different values), so runtime.checkpoint saves
+flipping bytes inside Orbax's compressed chunk file restored silently different values), so runtime.checkpoint.store saves
 these sums beside the arrays and refuses a restore that does not match them. The sums are computed on the devices
 and do not depend on the sharding, so a checkpoint saved on one mesh verifies on another.
 """
