@@ -42,8 +42,8 @@ class Config:
         from model.config import get_config
         from runtime.execution import build_executor
         from runtime.execution.base import memory_figures
+        from runtime.execution.optim import build_optimizer
         from runtime.platform import make_mesh
-        from runtime.optim import build_optimizer
 
         cfg = get_config(preset)
         self.preset, self.label = preset, label

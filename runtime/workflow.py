@@ -7,7 +7,7 @@
     print(model.generate_text("The assert statement"))
 
 ``model.train`` is `wse train` (runtime.train.Trainer) in a run dir (default ``runs/<preset>``; starting again there
-resumes), ``model.fine_tune`` is `wse finetune --from` that run dir into ``<run dir>-ft`` (runtime.finetune), and
+resumes), ``model.fine_tune`` is `wse finetune --from` that run dir into ``<run dir>-ft`` (runtime.train.finetune), and
 ``generate_text`` decodes with the latest weights (model.generate). ``model.evaluate`` gives validation loss and
 perplexity; ``model.plan`` the wafer plan (`wse plan`) for the model.
 
@@ -25,8 +25,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.errors import UserError
 from runtime.config.recipes import SHORT_RUN, SHORT_RUN_STEPS, Recipe
+from runtime.errors import UserError
 
 # The short-run recipe (runtime.config.recipes.SHORT_RUN, measured there) is what ``model.train`` layers under its settings,
 # for as many steps as the demo trains, so that the tutorial's defaults give the demo's model.
@@ -191,7 +191,7 @@ class Model:
         run dir (default ``<latest run dir>-ft``); ``steps`` default: a few epochs (runtime.config.recipes.finetune_recipe).
         ``mesh`` (``{"devices": 8, "axes": {"data": 8}}``) and ``mode`` run this fine-tune on another mesh than the
         model's (the checkpoint restores onto any)."""
-        from runtime import finetune as ft
+        from runtime.train import finetune as ft
 
         if tasks is None:
             tasks = load_task_data()
@@ -218,7 +218,7 @@ class Model:
         """Use the weights of ``run_dir``'s latest checkpoint (a run dir of `wse train`, `wse finetune` or
         `wse convert`, e.g. one another process wrote) for generation, evaluation and the next fine-tune. Raises
         UserError when it holds no checkpoint or a model of another shape than this one's preset."""
-        from runtime import finetune as ft
+        from runtime.train import finetune as ft
 
         source = ft.load_starting_model(run_dir)
         shape = ("vocab_size", "max_seq_len", "n_layers", "d_model", "n_heads", "d_head", "d_ffn", "mup")
@@ -230,7 +230,7 @@ class Model:
 
     def _source(self):
         """The weights to fine-tune: the latest checkpoint (as `wse finetune --from` reads it), else fresh ones."""
-        from runtime import finetune as ft
+        from runtime.train import finetune as ft
 
         if self.checkpoint is not None:
             return ft.load_starting_model(self.checkpoint)
@@ -304,7 +304,7 @@ class Model:
             loss, n = self._task_loss(data, seq_len)
             return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 700.0)), "tokens": n, "data": data.path,
                     "what": "completion tokens of the held-out examples"}
-        from runtime.evaluate import evaluate_tokens
+        from runtime.train.evaluate import evaluate_tokens
 
         if isinstance(data, PretrainData):
             from runtime.data import TokenDataset
@@ -323,7 +323,7 @@ class Model:
     def _task_loss(self, tasks: TaskData, seq_len: int) -> tuple[float, int]:
         from model.tokenizer import get_tokenizer
         from runtime.data import pack, resolve_examples, tokenize
-        from runtime.evaluate import evaluate_examples
+        from runtime.train.evaluate import evaluate_examples
 
         _, train, held = resolve_examples(tasks.path, tasks.val)
         tok = get_tokenizer()

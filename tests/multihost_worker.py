@@ -36,7 +36,7 @@ def run_case(mode: str, axes: dict, mesh, steps: int = STEPS) -> list[float]:
 
     from model import gpt
     from runtime.execution import FAST_COMPILE, build_executor
-    from runtime.optim import build_optimizer
+    from runtime.execution.optim import build_optimizer
 
     cfg = tiny_config()
     ex = build_executor(mode, cfg, mesh, compiler_options=FAST_COMPILE)

@@ -27,8 +27,8 @@ import pytest
 from model import gpt
 from model.config import get_config
 from runtime.execution import FAST_COMPILE as FAST, build_executor
+from runtime.execution.optim import build_optimizer
 from runtime.platform import make_mesh
-from runtime.optim import build_optimizer
 
 TOL = 1e-5
 STEPS = 5

@@ -12,11 +12,11 @@ import pytest
 from model import gpt
 from model.config import get_config
 from runtime import platform as meshlib
-from runtime import sharding as shd
 from runtime.errors import UserError
+from runtime.execution import sharding as shd
 from runtime.execution import FAST_COMPILE as FAST, build_executor
 from runtime.execution import placement as planner
-from runtime.optim import build_optimizer, lr_schedule
+from runtime.execution.optim import build_optimizer, lr_schedule
 from wse.errors import PlanError
 
 CFG = get_config("tiny").replace(n_layers=5, d_model=32, n_heads=4, d_head=8, d_ffn=128, vocab_size=256,

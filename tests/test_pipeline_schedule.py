@@ -19,8 +19,8 @@ from model import gpt
 from model.config import get_config
 from runtime.execution import FAST_COMPILE as FAST, build_executor
 from runtime.execution import pipelined
+from runtime.execution.optim import build_optimizer
 from runtime.platform import make_mesh
-from runtime.optim import build_optimizer
 from wse import schedule as wse_schedule
 
 RTOL, ATOL = 1e-5, 1e-6

@@ -15,8 +15,8 @@ from model import gpt
 from model.config import get_config
 from runtime import platform as meshlib
 from runtime.execution import FAST_COMPILE as FAST, build_executor
+from runtime.execution.optim import build_optimizer
 from runtime.execution.transfers import link_bytes
-from runtime.optim import build_optimizer
 from wse.hostlink import streaming_link_bytes
 
 CFG = get_config("tiny").replace(n_layers=3, d_model=32, n_heads=4, d_head=8, d_ffn=128, vocab_size=256,

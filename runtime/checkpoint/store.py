@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from model.errors import first_line
-from runtime.errors import UserError, disk_full
 from runtime.checkpoint.integrity import tree_checksums, verify_checksums
+from runtime.errors import UserError, disk_full
 
 MODEL_ITEM, PARAMS_ITEM = "model", "params"
 OPT_ITEM, TRAIN_ITEM, INTEGRITY_ITEM = "opt_state", "train_state", "integrity"

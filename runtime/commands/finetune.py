@@ -34,7 +34,7 @@ def run(args) -> dict:
 
     parse_overrides(list(args.overrides))  # a typo in a key costs no JAX start-up
     quiet_libraries()
-    from runtime.finetune import finetune
+    from runtime.train.finetune import finetune
 
     return finetune(args.source, args.data, args.overrides, hf=args.hf, val=args.val, tokenizer=args.tokenizer,
                     allow_pickle=args.allow_pickle)

@@ -36,14 +36,20 @@ Methods
     ex.init_state(params, optimizer)     canonical params -> {"params", "opt_state", "step"}, placed
     ex.make_train_step(optimizer, accum_steps=1) -> step(state, tokens, targets, mask=None) -> (state, metrics)
                                          one jax.jit, explicit in/out shardings, state donated;
-                                         metrics {"loss", "grad_norm", "lr" (with a runtime.optim.Optimizer)};
+                                         metrics {"loss", "grad_norm", "lr" (with an optim.Optimizer)};
                                          grad_norm is before clipping; accumulation = lax.scan over row slices
     ex.export_state(state) / ex.import_state(state, optimizer)   canonical (checkpoint) layout <-> placed state
     ex.compiled_memory(step, state, tokens, targets, mask=None) -> dict of XLA memory_analysis() figures (bytes
                                          per device) plus peak_estimate
 
-``optimizer`` is a runtime.optim.Optimizer (build_optimizer: the Cerebras-GPT AdamW) or any optax transformation.
-The loss is the mean next-token cross-entropy over unmasked positions of the whole batch, whatever the split.
+``optimizer`` is a runtime.execution.optim.Optimizer (build_optimizer: the Cerebras-GPT AdamW) or any optax
+transformation. The loss is the mean next-token cross-entropy over unmasked positions of the whole batch, whatever the
+split.
+
+The files: one per mode (``data.py``, ``pipelined.py``, ``streaming.py``) over the shared step (``base.py``);
+``placement.py``, a run placed on the mesh (mode, stages, microbatches, remat, attention kernel); ``sharding.py``,
+logical axis names -> mesh axes -> a sharding per parameter; ``optim.py``, the Cerebras-GPT AdamW split so that each
+mode applies it where the weights live; ``transfers.py``, the bytes a traced step moves between host and device.
 """
 
 from __future__ import annotations

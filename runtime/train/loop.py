@@ -24,8 +24,8 @@ import time
 from typing import Callable
 
 from runtime.config import RunConfig, load_config
-from runtime.errors import TrainingStopped, UserError
 from runtime.config.recipes import Recipe, resolve, run_dir_of
+from runtime.errors import TrainingStopped, UserError
 from runtime.train import observers as obs
 from runtime.train.faults import RunDirLock, StopSignals, signal_name
 from runtime.train.rundir import open_run, write_config

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.config import RunConfig, flatten, resume_conflicts
-from runtime.errors import UserError
 from runtime.config.recipes import Recipe, resolve
+from runtime.errors import UserError
 from runtime.train.faults import LOCK_FILE
 from runtime.train.observers import LOSS_PLOT, METRICS_FILE, TENSORBOARD_DIR, WANDB_DIR
 

@@ -55,7 +55,7 @@ def as_optimizer(optimizer) -> Optimizer:
         return optimizer
     if isinstance(optimizer, optax.GradientTransformation):
         return Optimizer(tx=optimizer, clip_norm=None, schedule=None, elementwise=False)
-    raise TypeError(f"expected runtime.optim.Optimizer or an optax.GradientTransformation, got {type(optimizer).__name__}")
+    raise TypeError(f"expected runtime.execution.optim.Optimizer or an optax.GradientTransformation, got {type(optimizer).__name__}")
 
 
 def lr_schedule(peak: float, total_steps: int, warmup_steps: int = 0, decay: str = "linear",

@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.config.recipes import Recipe, finetune_recipe
 from runtime.data import BUILTIN, Packed, pack, resolve_examples, tokenize
 from runtime.errors import UserError
-from runtime.config.recipes import Recipe, finetune_recipe
 from runtime.train.rundir import check_not_source, saved_config
 
 
@@ -96,7 +96,8 @@ class FineTuneJob:
         return Path(self.recipe.values.get("train.run_dir") or self.requested.train.run_dir)
 
     def trainer(self, **kwargs):
-        from runtime.train import ExampleData, Trainer
+        from runtime.train.loop import Trainer
+        from runtime.train.sources import ExampleData
 
         return Trainer(self.requested, recipe=self.recipe, data=ExampleData(self.train, self.val),
                        init_params=self.source.params, **kwargs)
