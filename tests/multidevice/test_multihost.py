@@ -16,10 +16,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-import multihost_worker as check  # tests/multihost_worker.py: the worker both halves run
 from runtime.platform import make_mesh
+from tests.multidevice import multihost_worker as check  # the worker both halves run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:

@@ -1,10 +1,10 @@
 """A few training steps of a tiny GPT, runnable as one process or as one of several processes forming one mesh.
 
-tests/test_multihost.py runs it as 2 processes x 4 CPU devices on 127.0.0.1 and compares the losses with one
+tests/multidevice/test_multihost.py runs it as 2 processes x 4 CPU devices on 127.0.0.1 and compares the losses with one
 process x 8 devices: the same mesh shape over the same number of devices must give the same numbers, whether or not
 a process boundary cuts through it.
 
-    python tests/multihost_worker.py --process-id 0 --num-processes 2 --coordinator 127.0.0.1:PORT \
+    python tests/multidevice/multihost_worker.py --process-id 0 --num-processes 2 --coordinator 127.0.0.1:PORT \
         --devices 8 --out losses.json
 """
 

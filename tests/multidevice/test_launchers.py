@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from runtime import platform as meshlib
-from test_train import overrides, world  # noqa: F401 - the micro model and its dataset (a module fixture)
+from tests.multidevice.test_train import overrides, world  # noqa: F401 - the micro model and its dataset (a module fixture)
 
 LAUNCHER_VARS = ("SLURM_", "OMPI_", "JAX_COORDINATOR", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "KUBERNETES_")
 

@@ -24,7 +24,7 @@ from runtime.cli import main
 from runtime.config import load_config
 from runtime.platform import cache_enabled, compile_cache_dir, use_compile_cache
 from runtime.train import METRICS_FILE, TENSORBOARD_DIR, Trainer, read_metrics, reporting_observers
-from test_train import overrides, world  # noqa: F401 - the micro model and its dataset (a module fixture)
+from tests.multidevice.test_train import overrides, world  # noqa: F401 - the micro model and its dataset (a module fixture)
 
 ONE_DEVICE = ("execution.mode=data", "mesh.devices=1")
 STEPS = 6
