@@ -42,8 +42,8 @@ class Config:
         from model.config import get_config
         from runtime.execution import build_executor
         from runtime.execution.base import memory_figures
-        from runtime.mesh import make_mesh
-        from runtime.optim import build_optimizer
+        from runtime.execution.optim import build_optimizer
+        from runtime.platform import make_mesh
 
         cfg = get_config(preset)
         self.preset, self.label = preset, label
@@ -94,7 +94,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--only", nargs="*", default=None, help="config labels to run (default: all)")
     args = parser.parse_args(argv)
 
-    from runtime.mesh import build_mesh
+    from runtime.platform import build_mesh
 
     build_mesh(args.platform, args.devices, {})  # sets the emulated device count before JAX starts
     rows = []

@@ -62,7 +62,7 @@ def measured_scaling(model: str, counts, *, platform: str, dtype: str, remat: st
     runs are compiled first and then stepped round by round (one step each per round), so load that drifts over the
     minutes of the study hits every count alike."""
     from benchmarks.training import TrainingRun
-    from runtime.mesh import build_mesh
+    from runtime.platform import build_mesh
 
     log = log or (lambda line: None)
     runs, rows = {}, {}

@@ -5,7 +5,8 @@ grid); then the training rows, each model's modes and its PyTorch baseline inter
 once more (the better reading of the two is kept, and MFU and the predictions are computed against it); generation;
 planner speed; and optionally the scaling study. A row that fails (a mode that cannot run a preset on this mesh,
 memory) is kept with its ``error`` so the report says what is missing instead of silently dropping it. The training
-rows and the baseline joined to them are training_rows.py's; this module sizes, sequences and collects.
+rows and the baseline joined to them are training_rows.py's; the sizes are sizes.py's (``QUICK``, ``FULL``); this module applies the command
+line's overrides to them, sequences and collects.
 
 Devices. On CPU the default mesh has one emulated device per host core (``cpu_default_devices``), on an accelerator
 every device; each mode's axes come from ``training.mode_axes``.
@@ -14,12 +15,6 @@ GPU baseline. On a GPU the PyTorch baseline (eager and torch.compile, baseline_t
 *before* JAX starts: JAX preallocates 75% of the device memory on its first use and keeps it until its process ends,
 so a baseline measured afterwards would get the remaining quarter (the 1.3B shape at batch 8 x 2048 needs about
 60 GB in eager PyTorch). Its rows are joined to our data-mode rows after those have run.
-
-Sizes. ``full`` is what the closing note quotes; ``quick`` is sized to finish in under 3 minutes on 2 CPU cores:
-batch 8 x 128 tokens, 2 timed steps, the ``tiny`` and ``small`` presets only (``111M`` is skipped: one of its
-training steps alone takes tens of seconds on 2 cores, and its compile another ten per mode), generation on ``small``
-with 32 new tokens. On an accelerator the same sizes apply unless ``--models``/``--batch-size``/``--seq-len`` say
-otherwise.
 """
 
 from __future__ import annotations
@@ -28,38 +23,15 @@ import os
 import platform as _platform
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 
+from benchmarks.sizes import FULL, QUICK, Sizes
 from benchmarks.training_rows import gpu_baseline_rows, predict_row, training_rows
 from model.errors import describe_error
 
 MODES = ("data", "pipelined", "streaming")
 SCALING_DEVICES = (1, 2, 4, 8)
-
-
-@dataclass
-class Sizes:
-    models: tuple[str, ...]
-    batch_size: dict[str, int]
-    seq_len: dict[str, int]
-    steps: int
-    warmup: int
-    gen_model: str
-    gen_prompt: int
-    gen_new_tokens: int
-    gen_repeats: int
-    scaling_model: str = "small"
-    scaling_batch: int = 16
-    scaling_seq: int = 128
-
-
-QUICK = Sizes(models=("tiny", "small"), batch_size={"tiny": 8, "small": 8}, seq_len={"tiny": 128, "small": 128},
-              steps=2, warmup=1, gen_model="small", gen_prompt=16, gen_new_tokens=32, gen_repeats=1,
-              scaling_batch=8)
-FULL = Sizes(models=("tiny", "small", "111M"), batch_size={"tiny": 16, "small": 16, "111M": 8},
-             seq_len={"tiny": 128, "small": 128, "111M": 256}, steps=3, warmup=1, gen_model="111M", gen_prompt=32,
-             gen_new_tokens=64, gen_repeats=2)
 
 
 def environment(platform: str, n_devices: int) -> dict:
@@ -315,7 +287,7 @@ def cpu_default_devices() -> int:
 def _setup_devices(platform: str, devices: int | None) -> tuple[int, str]:
     """Emulated CPU devices must be set before JAX starts; then pick the platform (auto: the accelerator if any)."""
     from runtime.errors import UserError
-    from runtime.mesh import backend_initialized, ensure_cpu_devices
+    from runtime.platform import backend_initialized, ensure_cpu_devices
 
     want = max(devices or 1, max(SCALING_DEVICES))
     if not backend_initialized():

@@ -72,8 +72,8 @@ class TrainingRun:
         from model import gpt
         from model.config import get_config
         from runtime.execution import build_executor
-        from runtime.mesh import mesh_shape
-        from runtime.optim import build_optimizer
+        from runtime.execution.optim import build_optimizer
+        from runtime.platform import mesh_shape
 
         cfg = self.cfg = get_config(model)
         seq_len = min(seq_len, cfg.max_seq_len)

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import os
 import traceback
-from typing import TYPE_CHECKING
 
+from benchmarks.sizes import Sizes
 from model.errors import describe_error
-
-if TYPE_CHECKING:
-    from benchmarks.suite import Sizes
 
 # Bytes one training run of a model holds, for deciding whether a model's runs fit in memory at once: 24 per parameter
 # (float32 weights, gradients, two Adam moments, and one more copy for the host side of streaming or the baseline's
@@ -91,7 +88,7 @@ class ModelRuns:
         from benchmarks.baseline_torch import TorchRun
         from benchmarks.training import TrainingRun, mode_axes
         from runtime.execution.placement import device_memory_bytes
-        from runtime.mesh import build_mesh
+        from runtime.platform import build_mesh
 
         if name == "torch":
             return TorchRun(self.cfg, batch_size=self.batch, seq_len=self.seq_len)

@@ -77,9 +77,9 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
 
 
 def main(argv: list[str] | None = None) -> int:
-    from runtime.allocator import keep_freed_memory
+    from runtime.platform import keep_freed_memory
 
-    keep_freed_memory()  # before any command starts JAX's CPU backend (runtime/allocator.py says why)
+    keep_freed_memory()  # before any command starts JAX's CPU backend (runtime/platform/allocator.py says why)
     parser, modules = build_parser()
     args = parse(parser, argv)
     if not args.command:

@@ -7,11 +7,11 @@
     print(model.generate_text("The assert statement"))
 
 ``model.train`` is `wse train` (runtime.train.Trainer) in a run dir (default ``runs/<preset>``; starting again there
-resumes), ``model.fine_tune`` is `wse finetune --from` that run dir into ``<run dir>-ft`` (runtime.finetune), and
+resumes), ``model.fine_tune`` is `wse finetune --from` that run dir into ``<run dir>-ft`` (runtime.train.finetune), and
 ``generate_text`` decodes with the latest weights (model.generate). ``model.evaluate`` gives validation loss and
 perplexity; ``model.plan`` the wafer plan (`wse plan`) for the model.
 
-Short-run defaults (runtime.recipes.SHORT_RUN, the "tutorial short run" recipe): the tiny preset's own recipe
+Short-run defaults (runtime.config.recipes.SHORT_RUN, the "tutorial short run" recipe): the tiny preset's own recipe
 (batch 16 x 256 tokens, peak LR 1e-3) is a full-scale recipe; on two CPU cores the tutorial instead trains
 ``TUTORIAL_TRAIN_STEPS`` steps of 8 x 128-token batches at a higher peak LR (a couple of minutes with the
 fine-tuning), then fine-tunes with the fine-tuning recipe's defaults (a tenth of that LR, three epochs of the task set). That shows the workflow, not a good model: see
@@ -25,10 +25,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.config.recipes import SHORT_RUN, SHORT_RUN_STEPS, Recipe
 from runtime.errors import UserError
-from runtime.recipes import SHORT_RUN, SHORT_RUN_STEPS, Recipe
 
-# The short-run recipe (runtime.recipes.SHORT_RUN, measured there) is what ``model.train`` layers under its settings,
+# The short-run recipe (runtime.config.recipes.SHORT_RUN, measured there) is what ``model.train`` layers under its settings,
 # for as many steps as the demo trains, so that the tutorial's defaults give the demo's model.
 TUTORIAL_TRAIN_STEPS = SHORT_RUN_STEPS
 # Evaluation and generation defaults. Text is sampled (top-k and top-p, fixed seed: reproducible) unless
@@ -151,7 +151,7 @@ class Model:
         return {**recipe, "seq_len": min(recipe["seq_len"], self.config.max_seq_len)}
 
     def short_run_recipe(self) -> Recipe:
-        """The "tutorial short run" recipe (runtime.recipes.SHORT_RUN) for this model: settings under the user's."""
+        """The "tutorial short run" recipe (runtime.config.recipes.SHORT_RUN) for this model: settings under the user's."""
         return Recipe.train("tutorial short run", **self._short(SHORT_RUN))
 
     def _kwargs(self) -> dict:
@@ -162,7 +162,7 @@ class Model:
               run_dir: str | os.PathLike | None = None, recipe: Recipe | None = None, **settings) -> dict:
         """Pre-train on ``data`` (default: the built-in corpus) for ``steps`` steps in ``run_dir`` (default: the
         model's), resuming from that run dir's latest checkpoint; ``settings`` are ``train.`` keys (lr=, seq_len= ...);
-        ``recipe``: a job's settings layered over the short-run recipe and under ``settings`` (runtime.recipes).
+        ``recipe``: a job's settings layered over the short-run recipe and under ``settings`` (runtime.config.recipes).
         Returns the `wse train --json` result."""
         from runtime.config import from_dict
         from runtime.train import Trainer
@@ -188,10 +188,10 @@ class Model:
                   run_dir: str | os.PathLike | None = None, mesh: dict | None = None, mode: str | None = None,
                   **settings) -> dict:
         """Fine-tune on ``tasks`` (default: the built-in task set), starting from the latest checkpoint, into a new
-        run dir (default ``<latest run dir>-ft``); ``steps`` default: a few epochs (runtime.recipes.finetune_recipe).
+        run dir (default ``<latest run dir>-ft``); ``steps`` default: a few epochs (runtime.config.recipes.finetune_recipe).
         ``mesh`` (``{"devices": 8, "axes": {"data": 8}}``) and ``mode`` run this fine-tune on another mesh than the
         model's (the checkpoint restores onto any)."""
-        from runtime import finetune as ft
+        from runtime.train import finetune as ft
 
         if tasks is None:
             tasks = load_task_data()
@@ -218,7 +218,7 @@ class Model:
         """Use the weights of ``run_dir``'s latest checkpoint (a run dir of `wse train`, `wse finetune` or
         `wse convert`, e.g. one another process wrote) for generation, evaluation and the next fine-tune. Raises
         UserError when it holds no checkpoint or a model of another shape than this one's preset."""
-        from runtime import finetune as ft
+        from runtime.train import finetune as ft
 
         source = ft.load_starting_model(run_dir)
         shape = ("vocab_size", "max_seq_len", "n_layers", "d_model", "n_heads", "d_head", "d_ffn", "mup")
@@ -230,7 +230,7 @@ class Model:
 
     def _source(self):
         """The weights to fine-tune: the latest checkpoint (as `wse finetune --from` reads it), else fresh ones."""
-        from runtime import finetune as ft
+        from runtime.train import finetune as ft
 
         if self.checkpoint is not None:
             return ft.load_starting_model(self.checkpoint)
@@ -304,7 +304,7 @@ class Model:
             loss, n = self._task_loss(data, seq_len)
             return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 700.0)), "tokens": n, "data": data.path,
                     "what": "completion tokens of the held-out examples"}
-        from runtime.evaluate import evaluate_tokens
+        from runtime.train.evaluate import evaluate_tokens
 
         if isinstance(data, PretrainData):
             from runtime.data import TokenDataset
@@ -323,7 +323,7 @@ class Model:
     def _task_loss(self, tasks: TaskData, seq_len: int) -> tuple[float, int]:
         from model.tokenizer import get_tokenizer
         from runtime.data import pack, resolve_examples, tokenize
-        from runtime.evaluate import evaluate_examples
+        from runtime.train.evaluate import evaluate_examples
 
         _, train, held = resolve_examples(tasks.path, tasks.val)
         tok = get_tokenizer()

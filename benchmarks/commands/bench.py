@@ -61,7 +61,7 @@ def _profile_row(text: str | None, models: list[str] | None, modes: list[str], q
     (UserError, one line, otherwise); None without the flag."""
     if not text:
         return None
-    from benchmarks.suite import FULL, QUICK
+    from benchmarks.sizes import FULL, QUICK
     from runtime.errors import UserError
 
     model, sep, mode = text.rpartition(":")

@@ -31,7 +31,7 @@ SYSTEM = "cs2"
 # The model: the `demo` preset (model.config), the width that learns the most per CPU-second on 2 cores (its table
 # is there); `tiny`, the tutorial's default, is a third wider and 1.5x slower a step for the same loss.
 PRESET = "demo"
-# Pre-training: the short-run recipe (runtime.recipes.SHORT_RUN: 128-token windows, peak LR 2e-3, linear decay) in
+# Pre-training: the short-run recipe (runtime.config.recipes.SHORT_RUN: 128-token windows, peak LR 2e-3, linear decay) in
 # batches of BATCH_SIZE sequences for STEPS steps (512K tokens, 0.8 epochs of the corpus). Measured for the demo
 # preset on the 2-core Xeon, one device, validation loss over the whole held-out split (2026-11-30): 1,000 x 4 at LR
 # 2e-3 5.412 (189 s); at 3e-3 5.405 (seed 0; 176 s alone, 3,045 tokens/s) and 5.463 (seed 1), but its samples hold
@@ -110,7 +110,7 @@ def run(args) -> dict:
 
     from runtime.commands.shared import quiet_libraries
     from runtime.errors import UserError
-    from runtime.mesh import ensure_cpu_devices
+    from runtime.platform import ensure_cpu_devices
     from runtime.workflow import initialize_model
 
     t0 = time.perf_counter()
@@ -140,7 +140,7 @@ def run(args) -> dict:
 def demo_recipe(steps: int):
     """The demo's settings over the tutorial's short-run recipe: an evaluation over the whole held-out split and a
     checkpoint at the middle and the end (short runs: one of each)."""
-    from runtime.recipes import Recipe
+    from runtime.config.recipes import Recipe
 
     half = steps // 2 if steps >= 20 else steps
     return Recipe.train("demo", batch_size=BATCH_SIZE, eval_every=half, eval_batches=EVAL_BATCHES, checkpoint_every=half)
@@ -187,7 +187,7 @@ def _pretrain(model, data, steps: int, unigram: float, say) -> dict:
     """3. Pre-training on the emulated mesh; the `wse train` result plus ``train_s``."""
     import time
 
-    from runtime.recipes import SHORT_RUN
+    from runtime.config.recipes import SHORT_RUN
 
     say.rule("[bold]3. training")
     say.print(f"one CPU device (the fastest on 2 cores), {MODE} mode; "

@@ -1,4 +1,4 @@
-"""`wse eval`: mean next-token cross-entropy and perplexity of a model on a text file (definition: runtime/evaluate.py)."""
+"""`wse eval`: mean next-token cross-entropy and perplexity of a model on a text file (definition: runtime/train/evaluate.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def run(args) -> dict:
 
     from runtime.commands.shared import compute_dtype, load_model_from_args, load_tokenizer
     from runtime.errors import UserError
-    from runtime.evaluate import evaluate_tokens
+    from runtime.train.evaluate import evaluate_tokens
 
     path = Path(args.text)
     if not path.is_file():

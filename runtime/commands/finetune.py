@@ -2,7 +2,7 @@
 
 JSONL lines are ``{"prompt", "completion"}`` (loss on the completion only) or ``{"text"}``; ``builtin`` is the task
 set derived from the python-docs corpus. Writes a new run dir (default ``<source>-ft``) with the same layout as
-`wse train`, and resumes there if it already holds this fine-tuning run. Defaults: runtime.recipes.finetune_recipe.
+`wse train`, and resumes there if it already holds this fine-tuning run. Defaults: runtime.config.recipes.finetune_recipe.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def run(args) -> dict:
 
     parse_overrides(list(args.overrides))  # a typo in a key costs no JAX start-up
     quiet_libraries()
-    from runtime.finetune import finetune
+    from runtime.train.finetune import finetune
 
     return finetune(args.source, args.data, args.overrides, hf=args.hf, val=args.val, tokenizer=args.tokenizer,
                     allow_pickle=args.allow_pickle)

@@ -5,7 +5,7 @@
                         fsdp=False, batch_size=None, seq_len=None, compiler_options=None, schedule="1f1b")
 
 ``mode``: ``data`` | ``pipelined`` | ``streaming`` | ``auto`` (stage axis > 1 -> pipelined; training state too big for
-a device -> streaming; else data). ``mesh`` comes from runtime.mesh.build_mesh / make_mesh (axes data, stage, model).
+a device -> streaming; else data). ``mesh`` comes from runtime.platform.build_mesh / make_mesh (axes data, stage, model).
 ``batch_size`` (optional, per accumulation step) lets the plan fix the pipeline's microbatch count and the remat
 decision up front; otherwise they are fixed from the first batch seen (and written into ``ex.plan``). ``seq_len``
 refines the stage-balancing costs and the activation estimate. ``remat``: "auto" (default) takes the cheapest remat
@@ -36,14 +36,20 @@ Methods
     ex.init_state(params, optimizer)     canonical params -> {"params", "opt_state", "step"}, placed
     ex.make_train_step(optimizer, accum_steps=1) -> step(state, tokens, targets, mask=None) -> (state, metrics)
                                          one jax.jit, explicit in/out shardings, state donated;
-                                         metrics {"loss", "grad_norm", "lr" (with a runtime.optim.Optimizer)};
+                                         metrics {"loss", "grad_norm", "lr" (with an optim.Optimizer)};
                                          grad_norm is before clipping; accumulation = lax.scan over row slices
     ex.export_state(state) / ex.import_state(state, optimizer)   canonical (checkpoint) layout <-> placed state
     ex.compiled_memory(step, state, tokens, targets, mask=None) -> dict of XLA memory_analysis() figures (bytes
                                          per device) plus peak_estimate
 
-``optimizer`` is a runtime.optim.Optimizer (build_optimizer: the Cerebras-GPT AdamW) or any optax transformation.
-The loss is the mean next-token cross-entropy over unmasked positions of the whole batch, whatever the split.
+``optimizer`` is a runtime.execution.optim.Optimizer (build_optimizer: the Cerebras-GPT AdamW) or any optax
+transformation. The loss is the mean next-token cross-entropy over unmasked positions of the whole batch, whatever the
+split.
+
+The files: one per mode (``data.py``, ``pipelined.py``, ``streaming.py``) over the shared step (``base.py``);
+``placement.py``, a run placed on the mesh (mode, stages, microbatches, remat, attention kernel); ``sharding.py``,
+logical axis names -> mesh axes -> a sharding per parameter; ``optim.py``, the Cerebras-GPT AdamW split so that each
+mode applies it where the weights live; ``transfers.py``, the bytes a traced step moves between host and device.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ import jax.numpy as jnp
 
 from runtime.execution.base import Executor, TrainStep
 from runtime.execution.placement import MODES, device_memory_bytes, make_placement
-from runtime.mesh import mesh_shape
+from runtime.platform import mesh_shape
 
 __all__ = ["FAST_COMPILE", "MODES", "Executor", "TrainStep", "build_executor"]
 

@@ -24,10 +24,10 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from model import gpt
 from model.config import GPTConfig
-from runtime import sharding as shd
 from runtime.errors import UserError
-from runtime.mesh import mesh_shape
-from runtime.optim import Optimizer, as_optimizer, clip_fn
+from runtime.execution import sharding as shd
+from runtime.execution.optim import Optimizer, as_optimizer, clip_fn
+from runtime.platform import mesh_shape
 
 Params = dict[str, Any]
 REST = ("wte", "wpe", "ln_f")  # the parameters outside the layer stack

@@ -39,9 +39,9 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from model import gpt
-from runtime import sharding as shd
+from runtime.execution import sharding as shd
 from runtime.execution.base import REST, Executor, in_blocks
-from runtime.optim import clip_fn
+from runtime.execution.optim import clip_fn
 
 
 def _drop_layer_axis(sharding: NamedSharding, memory_kind) -> NamedSharding:
@@ -277,7 +277,7 @@ class StreamingExecutor(Executor):
 
     def _update_on_device(self, opt, grads, opt_state, params, grad_fn):
         """AdamW where the weights live: the non-block parameters in one piece, then the blocks layer by layer.
-        Exact because ``opt.tx`` is elementwise and its masks/labels follow the sub-tree (runtime/optim.py)."""
+        Exact because ``opt.tx`` is elementwise and its masks/labels follow the sub-tree (runtime/execution/optim.py)."""
         if not opt.elementwise:
             # An arbitrary optax transformation may couple leaves: apply it to the whole tree (not streamed).
             updates, state = opt.tx.update(jax.tree.map(grad_fn, grads), opt_state, params)

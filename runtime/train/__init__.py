@@ -6,7 +6,9 @@
 - ``state``: what a run compiles, and the checkpointed state (save, restore onto any mesh and mode);
 - ``observers``: the metrics log, progress lines, evaluation, the loss plot: one class per sink;
 - ``sinks``, ``profiling``: TensorBoard and W&B, and the profile window (the run config's ``observe`` section);
-- ``throughput``: the peak FLOP/s that MFU is measured against.
+- ``throughput``: the peak FLOP/s that MFU is measured against;
+- ``finetune``: fine-tuning, a recipe and a source of packed examples over the same Trainer (`wse finetune`);
+- ``evaluate``: held-out loss and perplexity of a token stream or of examples (`wse eval`, the tutorial).
 """
 
 from runtime.train.loop import Trainer, place, train

@@ -4,7 +4,7 @@
 
 1. builds the mesh (before anything else touches JAX: emulated devices, jax.distributed);
 2. opens the run dir (runtime.train.rundir): fresh, resumed, or refused before anything is written; the config is
-   resolved there once (runtime.recipes) and the loop never changes it;
+   resolved there once (runtime.config.recipes) and the loop never changes it;
 3. compiles the executor, optimizer and step (runtime.train.state), restores the latest checkpoint or starts fresh;
 4. steps: one jitted, donated step per global batch (global batch ``k`` feeds step ``k + 1``: the data position is
    the step), the next batch read and placed while the devices run this one, a guard on non-finite loss,
@@ -12,7 +12,7 @@
 5. reports through observers (runtime.train.observers): the metrics log, progress lines, evaluation, the loss plot,
    and what the run's ``observe`` section switches on (TensorBoard, W&B, a profile window: runtime.train.sinks).
 
-JAX's persistent compilation cache is set up before anything compiles (runtime.compile_cache).
+JAX's persistent compilation cache is set up before anything compiles (runtime.platform.compile_cache).
 
 Throughput is tokens/s and MFU = 6N x tokens/s / peak, with the peak's source (runtime.train.throughput).
 """
@@ -24,8 +24,8 @@ import time
 from typing import Callable
 
 from runtime.config import RunConfig, load_config
+from runtime.config.recipes import Recipe, resolve, run_dir_of
 from runtime.errors import TrainingStopped, UserError
-from runtime.recipes import Recipe, resolve, run_dir_of
 from runtime.train import observers as obs
 from runtime.train.faults import RunDirLock, StopSignals, signal_name
 from runtime.train.rundir import open_run, write_config
@@ -39,7 +39,7 @@ class Trainer:
     """One training run. ``Trainer(run_config).run()`` -> the result dict `wse train --json` prints.
 
     ``run_config``: the requested (unresolved) config: settings it leaves unset come from ``recipe`` (a job's
-    settings, runtime.recipes), the run dir's checkpoint, the preset; ``data``: where batches come from (default:
+    settings, runtime.config.recipes), the run dir's checkpoint, the preset; ``data``: where batches come from (default:
     ``run.data`` as a token dataset, runtime.train.sources.PretrainingData; fine-tuning gives ExampleData);
     ``init_params``: canonical parameters to start a fresh run from (a resumed run ignores them); ``observers``: more
     sinks for the loop's reports (runtime.train.observers.Observer); ``console``/``progress``: where progress goes
@@ -72,8 +72,7 @@ class Trainer:
         import jax
 
         from runtime.checkpoint import RunCheckpoints
-        from runtime.compile_cache import use_compile_cache
-        from runtime.mesh import build_run_mesh
+        from runtime.platform import build_run_mesh, use_compile_cache
 
         use_compile_cache(self.run_config.execution.compile_cache)  # before anything compiles
         mesh = build_run_mesh(self.requested)  # first: emulated devices and jax.distributed precede any JAX use

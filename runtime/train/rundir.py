@@ -6,8 +6,8 @@ profiles) and ``wandb/`` when the run's ``observe`` section asks for them. Openi
 - no checkpoint: the directory must be new, empty, or one of ours (a run killed before its first checkpoint);
   anything else is somebody's data and is refused, as is a file or a bare model checkpoint;
 - a checkpoint: it must be of the same model, and the run resolves with the checkpoint's config as its
-  ``checkpoint`` layer (runtime.recipes); a setting the user gave that differs from what the run was trained with
-  (``runtime.config.RESUME_FIXED``) is refused, naming the setting;
+  ``checkpoint`` layer (runtime.config.recipes); a setting the user gave that differs from what the run was trained with
+  (``runtime.config.recipes.RESUME_FIXED``) is refused, naming the setting;
 - fine-tuning also never writes into, inside or around its source (``check_not_source``).
 
 Refusals are one-line UserErrors; nothing in the run dir has been touched when they are raised.
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.config import RunConfig, flatten, resume_conflicts
+from runtime.config.recipes import Recipe, resolve
 from runtime.errors import UserError
-from runtime.recipes import Recipe, resolve
 from runtime.train.faults import LOCK_FILE
 from runtime.train.observers import LOSS_PLOT, METRICS_FILE, TENSORBOARD_DIR, WANDB_DIR
 

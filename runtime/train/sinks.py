@@ -11,7 +11,7 @@ records after each evaluation) and write the same figures under the same names:
 - ``eval/val_loss``, ``eval/val_perplexity``: mean validation loss in nats per token, and exp of it.
 
 The x axis is the step (1-based, as in ``metrics.jsonl``) and each point carries the record's wall time. Only process
-0 of a multi-process run writes. ``observe.tensorboard`` and ``observe.wandb`` switch them (runtime.observe).
+0 of a multi-process run writes. ``observe.tensorboard`` and ``observe.wandb`` switch them (runtime.config.observe).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class WandB(Observer):
     """A Weights & Biases run (``observe.wandb`` online or offline) in project ``observe.wandb_project``, named after
     the run dir, its files in ``<run dir>/wandb/``, with the resolved run config as its config. A resumed run goes on
     in the same W&B run (its id is kept in ``<run dir>/wandb/run-id``). Needs the ``wandb`` package (checked when
-    the config is resolved: runtime.observe.check_observe)."""
+    the config is resolved: runtime.config.observe.check_observe)."""
 
     def __init__(self, mode: str, project: str):
         self.mode, self.project, self.run = mode, project, None

@@ -18,7 +18,7 @@ class Compiled:
         import jax
 
         from runtime.execution import build_executor
-        from runtime.optim import build_optimizer
+        from runtime.execution.optim import build_optimizer
 
         x, t = run.execution, run.train
         self.executor = build_executor(x.mode, gpt, mesh, microbatches=x.microbatches, dtype=jax.numpy.dtype(t.dtype),
