@@ -22,3 +22,8 @@ class ModelConfigError(ValueError):
 
     Defined here, beside the error helpers, so that readers of model files (model/modelzoo.py, model/hf.py) and the
     config schema (model/config.py) share it without importing one another."""
+
+
+class HFFormatError(ModelConfigError):
+    """A HuggingFace directory or config that cannot be imported or exported as asked (missing file, a field or
+    tensor our model cannot represent), named in one line."""
