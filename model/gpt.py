@@ -29,8 +29,8 @@ from model.config import GPTConfig
 from model.layers import apply_rope, gelu, gelu_tanh, layer_norm, mlp, norm, rms_norm, rope_angles, silu
 from model.loss import (LOSS_CHUNK_TOKENS, cross_entropy, head_nll_sum, head_weight, linear_cross_entropy,
                         linear_cross_entropy_with_bias, nll)
-from model.params import (check_params, init_params, initial_params, logical_axes, param_labels, param_shapes,
-                          path_names, weight_decay_mask)
+from model.params import (check_params, init_params, initial_params, logical_axes, outside_blocks, param_labels,
+                          param_shapes, path_names, weight_decay_mask)
 
 Params = dict[str, Any]
 
@@ -40,7 +40,7 @@ __all__ = [
     "cached_attention", "causal_attention", "check_params", "cross_entropy", "embed", "forward", "forward_cached",
     "gelu", "gelu_tanh", "head", "head_nll_sum", "head_weight", "init_kv_cache", "init_params", "initial_params",
     "layer_norm", "linear_cross_entropy", "linear_cross_entropy_with_bias", "logical_axes", "loss_fn", "loss_sum",
-    "mlp", "nll", "norm", "param_labels", "param_shapes", "path_names", "remat_policy", "rematerialised",
+    "mlp", "nll", "norm", "outside_blocks", "param_labels", "param_shapes", "path_names", "remat_policy", "rematerialised",
     "rms_norm", "rope_angles", "run_blocks", "silu", "unembed", "weight_decay_mask", "xla_causal_attention",
 ]
 

@@ -108,6 +108,12 @@ def param_shapes(cfg: GPTConfig) -> Params:
     return jax.tree.map(lambda e: e[1], _layout(cfg), is_leaf=_is_entry)
 
 
+def outside_blocks(cfg: GPTConfig) -> tuple[str, ...]:
+    """The top-level parameters outside the layer stack, in layout order: ``wte``, ``wpe`` (learned positions),
+    ``ln_f``, ``lm_head`` (an untied head or a logit bias). What an execution mode keeps beside the blocks."""
+    return tuple(k for k in _layout(cfg) if k != "blocks")
+
+
 def path_names(path) -> tuple[str, ...]:
     """A pytree path (jax.tree_util keys: dict keys, attribute names, sequence indices) as strings, e.g.
     ``("blocks", "attn", "c_attn", "kernel")``: the one spelling of a parameter's or optimizer leaf's name."""

@@ -206,6 +206,12 @@ def test_labels_decay_mask_and_axes_of_the_new_tensors():
     assert not gpt.weight_decay_mask(q)["blocks"]["attn"]["q_norm"]["scale"]
 
 
+def test_outside_blocks_names_the_top_level_tensors():
+    assert gpt.outside_blocks(get_config("tiny")) == ("wte", "wpe", "ln_f")
+    assert gpt.outside_blocks(get_config("llama-tiny")) == ("wte", "ln_f")
+    assert gpt.outside_blocks(get_config("gptj-tiny")) == ("wte", "ln_f", "lm_head")
+
+
 def test_init_gives_unit_norms_zero_biases_and_scaled_output_projections():
     cfg = get_config("gptj-tiny", n_layers=4)
     p = gpt.initial_params(cfg, 0)
