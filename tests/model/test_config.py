@@ -52,7 +52,7 @@ def test_model_file_yaml_and_json(tmp_path):
     "text, needle",
     [
         ("preset: tiny\nn_layer: 3\n", "unknown field 'n_layer' (did you mean 'n_layers'?)"),
-        ("preset: tiny\nn_heads: 3\n", "n_heads * d_head must equal d_model"),
+        ("preset: tiny\nn_kv_heads: 3\n", "n_kv_heads (3) must divide n_heads (4)"),
         ("preset: tiny\nd_model: -1\n", "d_model"),
         ("n_layers: 2\n", "missing field 'd_model'"),
         ("preset: huge\n", "unknown model 'huge'"),

@@ -122,10 +122,10 @@ def _edit(tree, path, value):
 
 MODEL = ("trainer", "init", "model")
 REFUSED = [
-    (MODEL + ("position_embedding_type",), "rotary"),
-    (MODEL + ("use_bias_in_output",), True),
+    (MODEL + ("position_embedding_type",), "alibi"),
+    (MODEL + ("attention_sliding_window_length",), 1024),
     (MODEL + ("nonlinearity",), "relu"),
-    (MODEL + ("share_embedding_weights",), False),
+    (MODEL + ("pos_scaling_type",), "yarn"),
     (MODEL + ("dropout_rate",), 0.1),
     (MODEL + ("num_heads",), 7),
     (MODEL + ("scale_qk_dot_by_d",), True),
