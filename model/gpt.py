@@ -215,10 +215,18 @@ def embed(cfg: GPTConfig, params: Params, tokens: jax.Array, positions: jax.Arra
     """Token plus position embeddings -> [B, T, d] (x mup_embedding_multiplier under muP)."""
     if positions is None:
         positions = jnp.arange(tokens.shape[-1])[None, :]
-    x = jnp.take(params["wte"], tokens, axis=0) + jnp.take(params["wpe"], positions, axis=0)
+    x = token_embedding(params, tokens) + jnp.take(params["wpe"], positions, axis=0)
     if cfg.mup:
         x = x * cfg.mup_embedding_multiplier
     return x.astype(dtype)
+
+
+def token_embedding(params: Params, tokens: jax.Array) -> jax.Array:
+    """The rows of the token embedding for ``tokens`` [...] -> [..., d]: from ``wte`` [V, d], or from ``wte_t``
+    [d, V] (vocabulary-minor: model/generate.py's decode layout on CPU, see unembed) by column."""
+    if "wte_t" in params:
+        return jnp.moveaxis(jnp.take(params["wte_t"], tokens, axis=1), 0, -1)
+    return jnp.take(params["wte"], tokens, axis=0)
 
 
 def attention_scale(cfg: GPTConfig) -> float:
@@ -342,8 +350,13 @@ def head(cfg: GPTConfig, params: Params, x: jax.Array) -> jax.Array:
 
 
 def unembed(cfg: GPTConfig, params: Params, h: jax.Array) -> jax.Array:
-    """Normalised hidden states [..., d] -> float32 logits [..., V] through the tied embedding (x 1/m_w under muP)."""
-    logits = jnp.einsum("...d,vd->...v", h, params["wte"].astype(h.dtype), preferred_element_type=jnp.float32)
+    """Normalised hidden states [..., d] -> float32 logits [..., V] through the tied embedding (x 1/m_w under muP),
+    stored ``wte`` [V, d] or ``wte_t`` [d, V] (token_embedding); at batch 1 XLA:CPU streams the [d, V] layout about
+    twice as fast (a matrix-vector product reads long rows best)."""
+    if "wte_t" in params:
+        logits = jnp.einsum("...d,dv->...v", h, params["wte_t"].astype(h.dtype), preferred_element_type=jnp.float32)
+    else:
+        logits = jnp.einsum("...d,vd->...v", h, params["wte"].astype(h.dtype), preferred_element_type=jnp.float32)
     if cfg.mup:
         logits = logits / cfg.width_multiplier
     return logits
@@ -525,18 +538,30 @@ def init_kv_cache(cfg: GPTConfig, batch: int, length: int, dtype=jnp.float32) ->
 
 
 def forward_cached(cfg: GPTConfig, params: Params, tokens: jax.Array, positions: jax.Array, cache: tuple,
-                   cache_index, key_mask: jax.Array | None = None, dtype=jnp.float32):
+                   cache_index, key_mask: jax.Array | None = None, dtype=jnp.float32, last_only: bool = False):
     """Logits for ``tokens`` [B, T] at ``positions`` [B, T], reading and extending the KV cache at ``cache_index``.
-    Returns (logits [B, T, V], new cache). Used by model/generate.py for prefill (T = prompt) and decode (T = 1)."""
+    Returns (logits [B, T, V], or [B, 1, V] for the last position only with ``last_only``; new cache). Used by
+    model/generate.py for prefill (T = prompt) and decode (T = 1).
+
+    Two layer layouts: ``params["blocks"]`` stacked on a leading layers axis with ``cache`` = (k, v) [L, B, S, H, D]
+    runs the layers in a ``lax.scan``; ``params["blocks"]`` a list of per-layer dicts with ``cache`` = (list of L k,
+    list of L v) runs them unrolled, each layer reading its own arrays (XLA:CPU copies a layer's weights out of a
+    stacked array before its matmuls, scanned or unrolled, which at batch 1 costs more than the matmuls)."""
     x = embed(cfg, params, tokens, positions, dtype=dtype)
 
-    def body(h, layer):
-        p, ck, cv = layer
-        h, (ck, cv) = block(cfg, p, h, kv_cache=(ck, cv), cache_index=cache_index, key_mask=key_mask)
-        return h, (ck, cv)
+    def layer(h, p, ck, cv):
+        return block(cfg, p, h, kv_cache=(ck, cv), cache_index=cache_index, key_mask=key_mask)
 
-    x, cache = jax.lax.scan(body, x, (params["blocks"], cache[0], cache[1]))
-    return head(cfg, params, x), cache
+    if isinstance(params["blocks"], (list, tuple)):
+        ks, vs = [], []
+        for p, ck, cv in zip(params["blocks"], *cache):
+            x, (ck, cv) = layer(x, p, ck, cv)
+            ks.append(ck)
+            vs.append(cv)
+        cache = (ks, vs)
+    else:
+        x, cache = jax.lax.scan(lambda h, xs: layer(h, *xs), x, (params["blocks"], cache[0], cache[1]))
+    return head(cfg, params, x[:, -1:] if last_only else x), cache
 
 
 # ----------------------------------------------------------------------------------------------------------------
