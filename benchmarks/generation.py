@@ -5,9 +5,9 @@ Both sides get the same weights, the same random prompt ids, greedy decoding and
 per row (ours with an end-of-text id that never occurs, theirs with ``min_new_tokens``), and both are timed from
 prompt to last token (prefill included), best of ``repeats`` calls after a warm-up; ours excludes its one-off
 compile, which is reported separately. The two alternate call by call, so that on a shared machine both see the
-same load. Both decode in the bench's compute dtype with their weights ready for it: ours laid out once per model by
-``prepare_weights`` (its seconds reported as ``prepare_s``), theirs built once (on a GPU moved there in that dtype,
-as a user would for inference).
+same load. Both decode in the bench's compute dtype with their weights ready for it: ours laid out once per batch
+size by ``prepare_weights`` as ``generate`` would (its seconds reported as ``prepare_s``), theirs built once (on a
+GPU moved there in that dtype, as a user would for inference).
 
 Roofline. A decode step must read every weight once, whatever the batch (the tied embedding as the head, one row of
 the position table), plus each row's KV cache up to its position: bytes per step = the weights in the compute dtype
@@ -109,8 +109,8 @@ def run_generation(models, *, prompt_len: int, new_tokens: int, repeats: int, dt
 def measure_generation(model: str, *, prompt_len: int, new_tokens: int, batches=(1, 8), repeats: int = 2,
                        with_baseline: bool = True, seed: int = 0, dtype: str = "float32", probe=None,
                        profile: bool = True, layer_loop: str = "auto", transpose_head: bool | None = None) -> dict:
-    """{"model", "dtype", "weight_bytes", "prepare_s", "bandwidth_samples", "rows": [{"model", "batch",
-    "tokens_per_s", "step_s", "bytes_per_token", "busy_s", "overhead_s", "baseline_tokens_per_s", "ratio", ...}]}
+    """{"model", "dtype", "weight_bytes", "bandwidth_samples", "rows": [{"model", "batch", "tokens_per_s", "step_s",
+    "bytes_per_token", "busy_s", "overhead_s", "baseline_tokens_per_s", "ratio", "prepare_s", "transposed_head", ...}]}
     for each batch size; ``apply_roofline`` adds the roofline to the rows.
 
     ``dtype``: the compute dtype of both sides. ``probe``: a function of no arguments measuring the memory bandwidth
@@ -127,23 +127,24 @@ def measure_generation(model: str, *, prompt_len: int, new_tokens: int, batches=
 
     cfg = get_config(model)
     params = gpt.initial_params(cfg, seed)  # stays on the device: no host copy per call
-    weights = prepare_weights(cfg, params, dtype, layer_loop, transpose_head)
     hf_model, baseline_error = None, None
     if with_baseline and torch_available():
         try:
             hf_model = _to_device(build_model(cfg, jax.tree.map(np.asarray, params)), dtype)
         except Exception as err:  # noqa: BLE001 - generation is still measured; the report says why theirs is not
             baseline_error = describe_error(err)
-    del params
     sizes = decode_bytes(cfg, dtype, prompt_len, new_tokens)
-    samples = []
-    rows = [{"model": model, **_measure_batch(cfg, weights, hf_model, b, prompt_len, new_tokens, repeats, sizes,
-                                              profile, lambda: samples.append(probe()) if probe else None)}
-            for b in batches]
+    samples, rows = [], []
+    for b in batches:  # laid out as generate() would for this batch (the head's layout depends on it), then freed
+        weights = prepare_weights(cfg, params, dtype, layer_loop, transpose_head, batch=b)
+        row = _measure_batch(cfg, weights, hf_model, b, prompt_len, new_tokens, repeats, sizes, profile,
+                             lambda: samples.append(probe()) if probe else None)
+        rows.append({"model": model, **row, "prepare_s": weights.prepare_seconds, "layer_loop": weights.layer_loop,
+                     "transposed_head": weights.transposed_head})
+        del weights
+    del params
     out = {"model": model, "device_kind": str(jax.devices()[0].device_kind), "dtype": dtype,
            "weight_bytes": sizes["weights"], "bandwidth_samples": samples, "rows": rows,
-           "prepare_s": weights.prepare_seconds, "layer_loop": weights.layer_loop,
-           "transposed_head": weights.transposed_head,
            "baseline": "transformers generate (use_cache=True, greedy)" if hf_model is not None else None}
     if baseline_error:
         out["baseline_error"] = baseline_error

@@ -169,3 +169,19 @@ def test_repetition_penalty_follows_transformers_and_min_new_tokens_bars_eot(par
     for bad in ({"repetition_penalty": 0.0}, {"min_new_tokens": 13}):
         with pytest.raises(G.GenerationError):
             G.generate(CFG, params, [prompt], 12, **bad)
+
+
+def test_every_decode_layout_gives_the_same_tokens(params):
+    """The layer loop scanned or unrolled, the head stored [V, d] or [d, V], weights prepared once and reused: the
+    same greedy tokens as the full recompute; a dtype that contradicts prepared weights is refused."""
+    want = [_recompute_greedy(params, p, 6) for p in PROMPTS[:2]]
+    for loop in G.LAYER_LOOPS:
+        for head in (False, True):
+            w = G.prepare_weights(CFG, params, layer_loop=loop, transpose_head=head)
+            assert ("wte_t" in w.tree) == head and isinstance(w.tree["blocks"], list) == (loop == "unroll")
+            assert G.generate(CFG, w, PROMPTS[:2], 6, eot_id=NEVER).tokens == want, (loop, head)
+    assert G.default_transpose_head(8) is False  # batch >= 2 keeps [V, d] (a matrix product, not matrix-vector)
+    with pytest.raises(G.GenerationError, match="dtype bfloat16 given with weights prepared in float32"):
+        G.generate(CFG, w, PROMPTS[:1], 2, dtype=jnp.bfloat16)
+    with pytest.raises(G.GenerationError, match="unknown layer loop"):
+        G.generate(CFG, params, PROMPTS[:1], 2, layer_loop="while")
