@@ -17,7 +17,8 @@ arrays (``prepare_weights`` lays them out once per call, or once for many calls 
 ``scan`` runs a ``lax.scan`` over the stacked layers. On XLA:CPU the scan copies each layer's weights out of the
 stack before its matmuls (111M, batch 1: ~100 ms a step against ~20 unrolled, 2-core EPYC, jax 0.10.2); on XLA:GPU
 each scan iteration is driven from the host (jax-ml/jax#2491), which unrolling removes at the price of a longer
-compile (issue 29: 1.3B 5.6 s -> 33.8 s on an H200), paid once with the persistent cache.
+compile (issue 29: 1.3B 5.6 s -> 33.8 s on an H200), paid once with the persistent cache. On CPU at batch 1 the tied
+head is stored [d, V] (``default_transpose_head``), which XLA:CPU's matrix-vector product streams faster.
 
 Sampling follows the usual order: the repetition penalty (CTRL, Keskar et al. 2019, as transformers applies it: the
 logit of every token already in the prompt or the output is divided by the penalty when positive and multiplied by it
@@ -170,8 +171,8 @@ def generate(cfg: GPTConfig, params, prompts: list[list[int]], max_new_tokens: i
              min_new_tokens: int = 0, layer_loop: str = "auto") -> Generation:
     """Continue each prompt (a list of token ids) by up to ``max_new_tokens`` tokens.
 
-    ``params``: the canonical parameter tree, or ``DecodeWeights`` from ``prepare_weights`` (then ``dtype`` and
-    ``layer_loop`` are its own). ``top_k=0`` and ``top_p=1`` switch those filters off; ``temperature=0`` is greedy.
+    ``params``: the canonical parameter tree, or ``DecodeWeights`` from ``prepare_weights`` (then ``dtype``,
+    ``layer_loop`` and the head's layout are its own: prepare them for the batch you decode). ``top_k=0`` and ``top_p=1`` switch those filters off; ``temperature=0`` is greedy.
     The same seed and inputs give the same tokens. ``repetition_penalty`` (1 = off, > 1 discourages tokens already
     seen) and ``min_new_tokens`` (no ``<|endoftext|>`` before that many new tokens) apply to greedy decoding too.
     ``vocab_limit``: ids at or above it are never generated (a model whose vocabulary is padded past its tokenizer's,
