@@ -1,5 +1,6 @@
-"""The device's own ceilings, measured first: dense matmul FLOP/s (float32 and bfloat16), memory-copy bandwidth, the
-host link each way (pinned host memory), the host's AdamW rate and the fixed cost of dispatching a compiled step.
+"""The device's own ceilings, measured first: dense matmul FLOP/s (float32 and bfloat16), memory-copy and memory-read
+bandwidth, the host link each way (pinned host memory), the host's AdamW rate and the fixed cost of dispatching a
+compiled step.
 
 They are the denominators of everything else: MFU is model FLOP/s over the measured matmul rate (not a datasheet
 figure the machine may never reach), and the simulator's device grid gets cells with exactly these rates, so a
@@ -8,7 +9,9 @@ predicted step time is the cost model's, not a fitted one.
 Method. Matmul: one jitted ``a @ b`` of two random n x n matrices, best of ``repeats`` timed calls after a warm-up
 (best, not median: the ceiling is what the device can do, noise only slows it). Copy: a jitted ``x + 1`` over a buffer
 far larger than the caches, with the input donated so the output reuses its pages (otherwise every call pays the
-kernel's first-touch page faults and measures the allocator); one read plus one write of the buffer per call.
+kernel's first-touch page faults and measures the allocator); one read plus one write of the buffer per call. Read:
+a jitted product of a matrix of the copy's size with a vector, one read of the matrix per call (``read_bandwidth``;
+the decode roofline's denominator with the copy's, benchmarks/generation.py).
 Host link: a jitted copy of a float32 buffer from memory kind ``pinned_host`` to ``device`` and one back, bytes of
 the buffer over the best time (on JAX's CPU backend both kinds are the same RAM: it is a memory copy). AdamW: one
 jitted ``optax.adamw`` update (its default hyperparameters) of a flat float32 vector in the host's memory, state
@@ -76,6 +79,33 @@ def copy_bandwidth(nbytes: int, device=None, repeats: int = 3) -> float:
     x = jax.device_put(jnp.zeros((nbytes // 4,), jnp.float32), device)
     f = jax.jit(lambda v: v + 1.0, donate_argnums=0)
     return 2.0 * (nbytes // 4) * 4 / _best_time(f, x, repeats=repeats, donate=True)
+
+
+# Row length of the read measurement's matrix. A matrix-vector product streams a row-major matrix fastest with long
+# rows (XLA:CPU, 2-core EPYC, jax 0.10.2, [n, c] float32 far beyond the caches: ~15 GB/s at c = 256, ~20 at 768,
+# ~40 at 3072-4096), and it runs on every core where XLA:CPU reduces a flat sum on one.
+READ_ROW = 4096
+
+
+def read_bandwidth(nbytes: int, device=None, repeats: int = 3) -> float:
+    """Measured memory read bandwidth in bytes/s: one read of an ``nbytes`` float32 matrix [nbytes / 4 / READ_ROW,
+    READ_ROW] per call, by a jitted product with a vector (the access pattern of batch-1 decoding: benchmarks/
+    generation.py's roofline); best of ``repeats`` calls after a warm-up."""
+    return read_probe(nbytes, device)(repeats)
+
+
+def read_probe(nbytes: int, device=None):
+    """``read_bandwidth`` as a function of ``repeats`` that keeps its matrix and compiled product between calls, for
+    sampling the bandwidth many times in a run (benchmarks/generation.py)."""
+    import jax
+    import jax.numpy as jnp
+
+    device = device or jax.devices()[0]
+    rows = max(1, nbytes // 4 // READ_ROW)
+    m = jax.device_put(jnp.full((rows, READ_ROW), 0.5, jnp.float32), device)  # not zeros: they can run faster
+    v = jax.device_put(jnp.full((1, READ_ROW), 0.25, jnp.float32), device)
+    f = jax.jit(lambda m, v: jnp.einsum("bi,oi->bo", v, m))
+    return lambda repeats=1: rows * READ_ROW * 4 / _best_time(f, m, v, repeats=repeats)
 
 
 def host_link_bandwidth(nbytes: int, device=None, repeats: int = 3) -> dict:
@@ -171,7 +201,8 @@ def dispatch_seconds(device=None, repeats: int = 20) -> float:
 
 
 def measure_ceilings(device=None, *, quick: bool = False, n_devices: int = 1) -> dict:
-    """{"device", "platform", "matmul_flops": {"float32", "bfloat16"}, "copy_bytes_per_s", "host_link_bytes_per_s":
+    """{"device", "platform", "matmul_flops": {"float32", "bfloat16"}, "copy_bytes_per_s", "read_bytes_per_s",
+    "host_link_bytes_per_s":
     {"host_to_device", "device_to_host"} ({} without pinned host memory), "host_adamw_params_per_s",
     "all_reduce_link_bytes_per_s" (None on one device), "dispatch_s", sizes, per-device shares}.
 
@@ -189,6 +220,7 @@ def measure_ceilings(device=None, *, quick: bool = False, n_devices: int = 1) ->
     repeats = REPEATS[mode]
     flops = {dt: matmul_flops(dt, n, device, repeats) for dt in ("float32", "bfloat16")}
     bandwidth = copy_bandwidth(nbytes, device, repeats)
+    read = read_bandwidth(nbytes, device, repeats)
     link = host_link_bandwidth(nbytes // 2, device, repeats)
     peers = [d for d in jax.devices(platform) if d.process_index == device.process_index][:n_devices]
     ring = all_reduce_link(nbytes // 4, peers, repeats)
@@ -206,6 +238,7 @@ def measure_ceilings(device=None, *, quick: bool = False, n_devices: int = 1) ->
         "matmul_flops": flops,
         "copy_bytes": nbytes,
         "copy_bytes_per_s": bandwidth,
+        "read_bytes_per_s": read,
         "shared_by_devices": share,
         "host_link_bytes_per_s": link,
         "host_adamw_params_per_s": adamw,
@@ -214,6 +247,7 @@ def measure_ceilings(device=None, *, quick: bool = False, n_devices: int = 1) ->
         "per_device": {"matmul_flops": {k: v / share for k, v in flops.items()}, "copy_bytes_per_s": bandwidth / share,
                        "host_link_bytes_per_s": {k: v / share for k, v in link.items()}},
         "method": f"best of {repeats}: {n}x{n} matmul (2n^3 FLOPs); donated x+1 over {nbytes >> 20} MiB (read+write); "
+                  f"{nbytes >> 20} MiB [., {READ_ROW}] matrix times a vector (read); "
                   f"jitted pinned_host<->device copies of {nbytes >> 21} MiB; optax.adamw over "
                   f"{ADAMW_PARAMS[mode] >> 20}M float32 parameters; psum of {nbytes >> 22} MiB per device over "
                   f"{len(peers)} devices (ring link = 2 (n-1)/n x bytes / time); best of 20 dispatches of a scalar add",

@@ -41,7 +41,7 @@ __all__ = [
     "gelu", "gelu_tanh", "head", "head_nll_sum", "head_weight", "init_kv_cache", "init_params", "initial_params",
     "layer_norm", "linear_cross_entropy", "linear_cross_entropy_with_bias", "logical_axes", "loss_fn", "loss_sum",
     "mlp", "nll", "norm", "outside_blocks", "param_labels", "param_shapes", "path_names", "remat_policy", "rematerialised",
-    "rms_norm", "rope_angles", "run_blocks", "silu", "unembed", "weight_decay_mask", "xla_causal_attention",
+    "rms_norm", "rope_angles", "run_blocks", "silu", "token_embedding", "unembed", "weight_decay_mask", "xla_causal_attention",
 ]
 
 
@@ -50,7 +50,7 @@ def embed(cfg: GPTConfig, params: Params, tokens: jax.Array, positions: jax.Arra
     """Token embeddings, plus learned position embeddings when the model has them, -> [B, T, d] (x
     mup_embedding_multiplier under muP). ``positions`` [B, T] default to 0 .. T-1; rotary models use them in the
     blocks instead."""
-    x = jnp.take(params["wte"], tokens, axis=0)
+    x = token_embedding(params, tokens)
     if cfg.learned_positions:
         if positions is None:
             positions = jnp.arange(tokens.shape[-1])[None, :]
@@ -58,6 +58,14 @@ def embed(cfg: GPTConfig, params: Params, tokens: jax.Array, positions: jax.Arra
     if cfg.mup:
         x = x * cfg.mup_embedding_multiplier
     return x.astype(dtype)
+
+
+def token_embedding(params: Params, tokens: jax.Array) -> jax.Array:
+    """The rows of the token embedding for ``tokens`` [...] -> [..., d]: from ``wte`` [V, d], or from ``wte_t``
+    [d, V] (vocabulary-minor: model/generate.py's decode layout on CPU, see unembed) by column."""
+    if "wte_t" in params:
+        return jnp.moveaxis(jnp.take(params["wte_t"], tokens, axis=1), 0, -1)
+    return jnp.take(params["wte"], tokens, axis=0)
 
 
 def attention_scale(cfg: GPTConfig) -> float:
@@ -133,9 +141,15 @@ def head(cfg: GPTConfig, params: Params, x: jax.Array) -> jax.Array:
 
 def unembed(cfg: GPTConfig, params: Params, h: jax.Array) -> jax.Array:
     """Normalised hidden states [..., d] -> float32 logits [..., V] through the tied embedding or the untied head,
-    plus the LM-head bias when the model has one (x 1/m_w under muP)."""
-    w = head_weight(cfg, params)
-    logits = jnp.einsum("...d,vd->...v", h, w.astype(h.dtype), preferred_element_type=jnp.float32)
+    plus the LM-head bias when the model has one (x 1/m_w under muP). The head is stored [V, d] (``wte`` or
+    ``lm_head/weight``) or, in model/generate.py's decode layout on CPU, [d, V] (``wte_t`` or ``lm_head/weight_t``):
+    at batch 1 XLA:CPU streams the [d, V] layout about twice as fast (a matrix-vector product reads long rows best)."""
+    w_t = params.get("wte_t") if cfg.tied_embeddings else params["lm_head"].get("weight_t")
+    if w_t is not None:
+        logits = jnp.einsum("...d,dv->...v", h, w_t.astype(h.dtype), preferred_element_type=jnp.float32)
+    else:
+        w = head_weight(cfg, params)
+        logits = jnp.einsum("...d,vd->...v", h, w.astype(h.dtype), preferred_element_type=jnp.float32)
     if cfg.lm_head_bias:
         logits = logits + params["lm_head"]["bias"].astype(jnp.float32)
     if cfg.mup:
@@ -211,20 +225,31 @@ def init_kv_cache(cfg: GPTConfig, batch: int, length: int, dtype=jnp.float32) ->
 
 
 def forward_cached(cfg: GPTConfig, params: Params, tokens: jax.Array, positions: jax.Array, cache: tuple,
-                   cache_index, key_mask: jax.Array | None = None, dtype=jnp.float32):
+                   cache_index, key_mask: jax.Array | None = None, dtype=jnp.float32, last_only: bool = False):
     """Logits for ``tokens`` [B, T] at ``positions`` [B, T], reading and extending the KV cache at ``cache_index``.
-    Returns (logits [B, T, V], new cache). Used by model/generate.py for prefill (T = prompt) and decode (T = 1);
-    positions feed the position table or RoPE, so a left-padded row's first real token is position 0."""
+    Returns (logits [B, T, V], or [B, 1, V] for the last position only with ``last_only``; new cache). Used by
+    model/generate.py for prefill (T = prompt) and decode (T = 1); positions feed the position table or RoPE, so a
+    left-padded row's first real token is position 0.
+
+    Two layer layouts: ``params["blocks"]`` stacked on a leading layers axis with ``cache`` = (k, v) [L, B, S, K, D]
+    runs the layers in a ``lax.scan``; ``params["blocks"]`` a list of per-layer dicts with ``cache`` = (list of L k,
+    list of L v) runs them unrolled, each layer reading its own arrays (XLA:CPU copies a layer's weights out of a
+    stacked array before its matmuls, scanned or unrolled, which at batch 1 costs more than the matmuls)."""
     x = embed(cfg, params, tokens, positions, dtype=dtype)
 
-    def body(h, layer):
-        p, ck, cv = layer
-        h, (ck, cv) = block(cfg, p, h, positions=positions, kv_cache=(ck, cv), cache_index=cache_index,
-                            key_mask=key_mask)
-        return h, (ck, cv)
+    def layer(h, p, ck, cv):
+        return block(cfg, p, h, positions=positions, kv_cache=(ck, cv), cache_index=cache_index, key_mask=key_mask)
 
-    x, cache = jax.lax.scan(body, x, (params["blocks"], cache[0], cache[1]))
-    return head(cfg, params, x), cache
+    if isinstance(params["blocks"], (list, tuple)):
+        ks, vs = [], []
+        for p, ck, cv in zip(params["blocks"], *cache):
+            x, (ck, cv) = layer(x, p, ck, cv)
+            ks.append(ck)
+            vs.append(cv)
+        cache = (ks, vs)
+    else:
+        x, cache = jax.lax.scan(lambda h, xs: layer(h, *xs), x, (params["blocks"], cache[0], cache[1]))
+    return head(cfg, params, x[:, -1:] if last_only else x), cache
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -26,7 +26,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, metavar="SEQS", help="global sequences per step for every model")
     parser.add_argument("--seq-len", type=int, metavar="T", help="tokens per sequence for every model")
     parser.add_argument("--steps", type=int, metavar="N", help="timed steps per row (after one warm-up step)")
-    parser.add_argument("--gen-model", metavar="PRESET", help="model for the generation benchmark (default: 111M; with --quick: small)")
+    parser.add_argument("--gen-model", metavar="LIST",
+                        help="comma-separated presets for the generation benchmark (default: small,111M; with --quick: "
+                             "small)")
     parser.add_argument("--remat", choices=("auto", "none", "dots", "full"), default="auto",
                         help="remat policy for the backward pass: auto (default, as `wse train`: the cheapest that fits "
                              "a device; each row records the plan's decision), none, dots (keep the weight matmuls' "
@@ -38,6 +40,8 @@ def add_arguments(parser) -> None:
                         help="run each mode to completion in turn instead of interleaving their steps (less memory)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the PyTorch + transformers baselines")
     parser.add_argument("--no-generation", action="store_true", help="skip the generation benchmark")
+    parser.add_argument("--no-training", action="store_true",
+                        help="skip the training rows and their baseline (ceilings, generation and planner only)")
     parser.add_argument("--profile", metavar="MODEL:MODE",
                         help="trace one row with jax.profiler, e.g. tiny:data: after its timed steps, two more "
                              "(untimed) steps of it into OUT/profile (TensorBoard's profile plugin, or Perfetto)")
@@ -80,8 +84,8 @@ def run(args) -> dict:
     from model.config import get_config
     from runtime.errors import UserError
 
-    models = _list(args.models)
-    for m in (models or []) + ([args.gen_model] if args.gen_model else []):
+    models, gen_models = _list(args.models), _list(args.gen_model)
+    for m in (models or []) + (gen_models or []):
         get_config(m)  # unknown preset: one-line error before JAX starts
     modes = _list(args.modes, ("data", "pipelined", "streaming"), "mode")
     for name in ("devices", "batch_size", "seq_len", "steps"):
@@ -106,7 +110,7 @@ def run(args) -> dict:
     result = run_bench(quick=args.quick, devices=args.devices, platform=args.platform, dtype=args.dtype,
                        remat=args.remat, attention=args.attention, models=models, modes=tuple(modes), batch_size=args.batch_size,
                        seq_len=args.seq_len, steps=args.steps, scaling=args.scaling, baseline=not args.no_baseline,
-                       generation=not args.no_generation, gen_model=args.gen_model,
+                       generation=not args.no_generation, gen_models=gen_models, training=not args.no_training,
                        interleave=not args.sequential, profile=profile, log=log)
     result["files"] = write(result, out)
     return result

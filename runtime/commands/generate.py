@@ -26,8 +26,10 @@ def run(args) -> dict:
     from model.generate import GenerationError, generate
     from model.tokenizer import TokenizerError
     from runtime.commands.shared import compute_dtype, load_model_from_args, load_tokenizer
+    from runtime.platform.compile_cache import use_compile_cache
     from runtime.errors import UserError
 
+    use_compile_cache()  # the decode programs compile once per machine (issue 29), not once per command
     tok = load_tokenizer(args)
     cfg, params, source = load_model_from_args(args)
     prompt_ids = tok.encode(args.prompt) or [tok.eot_id]  # GPT-2 convention: an empty prompt starts after EOT
