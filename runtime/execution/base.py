@@ -30,7 +30,6 @@ from runtime.execution.optim import Optimizer, as_optimizer, clip_fn
 from runtime.platform import mesh_shape
 
 Params = dict[str, Any]
-REST = ("wte", "wpe", "ln_f")  # the parameters outside the layer stack
 
 
 def count_positions(tokens: jax.Array, mask: jax.Array | None) -> jax.Array:
@@ -90,6 +89,8 @@ class Executor:
         self.dtype, self.fsdp = dtype, fsdp
         self.compiler_options = compiler_options
         self.shape = mesh_shape(mesh)
+        # the top-level parameters beside the layer stack (wte; wpe with learned positions; ln_f; lm_head untied)
+        self.rest = gpt.outside_blocks(cfg)
         self.rules = shd.rules_for(self.mode, fsdp=fsdp)
         self.param_specs = shd.param_specs(cfg, mesh, self.rules, self.internal_shapes())
         self.memory_kind = self._memory_kind()
@@ -147,11 +148,13 @@ class Executor:
         return jax.value_and_grad(lambda p: self.loss_sum(p, tokens, targets, mask) / n_total)(params)
 
     def _head_loss(self, params: Params, x, targets, mask) -> jax.Array:
-        """Final LayerNorm, tied unembedding and summed loss (in chunks of tokens, gpt.head_nll_sum), with the rows of ``x`` spread over every mesh axis that
-        would otherwise compute the same logits twice: ``stage`` (the pipeline's output is needed once), and
-        ``model`` when the vocabulary is not sharded over it (GPT-2's 50257 is prime to 2, 4, 8). The vocabulary
-        matmul is the largest layer of the small presets, so redundant copies of it cost the most."""
-        vocab_sharded = "model" in tuple(self.param_specs["wte"])[:1]
+        """Final norm, unembedding (the tied token table or the untied ``lm_head``) and summed loss (in chunks of
+        tokens, gpt.head_nll_sum), with the rows of ``x`` spread over every mesh axis that would otherwise compute
+        the same logits twice: ``stage`` (the pipeline's output is needed once), and ``model`` when the head's
+        vocabulary is not sharded over it (GPT-2's 50257 is prime to 2, 4, 8). The vocabulary matmul is the largest
+        layer of the small presets, so redundant copies of it cost the most."""
+        head_spec = self.param_specs["wte"] if self.cfg.tied_embeddings else self.param_specs["lm_head"]["weight"]
+        vocab_sharded = "model" in tuple(head_spec)[:1]
         axes = tuple(a for a in ("data", "stage", "model")
                      if self.shape[a] > 1 and not (a == "model" and vocab_sharded))
         if axes and x.shape[0] % int(np.prod([self.shape[a] for a in axes])) == 0:

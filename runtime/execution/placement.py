@@ -299,7 +299,7 @@ def make_placement(mode: str, cfg: GPTConfig, shape: dict[str, int], *, microbat
             stages=[list(s) for s in stages], layers_per_stage=sizes, slots_per_stage=max(sizes),
             stage_forward_flops_per_token=[sum(flops[a:b + 1]) for a, b in stages],
             microbatches=microbatches, schedule=schedule,
-            embedding="wte/wpe/ln_f replicated over stage; " + (
+            embedding=(  # runtime/execution/pipelined.py prefixes the parameters outside the blocks it replicates
                 "embedding on the first stage and head + loss on the last, per microbatch inside the pipeline"
                 if schedule == "1f1b" else "embedding and head run outside the pipeline on the whole mesh"),
         )
