@@ -215,7 +215,7 @@ def _largest_threshold(keys: jax.Array, holds) -> jax.Array:
     return lo
 
 
-_NORMS = ("ln_1", "ln_2", "ln_f")
+_NORMS = ("ln_1", "ln_2", "ln_f", "q_norm", "k_norm")  # every norm stays float32, as the model uses them
 
 
 def cast_weights(params, dtype):
