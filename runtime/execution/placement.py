@@ -249,20 +249,33 @@ def resolve_attention(requested: str, cfg: GPTConfig, *, platform: str, dtype: s
     return "xla", why_not
 
 
+def cudnn_probe_shapes(cfg: GPTConfig, seq_len: int, dtype: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(query shape, key/value shape) the model's attention hands the cuDNN kernel for one row of ``seq_len`` tokens:
+    [1, T, n_heads, d_head] and [1, T, K, d_head] with K the K/V heads (grouped-query attention passes them
+    unrepeated, model/attention.causal_attention)."""
+    return (1, seq_len, cfg.n_heads, cfg.d_head), (1, seq_len, cfg.kv_heads, cfg.d_head)
+
+
 def cudnn_attention_problem(cfg: GPTConfig, seq_len: int, dtype: str) -> str | None:
     """None when JAX lowers cuDNN causal attention (forward and gradient) for one row of ``seq_len`` tokens with the
-    model's heads in ``dtype``, else the first line of why not (cuDNN version, head size, ...)."""
+    model's query and K/V heads (cudnn_probe_shapes) and its attention scale in ``dtype``, else the first line of why
+    not (cuDNN version, head size, grouping ...)."""
     import jax
     import jax.numpy as jnp
 
-    shape = jax.ShapeDtypeStruct((1, seq_len, cfg.n_heads, cfg.d_head), jnp.dtype(dtype))
+    from model.gpt import attention_scale
+
+    q_shape, kv_shape = cudnn_probe_shapes(cfg, seq_len, dtype)
+    q = jax.ShapeDtypeStruct(q_shape, jnp.dtype(dtype))
+    kv = jax.ShapeDtypeStruct(kv_shape, jnp.dtype(dtype))
+    scale = attention_scale(cfg)
 
     def loss(q, k, v):
-        out = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="cudnn")
+        out = jax.nn.dot_product_attention(q, k, v, scale=scale, is_causal=True, implementation="cudnn")
         return out.astype(jnp.float32).sum()
 
     try:
-        jax.jit(jax.grad(loss, argnums=(0, 1, 2))).lower(shape, shape, shape)
+        jax.jit(jax.grad(loss, argnums=(0, 1, 2))).lower(q, kv, kv)
     except Exception as err:  # noqa: BLE001 - any refusal means: use the XLA kernel
         return first_line(err)
     return None

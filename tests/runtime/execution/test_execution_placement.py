@@ -187,6 +187,30 @@ def test_attention_kernel_choice():
         planner.resolve_attention("flash", CFG, platform="cpu", dtype="bfloat16", seq_len=16)
 
 
+def test_cudnn_probe_asks_for_grouped_kv_heads(monkeypatch):
+    """The GPU decision path, run on CPU: the probe lowers the forward and backward of the attention with the shapes
+    the model hands the kernel (query heads, and the K/V heads unrepeated under grouped-query attention) and its
+    scale; with the library's XLA implementation standing in for cuDNN the probe passes and `auto` picks cudnn on a
+    GPU, and the library's own refusal (here: no cuDNN on CPU) becomes the reason for the XLA kernel."""
+    import jax
+
+    llama = get_config("llama-tiny").replace(n_layers=2, d_model=32, n_heads=4, n_kv_heads=1, d_head=8, d_ffn=64,
+                                             vocab_size=256, max_seq_len=64)
+    assert planner.cudnn_probe_shapes(llama, 64, "bfloat16") == ((1, 64, 4, 8), (1, 64, 1, 8))
+    assert planner.cudnn_attention_problem(llama, 64, "bfloat16")  # CPU: cuDNN refuses, the first line says why
+    real, seen = jax.nn.dot_product_attention, []
+
+    def stand_in(q, k, v, **kw):
+        seen.append((q.shape, k.shape, v.shape, kw["scale"], kw["implementation"]))
+        return real(q, k, v, scale=kw["scale"], is_causal=kw["is_causal"], implementation="xla")
+
+    monkeypatch.setattr(jax.nn, "dot_product_attention", stand_in)
+    assert planner.cudnn_attention_problem(llama, 64, "bfloat16") is None
+    assert seen[0] == ((1, 64, 4, 8), (1, 64, 1, 8), (1, 64, 1, 8), gpt.attention_scale(llama), "cudnn")
+    kernel, why = planner.resolve_attention("auto", llama, platform="gpu", dtype="bfloat16", seq_len=64)
+    assert (kernel, why) == ("cudnn", "NVIDIA GPU with bfloat16 compute: fused flash kernel")
+
+
 def test_schedule_warmup_and_decay_to_ten_percent():
     for decay in ("linear", "cosine"):
         s = lr_schedule(1.0, 100, 10, decay)
