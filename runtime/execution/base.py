@@ -27,6 +27,7 @@ from model.config import GPTConfig
 from runtime.errors import UserError
 from runtime.execution import sharding as shd
 from runtime.execution.optim import Optimizer, as_optimizer, clip_fn
+from runtime.execution.placement import Remat, decide_remat
 from runtime.platform import mesh_shape
 
 Params = dict[str, Any]
@@ -84,7 +85,7 @@ class Executor:
     mode = "base"
 
     def __init__(self, cfg: GPTConfig, mesh, plan: dict, *, dtype=jnp.float32, fsdp: bool = False,
-                 compiler_options: dict | None = None):
+                 compiler_options: dict | None = None, remat: Remat | None = None):
         self.cfg, self.mesh, self.plan = cfg, mesh, plan
         self.dtype, self.fsdp = dtype, fsdp
         self.compiler_options = compiler_options
@@ -98,13 +99,17 @@ class Executor:
         self.batch_axes = self._batch_axes()
         self.batch_sharding = NamedSharding(mesh, P(self.batch_axes))
         self.replicated = shd.replicated(mesh)
+        # the remat decision as a value (placement.Remat), made where the batch size is known: by build_executor when
+        # it was given one, else when the first batch is traced (_settle_remat)
+        self.remat_decision = remat
         self._jits: dict[Any, Any] = {}
 
     @property
     def remat(self) -> str:
-        """The blocks' remat policy (model.gpt.REMAT_POLICIES; the plan's decision, see placement.resolve_remat). Still
-        undecided (no batch size seen yet) reads as "none": only a forward pass can run before one is seen."""
-        return self.plan["remat"] or "none"
+        """The blocks' remat policy (model/remat.py; the decision ``remat_decision`` carries). Still undecided (an
+        "auto" run whose batch size is not seen yet) reads as "none": only a forward pass can run before one is
+        seen."""
+        return self.remat_decision.policy if self.remat_decision else "none"
 
     @property
     def attention(self) -> str:
@@ -112,11 +117,11 @@ class Executor:
         return self.plan["attention"]
 
     def _settle_remat(self, batch_size: int, seq_len: int) -> None:
-        """Decide remat from the first batch's shape when the plan could not (batch size unknown when it was made)."""
-        if self.plan["remat"] is None:
-            from runtime.execution.placement import resolve_remat
-
-            resolve_remat(self.plan, self.cfg, batch_size=batch_size, seq_len=seq_len)
+        """Decide remat from the first batch's shape when the plan could not (batch size unknown when it was made);
+        the decision is recorded in the plan's JSON too."""
+        if self.remat_decision is None:
+            self.remat_decision = decide_remat(self.plan, self.cfg, batch_size=batch_size, seq_len=seq_len)
+            self.remat_decision.record(self.plan)
 
     # ----- hooks a mode may override ------------------------------------------------------------------------
     def _memory_kind(self) -> str | None:

@@ -149,11 +149,17 @@ def test_remat_is_a_plan_decision_by_memory():
     assert pipe["activation_bytes"]["none"] < 0.2 * gpipe["activation_bytes"]["none"]
 
 
-def test_remat_decided_from_the_first_batch_and_estimate_tracks_xla():
+# A Llama-family shape beside GPT-2's: RMSNorm, gated FFN, one K/V head for four query heads, untied head
+LLAMA_SMALL = get_config("mistral-tiny").replace(n_layers=8, d_model=256, n_heads=4, n_kv_heads=1, d_head=64,
+                                                 d_ffn=768, max_seq_len=512)
+
+
+@pytest.mark.parametrize("cfg", [get_config("small"), LLAMA_SMALL], ids=["small", "llama"])
+def test_remat_decided_from_the_first_batch_and_estimate_tracks_xla(cfg):
     """Without a batch size up front the plan decides when the step is first traced; the activation estimate of
-    each policy is within the band of what XLA's buffer assignment really keeps (the difference in temp bytes
-    between the compiled gradient under that policy and under "full")."""
-    cfg = get_config("small")
+    each policy (the device cost model's memory model) is within the band of what XLA's buffer assignment really
+    keeps (the difference in temp bytes between the compiled gradient under that policy and under "full"), for
+    GPT-2 and for a Llama shape (its third FFN matrix, its narrow K/V heads)."""
     mesh = meshlib.make_mesh({"data": 1}, jax.devices()[:1])
     B, T = 4, 256
     temps, plans = {}, {}
