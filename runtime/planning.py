@@ -78,8 +78,8 @@ def config_of_shape(shape):
 def load_model(model: str):
     """(GPTConfig, whether the model gives a training batch) for a preset of model/presets (Cerebras-GPT and the
     families), a planning-only published shape (wse.validation.shapes.PLANNING_SHAPES: llama3-8b, qwen2-72b,
-    gpt3-20b, gpt-1t ...) or a model file (GPTConfig fields, a ModelZoo config, or the legacy planning names of
-    LEGACY_FIELDS). What `wse plan` and `wse info` both read. ModelConfigError/UserError for an unknown name or a bad
+    gpt3-20b, gpt-1t ...), a HuggingFace model directory (its config.json; no batch) or a model file (GPTConfig
+    fields, a ModelZoo config, or the legacy planning names of LEGACY_FIELDS). What `wse plan` and `wse info` both read. ModelConfigError/UserError for an unknown name or a bad
     file."""
     from model.config import get_config
     from model.presets import ALL_PRESETS
@@ -91,6 +91,8 @@ def load_model(model: str):
         shape = PLANNING_SHAPES[model][0]
         return config_of_shape(shape), shape.batch_size is not None
     path = Path(model)
+    if path.is_dir():
+        return hf_directory_config(path), False
     if path.suffix.lower() not in (".yaml", ".yml", ".json") or not path.is_file():
         return get_config(model), True  # an unknown name: get_config's one-line refusal
     import yaml
@@ -107,6 +109,25 @@ def load_model(model: str):
         cfg = build_config({**base, "name": path.stem, **fields})
     preset = tree.get("preset") if isinstance(tree, dict) else None
     return cfg, gives_batch(tree) or "batch_size" in ALL_PRESETS.get(str(preset), {})
+
+
+def hf_directory_config(path: Path):
+    """The GPTConfig of a HuggingFace model directory's config.json (any family model/hf_configs reads; no weights
+    are read). UserError when there is no config.json or it is not JSON; HFFormatError for what the model cannot
+    run."""
+    import json
+
+    from model.hf_configs import config_from_hf
+
+    config = path / "config.json"
+    if not config.is_file():
+        raise UserError(f"model directory '{path}' has no config.json; give a HuggingFace model directory, a preset or "
+                        "a YAML/JSON model file")
+    try:
+        hf = json.loads(config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"'{config}' is not valid JSON ({err}); fix the file") from None
+    return config_from_hf(hf, name=path.resolve().name)
 
 
 def load_shape(model: str):

@@ -81,3 +81,22 @@ def test_published_family_presets_plan_on_a_wafer_and_on_gpus(capsys):
     assert "published rule" in wafer["details"]["batch_note"] and wafer["details"]["parameters"] == 8030261248
     assert gpus["tokens_per_s"] > 0 and gpus["memory"]["host_bytes"] == 8 * 8030261248 * 16  # streamed: state on host
     assert "batch_size" not in ALL_PRESETS["llama3.1-8b"]
+
+
+def test_a_huggingface_directory_plans_from_its_config_json(tmp_path, capsys):
+    """`wse plan --model DIR` and `wse info --model DIR` read a HuggingFace directory's config.json (no weights, no
+    JAX): the same model as the preset it was exported from; a directory without config.json is one error line."""
+    from model.hf_configs import config_to_hf
+
+    hf_dir = tmp_path / "my-llama"
+    hf_dir.mkdir()
+    (hf_dir / "config.json").write_text(json.dumps(config_to_hf(get_config("mistral-tiny"))))
+    cfg, batch = load_model(str(hf_dir))
+    assert cfg.parameters == get_config("mistral-tiny").parameters and not batch and cfg.name == "my-llama"
+    assert _json(capsys, "info", "--model", str(hf_dir))["n_kv_heads"] == 1
+    plan = _json(capsys, "plan", "--model", str(hf_dir), "--system", "h100", "--seq-len", "256")
+    assert plan["tokens_per_s"] > 0
+    (tmp_path / "empty").mkdir()
+    assert main(["plan", "--model", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: model directory") and "has no config.json" in err and err.count("\n") == 1
