@@ -100,3 +100,20 @@ def test_a_huggingface_directory_plans_from_its_config_json(tmp_path, capsys):
     assert main(["plan", "--model", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: model directory") and "has no config.json" in err and err.count("\n") == 1
+
+
+def test_modelzoo_llama_and_gptj_files_plan_and_show(tmp_path, capsys):
+    """Issue 25 item 4: ModelZoo's Llama and GPT-J config files (once refused for 'rotary') plan and show in `wse
+    info` as the published shapes; the file's batch is the plan's."""
+    import yaml
+
+    from tests.model.test_modelzoo_families import GPTJ_6B, LLAMA31_70B
+
+    for name, model, preset in (("llama", LLAMA31_70B, "llama3.1-70b"), ("gptj", GPTJ_6B, "gptj-6b")):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({"trainer": {"init": {"model": model, "optimizer": {"AdamW": {}}},
+                                                    "fit": {"train_dataloader": {"batch_size": 16}}}}))
+        info = _json(capsys, "info", "--model", str(path))
+        assert info["parameters"] == get_config(preset).parameters
+        plan = _json(capsys, "plan", "--model", str(path), "--system", "cs3", "--seq-len", "512")
+        assert plan["batch_size"] == 16 and "batch_note" not in plan["details"]
