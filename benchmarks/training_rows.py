@@ -50,8 +50,9 @@ def training_rows(sizes: Sizes, modes, n_devices: int, platform: str, dtype: str
         runs = ModelRuns(model, sizes, n_devices, platform, dtype, remat, attention, log)
         if profile and profile[0] == model:
             runs.profile = (profile[1], profile[2])
-        runs.run(list(modes) + (["torch"] if has_torch else []), interleave, peak)
-        model_rows = [runs.mode_row(mode, ceilings, peak) for mode in modes]
+        its_modes = sizes.model_modes(model, modes)
+        runs.run(its_modes + (["torch"] if has_torch else []), interleave, peak)
+        model_rows = [runs.mode_row(mode, ceilings, peak) for mode in its_modes]
         data_row = compare_with_data(model_rows)
         if has_torch:
             base_rows.append(runs.torch_row(data_row))

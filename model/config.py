@@ -137,8 +137,8 @@ class GPTConfig(BaseModel):
 
     @property
     def biases(self) -> bool:
-        """The planner's coarse flag (wse/shape.py): biases on every projection and LayerNorm with gain and bias.
-        Exact for GPT-2 (True) and Llama (False); the planner should read ``norm`` and the ``*_bias`` fields."""
+        """Biases on every projection and LayerNorm with gain and bias (GPT-2's choices); the planner reads ``norm``
+        and the ``*_bias`` fields themselves (wse/shape.py)."""
         return self.qkv_bias and self.attn_out_bias and self.mlp_bias and self.norm == "layernorm"
 
     # ----- muP ------------------------------------------------------------------------------------------------

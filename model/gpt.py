@@ -31,6 +31,7 @@ from model.loss import (LOSS_CHUNK_TOKENS, cross_entropy, head_nll_sum, head_wei
                         linear_cross_entropy_with_bias, nll)
 from model.params import (check_params, init_params, initial_params, logical_axes, outside_blocks, param_labels,
                           param_shapes, path_names, weight_decay_mask)
+from model.remat import REMAT_POLICIES, remat_policy
 
 Params = dict[str, Any]
 
@@ -157,26 +158,8 @@ def unembed(cfg: GPTConfig, params: Params, h: jax.Array) -> jax.Array:
     return logits
 
 
-# Remat (rematerialisation, activation checkpointing) policies for the blocks' backward pass, cheapest first in
-# compute and dearest in memory (MaxText's remat_policy, in JAX's checkpoint-policy terms):
-#   "none"  keep every activation the backward pass needs;
-#   "dots"  keep the outputs of the weight matmuls (QKV, attention output projection, the MLP matmuls), recompute
-#           the rest (norms, activations, RoPE, attention) -- jax.checkpoint_policies.dots_with_no_batch_dims_saveable;
-#   "full"  keep only each block's input and recompute the whole block (one more forward pass, ~1/3 more FLOPs).
-REMAT_POLICIES = ("none", "dots", "full")
-
-
-def remat_policy(remat) -> str:
-    """A REMAT_POLICIES name from a policy name or a bool (True = "full", False = "none"). Raises ValueError."""
-    if remat is True or remat is False:
-        return "full" if remat else "none"
-    if remat not in REMAT_POLICIES:
-        raise ValueError(f"unknown remat policy {remat!r}; use one of {', '.join(REMAT_POLICIES)} (or true/false)")
-    return remat
-
-
 def rematerialised(fn, remat):
-    """``fn`` wrapped for the remat policy (a REMAT_POLICIES name or a bool; see remat_policy)."""
+    """``fn`` wrapped for the remat policy (model/remat.py: a REMAT_POLICIES name, or an older spelling)."""
     policy = remat_policy(remat)
     if policy == "none":
         return fn
@@ -187,7 +170,7 @@ def rematerialised(fn, remat):
 
 def run_blocks(cfg: GPTConfig, blocks: Params, x: jax.Array, remat="none", attention: str = "xla") -> jax.Array:
     """Apply a stack of blocks (leading axis = layers) in order with ``lax.scan``: one compiled block body, wrapped
-    for the ``remat`` policy (REMAT_POLICIES, or a bool), attention with the ``attention`` kernel."""
+    for the ``remat`` policy (model/remat.py's REMAT_POLICIES), attention with the ``attention`` kernel."""
     body = rematerialised(lambda h, p: (block(cfg, p, h, attention=attention), None), remat)
     x, _ = jax.lax.scan(body, x, blocks)
     return x

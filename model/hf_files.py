@@ -158,6 +158,24 @@ def write_tokenizer(directory: Path, context: int, tokenizer_json: str | Path | 
     return files
 
 
+def keep_tokenizer(source: str | Path, directory: str | Path, context: int) -> list[str]:
+    """Write the tokenizer a model directory ``source`` came with (its ``tokenizer.json``, the special-token files
+    beside it, its ``generation_config.json``) into ``directory`` (a checkpoint or run directory), so that the model
+    keeps tokenising with it there (model.tokenizer.model_tokenizer_dir finds it). Returns the file names written;
+    [] when ``source`` has no tokenizer.json."""
+    from model.tokenizer import get_tokenizer
+
+    source, directory = Path(source), Path(directory)
+    if not (source / "tokenizer.json").is_file():
+        return []
+    tok = get_tokenizer(source)
+    files = write_tokenizer(directory, context, source / "tokenizer.json", tok)
+    if (source / "generation_config.json").is_file():
+        shutil.copyfile(source / "generation_config.json", directory / "generation_config.json")
+        files.append("generation_config.json")
+    return files
+
+
 def _added(content: str) -> dict:
     return {"content": content, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
             "special": True}

@@ -221,8 +221,11 @@ class Model:
         from runtime.train import finetune as ft
 
         source = ft.load_starting_model(run_dir)
-        shape = ("vocab_size", "max_seq_len", "n_layers", "d_model", "n_heads", "d_head", "d_ffn", "mup")
-        if any(getattr(source.cfg, k) != getattr(self.config, k) for k in shape):
+        # the network the weights belong to: every field but the name and the training recipe (shape, positions,
+        # norms, FFN, K/V heads, biases, tying, residual, muP)
+        recipe = ("name", "batch_size", "learning_rate", "lr_decay", "adam_eps", "init_std")
+        network = lambda cfg: {k: v for k, v in cfg.model_dump().items() if k not in recipe}  # noqa: E731
+        if network(source.cfg) != network(self.config):
             raise UserError(f"{run_dir} holds a {source.cfg.name} model, not this {self.config.name}; load it with "
                             f"initialize_model('{source.cfg.name}') or a model file of its shape")
         self.params, self.checkpoint = source.params, Path(run_dir)

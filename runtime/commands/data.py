@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 HELP = ("tokenise .txt/.md files, directories, JSONL, Parquet/Arrow, HF save_to_disk dirs or the built-in corpus into "
-        "uint16 token shards")
+        "token shards (uint16, or uint32 for vocabularies above 65,535 ids)")
 
 
 def add_arguments(parser) -> None:
@@ -19,7 +19,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--builtin", choices=BUILTIN_CORPORA, help="add a built-in corpus (python-docs: CPython's help topics and stdlib docstrings)")
     parser.add_argument("--val-fraction", type=float, help="fraction of documents held out for validation (default 0.05; at least one document)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/validation split (default 0)")
-    parser.add_argument("--tokenizer", help="a HuggingFace tokenizer.json (file or directory) instead of GPT-2")
+    parser.add_argument("--tokenizer", help="a HuggingFace tokenizer.json instead of GPT-2: the file, or a model "
+                        "directory holding it (its special tokens from the files beside it); a vocabulary above 65,535 "
+                        "ids gets uint32 shards")
     parser.add_argument("--overwrite", action="store_true", help="replace a different dataset already in --out")
     parser.add_argument("--threads", type=int, help="tokeniser threads (default: all cores)")
     parser.add_argument("--shard-tokens", type=int, help="tokens per shard file (default 2^27, 256 MiB)")

@@ -14,13 +14,15 @@ def add_arguments(parser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--from", dest="source", metavar="CKPT_DIR",
                      help="run or checkpoint directory written by `wse train`, `wse convert` or `wse finetune`")
-    src.add_argument("--hf", metavar="DIR", help="local HuggingFace GPT-2 directory (config.json + model.safetensors)")
+    src.add_argument("--hf", metavar="DIR", help="local HuggingFace directory (config.json + model.safetensors) of "
+                     "GPT-2, Llama, Mistral, Qwen2, Qwen3 or GPT-J; its tokenizer.json is used and kept in the run dir")
     parser.add_argument("--data", required=True, metavar="FILE.jsonl|builtin",
                         help='JSONL of {"prompt", "completion"} or {"text"} per line, or "builtin" (the python-docs task set)')
     parser.add_argument("--val", metavar="FILE.jsonl",
                         help="held-out examples for validation (default: every 10th example of --data, by hash, "
                              "when it has 20 or more; the built-in set has its own split)")
-    parser.add_argument("--tokenizer", metavar="PATH", help="a tokenizer.json (or a directory holding one); default GPT-2 BPE")
+    parser.add_argument("--tokenizer", metavar="PATH", help="a tokenizer.json (or a directory holding one); default: the "
+                        "model's own (an --hf directory's, or the one kept beside a --from checkpoint), else GPT-2 BPE")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="with --hf: allow reading a pickled pytorch_model.bin (only for files you trust)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",

@@ -25,16 +25,19 @@ def add_arguments(parser) -> None:
 def run(args) -> dict:
     from model.generate import GenerationError, generate
     from model.tokenizer import TokenizerError
-    from runtime.commands.shared import compute_dtype, load_model_from_args, load_tokenizer
-    from runtime.platform.compile_cache import use_compile_cache
+    from runtime.commands.shared import compute_dtype, load_model_from_args, load_tokenizer, start_ids
     from runtime.errors import UserError
+    from runtime.platform.compile_cache import use_compile_cache
 
     use_compile_cache()  # the decode programs compile once per machine (issue 29), not once per command
-    tok = load_tokenizer(args)
+    load_tokenizer(args)  # a bad --tokenizer is refused before the model is read
     cfg, params, source = load_model_from_args(args)
-    prompt_ids = tok.encode(args.prompt) or [tok.eot_id]  # GPT-2 convention: an empty prompt starts after EOT
+    tok = load_tokenizer(args, cfg)
+    # A Llama-style tokenizer starts every sequence with its begin-of-sequence id; GPT-2's convention for an empty
+    # prompt is to start after <|endoftext|>.
+    prompt_ids = start_ids(tok) + tok.encode(args.prompt)
+    prompt_ids = prompt_ids or [tok.eot_id]
     try:
-        tok.check_model_vocab(cfg.vocab_size, f"model '{cfg.name}'")
         result = generate(cfg, params, [prompt_ids], args.max_new_tokens, temperature=args.temperature,
                           top_k=args.top_k, top_p=args.top_p, seed=args.seed, eot_id=tok.eot_id,
                           dtype=compute_dtype(args), vocab_limit=tok.vocab_size,

@@ -9,9 +9,11 @@ HELP = ("plan a model on a Cerebras system: training (layer-pipelined or weight-
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", default=None, help="preset name (111M ... 13B, 111M-mup ..., tiny, small, demo), a planning-only "
-                        "published shape (gptj-6b, llama-7b, llama2-7b, llama3-8b, llama3.1-8b/70b/405b, qwen3-32b, "
-                        "qwen2-72b, gpt2-small, gpt3-20b, gpt-1t, gpt-24t), or a YAML/JSON model file")
+    parser.add_argument("--model", default=None, help="a preset (111M ... 13B, 111M-mup ..., tiny, small, demo; the "
+                        "families: llama-tiny, mistral-tiny, qwen3-tiny, gptj-tiny, llama3.1-8b/70b/405b, llama2-7b, "
+                        "llama-7b, mistral-7b, qwen3-32b, gptj-6b), a planning-only published shape (llama3-8b, "
+                        "qwen2-72b, gpt2-small, gpt3-20b, gpt-1t, gpt-24t), a YAML/JSON model file (ModelZoo configs "
+                        "included) or a HuggingFace model directory (its config.json)")
     parser.add_argument("--task", choices=["train", "decode", "prefill", "generate"], default="train",
                         help="train (default); decode, prefill or generate (a prompt, then new tokens: time to first "
                         "token, time per output token, end-to-end tokens/s): the model resident on --systems wafers")

@@ -7,13 +7,17 @@ from __future__ import annotations
 def add_model_source(parser, presets: bool = True) -> None:
     """The model options shared by `wse generate` and `wse eval`: exactly one of --checkpoint / --hf (/ --model)."""
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", metavar="CKPT_DIR", help="checkpoint or run directory (`wse convert`, `wse train`)")
-    src.add_argument("--hf", metavar="DIR", help="local HuggingFace GPT-2 directory (config.json + model.safetensors)")
+    src.add_argument("--checkpoint", metavar="CKPT_DIR", help="checkpoint or run directory (`wse convert`, `wse train`, "
+                     "`wse finetune`)")
+    src.add_argument("--hf", metavar="DIR", help="local HuggingFace directory (config.json + model.safetensors) of "
+                     "GPT-2, Llama, Mistral, Qwen2, Qwen3 or GPT-J")
     if presets:
         src.add_argument("--model", metavar="PRESET", help="preset or model file, freshly initialised (seed 0)")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="with --hf: allow reading a pickled pytorch_model.bin (only for files you trust)")
-    parser.add_argument("--tokenizer", metavar="PATH", help="a tokenizer.json (or a directory holding one); default GPT-2 BPE")
+    parser.add_argument("--tokenizer", metavar="PATH", help="a tokenizer.json (or a directory holding one); default: the "
+                        "model's own tokenizer.json (an --hf directory's, or the one `wse convert`/`wse finetune` kept "
+                        "beside a checkpoint), else GPT-2 BPE")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="compute dtype (weights stay float32)")
 
 
@@ -46,14 +50,24 @@ def load_model_from_args(args):
     return cfg, params, f"preset {cfg.name} (untrained, seed 0)"
 
 
-def load_tokenizer(args):
-    from model.tokenizer import TokenizerError, get_tokenizer
+def load_tokenizer(args, cfg=None):
+    """The tokenizer for the model the options name (model.tokenizer.tokenizer_for_model): ``--tokenizer``, else the
+    model's own tokenizer.json, else GPT-2's. UserError when ``--tokenizer`` is not the one the model came with, or
+    (given the model's ``cfg``) when its ids do not fit the model's vocabulary."""
+    from model.tokenizer import TokenizerError, tokenizer_for_model
     from runtime.errors import UserError
 
+    path = getattr(args, "hf", None) or getattr(args, "checkpoint", None)
     try:
-        return get_tokenizer(args.tokenizer)
+        return tokenizer_for_model(args.tokenizer, path, None if cfg is None else cfg.vocab_size,
+                                   "the model" if cfg is None else f"model '{cfg.name}'")
     except TokenizerError as err:
         raise UserError(str(err)) from None
+
+
+def start_ids(tok) -> list[int]:
+    """The ids a sequence begins with: what the tokenizer puts first (Llama's begin-of-sequence id; none for GPT-2)."""
+    return list(tok.start_ids)
 
 
 def compute_dtype(args):

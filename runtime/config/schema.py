@@ -15,6 +15,7 @@ from typing import Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict
 
+from model.remat import REMAT_CHOICES, remat_choice
 from runtime.config.keys import flatten
 from runtime.config.observe import ObserveConfig
 from runtime.errors import UserError
@@ -62,7 +63,7 @@ class ExecutionConfig(_Section):
 
     mode: Literal["auto", "data", "pipelined", "streaming"] = "auto"
     microbatches: int | None = None
-    remat: Literal["auto", "none", "dots", "full"] = "auto"
+    remat: Literal[REMAT_CHOICES] = "auto"  # model/remat.py: the one vocabulary (aliases parsed there too)
     attention: Literal["auto", "xla", "cudnn"] = "auto"
     schedule: Literal["1f1b", "gpipe"] = "1f1b"
     fsdp: bool = False
@@ -71,11 +72,10 @@ class ExecutionConfig(_Section):
     @pydantic.field_validator("remat", mode="before")
     @classmethod
     def _remat_aliases(cls, value):
-        if value is None or value is True or value is False:
-            return {None: "auto", True: "full", False: "none"}[value]
-        if isinstance(value, str) and value.strip().lower() in ("true", "false", "on", "off", "yes", "no"):
-            return "full" if value.strip().lower() in ("true", "on", "yes") else "none"
-        return value
+        try:
+            return remat_choice(value)
+        except ValueError:
+            return value  # the Literal's own error names the choices
 
 
 class TrainConfig(_Section):

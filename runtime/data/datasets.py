@@ -3,8 +3,9 @@
 A dataset is a directory::
 
     meta.json            tokenizer, dtype, token and document counts per split, sources with sha256, shards
-    train_00000.bin ...  raw uint16 tokens (np.memmap-able), each document's tokens followed by <|endoftext|>
-    val_00000.bin ...
+    train_00000.bin ...  raw uint16 tokens (uint32 for vocabularies above 65,536 ids; np.memmap-able): each
+    val_00000.bin ...    document's tokens followed by its end-of-text id (and preceded by the ids the
+                         tokenizer puts first, its ``start_ids``: Llama's begin-of-sequence id)
 
 Building (``build_dataset``, ``wse data``) validates every input before writing anything (runtime.data.inputs),
 tokenises with all cores (runtime.data.tokenise), writes into a hidden sibling directory and renames it into place,
@@ -31,7 +32,7 @@ import numpy as np
 
 from runtime.data.inputs import InputFile, Inputs
 from runtime.data.tables import DEFAULT_TEXT_COLUMN
-from runtime.data.tokenise import DTYPE, progress_bar, tokenise_into, val_documents
+from runtime.data.tokenise import DTYPES, progress_bar, tokenise_into, val_documents
 from runtime.errors import UserError
 
 FORMAT = "wse-tokens"
@@ -69,7 +70,7 @@ def _intact(directory: Path, meta: dict | None) -> bool:
     try:
         for split in meta["splits"].values():
             for shard in split["shards"]:
-                if (directory / shard["file"]).stat().st_size != shard["tokens"] * np.dtype(DTYPE).itemsize:
+                if (directory / shard["file"]).stat().st_size != shard["tokens"] * np.dtype(meta["dtype"]).itemsize:
                     return False
     except (OSError, KeyError, TypeError):
         return False
@@ -127,8 +128,6 @@ def build_dataset(inputs: list[str], out: str | os.PathLike, *, builtin: str | N
         tok = get_tokenizer(tokenizer)
     except TokenizerError as err:
         raise UserError(str(err)) from None
-    if tok.vocab_size > np.iinfo(DTYPE).max + 1:
-        raise UserError(f"tokenizer {tok.name} has {tok.vocab_size} tokens, more than uint16 shards hold (65536); use a smaller vocabulary")
 
     t0 = time.perf_counter()
     source_set = Inputs(list(inputs), builtin, text_column)
@@ -173,8 +172,10 @@ def _write(out: Path, source_set: Inputs, scanned: list[InputFile], tok, val_doc
         tokenise_seconds = time.perf_counter() - t1
         meta = {
             "format": FORMAT, "version": FORMAT_VERSION, "fingerprint": key["fingerprint"],
-            "tokenizer": {"name": tok.name, "backend": tok.backend, "vocab_size": tok.vocab_size, "eot_id": tok.eot_id},
-            "dtype": np.dtype(DTYPE).name, "layout": "each document's tokens, then eot_id",
+            "tokenizer": {"name": tok.name, "backend": tok.backend, "vocab_size": tok.vocab_size, "eot_id": tok.eot_id,
+                          "start_ids": list(tok.start_ids)},
+            "dtype": tok.token_dtype,
+            "layout": ("start_ids, " if tok.start_ids else "") + "each document's tokens, then eot_id",
             "val_fraction": key["val_fraction"], "seed": key["seed"], "shard_tokens": key["shard_tokens"],
             "text_column": key["text_column"],
             "splits": {split: {"tokens": w.tokens, "documents": w.documents, "shards": w.shards} for split, w in writers.items()},
@@ -260,7 +261,7 @@ class TokenDataset:
         meta = _read_meta(self.directory)
         if meta is None or meta.get("format") != FORMAT:
             raise UserError(f"{self.directory} is not a token dataset (no valid meta.json); create one with `wse data INPUT... --out {self.directory}`")
-        if meta.get("version") != FORMAT_VERSION or meta.get("dtype") != np.dtype(DTYPE).name:
+        if meta.get("version") != FORMAT_VERSION or meta.get("dtype") not in DTYPES:
             raise UserError(f"{self.directory} was written by another version of wse data; rebuild it with `wse data ... --overwrite`")
         if split not in meta["splits"]:
             raise UserError(f"unknown split {split!r}; a dataset has splits {', '.join(meta['splits'])}")
@@ -272,14 +273,15 @@ class TokenDataset:
         self.tokenizer: str = meta["tokenizer"]["name"]
         self.vocab_size: int = meta["tokenizer"]["vocab_size"]
         self.eot_id: int = meta["tokenizer"]["eot_id"]
+        self.dtype = np.dtype(meta["dtype"])
         self._shards = []
         for shard in meta["splits"][split]["shards"]:
             path = self.directory / shard["file"]
-            expected = shard["tokens"] * np.dtype(DTYPE).itemsize
+            expected = shard["tokens"] * self.dtype.itemsize
             size = path.stat().st_size if path.is_file() else -1
             if size != expected:
                 raise UserError(f"shard {path} is {'missing' if size < 0 else f'{size} bytes, expected {expected}'}; rebuild the dataset with `wse data ... --overwrite`")
-            self._shards.append(np.memmap(path, dtype=DTYPE, mode="r"))
+            self._shards.append(np.memmap(path, dtype=self.dtype, mode="r"))
         self._starts = np.cumsum([0] + [len(s) for s in self._shards])
 
     def __len__(self) -> int:
@@ -289,7 +291,7 @@ class TokenDataset:
         """Tokens ``[start, start + length)`` of the stream (a copy, crossing shard boundaries as needed)."""
         if start < 0 or start + length > len(self):
             raise IndexError(f"window [{start}, {start + length}) outside {len(self)} tokens")
-        out = np.empty(length, dtype=DTYPE)
+        out = np.empty(length, dtype=self.dtype)
         k = int(np.searchsorted(self._starts, start, side="right")) - 1
         done = 0
         while done < length:

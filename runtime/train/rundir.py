@@ -1,7 +1,8 @@
 """The run-dir policy shared by `wse train` and `wse finetune`: create, resume, or refuse, before anything is built.
 
 A run dir holds ``checkpoints/``, ``metrics.jsonl``, ``loss.png``, ``config.yaml``, and ``tensorboard/`` (event files,
-profiles) and ``wandb/`` when the run's ``observe`` section asks for them. Opening one for a run:
+profiles) and ``wandb/`` when the run's ``observe`` section asks for them; a fine-tune of a model that came with its
+own tokenizer also keeps that tokenizer's files. Opening one for a run:
 
 - no checkpoint: the directory must be new, empty, or one of ours (a run killed before its first checkpoint);
   anything else is somebody's data and is refused, as is a file or a bare model checkpoint;
@@ -25,7 +26,9 @@ from runtime.train.faults import LOCK_FILE
 from runtime.train.observers import LOSS_PLOT, METRICS_FILE, TENSORBOARD_DIR, WANDB_DIR
 
 CONFIG_FILE = "config.yaml"
-RUN_FILES = {"checkpoints", METRICS_FILE, LOSS_PLOT, CONFIG_FILE, LOCK_FILE, TENSORBOARD_DIR, WANDB_DIR}
+# the tokenizer a fine-tuned model came with, kept beside its checkpoints (runtime/train/finetune.py)
+TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}
+RUN_FILES = {"checkpoints", METRICS_FILE, LOSS_PLOT, CONFIG_FILE, LOCK_FILE, TENSORBOARD_DIR, WANDB_DIR} | TOKENIZER_FILES
 
 
 @dataclass

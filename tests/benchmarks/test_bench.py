@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -160,6 +161,29 @@ def test_reduced_run_json_contract(micro, tmp_path, monkeypatch):
         assert (out / name).is_file(), name
     report = (out / "report.md").read_text()
     assert "## Training" in report and "host link MB/step" in report and "host AdamW" in report
+
+
+def test_a_llama_family_row_beside_its_pytorch_baseline(tmp_path, small_ceilings):
+    """`wse bench --quick` adds one Llama-family row, in data mode only; a family model's row runs our model and its
+    baseline transformers' class of the same architecture (LlamaForCausalLM) at the same shape."""
+    from benchmarks.sizes import FULL, QUICK
+    from benchmarks.suite import MODES
+    from benchmarks.training_rows import training_rows
+
+    for sizes in (QUICK, FULL):
+        rows = {m: sizes.model_modes(m, MODES) for m in sizes.models}
+        assert rows["llama-tiny"] == ["data"] and rows["tiny"] == list(MODES)
+        assert sum(len(v) for m, v in rows.items() if m.startswith("llama")) == 1
+    path = tmp_path / "llama-micro.json"
+    path.write_text(json.dumps({"preset": "llama-tiny", **MICRO, "n_kv_heads": 1, "tied_embeddings": False}))
+    sizes = replace(QUICK, models=(str(path),), batch_size={str(path): 4}, seq_len={str(path): 16}, steps=1,
+                    modes={str(path): ("data",)})
+    rows, baseline = training_rows(sizes, MODES, 2, "cpu", "float32", "auto", small_ceilings, 1e10, lambda line: None)
+    (row,) = rows
+    assert row["mode"] == "data" and _finite_positive(row["tokens_per_s"]) and math.isfinite(row["predicted_over_measured"])
+    (torch_row,) = baseline["rows"]
+    assert torch_row["architecture"] == "LlamaForCausalLM" and _finite_positive(torch_row["tokens_per_s"])
+    assert all(math.isfinite(x) for x in torch_row["losses"] + row["losses"])
 
 
 def test_bench_user_errors_are_one_line(capsys):
