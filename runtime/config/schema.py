@@ -176,6 +176,22 @@ def valid_keys() -> list[str]:
     return keys
 
 
+def field_info(key: str):
+    """The pydantic FieldInfo of a dotted leaf key (``train.run_dir``), or None for a section or an unknown key."""
+    model: type[BaseModel] = RunConfig
+    *path, last = key.split(".")
+    for part in path:
+        field = model.model_fields.get(part)
+        ann = field.annotation if field is not None else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        model = ann
+    field = model.model_fields.get(last)
+    if field is None or (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+        return None
+    return field
+
+
 def unknown_key(key: str) -> UserError:
     """The one-line error for a key the schema does not have, naming the closest valid key (did you mean ...?)."""
     keys = valid_keys()
