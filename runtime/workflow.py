@@ -267,16 +267,19 @@ class Model:
         ``temperature=0``."""
         from model.generate import GenerationError, generate
         from model.tokenizer import TokenizerError, get_tokenizer
+        from runtime.sampling import sampling_settings
 
         tok = get_tokenizer()
         ids = tok.encode(prompt) or [tok.eot_id]
         max_new_tokens = min(max_new_tokens, self.config.max_seq_len - len(ids))
+        # the default minimum (SAMPLING) is cut to what fits, as transformers stops at the maximum
+        sampling = sampling_settings(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                     repetition_penalty=repetition_penalty, seed=seed,
+                                     min_new_tokens=min(min_new_tokens, max_new_tokens))
         try:
             tok.check_model_vocab(self.config.vocab_size, f"model '{self.config.name}'")
-            out = generate(self.config, self._weights(), [ids], max_new_tokens, temperature=temperature, top_k=top_k,
-                           top_p=top_p, seed=seed, eot_id=tok.eot_id, vocab_limit=tok.vocab_size,
-                           repetition_penalty=repetition_penalty,
-                           min_new_tokens=min(min_new_tokens, max_new_tokens))
+            out = generate(self.config, self._weights(), [ids], max_new_tokens, eot_id=tok.eot_id,
+                           vocab_limit=tok.vocab_size, **sampling)
         except (GenerationError, TokenizerError) as err:
             raise UserError(str(err)) from None
         return tok.decode(out.tokens[0])

@@ -27,16 +27,18 @@ def run(args) -> dict:
     from model.tokenizer import TokenizerError
     from runtime.commands.shared import compute_dtype, load_model_from_args, load_tokenizer
     from runtime.errors import UserError
+    from runtime.sampling import sampling_settings
 
+    sampling = sampling_settings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                                 top_p=args.top_p, repetition_penalty=args.repetition_penalty,
+                                 min_new_tokens=args.min_new_tokens, seed=args.seed, cli=True)
     tok = load_tokenizer(args)
     cfg, params, source = load_model_from_args(args)
     prompt_ids = tok.encode(args.prompt) or [tok.eot_id]  # GPT-2 convention: an empty prompt starts after EOT
     try:
         tok.check_model_vocab(cfg.vocab_size, f"model '{cfg.name}'")
-        result = generate(cfg, params, [prompt_ids], args.max_new_tokens, temperature=args.temperature,
-                          top_k=args.top_k, top_p=args.top_p, seed=args.seed, eot_id=tok.eot_id,
-                          dtype=compute_dtype(args), vocab_limit=tok.vocab_size,
-                          repetition_penalty=args.repetition_penalty, min_new_tokens=args.min_new_tokens)
+        result = generate(cfg, params, [prompt_ids], args.max_new_tokens, eot_id=tok.eot_id, dtype=compute_dtype(args),
+                          vocab_limit=tok.vocab_size, **sampling)
     except (GenerationError, TokenizerError) as err:
         raise UserError(str(err)) from None
     ids = result.tokens[0]
