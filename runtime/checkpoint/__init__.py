@@ -16,6 +16,5 @@ from runtime.checkpoint.store import (INTEGRITY_ITEM, MODEL_ITEM, OPT_ITEM, PARA
                                       save_model)
 
 __all__ = ["INTEGRITY_ITEM", "MODEL_ITEM", "OPT_ITEM", "PARAMS_ITEM", "TRAIN_ITEM", "RunCheckpoints", "checkpoint_dir",
-           "checksums_and_nonfinite", "describe_model", "latest_step", "load_model", "manager", "same_model", "save_model",
-           "tree_checksums",
-           "verify_checksums"]
+           "checksums_and_nonfinite", "describe_model", "latest_step", "load_model", "manager", "same_model",
+           "save_model", "tree_checksums", "verify_checksums"]

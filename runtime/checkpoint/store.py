@@ -74,7 +74,8 @@ def save_model(directory: str | Path, cfg, params, step: int = 0) -> Path:
     sums, bad = checksums_and_nonfinite(params)
     if bad:
         raise UserError(f"the weights are not finite (NaN or inf in '{bad[0]}'); nothing was written to '{directory}'")
-    with writing(directory, _tree_bytes(params), what="writing the checkpoint", fix="free space or choose another --out"):
+    with writing(directory, _tree_bytes(params), what="writing the checkpoint", fix="free space or choose another --out",
+                 readonly_fix="choose a writable --out"):
         directory.parent.mkdir(parents=True, exist_ok=True)
         if live_writer(directory):
             raise UserError(f"'{directory}' is being written by another process; wait for it or choose another --out")
@@ -286,7 +287,8 @@ class RunCheckpoints:
             last = latest_step(self.directory) if self.directory.is_dir() else None
             kept = f"the checkpoint of step {last} is intact" if last is not None else "no earlier checkpoint exists"
             raise storage_error(err, self.run_dir, need, what=f"writing the checkpoint of step {failed} in",
-                                fix=f"free space or move train.run_dir, then run the same command ({kept})") from None
+                                fix=f"free space or move train.run_dir, then run the same command ({kept})",
+                                readonly_fix=f"choose another train.run_dir ({kept})") from None
 
 
 def _tree_bytes(tree) -> int:

@@ -77,28 +77,30 @@ def size_text(n: float | None) -> str:
 
 
 def storage_error(err: BaseException, path: str | os.PathLike, need: int | None = None, *, what: str = "writing",
-                  fix: str = "free space or choose another place") -> UserError | None:
+                  fix: str = "free space or choose another place",
+                  readonly_fix: str = "choose a writable place") -> UserError | None:
     """The one-line UserError for a write that failed for lack of room or of permission (None for other errors):
-    ``<what> '<path>' failed: <why> (<free> free, it needs about <need>); <fix>``."""
+    ``<what> '<path>' failed: <why> (<free> free, it needs about <need>); <fix>`` (``readonly_fix`` when the
+    destination cannot be written at all)."""
     code = failure_errno(err)
     if code is None:
         return None
-    why = FAILURES[code][0]
+    why, free = FAILURES[code][0], size_text(free_bytes(path))
     if code in FULL:
-        room = f" ({size_text(free_bytes(path))} free, it needs about {size_text(need)})"
+        room = f" ({free} free, it needs about {size_text(need)})" if need else f" ({free} free)"
     else:
-        room = f" ({size_text(free_bytes(path))} free there)"
-        fix = "choose a writable place"
+        room, fix = "", readonly_fix
     return UserError(f"{what} '{path}' failed: {why}{room}; {fix}")
 
 
 @contextlib.contextmanager
-def writing(path: str | os.PathLike, need: int | None = None, *, what: str = "writing", fix: str | None = None):
-    """Around a write to ``path``: a full or read-only destination becomes ``storage_error``'s one line."""
+def writing(path: str | os.PathLike, need: int | None = None, *, what: str = "writing", **fixes):
+    """Around a write to ``path``: a full or read-only destination becomes ``storage_error``'s one line (``fixes``:
+    its ``fix`` and ``readonly_fix``)."""
     try:
         yield
     except Exception as err:  # noqa: BLE001 - only storage failures are translated, the rest re-raised
-        user = storage_error(err, path, need, what=what, **({"fix": fix} if fix else {}))
+        user = storage_error(err, path, need, what=what, **fixes)
         if user is None:
             raise
         raise user from None
@@ -138,6 +140,22 @@ def live_writer(out: str | os.PathLike) -> str | None:
         if _held(p):
             return p.name[len(_prefix(out)):].split("-")[0]
     return None
+
+
+def wait_for_writers(out: str | os.PathLike) -> None:
+    """Block until no live process holds a temporary of ``out`` (each writer finished, failed or died)."""
+    import fcntl
+
+    out = Path(out).absolute()
+    for p in list(out.parent.glob(_prefix(out) + "*")) if out.parent.is_dir() else []:
+        try:
+            fd = os.open(p, os.O_RDONLY)
+        except OSError:
+            continue  # installed or removed meanwhile
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # granted when the writer's process lets go
+        finally:
+            os.close(fd)
 
 
 def clean_stale(out: str | os.PathLike) -> int:

@@ -26,6 +26,7 @@ from typing import Callable
 from runtime.config import RunConfig, load_config
 from runtime.config.recipes import Recipe, resolve, run_dir_of
 from runtime.errors import Diverged, TrainingStopped, UserError
+from runtime.platform.storage import writing
 from runtime.train import observers as obs
 from runtime.train.divergence import diverged
 from runtime.train.faults import RunDirLock, StopSignals, signal_name
@@ -81,23 +82,26 @@ class Trainer:
         lead = jax.process_index() == 0
         ckpt = RunCheckpoints(self.run_dir, keep=self.run_config.train.keep)
         lock = None
-        try:
-            open_run(self.requested, ckpt, self.recipe)  # refuses a run dir that is not ours before writing anything
-            lock = RunDirLock(self.run_dir).acquire() if lead else None  # one run per run dir
-            opened = open_run(self.requested, ckpt, self.recipe)  # again under the lock: another run may have saved
-            self.run_config, self.sources, self.changes = opened.config, opened.sources, opened.changes
-            train_loader, val_loader = self.data.loaders(self.run_config, jax.process_index(), jax.process_count())
-            parts = compiled_for(self.run_config, self.gpt, mesh)
-            state, start, run_key = self._initial_state(parts, ckpt, opened.resume_step, train_loader)
-            ctx = obs.RunContext(self.run_config, self.gpt, parts.executor, start, self.run_dir, lead=lead, state=state)
-            if ctx.lead:
-                write_config(self.run_dir, self.run_config)
-            with StopSignals() as signals:
-                summary = self._train(ctx, parts, train_loader, val_loader, ckpt, run_key, signals)
-        finally:
-            ckpt.close()  # waits for the last asynchronous save
-            if lock is not None:
-                lock.release()
+        # metrics, plots, config.yaml, the lock: a full or read-only run dir is one line (checkpoints say more)
+        with writing(self.run_dir, what="writing the run dir", readonly_fix="choose another train.run_dir",
+                     fix="free space or move train.run_dir, then run the same command"):
+            try:
+                open_run(self.requested, ckpt, self.recipe)  # refuses a run dir that is not ours before writing anything
+                lock = RunDirLock(self.run_dir).acquire() if lead else None  # one run per run dir
+                opened = open_run(self.requested, ckpt, self.recipe)  # again under the lock: another run may have saved
+                self.run_config, self.sources, self.changes = opened.config, opened.sources, opened.changes
+                train_loader, val_loader = self.data.loaders(self.run_config, jax.process_index(), jax.process_count())
+                parts = compiled_for(self.run_config, self.gpt, mesh)
+                state, start, run_key = self._initial_state(parts, ckpt, opened.resume_step, train_loader)
+                ctx = obs.RunContext(self.run_config, self.gpt, parts.executor, start, self.run_dir, lead=lead, state=state)
+                if ctx.lead:
+                    write_config(self.run_dir, self.run_config)
+                with StopSignals() as signals:
+                    summary = self._train(ctx, parts, train_loader, val_loader, ckpt, run_key, signals)
+            finally:
+                ckpt.close()  # waits for the last asynchronous save
+                if lock is not None:
+                    lock.release()
         self.state, self.executor = ctx.state, parts.executor
         if summary.get("stopped"):
             signum, step = summary["stopped"]
