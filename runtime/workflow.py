@@ -337,12 +337,13 @@ class Model:
              batch_size: int | None = None, seq_len: int | None = None, picture: str | os.PathLike | None = None,
              timeline: str | os.PathLike | None = None) -> dict:
         """The wafer plan for this model (`wse plan --model <preset> --system <system>`): mode, stages, step time,
-        memory, assumptions; ``picture``/``timeline`` write the PNGs."""
+        memory, assumptions; ``picture``/``timeline`` write the PNGs (replacing earlier ones: a notebook cell runs
+        again)."""
         from runtime.planning import plan_model
 
         return plan_model(self.preset, system, systems=systems, mode=mode, batch_size=batch_size, seq_len=seq_len,
                           picture=None if picture is None else str(picture),
-                          timeline=None if timeline is None else str(timeline))
+                          timeline=None if timeline is None else str(timeline), overwrite=True)
 
 
 def initialize_model(preset: str = "tiny", *, devices: int | None = 8, mesh: dict | None = None, mode: str = "auto",

@@ -150,9 +150,11 @@ def _is_async_noise(unraisable) -> bool:
 
 
 class _DropOrbaxNoise:
-    """absl records of Orbax's threads re-telling an exception the caller receives anyway."""
+    """absl records of Orbax re-telling, with a traceback, an exception it also hands to the caller (a background
+    save's failure is raised again by ``wait_until_finished``), and its note on every read-only manager."""
 
     def filter(self, record) -> bool:
         text = str(record.msg)
-        return not (text.startswith("[process=") and any(n in text for n in _ORBAX_NOISE)) and \
-            not text.startswith("Given directory is read only")
+        from_orbax = "orbax" in str(getattr(record, "pathname", ""))
+        retold = from_orbax and (record.exc_info is not None or any(n in text for n in _ORBAX_NOISE))
+        return not retold and not text.startswith("Given directory is read only")

@@ -66,7 +66,7 @@ def save_model(directory: str | Path, cfg, params, step: int = 0) -> Path:
     """Write a model-only checkpoint (config + parameters) at ``step``; refuses to overwrite an existing one."""
     import orbax.checkpoint as ocp
 
-    from runtime.platform.storage import Temporary, clean_stale, install, live_writer, writing
+    from runtime.platform.storage import Finished, Temporary, clean_stale, install, live_writer, writing
 
     directory = Path(directory)
     if directory.exists() and any(directory.iterdir()):
@@ -92,7 +92,11 @@ def save_model(directory: str | Path, cfg, params, step: int = 0) -> Path:
                 mgr.wait_until_finished()
             finally:
                 mgr.close()
-            install(tmp.path, directory, overwrite=False)
+            try:
+                install(tmp.path, directory, overwrite=False)
+            except Finished:
+                raise UserError(f"output directory '{directory}' was filled by another process meanwhile; it is left "
+                                "as it is: choose a new --out directory") from None
     return directory
 
 

@@ -251,6 +251,12 @@ def prepare_builtin(out_dir: str | os.PathLike | None = None, name: str = "pytho
     target = target / f"{name}-{key}"
     if _intact(target, _read_meta(target)):
         return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # e.g. WSE_CACHE_DIR under /proc, or a file where a folder should be
+        where = "WSE_CACHE_DIR" if os.environ.get("WSE_CACHE_DIR") else "XDG_CACHE_HOME or your home directory"
+        raise UserError(f"the built-in corpus cannot be prepared in '{target.parent}' ({err.strerror}); set {where} "
+                        "to a writable directory") from None
     # another process building the same cache is waited for, and its dataset reused (build_dataset's wait)
     build_dataset([], target, builtin=name, val_fraction=val_fraction, seed=seed, tokenizer=tokenizer,
                   overwrite=True, progress=progress, wait=True)

@@ -402,9 +402,12 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_loses_nothing(world, tm
     monkeypatch.setattr(ocp.CheckpointManager, "save", save)
     args = overrides(world, run_dir, *ONE_DEVICE, "train.steps=6")  # checkpoints every 2 steps
     assert main(["train", *args]) == 2
-    err = capsys.readouterr().err
+    lines = capsys.readouterr().err.strip().splitlines()
+    # progress lines may come first (one every 10 s without a terminal: how many depends on the machine's speed)
+    assert all(line.startswith("train step ") for line in lines[:-1]), lines
+    err = lines[-1]
     assert err.startswith(f"error: writing the checkpoint of step 4 in '{run_dir}' failed: the disk is full (")
-    assert " free, a checkpoint of this run needs about " in err and "step 2 is intact" in err and err.count("\n") == 1
+    assert " free, it needs about " in err and "step 2 is intact" in err
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["2"]
     monkeypatch.undo()
     assert main(["train", "--json", *args]) == 0
