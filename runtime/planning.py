@@ -98,7 +98,7 @@ def plan_model(model: str, system: str | None = None, *, systems: int | None = N
         for key, path, draw in (("picture", picture, draw_picture), ("timeline", timeline, draw_timeline)):
             if path:  # drawn into a held hidden sibling and renamed into place (runtime.platform.storage)
                 result[key] = str(write_file(path, lambda tmp, draw=draw: draw(plan, tmp), overwrite=overwrite,
-                                             what=f"--{key} {path}"))
+                                             what=f"--{key}"))
     return result
 
 

@@ -64,7 +64,7 @@ def test_plan_pictures_on_a_full_or_read_only_disk_are_one_line(tmp_path):
     pic.write_bytes(b"an earlier picture")
     res = _wse(*PLAN, "--picture", str(pic), "--overwrite", TESTFAULT_FSIZE="2000")
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
-    assert f"error: writing --picture {pic} '{pic}' failed: a file reached the file-size limit" in res.stderr
+    assert f"error: writing --picture '{pic}' failed: a file reached the file-size limit" in res.stderr
     assert pic.read_bytes() == b"an earlier picture" and _hidden(tmp_path) == []
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -130,3 +130,20 @@ def test_a_disk_that_fills_during_a_run_is_one_line_and_loses_nothing(world, tmp
     res = _wse("train", "--json", *args)
     assert res.returncode == 0, res.stderr[-3000:]
     assert json.loads(res.stdout.strip().splitlines()[-1])["start_step"] == 2
+
+
+def test_a_file_finished_meanwhile_by_another_writer_is_kept(tmp_path):
+    """Two writers of one file without --overwrite: the one that finishes second is refused, the first's file kept."""
+    from runtime.platform.storage import Finished, write_file
+
+    out = tmp_path / "p.png"
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(b"mine")
+        out.write_bytes(b"theirs")  # the other writer finishes first
+
+    with pytest.raises(Finished, match="already holds a finished result; pass --overwrite"):
+        write_file(out, write, overwrite=False, what="--picture")
+    assert out.read_bytes() == b"theirs" and _hidden(tmp_path) == []
+    write_file(out, lambda tmp: tmp.write_bytes(b"mine"), overwrite=True, what="--picture")
+    assert out.read_bytes() == b"mine" and _hidden(tmp_path) == []

@@ -95,3 +95,17 @@ def test_the_weights_are_checked_before_every_save(tmp_path):
         ck.save(2, cfg, params, {"mu": params}, {"step": 2})
     ck.close()
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["1"]  # keep=1 kept step 1
+
+
+def test_the_command_that_continues_replaces_the_rate_and_keeps_the_rest():
+    from runtime.train.divergence import continue_command
+
+    given = ["train.lr=1e3", "train.steps=9", "train.run_dir=runs/a b"]
+    resume = Diverged("x", step=5, checkpoint=3, lr=1e-4)
+    assert continue_command(resume, ["finetune", "--from", "src", "--data", "d.jsonl"], given) == \
+        "wse finetune --from src --data d.jsonl train.steps=9 'train.run_dir=runs/a b' train.lr=0.0001"
+    back = Diverged("x", step=4, checkpoint=3, lr=1e-4, delete="runs/a b/checkpoints/3")
+    assert continue_command(back, ["train"], given).startswith("rm -r 'runs/a b/checkpoints/3' && wse train ")
+    fresh = Diverged("x", step=4, checkpoint=3, lr=1e-4, new_run_dir="runs/a b-lr0.0001")
+    assert continue_command(fresh, ["train"], given) == \
+        "wse train train.steps=9 train.lr=0.0001 'train.run_dir=runs/a b-lr0.0001'"
