@@ -305,11 +305,13 @@ def scaling_markdown(sc: dict) -> list[str]:
 
 
 # ----- files ------------------------------------------------------------------------------------------------------
-def write(result: dict, out: Path) -> dict:
-    """bench.json, report.md and the plots in ``out``; returns their paths."""
+def write(result: dict, out: Path, final: Path | None = None) -> dict:
+    """bench.json, report.md and the plots in ``out``; returns their paths as they will be in ``final`` (default
+    ``out``: the folder ``out`` is renamed to once complete)."""
     out.mkdir(parents=True, exist_ok=True)
-    files = {"json": str(out / "bench.json"), "markdown": str(out / "report.md")}
-    files["plots"] = plots(result, out)
+    final = Path(final) if final is not None else out
+    files = {"json": str(final / "bench.json"), "markdown": str(final / "report.md")}
+    files["plots"] = [str(final / Path(p).name) for p in plots(result, out)]
     result = {**result, "files": files}
     (out / "report.md").write_text(markdown(result) + "\n", encoding="utf-8")
     (out / "bench.json").write_text(json.dumps(result, indent=1, default=_json_default) + "\n", encoding="utf-8")

@@ -256,10 +256,10 @@ def _check(cfg, prompts, max_new_tokens, temperature, top_k, top_p, penalty, min
         raise GenerationError("no prompts given")
     if max_new_tokens < 1:
         raise GenerationError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    if temperature < 0:
-        raise GenerationError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-    if top_k < 0:
-        raise GenerationError(f"top_k must be >= 0 (0 = off), got {top_k}")
+    if not 0 <= temperature < float("inf"):  # NaN and inf too: they would turn every logit into NaN or 0
+        raise GenerationError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature}")
+    if not 0 <= top_k < 2**31:  # any k at or above the vocabulary keeps every token, as transformers clamps it
+        raise GenerationError(f"top_k must be >= 0 (0 = off) and below 2^31, got {top_k}")
     if not 0 < top_p <= 1:
         raise GenerationError(f"top_p must be in (0, 1] (1 = off), got {top_p}")
     if not penalty > 0:

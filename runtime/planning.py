@@ -140,19 +140,21 @@ def load_shape(model: str):
 def plan_model(model: str, system: str | None = None, *, systems: int | None = None, mode: str = "auto",
                batch_size: int | None = None, seq_len: int | None = None, picture: str | None = None,
                timeline: str | None = None, task: str = "train", memoryx: str | None = None,
-               prompt_len: int | None = None, new_tokens: int | None = None, dtype: str | None = None) -> dict:
+               prompt_len: int | None = None, new_tokens: int | None = None, dtype: str | None = None,
+               overwrite: bool = False) -> dict:
     """The plan of ``model`` (a preset, a planning-only published shape or a model file) on ``system`` (cs1/cs2/cs3,
     a cluster, a YAML system file, h100, h200 or a ``kind: device`` file; None: ``DEFAULT_SYSTEM``, noted in
     ``system_note``) from the simulator's one entry (wse.plan.make_plan, which decides wafer or device mesh), as a
     JSON-able dict (Plan.to_dict, InferencePlan's for ``task`` decode/prefill/generate, DevicePlan's for a device mesh), with
-    the PNG paths when ``picture``/``timeline`` are given. UserError or PlanError for an unknown model or system, a
-    plan that cannot fit, or a picture that cannot be drawn or written."""
+    the PNG paths when ``picture``/``timeline`` are given (written whole or not at all; an existing file is replaced
+    only with ``overwrite``). UserError or PlanError for an unknown model or system, a plan that cannot fit, or a
+    picture that cannot be drawn or written."""
     from wse.plan import make_plan, read_target
 
     shape = load_shape(model)
     target = read_target(DEFAULT_SYSTEM if system is None else system, dtype=dtype)
     if picture or timeline:
-        check_pictures(target, task, picture, timeline)
+        check_pictures(target, task, picture, timeline, overwrite)
     plan = make_plan(shape, target, systems=systems, mode=mode, batch_size=batch_size, seq_len=seq_len,
                      model_name=shape.name, memoryx=memoryx, task=task, prompt_len=prompt_len, new_tokens=new_tokens,
                      dtype=dtype)
@@ -162,16 +164,18 @@ def plan_model(model: str, system: str | None = None, *, systems: int | None = N
     if picture or timeline:
         from wse.wafer.pictures import draw_picture, draw_timeline
 
-        if picture:
-            result["picture"] = str(draw_picture(plan, picture))
-        if timeline:
-            result["timeline"] = str(draw_timeline(plan, timeline))
+        from runtime.platform.storage import write_file
+
+        for key, path, draw in (("picture", picture, draw_picture), ("timeline", timeline, draw_timeline)):
+            if path:  # drawn into a held hidden sibling and renamed into place (runtime.platform.storage)
+                result[key] = str(write_file(path, lambda tmp, draw=draw: draw(plan, tmp), overwrite=overwrite,
+                                             what=f"--{key}"))
     return result
 
 
-def check_pictures(target, task: str, picture: str | None, timeline: str | None) -> None:
+def check_pictures(target, task: str, picture: str | None, timeline: str | None, overwrite: bool = False) -> None:
     """Refuse --picture/--timeline where no picture can be drawn (a device mesh, an inference task) or written (a
-    directory that does not exist)."""
+    directory that does not exist, a file there already without ``overwrite``), before anything is planned."""
     from wse.plan import DEVICE_TRAINING_ONLY
 
     if target.wing == "devices":
@@ -179,6 +183,8 @@ def check_pictures(target, task: str, picture: str | None, timeline: str | None)
     for flag, path in (("--picture", picture), ("--timeline", timeline)):
         if path is not None and not Path(path).parent.exists():
             raise UserError(f"{flag} {path}: directory '{Path(path).parent}' does not exist; create it or choose another path")
+        if path is not None and Path(path).exists() and not overwrite:
+            raise UserError(f"{flag} {path} already exists; pass --overwrite to replace it or choose another path")
     if task != "train":
         raise UserError(f"--picture and --timeline draw training plans; --task {task} has none")
 

@@ -270,16 +270,19 @@ class Model:
         ``temperature=0``."""
         from model.generate import GenerationError, generate
         from model.tokenizer import TokenizerError, get_tokenizer
+        from runtime.sampling import sampling_settings
 
         tok = get_tokenizer()
         ids = tok.encode(prompt) or [tok.eot_id]
         max_new_tokens = min(max_new_tokens, self.config.max_seq_len - len(ids))
+        # the default minimum (SAMPLING) is cut to what fits, as transformers stops at the maximum
+        sampling = sampling_settings(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                     repetition_penalty=repetition_penalty, seed=seed,
+                                     min_new_tokens=min(min_new_tokens, max_new_tokens))
         try:
             tok.check_model_vocab(self.config.vocab_size, f"model '{self.config.name}'")
-            out = generate(self.config, self._weights(), [ids], max_new_tokens, temperature=temperature, top_k=top_k,
-                           top_p=top_p, seed=seed, eot_id=tok.eot_id, vocab_limit=tok.vocab_size,
-                           repetition_penalty=repetition_penalty,
-                           min_new_tokens=min(min_new_tokens, max_new_tokens))
+            out = generate(self.config, self._weights(), [ids], max_new_tokens, eot_id=tok.eot_id,
+                           vocab_limit=tok.vocab_size, **sampling)
         except (GenerationError, TokenizerError) as err:
             raise UserError(str(err)) from None
         return tok.decode(out.tokens[0])
@@ -337,12 +340,13 @@ class Model:
              batch_size: int | None = None, seq_len: int | None = None, picture: str | os.PathLike | None = None,
              timeline: str | os.PathLike | None = None) -> dict:
         """The wafer plan for this model (`wse plan --model <preset> --system <system>`): mode, stages, step time,
-        memory, assumptions; ``picture``/``timeline`` write the PNGs."""
+        memory, assumptions; ``picture``/``timeline`` write the PNGs (replacing earlier ones: a notebook cell runs
+        again)."""
         from runtime.planning import plan_model
 
         return plan_model(self.preset, system, systems=systems, mode=mode, batch_size=batch_size, seq_len=seq_len,
                           picture=None if picture is None else str(picture),
-                          timeline=None if timeline is None else str(timeline))
+                          timeline=None if timeline is None else str(timeline), overwrite=True)
 
 
 def initialize_model(preset: str = "tiny", *, devices: int | None = 8, mesh: dict | None = None, mode: str = "auto",

@@ -70,12 +70,40 @@ def run(args) -> dict:
         parse_size(args.max_shard_size)  # a bad size is refused before the checkpoint is read
         cfg, params = load_model(args.to_hf)
         tokenizer = args.tokenizer or model_tokenizer_dir(args.to_hf)
-        written = save_hf(args.out, cfg, params, max_shard_size=args.max_shard_size, tokenizer=tokenizer,
-                          architecture=architecture)
+        written = export(args.out, lambda tmp: save_hf(tmp, cfg, params, max_shard_size=args.max_shard_size,
+                                                         tokenizer=tokenizer, architecture=architecture,
+                                                         staged=False), 4 * cfg.parameters)
         source, kind = args.to_hf, "checkpoint->hf"
     return {"conversion": kind, "source": str(source), "out": str(args.out), "name": cfg.name,
             "parameters": cfg.parameters, "mup": cfg.mup, "vocab_size": cfg.vocab_size,
             "untied_mup_export": bool(cfg.mup and args.to_hf), **written}
+
+
+def export(out: str, write, need: int) -> dict:
+    """``write(folder)`` into a held hidden sibling of ``out``, then renamed into place (never over a finished
+    result); a full or read-only destination is one line (runtime.platform.storage)."""
+    from pathlib import Path
+
+    from runtime.errors import UserError
+    from runtime.platform.storage import Finished, Temporary, clean_stale, install, live_writer, writing
+
+    out_path = Path(out)
+    if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
+        raise UserError(f"output directory '{out}' is not empty; choose a new --out directory")
+    with writing(out, need, what="writing the export", fix="free space or choose another --out",
+                 readonly_fix="choose a writable --out"):
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        if live_writer(out_path):
+            raise UserError(f"'{out}' is being written by another process; wait for it or choose another --out")
+        clean_stale(out_path)
+        with Temporary(out_path, directory=True) as tmp:
+            written = write(tmp.path)
+            try:
+                install(tmp.path, out_path, overwrite=False)
+            except Finished:
+                raise UserError(f"output directory '{out}' was filled by another process meanwhile; it is left as it "
+                                "is: choose a new --out directory") from None
+    return written
 
 
 def render(result: dict, console) -> None:

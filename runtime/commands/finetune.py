@@ -36,10 +36,18 @@ def run(args) -> dict:
 
     parse_overrides(list(args.overrides))  # a typo in a key costs no JAX start-up
     quiet_libraries()
+    from runtime.commands.train import with_command
+    from runtime.errors import Diverged
     from runtime.train.finetune import finetune
 
-    return finetune(args.source, args.data, args.overrides, hf=args.hf, val=args.val, tokenizer=args.tokenizer,
-                    allow_pickle=args.allow_pickle)
+    try:
+        return finetune(args.source, args.data, args.overrides, hf=args.hf, val=args.val, tokenizer=args.tokenizer,
+                        allow_pickle=args.allow_pickle)
+    except Diverged as err:
+        command = ["finetune", *(["--from", args.source] if args.source else ["--hf", args.hf]), "--data", args.data]
+        for flag, value in (("--val", args.val), ("--tokenizer", args.tokenizer)):
+            command += [flag, value] if value else []
+        raise with_command(err, command + (["--allow-pickle"] if args.allow_pickle else []), args.overrides) from None
 
 
 def render(result: dict, console) -> None:

@@ -28,7 +28,11 @@ def run(args) -> dict:
     from runtime.commands.shared import compute_dtype, load_model_from_args, load_tokenizer, start_ids
     from runtime.errors import UserError
     from runtime.platform.compile_cache import use_compile_cache
+    from runtime.sampling import sampling_settings
 
+    sampling = sampling_settings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                                 top_p=args.top_p, repetition_penalty=args.repetition_penalty,
+                                 min_new_tokens=args.min_new_tokens, seed=args.seed, cli=True)
     use_compile_cache()  # the decode programs compile once per machine (issue 29), not once per command
     load_tokenizer(args)  # a bad --tokenizer is refused before the model is read
     cfg, params, source = load_model_from_args(args)
@@ -38,10 +42,8 @@ def run(args) -> dict:
     prompt_ids = start_ids(tok) + tok.encode(args.prompt)
     prompt_ids = prompt_ids or [tok.eot_id]
     try:
-        result = generate(cfg, params, [prompt_ids], args.max_new_tokens, temperature=args.temperature,
-                          top_k=args.top_k, top_p=args.top_p, seed=args.seed, eot_id=tok.eot_id,
-                          dtype=compute_dtype(args), vocab_limit=tok.vocab_size,
-                          repetition_penalty=args.repetition_penalty, min_new_tokens=args.min_new_tokens)
+        result = generate(cfg, params, [prompt_ids], args.max_new_tokens, eot_id=tok.eot_id, dtype=compute_dtype(args),
+                          vocab_limit=tok.vocab_size, **sampling)
     except (GenerationError, TokenizerError) as err:
         raise UserError(str(err)) from None
     ids = result.tokens[0]

@@ -34,6 +34,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (default 2048, capped at the model's context)")
     parser.add_argument("--picture", default=None, help="write the stage regions (or the streaming memory profile) to this PNG")
     parser.add_argument("--timeline", default=None, help="write the pipeline schedule (or per-layer compute vs streaming) to this PNG")
+    parser.add_argument("--overwrite", action="store_true", help="replace --picture/--timeline files that already exist")
     parser.add_argument("--memoryx", default=None,
                         help="MemoryX size (12TB, 1200TB, 2.4PB); default: the smallest sold for the system that holds the model")
     parser.add_argument("--prompt-len", type=int, default=None,
@@ -56,7 +57,8 @@ def run(args) -> dict:
         raise UserError("wse plan needs --model (or --published for the table of published figures)")
     return plan_model(args.model, args.system, systems=args.systems, mode=args.mode, batch_size=args.batch_size,
                       seq_len=args.seq_len, picture=args.picture, timeline=args.timeline, task=args.task,
-                      memoryx=args.memoryx, prompt_len=args.prompt_len, new_tokens=args.new_tokens, dtype=args.dtype)
+                      memoryx=args.memoryx, prompt_len=args.prompt_len, new_tokens=args.new_tokens, dtype=args.dtype,
+                      overwrite=args.overwrite)
 
 
 def _time(s: float) -> str:

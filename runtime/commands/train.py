@@ -19,13 +19,28 @@ def add_arguments(parser) -> None:
 
 def run(args) -> dict:
     from runtime.config import load_config
+    from runtime.errors import Diverged
 
     config = load_config(args.config, args.overrides)
     config.resolve()  # pure Python: errors before JAX starts
     from runtime.train import Trainer
 
-    # the unresolved config: when the run dir holds a checkpoint, settings left unset continue with its values
-    return Trainer(config).run()  # progress bar on stderr when it is a terminal
+    try:
+        # the unresolved config: when the run dir holds a checkpoint, settings left unset continue with its values
+        return Trainer(config).run()  # progress bar on stderr when it is a terminal
+    except Diverged as err:
+        raise with_command(err, ["train", *(["--config", args.config] if args.config else [])], args.overrides) from None
+
+
+def with_command(err, command: list[str], overrides: list[str]):
+    """A Diverged run's line ending with the command that continues it (runtime.train.divergence)."""
+    from runtime.errors import Diverged
+    from runtime.train.divergence import continue_command
+
+    if err.lr is None:
+        return err
+    return Diverged(f"{err}: {continue_command(err, command, overrides)}", step=err.step, checkpoint=err.checkpoint,
+                    lr=err.lr, detail=err.detail)
 
 
 def render(result: dict, console) -> None:
@@ -38,7 +53,9 @@ def render(result: dict, console) -> None:
     lines = [f"trained [bold]{result['model']}[/bold] ({result['parameters']:,} parameters) in {result['mode']} mode "
              f"on mesh {mesh}: {what}"]
     if result["start_step"] and ran:
-        lines.append(f"  resumed from the checkpoint at step {result['start_step']}")
+        changed = "".join(f", {k} {old:g} -> {new:g}" if isinstance(new, float) else f", {k} {old} -> {new}"
+                          for k, (old, new) in result.get("resume_changes", {}).items())
+        lines.append(f"  resumed from the checkpoint at step {result['start_step']}{changed}")
     sources = result.get("config_sources", {})
     if sources:
         keys = ("batch_size", "seq_len", "lr", "warmup_steps", "decay_steps")

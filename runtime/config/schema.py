@@ -40,7 +40,8 @@ class MeshConfig(_Section):
     """Where the run executes. ``platform=cpu`` emulates ``devices`` CPU devices; on gpu/tpu ``devices`` must match
     the real count (unset: all of them). The ``coordinator_address``/``num_processes``/``process_id`` triple starts
     ``jax.distributed`` for a multi-process run; unset ones come from JAX_* variables or the cluster launcher
-    (Slurm, Open MPI, Kubernetes; runtime.platform.launch.maybe_initialize_distributed)."""
+    (Slurm, Open MPI, Kubernetes; runtime.platform.launch.maybe_initialize_distributed). ``start_timeout``: seconds
+    the processes wait for each other at the start (runtime.platform.rendezvous)."""
 
     platform: Literal["cpu", "gpu", "tpu", "auto"] = "cpu"
     devices: int | None = None
@@ -48,6 +49,8 @@ class MeshConfig(_Section):
     coordinator_address: str | None = None
     num_processes: int | None = None
     process_id: int | None = None
+    # Seconds a multi-process start waits for every process to arrive before it ends naming the missing ones.
+    start_timeout: float = pydantic.Field(300.0, gt=0)
 
 
 class ExecutionConfig(_Section):
@@ -174,6 +177,22 @@ def valid_keys() -> list[str]:
 
     walk(RunConfig, "")
     return keys
+
+
+def field_info(key: str):
+    """The pydantic FieldInfo of a dotted leaf key (``train.run_dir``), or None for a section or an unknown key."""
+    model: type[BaseModel] = RunConfig
+    *path, last = key.split(".")
+    for part in path:
+        field = model.model_fields.get(part)
+        ann = field.annotation if field is not None else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        model = ann
+    field = model.model_fields.get(last)
+    if field is None or (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+        return None
+    return field
 
 
 def unknown_key(key: str) -> UserError:

@@ -8,11 +8,14 @@ A dataset is a directory::
                          tokenizer puts first, its ``start_ids``: Llama's begin-of-sequence id)
 
 Building (``build_dataset``, ``wse data``) validates every input before writing anything (runtime.data.inputs),
-tokenises with all cores (runtime.data.tokenise), writes into a hidden sibling directory and renames it into place,
-so a failure never leaves half a dataset and never touches an existing one. Output policy: a missing or empty
-``--out`` is created; one that already holds this very dataset (same tokenizer, inputs, split) is reused untouched;
-one holding a different dataset is refused unless ``overwrite=True``; a non-empty directory that is not a dataset is
-always refused.
+tokenises with all cores (runtime.data.tokenise), writes into a hidden sibling directory and renames it into place
+(runtime.platform.storage), so a failure never leaves half a dataset and never touches an existing one. Output
+policy: a missing or empty ``--out`` is created; one that already holds this very dataset (same tokenizer, inputs,
+split) is reused untouched; one holding a different dataset is refused unless ``overwrite=True``; a non-empty
+directory that is not a dataset is always refused. The hidden sibling is held while its writer lives: a second
+``wse data`` on the same ``--out`` is refused at once (or waits, for the built-in corpus cache), one that finishes
+second never replaces the first's dataset without ``overwrite``, a temporary a killed writer left is removed by the
+next run, and a full or read-only disk is one line naming ``--out``, the free space and the size needed.
 
 Reading: ``TokenDataset`` maps one split's shards as one token stream (runtime.data.loader cuts it into windows).
 """
@@ -22,15 +25,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from runtime.data.inputs import InputFile, Inputs
+from runtime.platform.storage import (Finished, Temporary, clean_stale, install, live_writer, wait_for_writers,
+                                      writing)
 from runtime.data.tables import DEFAULT_TEXT_COLUMN
 from runtime.data.tokenise import DTYPES, progress_bar, tokenise_into, val_documents
 from runtime.errors import UserError
@@ -85,31 +88,14 @@ def _check_out(out: Path) -> None:
         raise UserError(f"--out {out} is a non-empty directory that is not a token dataset; give a new or empty directory")
 
 
-def _install(tmp: Path, out: Path) -> None:
-    """Move the finished dataset into place; an existing one is swapped out only after the new one is complete."""
-    old = None
-    if out.is_dir():
-        if any(out.iterdir()):
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(out, old)
-        else:
-            out.rmdir()
-    try:
-        os.rename(tmp, out)
-    except OSError:
-        if old is not None:
-            os.rename(old, out)  # put the previous dataset back: a failure must not lose it
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def build_dataset(inputs: list[str], out: str | os.PathLike, *, builtin: str | None = None,
                   val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0, tokenizer: str | None = None,
                   overwrite: bool = False, shard_tokens: int = DEFAULT_SHARD_TOKENS, num_threads: int | None = None,
-                  progress: bool = False, text_column: str = DEFAULT_TEXT_COLUMN) -> dict:
+                  progress: bool = False, text_column: str = DEFAULT_TEXT_COLUMN, wait: bool = False) -> dict:
     """Tokenise ``inputs`` (files, directories, Parquet/Arrow files, save_to_disk directories, and/or a built-in
     corpus) into a dataset at ``out``; ``text_column`` names the documents' field in JSONL and tables. See module doc.
+    ``wait``: when another process is writing ``out``, wait for it (then reuse its dataset if it is this one) instead
+    of refusing.
 
     Returns a summary: token and document counts per split, throughput, and ``reused`` (True when ``out`` already
     held exactly this dataset and nothing was written).
@@ -124,6 +110,7 @@ def build_dataset(inputs: list[str], out: str | os.PathLike, *, builtin: str | N
         raise UserError(f"--threads must be at least 1, got {num_threads}")
     out = Path(out).expanduser()
     _check_out(out)
+    _claim(out, wait)
     try:
         tok = get_tokenizer(tokenizer)
     except TokenizerError as err:
@@ -145,47 +132,72 @@ def build_dataset(inputs: list[str], out: str | os.PathLike, *, builtin: str | N
         what = "a damaged copy of this dataset" if existing and existing.get("fingerprint") == fingerprint else "a different dataset"
         raise UserError(f"--out {out} already holds {what}; pass --overwrite to replace it or choose another directory")
 
-    meta, tokenise_seconds = _write(out, source_set, scanned, tok, val_docs, progress=progress, num_threads=num_threads,
-                                    key={"fingerprint": fingerprint, "val_fraction": val_fraction, "seed": seed,
-                                         "shard_tokens": shard_tokens, "text_column": text_column},
-                                    total_chars=total_chars)
+    try:
+        meta, tokenise_seconds = _write(out, source_set, scanned, tok, val_docs, progress=progress,
+                                        num_threads=num_threads, overwrite=overwrite, total_chars=total_chars,
+                                        key={"fingerprint": fingerprint, "val_fraction": val_fraction, "seed": seed,
+                                             "shard_tokens": shard_tokens, "text_column": text_column})
+    except Finished:  # another process finished --out while this one tokenised: keep theirs
+        theirs = _read_meta(out)
+        if theirs is None or theirs.get("fingerprint") != fingerprint or not _intact(out, theirs):
+            raise UserError(f"--out {out} was written by another process while this one ran; pass --overwrite to "
+                            "replace it or choose another directory") from None
+        return _summary(out, theirs, reused=True, seconds=time.perf_counter() - t0, skipped=source_set.skipped)
     return _summary(out, meta, reused=False, seconds=time.perf_counter() - t0, skipped=source_set.skipped,
                     tokenise_seconds=tokenise_seconds)
 
 
+def _claim(out: Path, wait: bool) -> None:
+    """Refuse (or, with ``wait``, wait for) another live writer of ``out``; remove what a killed one left."""
+    pid = live_writer(out)
+    if pid is not None and not wait:
+        raise UserError(f"--out {out} is being written by another process (pid {pid}) right now; wait for it to "
+                        "finish (then run this again to reuse or --overwrite its dataset) or choose another --out")
+    if pid is not None:
+        wait_for_writers(out)
+    clean_stale(out)
+
+
 def _write(out: Path, source_set: Inputs, scanned: list[InputFile], tok, val_docs: set[int], *, progress: bool,
-           num_threads: int | None, key: dict, total_chars: int) -> tuple[dict, float]:
-    """Tokenise into a hidden sibling of ``out``, write meta.json, swap it into place: (meta, tokenising seconds)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+           num_threads: int | None, key: dict, total_chars: int, overwrite: bool) -> tuple[dict, float]:
+    """Tokenise into a held hidden sibling of ``out``, write meta.json, move it into place: (meta, tokenising
+    seconds). Finished when another process completed ``out`` meanwhile (and ``overwrite`` is off)."""
+    # about 4 characters per GPT-2 token, 2 bytes per token: what a full disk is told the dataset needs
+    with writing(out, total_chars // 2, what="writing the dataset", fix="free space or choose another --out",
+                 readonly_fix="choose a writable --out"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with Temporary(out, directory=True) as tmp:
+            meta, seconds = _tokenise_into(tmp.path, source_set, scanned, tok, val_docs, progress=progress,
+                                           num_threads=num_threads, key=key, total_chars=total_chars)
+            install(tmp.path, out, overwrite=overwrite)
+    return meta, seconds
+
+
+def _tokenise_into(tmp: Path, source_set: Inputs, scanned: list[InputFile], tok, val_docs: set[int], *,
+                   progress: bool, num_threads: int | None, key: dict, total_chars: int) -> tuple[dict, float]:
+    """The shards and meta.json of the dataset in ``tmp``: (meta, tokenising seconds)."""
+    bar = progress_bar(total_chars, progress)
+    if bar is not None:
+        bar.start()
+    t1 = time.perf_counter()
     try:
-        bar = progress_bar(total_chars, progress)
+        writers = tokenise_into(tmp, source_set, scanned, tok, val_docs, key["shard_tokens"], num_threads, bar)
+    finally:
         if bar is not None:
-            bar.start()
-        t1 = time.perf_counter()
-        try:
-            writers = tokenise_into(tmp, source_set, scanned, tok, val_docs, key["shard_tokens"], num_threads, bar)
-        finally:
-            if bar is not None:
-                bar.stop()
-        tokenise_seconds = time.perf_counter() - t1
-        meta = {
-            "format": FORMAT, "version": FORMAT_VERSION, "fingerprint": key["fingerprint"],
-            "tokenizer": {"name": tok.name, "backend": tok.backend, "vocab_size": tok.vocab_size, "eot_id": tok.eot_id,
-                          "start_ids": list(tok.start_ids)},
-            "dtype": tok.token_dtype,
-            "layout": ("start_ids, " if tok.start_ids else "") + "each document's tokens, then eot_id",
-            "val_fraction": key["val_fraction"], "seed": key["seed"], "shard_tokens": key["shard_tokens"],
-            "text_column": key["text_column"],
-            "splits": {split: {"tokens": w.tokens, "documents": w.documents, "shards": w.shards} for split, w in writers.items()},
-            "sources": [{k: v for k, v in asdict(s).items() if k != "skipped_rows" or v} for s in scanned],
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        _install(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            bar.stop()
+    tokenise_seconds = time.perf_counter() - t1
+    meta = {
+        "format": FORMAT, "version": FORMAT_VERSION, "fingerprint": key["fingerprint"],
+        "tokenizer": {"name": tok.name, "backend": tok.backend, "vocab_size": tok.vocab_size, "eot_id": tok.eot_id,
+                      "start_ids": list(tok.start_ids)},
+        "dtype": tok.token_dtype,
+        "layout": ("start_ids, " if tok.start_ids else "") + "each document's tokens, then eot_id",
+        "val_fraction": key["val_fraction"], "seed": key["seed"], "shard_tokens": key["shard_tokens"],
+        "text_column": key["text_column"],
+        "splits": {split: {"tokens": w.tokens, "documents": w.documents, "shards": w.shards} for split, w in writers.items()},
+        "sources": [{k: v for k, v in asdict(s).items() if k != "skipped_rows" or v} for s in scanned],
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return meta, tokenise_seconds
 
 
@@ -241,12 +253,14 @@ def prepare_builtin(out_dir: str | os.PathLike | None = None, name: str = "pytho
     if _intact(target, _read_meta(target)):
         return target
     try:
-        build_dataset([], target, builtin=name, val_fraction=val_fraction, seed=seed, tokenizer=tokenizer,
-                      overwrite=True, progress=progress)
-    except OSError:
-        # Another process finished the same build first (its rename won); theirs is as good as ours.
-        if not _intact(target, _read_meta(target)):
-            raise
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # e.g. WSE_CACHE_DIR under /proc, or a file where a folder should be
+        where = "WSE_CACHE_DIR" if os.environ.get("WSE_CACHE_DIR") else "XDG_CACHE_HOME or your home directory"
+        raise UserError(f"the built-in corpus cannot be prepared in '{target.parent}' ({err.strerror}); set {where} "
+                        "to a writable directory") from None
+    # another process building the same cache is waited for, and its dataset reused (build_dataset's wait)
+    build_dataset([], target, builtin=name, val_fraction=val_fraction, seed=seed, tokenizer=tokenizer,
+                  overwrite=True, progress=progress, wait=True)
     return target
 
 

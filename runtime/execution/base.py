@@ -299,12 +299,14 @@ class Executor:
         return _put(self._convert(host, self._blocks_to_internal), self.state_shardings(optimizer))
 
     def make_train_step(self, optimizer, accum_steps: int = 1) -> TrainStep:
-        """step(state, tokens, targets, mask=None) -> (state, {"loss", "grad_norm", "lr"}): gradients (accumulated
-        over ``accum_steps`` row slices), global-norm clipping, the optimizer update; one jax.jit with explicit
-        in/out shardings, the state donated."""
+        """step(state, tokens, targets, mask=None) -> (state, {"loss", "grad_norm", "finite", "lr"}): gradients
+        (accumulated over ``accum_steps`` row slices), global-norm clipping, the optimizer update; one jax.jit with
+        explicit in/out shardings, the state donated. ``finite`` (a bool) says the loss and the gradient norm are both
+        finite: a NaN gradient leaves a finite loss but NaN weights, and the loop reads the flag with the loss, in the
+        same transfer, before it saves anything."""
         opt = as_optimizer(optimizer)
         state_sh = self.state_shardings(opt)
-        metric_names = ("loss", "grad_norm") + (("lr",) if opt.schedule is not None else ())
+        metric_names = ("loss", "grad_norm", "finite") + (("lr",) if opt.schedule is not None else ())
         metrics_sh = {k: self.replicated for k in metric_names}
 
         def step(state, tokens, targets, mask=None):
@@ -312,7 +314,7 @@ class Executor:
             loss, grads = self.accumulated_grads(params, tokens, targets, mask, accum_steps)
             norm = jnp.sqrt(self._sq_norm(grads))
             new_params, new_opt = self._apply_update(opt, grads, state["opt_state"], params, norm)
-            metrics = {"loss": loss, "grad_norm": norm}
+            metrics = {"loss": loss, "grad_norm": norm, "finite": jnp.isfinite(loss) & jnp.isfinite(norm)}
             if opt.schedule is not None:
                 metrics["lr"] = jnp.asarray(opt.schedule(state["step"]), jnp.float32)
             return {"params": new_params, "opt_state": new_opt, "step": state["step"] + 1}, metrics

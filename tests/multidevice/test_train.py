@@ -257,7 +257,8 @@ def test_non_finite_loss_stops_and_names_the_step(world, reference, tmp_path):
     cfg = load_config(None, overrides(world, tmp_path, *REFERENCE)).resolve().gpt_config()
     params = jax.tree.map(lambda s: np.zeros(s, np.float32), param_shapes(cfg), is_leaf=lambda x: isinstance(x, tuple))
     params["wte"][7, 3] = np.nan  # one poisoned weight (the same compiled step as the reference run)
-    with pytest.raises(UserError, match=r"loss is nan at step 1: training diverged; .*no checkpoint was written"):
+    with pytest.raises(UserError, match=r"training diverged at step 1: the loss is nan; nothing of step 1 was saved "
+                                        r"and no checkpoint was written; start again with a lower learning rate"):
         train(world, tmp_path / "run", *REFERENCE, init_params=params)
 
 
@@ -289,7 +290,7 @@ def test_bad_config_is_refused(capsys, tmp_path, args, fragment):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("case", ["other-model", "garbled", "truncated", "changed-lr", "foreign-dir"])
+@pytest.mark.parametrize("case", ["other-model", "garbled", "truncated", "changed-seed", "foreign-dir"])
 def test_run_dir_that_cannot_be_resumed_is_left_alone(capsys, world, pipelined, tmp_path, case):
     run_dir = tmp_path / "run"
     extra: list[str] = list(PIPELINED)
@@ -302,8 +303,8 @@ def test_run_dir_that_cannot_be_resumed_is_left_alone(capsys, world, pipelined, 
         shutil.copytree(world / "pipelined", run_dir)
     if case == "other-model":
         extra, fragment = ["model=tiny"], "holds checkpoints of model"
-    elif case == "changed-lr":
-        extra, fragment = extra + ["train.lr=0.01"], "was trained with train.lr=0.003"
+    elif case == "changed-seed":  # the data position; the optimisation may change (test_divergence)
+        extra, fragment = extra + ["train.seed=7"], "was trained with train.seed=0"
     elif case in ("garbled", "truncated"):
         step = run_dir / "checkpoints" / str(STEPS)
         files = [p for p in (step / "params").rglob("*") if p.is_file() and "ocdbt.process" in str(p)]
@@ -439,9 +440,12 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_loses_nothing(world, tm
     monkeypatch.setattr(ocp.CheckpointManager, "save", save)
     args = overrides(world, run_dir, *ONE_DEVICE, "train.steps=6")  # checkpoints every 2 steps
     assert main(["train", *args]) == 2
-    err = capsys.readouterr().err
+    lines = capsys.readouterr().err.strip().splitlines()
+    # progress lines may come first (one every 10 s without a terminal: how many depends on the machine's speed)
+    assert all(line.startswith("train step ") for line in lines[:-1]), lines
+    err = lines[-1]
     assert err.startswith(f"error: writing the checkpoint of step 4 in '{run_dir}' failed: the disk is full (")
-    assert " free, a checkpoint of this run needs about " in err and "step 2 is intact" in err and err.count("\n") == 1
+    assert " free, it needs about " in err and "step 2 is intact" in err
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["2"]
     monkeypatch.undo()
     assert main(["train", "--json", *args]) == 0
