@@ -12,15 +12,34 @@ HELP = "train a model on a (possibly emulated) device mesh; resumes from the run
 
 def add_arguments(parser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML run config (sections model, data, mesh, execution, train)")
+    parser.add_argument("--model", metavar="PRESET|FILE", help="the model: a preset or a model file (same as model=...)")
+    parser.add_argument("--data", metavar="DIR|builtin",
+                        help="a directory written by `wse data`, or builtin (same as data=...; default builtin)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="config overrides, e.g. model=tiny data=builtin mesh.devices=8 mesh.axes.stage=4 "
                              "execution.mode=pipelined train.steps=200 train.run_dir=runs/demo")
 
 
+def overrides(args) -> list[str]:
+    """The KEY=VALUE overrides with --model and --data as the ``model=``/``data=`` overrides they stand for; both
+    forms of one setting at once is refused (UserError)."""
+    from runtime.errors import UserError
+
+    items = list(args.overrides)
+    for option in ("model", "data"):
+        value = getattr(args, option, None)
+        if value is None:
+            continue
+        if any(item.partition("=")[0].strip() == option for item in items):
+            raise UserError(f"--{option} and {option}= both set the {option}; give one of them")
+        items.insert(0, f"{option}={value}")
+    return items
+
+
 def run(args) -> dict:
     from runtime.config import load_config
 
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, overrides(args))
     config.resolve()  # pure Python: errors before JAX starts
     from runtime.train import Trainer
 
