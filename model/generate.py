@@ -32,14 +32,11 @@ import numpy as np
 
 from model import gpt
 from model.config import EOT_TOKEN, GPTConfig
+from model.sampling import GenerationError, check_length, check_settings
 
 MIN_BUCKET = 16
 # Compiled decoders, keyed by everything that fixes their shapes (compile_cache_size() counts them).
 _COMPILED: dict[tuple, object] = {}
-
-
-class GenerationError(ValueError):
-    """A generation request that cannot be run (prompt too long for the context, bad sampling setting)."""
 
 
 @dataclass
@@ -92,11 +89,7 @@ def generate(cfg: GPTConfig, params, prompts: list[list[int]], max_new_tokens: i
     past its tokenizer's, e.g. 50304 for GPT-2's 50257; default: the whole vocabulary). ``dtype`` is the compute dtype (bfloat16: weights cast once per call, see the module
     docstring). Raises GenerationError for a prompt plus ``max_new_tokens`` beyond the context.
     """
-    lengths = _check(cfg, prompts, max_new_tokens, temperature, top_k, top_p)
-    if not repetition_penalty > 0:
-        raise GenerationError(f"repetition_penalty must be > 0 (1 = off), got {repetition_penalty}")
-    if not 0 <= min_new_tokens <= max_new_tokens:
-        raise GenerationError(f"min_new_tokens must be between 0 and max_new_tokens ({max_new_tokens}), got {min_new_tokens}")
+    lengths = _check(cfg, prompts, max_new_tokens, temperature, top_k, top_p, repetition_penalty, min_new_tokens)
     cfg = architecture(cfg)
     B, P, N = len(prompts), bucket(max(lengths), cfg.max_seq_len), bucket(max_new_tokens, cfg.max_seq_len)
     tokens = np.zeros((B, P), np.int32)
@@ -131,17 +124,10 @@ def generate(cfg: GPTConfig, params, prompts: list[list[int]], max_new_tokens: i
     return Generation(rows, reasons, seconds, compile_seconds, generated)
 
 
-def _check(cfg, prompts, max_new_tokens, temperature, top_k, top_p) -> list[int]:
+def _check(cfg, prompts, max_new_tokens, temperature, top_k, top_p, repetition_penalty, min_new_tokens) -> list[int]:
     if not prompts:
         raise GenerationError("no prompts given")
-    if max_new_tokens < 1:
-        raise GenerationError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    if temperature < 0:
-        raise GenerationError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-    if top_k < 0:
-        raise GenerationError(f"top_k must be >= 0 (0 = off), got {top_k}")
-    if not 0 < top_p <= 1:
-        raise GenerationError(f"top_p must be in (0, 1] (1 = off), got {top_p}")
+    check_settings(max_new_tokens, temperature, top_k, top_p, repetition_penalty, min_new_tokens)
     lengths = [len(p) for p in prompts]
     if min(lengths) < 1:
         raise GenerationError("a prompt is empty; give at least one token (e.g. <|endoftext|> to start unconditioned)")
@@ -149,11 +135,7 @@ def _check(cfg, prompts, max_new_tokens, temperature, top_k, top_p) -> list[int]
         bad = [t for t in p if not 0 <= t < cfg.vocab_size]
         if bad:
             raise GenerationError(f"prompt token id {bad[0]} is outside the model vocabulary (size {cfg.vocab_size})")
-    longest = max(lengths)
-    if longest + max_new_tokens > cfg.max_seq_len:
-        raise GenerationError(
-            f"prompt of {longest} tokens plus max_new_tokens {max_new_tokens} = {longest + max_new_tokens} exceeds the "
-            f"model context of {cfg.max_seq_len} tokens; shorten the prompt or lower max_new_tokens")
+    check_length(max(lengths), max_new_tokens, cfg.max_seq_len)
     return lengths
 
 

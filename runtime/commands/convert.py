@@ -21,8 +21,20 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
-    from runtime.commands.shared import quiet_libraries
+    from runtime.commands.shared import check_output_dir, quiet_libraries
 
+    # everything that needs no JAX first: a refusal returns in about a second
+    check_output_dir(args.out)
+    if args.from_hf:
+        from model.hf_configs import read_hf_config
+
+        read_hf_config(args.from_hf)
+    else:
+        from model.hf_files import parse_size
+        from runtime.checkpoint import find_checkpoint
+
+        parse_size(args.max_shard_size)
+        find_checkpoint(args.to_hf)
     quiet_libraries()
     written = {}
     if args.from_hf:

@@ -17,9 +17,9 @@ def add_arguments(parser) -> None:
 def run(args) -> dict:
     from pathlib import Path
 
-    from runtime.commands.shared import compute_dtype, load_model_from_args, load_tokenizer
+    from runtime.commands.shared import check_model_source, compute_dtype, load_model_from_args, load_tokenizer
     from runtime.errors import UserError
-    from runtime.train.evaluate import evaluate_tokens
+    from runtime.train.evaluate import check_request, evaluate_tokens
 
     path = Path(args.text)
     if not path.is_file():
@@ -33,6 +33,9 @@ def run(args) -> dict:
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     tokens = load_tokenizer(args).encode(text)
+    known = check_model_source(args)  # everything that needs no JAX first: a refusal returns in about a second
+    if known is not None:
+        check_request(known, tokens, args.seq_len)
     cfg, params, source = load_model_from_args(args)
     if max(tokens) >= cfg.vocab_size:
         raise UserError(f"token id {max(tokens)} is outside the model vocabulary (size {cfg.vocab_size}); "

@@ -30,9 +30,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> dict:
     from runtime.commands.shared import quiet_libraries
-    from runtime.config import parse_overrides
 
-    parse_overrides(list(args.overrides))  # a typo in a key costs no JAX start-up
     quiet_libraries()
     from runtime.train.finetune import finetune
 

@@ -23,14 +23,30 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> dict:
-    from model.generate import GenerationError, generate
+    from model.sampling import GenerationError, check_length, check_settings
     from model.tokenizer import TokenizerError
-    from runtime.commands.shared import compute_dtype, load_model_from_args, load_tokenizer
+    from runtime.commands.shared import check_model_source, compute_dtype, load_model_from_args, load_tokenizer
     from runtime.errors import UserError
 
+    # everything that needs no JAX first: a refusal returns in about a second
+    try:
+        check_settings(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.repetition_penalty,
+                       args.min_new_tokens)
+    except GenerationError as err:
+        raise UserError(str(err)) from None
     tok = load_tokenizer(args)
-    cfg, params, source = load_model_from_args(args)
     prompt_ids = tok.encode(args.prompt) or [tok.eot_id]  # GPT-2 convention: an empty prompt starts after EOT
+    known = check_model_source(args)
+    try:
+        if known is not None:
+            tok.check_model_vocab(known.vocab_size, f"model '{known.name}'")
+            check_length(len(prompt_ids), args.max_new_tokens, known.max_seq_len)
+    except (GenerationError, TokenizerError) as err:
+        raise UserError(str(err)) from None
+
+    from model.generate import generate
+
+    cfg, params, source = load_model_from_args(args)
     try:
         tok.check_model_vocab(cfg.vocab_size, f"model '{cfg.name}'")
         result = generate(cfg, params, [prompt_ids], args.max_new_tokens, temperature=args.temperature,

@@ -40,7 +40,11 @@ def run(args) -> dict:
     from runtime.config import load_config
 
     config = load_config(args.config, overrides(args))
-    config.resolve()  # pure Python: errors before JAX starts
+    resolved = config.resolve()  # pure Python: errors before JAX starts
+    if resolved.data != "builtin":
+        from runtime.data import TokenDataset
+
+        TokenDataset(resolved.data, "train")  # a directory that is not a `wse data` dataset is refused now too
     from runtime.train import Trainer
 
     # the unresolved config: when the run dir holds a checkpoint, settings left unset continue with its values

@@ -48,6 +48,21 @@ def windows(tokens: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
     return out, lengths
 
 
+def check_request(cfg, tokens, seq_len: int | None = None) -> int:
+    """The window length an evaluation of ``tokens`` uses (``seq_len``, default the model's context), or UserError
+    when it is not between 2 and the context or the stream has fewer than 2 tokens. Pure Python: `wse eval` checks
+    before it starts JAX."""
+    seq_len = cfg.max_seq_len if seq_len is None else int(seq_len)
+    if seq_len < 2:
+        raise UserError(f"seq-len {seq_len} is too short: a window needs at least 2 tokens to predict one")
+    if seq_len > cfg.max_seq_len:
+        raise UserError(f"seq-len {seq_len} is beyond the model context of {cfg.max_seq_len} tokens; "
+                        f"use --seq-len {cfg.max_seq_len} or less")
+    if len(np.asarray(tokens).reshape(-1)) < 2:
+        raise UserError(f"the text has {len(np.asarray(tokens).reshape(-1))} token(s); at least 2 are needed for one prediction")
+    return seq_len
+
+
 def evaluate_tokens(cfg, params, tokens, seq_len: int | None = None, batch_size: int = 8, dtype=None,
                     nll_fn=None) -> EvalResult:
     """Mean next-token cross-entropy of ``tokens`` under the model (see module docstring).
@@ -58,15 +73,8 @@ def evaluate_tokens(cfg, params, tokens, seq_len: int | None = None, batch_size:
     import jax
     import jax.numpy as jnp
 
-    seq_len = cfg.max_seq_len if seq_len is None else int(seq_len)
-    if seq_len < 2:
-        raise UserError(f"seq-len {seq_len} is too short: a window needs at least 2 tokens to predict one")
-    if seq_len > cfg.max_seq_len:
-        raise UserError(f"seq-len {seq_len} is beyond the model context of {cfg.max_seq_len} tokens; "
-                        f"use --seq-len {cfg.max_seq_len} or less")
+    seq_len = check_request(cfg, tokens, seq_len)
     wins, lengths = windows(tokens, seq_len)
-    if len(wins) == 0:
-        raise UserError(f"the text has {len(np.asarray(tokens).reshape(-1))} token(s); at least 2 are needed for one prediction")
     if nll_fn is None:
         from model.generate import architecture
 
