@@ -79,8 +79,8 @@ class TaskData:
 def load_pretrain_data(*paths: str | os.PathLike, val_fraction: float | None = None, progress: bool = False) -> PretrainData:
     """The data to pre-train on. No argument: the built-in python-docs corpus (prepared once, then cached).
 
-    Arguments: a directory written by `wse data` (used as is), or ``.txt``/``.md``/``.jsonl`` files and directories of
-    them, tokenised once into the cache (``runtime.data.cache_dir()/data/user-*``) and reused while unchanged.
+    Arguments: a directory written by `wse data` (used as is), or any `wse data` input (text and source files, JSONL,
+    Parquet/Arrow, directories of them; one text file is split by size for validation), tokenised once into the cache (``runtime.data.cache_dir()/data/user-*``) and reused while unchanged.
     """
     from runtime import data
 
