@@ -291,7 +291,8 @@ class Model:
         """
         import math
 
-        seq_len = seq_len or self._short(SHORT_RUN)["seq_len"]
+        trained = [h for h in self.history if h["kind"] == "train"]
+        seq_len = seq_len or (trained[-1]["seq_len"] if trained else self._short(SHORT_RUN)["seq_len"])
         if data is None:
             data = self.data or load_pretrain_data()
         if isinstance(data, (str, os.PathLike)):
@@ -304,21 +305,23 @@ class Model:
             loss, n = self._task_loss(data, seq_len)
             return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 700.0)), "tokens": n, "data": data.path,
                     "what": "completion tokens of the held-out examples"}
-        from runtime.train.evaluate import evaluate_tokens
+        from runtime.train.evaluate import evaluate_split, evaluate_tokens
 
         if isinstance(data, PretrainData):
             from runtime.data import TokenDataset
 
-            ds = TokenDataset(data.directory, "val")
-            tokens, where = ds.window(0, len(ds)), f"{data.source} (validation split)"
-        else:
-            from model.tokenizer import get_tokenizer
-            from runtime.data import read_text
+            r = evaluate_split(self.config, self._weights(), TokenDataset(data.directory, "val"), seq_len, EVAL_BATCH)
+            return {"val_loss": r.loss, "val_perplexity": r.perplexity, "tokens": r.predictions,
+                    "data": f"{data.source} (validation split)",
+                    "what": f"next-token loss over every {seq_len} + 1-token window of the validation split, as "
+                            "training's validation reports it when train.eval_batches covers the split"}
+        from model.tokenizer import get_tokenizer
+        from runtime.data import read_text
 
-            tokens, where = get_tokenizer().encode(read_text(data)), str(data)
+        tokens, where = get_tokenizer().encode(read_text(data)), str(data)
         r = evaluate_tokens(self.config, self._weights(), tokens, seq_len, batch_size=EVAL_BATCH)
         return {"val_loss": r.loss, "val_perplexity": r.perplexity, "tokens": r.tokens, "data": where,
-                "what": f"next-token loss in {seq_len}-token windows"}
+                "what": f"next-token loss in {seq_len}-token windows, as `wse eval` scores a text file"}
 
     def _task_loss(self, tasks: TaskData, seq_len: int) -> tuple[float, int]:
         from model.tokenizer import get_tokenizer

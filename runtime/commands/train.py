@@ -58,21 +58,22 @@ def render(result: dict, console) -> None:
     ran = len(result["losses"])
     what = (f"steps {result['start_step'] + 1}..{result['start_step'] + ran} of {result['steps']}" if ran else
             f"nothing to do: the run is at step {result['start_step']} of {result['steps']} (raise train.steps to go on)")
+    from runtime.train.summary import settings_line
+
     lines = [f"trained [bold]{result['model']}[/bold] ({result['parameters']:,} parameters) in {result['mode']} mode "
-             f"on mesh {mesh}: {what}"]
+             f"on mesh {mesh}: {what}, {result['epochs']:.2f} epochs of its data"]
     if result["start_step"] and ran:
         lines.append(f"  resumed from the checkpoint at step {result['start_step']}")
-    sources = result.get("config_sources", {})
-    if sources:
-        keys = ("batch_size", "seq_len", "lr", "warmup_steps", "decay_steps")
-        lines.append("  settings from: " + ", ".join(f"{k} {sources[f'train.{k}']}" for k in keys if f"train.{k}" in sources)
-                     + " (`--json` lists every setting's source)")
+    if result.get("config_sources"):
+        lines.append("  " + settings_line(result["config"], result["config_sources"])
+                     + " (`--json` lists every setting's value and source)")
     if result["final_loss"] is not None:
         lines.append(f"  final training loss {result['final_loss']:.4f}")
     if result["val_loss"] is not None:
-        lines.append(f"  validation loss {result['val_loss']:.4f}, perplexity {result['val_perplexity']:.2f}")
+        lines.append(f"  validation loss {result['val_loss']:.4f}, perplexity {result['val_perplexity']:.2f}, over "
+                     f"{result['val_tokens']:,} tokens: {validation_coverage(result)}")
     else:
-        lines.append("  no validation: train.eval_batches=0, or the data has no validation split of one batch")
+        lines.append("  no validation: train.eval_batches=0, or the data has no validation split of one window")
     if result["tokens_per_s"]:
         lines.append(f"  {result['tokens_per_s']:,.0f} tokens/s, MFU {100 * result['mfu']:.2f}% "
                      f"(6N FLOPs vs {result['mfu_peak_source']})")
@@ -82,3 +83,12 @@ def render(result: dict, console) -> None:
                  + ", ".join(name if "." in name else name + "/" for name in written))
     for line in lines:
         console.print(line, highlight=False)
+
+
+def validation_coverage(result: dict) -> str:
+    """How much of the validation split a result's validation loss covers, in words."""
+    if result["val_coverage"] >= 1:
+        return "the whole validation split"
+    covering = round(result["config"]["train.eval_batches"] / result["val_coverage"])
+    return (f"the first {result['config']['train.eval_batches']} of {covering} batches of the validation split "
+            f"(train.eval_batches={covering} takes it all)")

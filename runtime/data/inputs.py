@@ -84,6 +84,24 @@ def read_bytes(path: Path) -> bytes:
         raise TextFileError(f"{path} cannot be read ({err.strerror or err}); check its permissions", "unreadable") from None
 
 
+def split_tail(text: str, fraction: float) -> tuple[str, str]:
+    """(head, tail) of one document whose tail is about ``fraction`` of its characters (at least one): the validation
+    split of a dataset made of one document (one text file). The cut is the paragraph break, else the line break,
+    else the space nearest to the exact point within half the tail's length of it, so the validation text starts
+    at the start of a paragraph or line where the text has them; the head is never empty."""
+    n = len(text)
+    want = min(max(1, round(fraction * n)), n - 1)
+    point, reach = n - want, max(1, want // 2)
+    lo, hi = max(1, point - reach), min(n - 1, point + reach)
+    for sep in ("\n\n", "\n", " "):
+        before, after = text.rfind(sep, lo, point), text.find(sep, point, hi)
+        found = [i + len(sep) for i in (before, after) if i >= 0 and i + len(sep) < n]
+        if found:
+            point = min(found, key=lambda i: abs(i - (n - want)))
+            break
+    return text[:point], text[point:]
+
+
 def read_text(path: str | os.PathLike) -> str:
     """A text file's contents, checked like every ``wse data`` input (also used for eval and fine-tuning inputs)."""
     p = Path(path).expanduser()
@@ -218,6 +236,4 @@ class Inputs:
         """The documents, the only one cut in two by size when ``split_tail`` is set (the second part: validation)."""
         if self.split_tail is None or len(docs) != 1:
             return docs
-        from runtime.data.tokenise import split_tail
-
         return list(split_tail(docs[0], self.split_tail))

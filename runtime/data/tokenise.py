@@ -87,29 +87,11 @@ def val_documents(n_docs: int, val_fraction: float, seed: int) -> set[int]:
     of each index, so the choice never depends on a library's random-number stream."""
     if val_fraction <= 0:
         return set()
-    if n_docs < 2:  # one document is cut in two by size before this (runtime.data.datasets.build_dataset)
+    if n_docs < 2:  # one document is cut in two by size before this (build_dataset, runtime.data.datasets)
         raise UserError(f"a validation split needs at least 2 documents, the inputs hold {n_docs}; add documents or pass --val-fraction 0")
     n_val = min(max(1, round(val_fraction * n_docs)), n_docs - 1)
     ranked = sorted(range(n_docs), key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).digest())
     return set(ranked[:n_val])
-
-
-def split_tail(text: str, fraction: float) -> tuple[str, str]:
-    """(head, tail) of one document whose tail is about ``fraction`` of its characters (at least one): the validation
-    split of a dataset made of one document (one text file). The cut is the paragraph break, else the line break,
-    else the space nearest to the exact point within half the tail's length of it, so the validation text starts
-    at the start of a paragraph or line where the text has them; the head is never empty."""
-    n = len(text)
-    want = min(max(1, round(fraction * n)), n - 1)
-    point, reach = n - want, max(1, want // 2)
-    lo, hi = max(1, point - reach), min(n - 1, point + reach)
-    for sep in ("\n\n", "\n", " "):
-        before, after = text.rfind(sep, lo, point), text.find(sep, point, hi)
-        found = [i + len(sep) for i in (before, after) if i >= 0 and i + len(sep) < n]
-        if found:
-            point = min(found, key=lambda i: abs(i - (n - want)))
-            break
-    return text[:point], text[point:]
 
 
 def progress_bar(total_chars: int, enabled: bool):

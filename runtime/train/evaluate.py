@@ -97,6 +97,32 @@ def evaluate_tokens(cfg, params, tokens, seq_len: int | None = None, batch_size:
                       perplexity=math.exp(min(loss, 700.0)))
 
 
+def evaluate_split(cfg, params, dataset, seq_len: int, batch_size: int = 8, dtype=None) -> EvalResult:
+    """The validation loss as training reports it (runtime.train.observers.Evaluation over the whole split): the
+    mean next-token loss over the targets of every window of ``seq_len + 1`` tokens of a token dataset split
+    (``dataset``: runtime.data.TokenDataset; window w is tokens [w * seq_len, w * seq_len + seq_len + 1), so every
+    token but the first is a target once), single device. UserError when the split is shorter than one window."""
+    import jax
+    import jax.numpy as jnp
+
+    from model.generate import architecture
+    from runtime.data import Loader
+
+    check_request(cfg, np.zeros(2), seq_len)
+    loader = Loader(dataset, batch_size, seq_len, shuffle=False, evaluation=True)
+    nll = partial(masked_nll_sum, architecture(cfg), dtype=dtype or jnp.float32)
+    params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+    total, predictions = 0.0, 0
+    for i in range(loader.covering_batches):
+        inputs, targets, *mask = loader.covering_batch(i)
+        mask = mask[0] if mask else np.ones(inputs.shape, bool)
+        total += float(nll(params, jnp.asarray(inputs), jnp.asarray(targets), jnp.asarray(mask)))
+        predictions += int(mask.sum())
+    loss = total / predictions
+    return EvalResult(tokens=loader.n_windows * seq_len + 1, predictions=predictions, windows=loader.n_windows,
+                      seq_len=seq_len, loss=loss, perplexity=math.exp(min(loss, 700.0)))
+
+
 def evaluate_examples(cfg, params, packed, batch_size: int = 8) -> tuple[float, int]:
     """(mean loss over the trained tokens, their count) of packed fine-tuning examples (runtime.data.Packed: the
     completion tokens, prompts masked as in fine-tuning), single device, float32; batches padded to one shape."""

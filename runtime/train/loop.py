@@ -32,6 +32,7 @@ from runtime.train.rundir import open_run, write_config
 from runtime.train.sinks import reporting_observers
 from runtime.train.sources import PretrainingData
 from runtime.train.state import compiled_for, key_from_data, restore_state, save_state
+from runtime.train.summary import data_facts, epochs
 from runtime.train.throughput import peak_flops
 
 
@@ -87,7 +88,8 @@ class Trainer:
             train_loader, val_loader = self.data.loaders(self.run_config, jax.process_index(), jax.process_count())
             parts = compiled_for(self.run_config, self.gpt, mesh)
             state, start, run_key = self._initial_state(parts, ckpt, opened.resume_step, train_loader)
-            ctx = obs.RunContext(self.run_config, self.gpt, parts.executor, start, self.run_dir, lead=lead, state=state)
+            ctx = obs.RunContext(self.run_config, self.gpt, parts.executor, start, self.run_dir, lead=lead, state=state,
+                                 data=data_facts(self.run_config, train_loader, val_loader))
             if ctx.lead:
                 write_config(self.run_dir, self.run_config)
             with StopSignals() as signals:
@@ -152,7 +154,9 @@ class Trainer:
             for o in reversed(ctx.observers):
                 o.end(ctx)
         last = evaluation.last if evaluation else (None, None)
-        return {**summary, "val_loss": last[0], "val_perplexity": last[1]}
+        return {**summary, "val_loss": last[0], "val_perplexity": last[1],
+                "val_tokens": evaluation.tokens if evaluation else 0,
+                "val_coverage": evaluation.coverage if evaluation else 0.0}
 
     def _loop(self, ctx, parts, train_loader, ckpt, run_key, signals) -> dict:
         """Steps ``start+1 .. train.steps``, or up to the step a stop signal arrived in (``stopped``: (signal, step),
@@ -207,7 +211,8 @@ class Trainer:
             "processes": jax.process_count(), "process_index": jax.process_index(),
             "run_dir": str(self.run_dir), "model": self.gpt.name, "parameters": self.gpt.parameters,
             "batch_size": t.batch_size, "seq_len": t.seq_len, "tokens_per_step": t.batch_size * t.seq_len,
-            "checkpoint_step": ckpt.latest_step(), "config_sources": dict(self.sources),
+            "data": ctx.data, "epochs": epochs(t.steps, t.batch_size, ctx.data["windows"]),
+            "checkpoint_step": ckpt.latest_step(), "config": self.run_config.flat(), "config_sources": dict(self.sources),
         }
 
 

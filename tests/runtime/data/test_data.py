@@ -224,7 +224,7 @@ def test_one_file_is_split_by_size_so_a_validation_split_exists(tmp_path):
 @pytest.mark.parametrize("text, fraction", [("x", 0.5), ("ab", 0.05), ("no breaks at all here", 0.3),
                                             ("line one\nline two\n", 0.5), ("a" * 1000 + "\n" + "b" * 10, 0.05)])
 def test_split_tail_keeps_every_character_and_both_parts(text, fraction):
-    from runtime.data.tokenise import split_tail
+    from runtime.data.inputs import split_tail
 
     if len(text) < 2:
         return
