@@ -140,7 +140,7 @@ def build_dataset(inputs: list[str], out: str | os.PathLike, *, builtin: str | N
     if documents == 0:
         raise UserError(f"the inputs hold no readable text ({source_set.note()}); give UTF-8 text files")
     if documents == 1 and val_fraction > 0:
-        # one document (one text file): its last val_fraction, by size, is the validation split (runtime.data.tokenise.split_tail)
+        # one document (one text file): its last val_fraction, by size, is the validation split (runtime.data.inputs.split_tail)
         source_set.split_tail = val_fraction
         val_docs = {1}
     else:
