@@ -39,8 +39,8 @@ TUTORIAL_TRAIN_STEPS = SHORT_RUN_STEPS
 # least 48 tokens: samples under 8 such words, of 40: tiny after the tutorial's 600 x 8 steps none (mean 30 words);
 # the demo's fine-tuned model 4 (mean 24; its seed-0 samples, the ones it prints, 22 and 18). On a demo-preset model
 # trained at LR 3e-3 and fine-tuned: at least 32 tokens 1 of 40 (one stopped early); penalty 1.2: 14; 1.4: 4; top-p
-# 0.9: 8; T 0.9: 3; the earlier T 0.7, top-k 40, top-p 1, penalty 1.1, 48 tokens: 6 of 16. `wse generate` stays greedy
-# without a penalty by default; the demo prints the flags that give the same text as here.
+# 0.9: 8; T 0.9: 3; the earlier T 0.7, top-k 40, top-p 1, penalty 1.1, 48 tokens: 6 of 16. These are `wse generate`'s
+# defaults too (its minimum capped at --max-new-tokens), so it prints the same text; greedy is --temperature 0.
 EVAL_BATCH = 16
 GENERATE_TOKENS = 64
 SAMPLING = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "seed": 0, "repetition_penalty": 1.3, "min_new_tokens": 48}

@@ -286,14 +286,6 @@ def _summary(cfg, plan, trained, tuned, before, baselines, samples, out) -> dict
     }
 
 
-def _sampling_flags() -> str:
-    """The tutorial's sampling (runtime.workflow.SAMPLING) as `wse generate` flags: the same kind of text."""
-    from runtime.workflow import GENERATE_TOKENS, SAMPLING
-
-    flags = {"max-new-tokens": GENERATE_TOKENS, **{k.replace("_", "-"): v for k, v in SAMPLING.items()}}
-    return " ".join(f"--{k} {v}" for k, v in flags.items())
-
-
 def render(result: dict, console) -> None:
     console.rule("[bold]demo done")
     lines = [
@@ -306,7 +298,8 @@ def render(result: dict, console) -> None:
         f"pre-training    {result['run_dir']}  (checkpoints/, metrics.jsonl, loss.png)",
         f"fine-tuning     {result['finetune_dir']}  (checkpoints/, metrics.jsonl, loss.png)",
         f"summary         {result['summary']}",
-        f"next: wse generate --checkpoint {result['finetune_dir']} --prompt \"Return a new\" {_sampling_flags()}",
+        f"next: wse generate --checkpoint {result['finetune_dir']} --prompt \"Return a new\"   (its defaults are the "
+        "sampling above)",
     ]
     for line in lines:
         console.print(line, highlight=False)
