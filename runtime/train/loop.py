@@ -165,7 +165,7 @@ class Trainer:
 
         t, ex = self.run_config.train, parts.executor
         stopped = None
-        peak, peak_source = peak_flops(t.dtype, list(ex.mesh.devices.flat))
+        peak = peak_flops(t.dtype, list(ex.mesh.devices.flat))
         tokens_per_step, flops_per_token = t.batch_size * t.seq_len, self.gpt.flops_per_token_6n()
         losses, times = [], []
         pending = place(ex, next(train_loader)) if ctx.start < t.steps else None
@@ -184,7 +184,7 @@ class Trainer:
             losses.append(loss)
             times.append(dt)
             record = {"kind": "train", "step": step, "loss": loss, "tokens_per_s": tokens_per_step / dt,
-                      "mfu": flops_per_token * tokens_per_step / dt / peak, "time": time.time()}
+                      "mfu": peak.mfu(flops_per_token * tokens_per_step / dt), "time": time.time()}
             ctx.emit({**record, **{k: float(metrics[k]) for k in ("grad_norm", "lr") if k in metrics}})
             stop = signals.agreed(jax.process_count()) if step < t.steps else None
             if stop or step % t.checkpoint_every == 0 or step == t.steps:
@@ -197,8 +197,8 @@ class Trainer:
         steady = times[1:] if len(times) > 1 else times  # the first step pays for compilation
         tps = tokens_per_step * len(steady) / sum(steady) if steady else None
         return {"stopped": stopped, "losses": losses, "final_loss": losses[-1] if losses else None, "tokens_per_s": tps,
-                "mfu": flops_per_token * tps / peak if tps else None, "mfu_peak_flops": peak,
-                "mfu_peak_source": peak_source, "flops_per_token_6n": flops_per_token}
+                "mfu": peak.mfu(flops_per_token * tps) if tps else None, "mfu_peak_flops": peak.flops,
+                "mfu_peak_source": peak.source, "flops_per_token_6n": flops_per_token}
 
     def _result(self, mesh, ctx, summary: dict, ckpt) -> dict:
         import jax
