@@ -32,7 +32,7 @@ class Sizes:
 
 
 QUICK = Sizes(models=("tiny", "small"), batch_size={"tiny": 8, "small": 8}, seq_len={"tiny": 128, "small": 128},
-              steps=2, warmup=1, gen_model="small", gen_prompt=16, gen_new_tokens=32, gen_repeats=1,
+              steps=3, warmup=1, gen_model="small", gen_prompt=16, gen_new_tokens=32, gen_repeats=1,
               scaling_batch=8)
 FULL = Sizes(models=("tiny", "small", "111M"), batch_size={"tiny": 16, "small": 16, "111M": 8},
              seq_len={"tiny": 128, "small": 128, "111M": 256}, steps=3, warmup=1, gen_model="111M", gen_prompt=32,

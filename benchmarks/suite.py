@@ -2,7 +2,7 @@
 
 Order matters: the device ceilings come first (they are the denominators of MFU and the cells of the prediction
 grid); then the training rows, each model's modes and its PyTorch baseline interleaved step by step; the ceilings
-once more (the better reading of the two is kept, and MFU and the predictions are computed against it); generation;
+once more (the mean of the two readings is kept, and MFU and the predictions are computed against it); generation;
 planner speed; and optionally the scaling study. A row that fails (a mode that cannot run a preset on this mesh,
 memory) is kept with its ``error`` so the report says what is missing instead of silently dropping it. The training
 rows and the baseline joined to them are training_rows.py's; the sizes are sizes.py's (``QUICK``, ``FULL``); this module applies the command
@@ -19,6 +19,7 @@ so a baseline measured afterwards would get the remaining quarter (the 1.3B shap
 
 from __future__ import annotations
 
+import math
 import os
 import platform as _platform
 import sys
@@ -73,16 +74,19 @@ def _gpu_expected(platform: str) -> bool:
 
 
 def settle_ceilings(start: dict, end: dict) -> dict:
-    """The ceilings measured before and after the training rows, merged by taking the better of each figure (a
-    ceiling is what the device can do; on a shared machine a low reading is other work, not the device): the
-    higher rate, the lower dispatch time."""
-    merged = {**start, "matmul_flops": {k: max(v, end["matmul_flops"][k]) for k, v in start["matmul_flops"].items()},
-              "copy_bytes_per_s": max(start["copy_bytes_per_s"], end["copy_bytes_per_s"])}
+    """The ceilings measured before and after the training rows, merged by their mean (geometric, as they are
+    rates): each reading is a median under the machine's load at its time (benchmarks.ceilings), and the rows ran
+    in between, so on a shared machine the mean is the share the rows saw, and two runs read the same figures."""
+    def mean(a, b):
+        return math.sqrt(a * b) if a and b else (a or b)
+
+    merged = {**start, "matmul_flops": {k: mean(v, end["matmul_flops"][k]) for k, v in start["matmul_flops"].items()},
+              "copy_bytes_per_s": mean(start["copy_bytes_per_s"], end["copy_bytes_per_s"])}
     link_start, link_end = start.get("host_link_bytes_per_s") or {}, end.get("host_link_bytes_per_s") or {}
-    merged["host_link_bytes_per_s"] = {k: max(v, link_end.get(k, v)) for k, v in link_start.items()}
-    for key, better in (("host_adamw_params_per_s", max), ("all_reduce_link_bytes_per_s", max), ("dispatch_s", min)):
+    merged["host_link_bytes_per_s"] = {k: mean(v, link_end.get(k, v)) for k, v in link_start.items()}
+    for key in ("host_adamw_params_per_s", "all_reduce_link_bytes_per_s", "dispatch_s"):
         if start.get(key) is not None:
-            merged[key] = better(start[key], end.get(key) or start[key])
+            merged[key] = mean(start[key], end.get(key) or start[key])
     share = start["shared_by_devices"]
     merged["per_device"] = {"matmul_flops": {k: v / share for k, v in merged["matmul_flops"].items()},
                             "copy_bytes_per_s": merged["copy_bytes_per_s"] / share,
@@ -91,7 +95,7 @@ def settle_ceilings(start: dict, end: dict) -> dict:
                "all_reduce_link_bytes_per_s", "dispatch_s")
     merged["readings"] = {"before_training": {k: start[k] for k in figures if k in start},
                           "after_training": {k: end[k] for k in figures if k in end}}
-    merged["method"] = start["method"] + "; the better of a reading before and one after the training rows"
+    merged["method"] = start["method"] + "; the geometric mean of a reading before and one after the training rows"
     return merged
 
 
@@ -184,7 +188,7 @@ def settle_and_predict(rows: list[dict], first: dict, dtype: str, n_devices: int
         if row.get("step_time_s"):
             predict_row(row, ceilings, peak)
     log(f"ceilings after training: matmul {dtype} {ceilings['readings']['after_training']['matmul_flops'][dtype] / 1e9:,.1f} "
-        f"GFLOP/s; MFU and predictions use the better reading, {peak / 1e9:,.1f} GFLOP/s")
+        f"GFLOP/s; MFU and predictions use the mean of the two readings, {peak / 1e9:,.1f} GFLOP/s")
     for row in rows:
         if row.get("step_time_s"):
             log(f"  {row['model']:>5} {row['mode']:<9} {row['tokens_per_s']:,.0f} tok/s  MFU {row['mfu']:.1%}  "

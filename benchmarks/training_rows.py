@@ -187,7 +187,7 @@ class ModelRuns:
             row["profile"] = self.traces.get(mode)  # None when the trace failed: ``profile_error`` says why
             if mode not in self.traces:
                 row["profile_error"] = self.failed.get(mode, {}).get("error")
-        # provisional: MFU and the prediction are recomputed against the better of the two ceiling readings
+        # provisional: MFU and the prediction are recomputed against the mean of the two ceiling readings
         self.log(f"  {self.model:>5} {mode:<9} step {row['step_time_s']:.3f}s  {row['tokens_per_s']:,.0f} tok/s  "
                  f"compile {row['compile_s']:.1f}s  (provisional, vs the first ceiling reading: MFU {row['mfu']:.1%}, "
                  f"predicted/measured {row['predicted_over_measured']:.2f})")
