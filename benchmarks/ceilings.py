@@ -26,6 +26,7 @@ host's; ``per_device`` divides by how many devices share it.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 
@@ -69,13 +70,21 @@ def matmul_flops(dtype: str, n: int, device=None, repeats: int = 3) -> float:
 
     device = device or jax.devices()[0]
     ka, kb = jax.random.split(jax.random.key(0))
-    f = jax.jit(lambda x, y: x @ y)
+    f = _matmul()
     rates = []
     for m in (n // 2, n):
         a = jax.device_put(jax.random.normal(ka, (m, m), jnp.float32).astype(dtype), device)
         b = jax.device_put(jax.random.normal(kb, (m, m), jnp.float32).astype(dtype), device)
         rates.append(2.0 * m ** 3 / _median_time(f, a, b, repeats=repeats))
     return max(rates)
+
+
+@functools.lru_cache(maxsize=1)
+def _matmul():
+    """One jitted ``x @ y`` for every matmul timed here (a probe between training rounds compiles nothing new)."""
+    import jax
+
+    return jax.jit(lambda x, y: x @ y)
 
 
 def copy_bandwidth(nbytes: int, device=None, repeats: int = 3) -> float:

@@ -234,6 +234,12 @@ def test_settle_ceilings_takes_the_mean_of_the_two_readings():
     assert got["per_device"]["host_link_bytes_per_s"]["host_to_device"] == approx(5 ** 0.5 / 2)
     assert got["per_device"]["matmul_flops"]["bfloat16"] == approx(30 ** 0.5 / 2)
     assert got["readings"]["after_training"]["matmul_flops"]["float32"] == 8.0
+    # probes between the rows' timed steps scale every figure to the load the rows ran under
+    scaled = settle_ceilings(start, end, probes=[4.0, 80 ** 0.5 / 2, 9.0], dtype="float32")
+    assert scaled["rows_load"]["factor"] == approx(0.5)
+    assert scaled["matmul_flops"] == approx({"float32": 80 ** 0.5 / 2, "bfloat16": 30 ** 0.5 / 2})
+    assert scaled["copy_bytes_per_s"] == approx(12 ** 0.5 / 2) and scaled["dispatch_s"] == approx(2 * 2e-10 ** 0.5)
+    assert scaled["per_device"]["matmul_flops"]["float32"] == approx(80 ** 0.5 / 4)
 
 
 def test_torch_baseline_in_a_child_process():
