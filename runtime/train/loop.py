@@ -211,7 +211,7 @@ class Trainer:
             "processes": jax.process_count(), "process_index": jax.process_index(),
             "run_dir": str(self.run_dir), "model": self.gpt.name, "parameters": self.gpt.parameters,
             "batch_size": t.batch_size, "seq_len": t.seq_len, "tokens_per_step": t.batch_size * t.seq_len,
-            "data": ctx.data, "epochs": epochs(t.steps, t.batch_size, ctx.data["windows"]),
+            "train_data": ctx.data, "epochs": epochs(t.steps, t.batch_size, ctx.data["windows"]),
             "checkpoint_step": ckpt.latest_step(), "config": self.run_config.flat(), "config_sources": dict(self.sources),
         }
 
