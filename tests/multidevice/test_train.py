@@ -402,6 +402,8 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_loses_nothing(world, tm
     args = overrides(world, run_dir, *ONE_DEVICE, "train.steps=6")  # checkpoints every 2 steps
     assert main(["train", *args]) == 2
     err = capsys.readouterr().err
+    assert err.startswith("training micro")  # what the run was about to do (runtime.train.summary), then the error
+    err = err[err.index("error: "):]
     assert err.startswith(f"error: writing the checkpoint of step 4 in '{run_dir}' failed: the disk is full (")
     assert " free, a checkpoint of this run needs about " in err and "step 2 is intact" in err and err.count("\n") == 1
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["2"]
