@@ -42,7 +42,7 @@ class Sizes:
 
 FAMILY_ROWS = {"llama-tiny": ("data",)}
 QUICK = Sizes(models=("tiny", "small", "llama-tiny"), batch_size={"tiny": 8, "small": 8, "llama-tiny": 8},
-              seq_len={"tiny": 128, "small": 128, "llama-tiny": 128}, steps=2, warmup=1, gen_models=("small",),
+              seq_len={"tiny": 128, "small": 128, "llama-tiny": 128}, steps=3, warmup=1, gen_models=("small",),
               gen_prompt=16, gen_new_tokens=32, gen_repeats=2, scaling_batch=8, modes=FAMILY_ROWS)
 FULL = Sizes(models=("tiny", "small", "111M", "llama-tiny"),
              batch_size={"tiny": 16, "small": 16, "111M": 8, "llama-tiny": 16},

@@ -2,7 +2,7 @@
 
 Order matters: the device ceilings come first (they are the denominators of MFU and the cells of the prediction
 grid); then the training rows, each model's modes and its PyTorch baseline interleaved step by step; the ceilings
-once more (the better reading of the two is kept, and MFU and the predictions are computed against it); generation;
+once more (the mean of the two readings is kept, and MFU and the predictions are computed against it); generation;
 planner speed; and optionally the scaling study. A row that fails (a mode that cannot run a preset on this mesh,
 memory) is kept with its ``error`` so the report says what is missing instead of silently dropping it. The training
 rows and the baseline joined to them are training_rows.py's; the sizes are sizes.py's (``QUICK``, ``FULL``); this module applies the command
@@ -19,8 +19,10 @@ so a baseline measured afterwards would get the remaining quarter (the 1.3B shap
 
 from __future__ import annotations
 
+import math
 import os
 import platform as _platform
+import statistics
 import sys
 import time
 from dataclasses import replace
@@ -96,18 +98,37 @@ def _gpu_expected(platform: str) -> bool:
     return platform == "gpu" or (platform == "auto" and bool(glob.glob("/dev/nvidia[0-9]*")))
 
 
-def settle_ceilings(start: dict, end: dict) -> dict:
-    """The ceilings measured before and after the training rows, merged by taking the better of each figure (a
-    ceiling is what the device can do; on a shared machine a low reading is other work, not the device): the
-    higher rate, the lower dispatch time."""
-    merged = {**start, "matmul_flops": {k: max(v, end["matmul_flops"][k]) for k, v in start["matmul_flops"].items()},
-              "copy_bytes_per_s": max(start["copy_bytes_per_s"], end["copy_bytes_per_s"])}
+def settle_ceilings(start: dict, end: dict, probes: list[float] | None = None, dtype: str = "float32") -> dict:
+    """The ceilings measured before and after the training rows, merged by their geometric mean, then scaled to the
+    load the rows ran under: ``probes`` are the matmul rate (``dtype``) read between the rows' timed steps, and every
+    rate is multiplied (the dispatch time divided) by their median over the merged matmul rate. On a shared machine
+    the two full readings catch whatever load there was at their moments (on the 2-core EPYC one run's readings were
+    40.5 and 84.4 GFLOP/s four minutes apart); the probes see the rows' own, so predicted / measured repeats from run
+    to run. On a quiet machine the factor is about 1."""
+    def mean(a, b):
+        return math.sqrt(a * b) if a and b else (a or b)
+
     link_start, link_end = start.get("host_link_bytes_per_s") or {}, end.get("host_link_bytes_per_s") or {}
-    merged["host_link_bytes_per_s"] = {k: max(v, link_end.get(k, v)) for k, v in link_start.items()}
-    for key, better in (("read_bytes_per_s", max), ("host_adamw_params_per_s", max),
-                        ("all_reduce_link_bytes_per_s", max), ("dispatch_s", min)):
+    merged = {**start, "matmul_flops": {k: mean(v, end["matmul_flops"][k]) for k, v in start["matmul_flops"].items()},
+              "copy_bytes_per_s": mean(start["copy_bytes_per_s"], end["copy_bytes_per_s"]),
+              "host_link_bytes_per_s": {k: mean(v, link_end.get(k, v)) for k, v in link_start.items()}}
+    for key in ("read_bytes_per_s", "host_adamw_params_per_s", "all_reduce_link_bytes_per_s", "dispatch_s"):
         if start.get(key) is not None:
-            merged[key] = better(start[key], end.get(key) or start[key])
+            merged[key] = mean(start[key], end.get(key) or start[key])
+    merged["method"] = start["method"] + "; the geometric mean of a reading before and one after the training rows"
+    if probes:
+        factor = statistics.median(probes) / merged["matmul_flops"][dtype]
+        merged["matmul_flops"] = {k: v * factor for k, v in merged["matmul_flops"].items()}
+        merged["copy_bytes_per_s"] *= factor
+        merged["host_link_bytes_per_s"] = {k: v * factor for k, v in merged["host_link_bytes_per_s"].items()}
+        for key in ("read_bytes_per_s", "host_adamw_params_per_s", "all_reduce_link_bytes_per_s"):
+            if merged.get(key) is not None:
+                merged[key] *= factor
+        if merged.get("dispatch_s") is not None:
+            merged["dispatch_s"] /= factor
+        merged["rows_load"] = {"probes": list(probes), "factor": factor}
+        merged["method"] += (f"; scaled by {factor:.2f}, the median of {len(probes)} matmul probes between the timed "
+                             "steps over that mean (the load the rows ran under)")
     share = start["shared_by_devices"]
     merged["per_device"] = {"matmul_flops": {k: v / share for k, v in merged["matmul_flops"].items()},
                             "copy_bytes_per_s": merged["copy_bytes_per_s"] / share,
@@ -116,7 +137,6 @@ def settle_ceilings(start: dict, end: dict) -> dict:
                "host_adamw_params_per_s", "all_reduce_link_bytes_per_s", "dispatch_s")
     merged["readings"] = {"before_training": {k: start[k] for k in figures if k in start},
                           "after_training": {k: end[k] for k in figures if k in end}}
-    merged["method"] = start["method"] + "; the better of a reading before and one after the training rows"
     return merged
 
 
@@ -151,11 +171,12 @@ def run_bench(*, quick: bool = False, devices: int | None = None, platform: str 
     if training:
         log("training" + (" (runs of a model interleaved step by step; PyTorch baseline included):" if interleave
                           else ":"))
+        probes: list[float] = []
         rows, baseline_result = training_rows(sizes, modes, n_devices, platform, dtype, remat, ceilings, peak, log,
                                               baseline=baseline, interleave=interleave,
                                               torch_gpu=torch_gpu if platform == "gpu" else None, attention=attention,
-                                              profile=profile)
-        ceilings, peak = settle_and_predict(rows, ceilings, dtype, n_devices, quick, log)
+                                              profile=profile, probe=matmul_probe(quick, dtype), probes=probes)
+        ceilings, peak = settle_and_predict(rows, ceilings, dtype, n_devices, quick, log, probes)
     result = {
         "device": env["device"], "platform": env["backend"], "devices": n_devices, "dtype": dtype, "quick": quick,
         "peak_matmul_flops": peak,
@@ -197,21 +218,35 @@ def first_ceilings(quick: bool, n_devices: int, log) -> dict:
     return ceilings
 
 
+def matmul_probe(quick: bool, dtype: str):
+    """The function the training rows call between timed steps: the ceilings' matmul rate, 3 calls per size."""
+    import jax
+
+    from benchmarks.ceilings import SIZES, matmul_flops
+
+    device = jax.devices()[0]
+    n = SIZES.get(device.platform, SIZES["gpu"])["quick" if quick else "full"][0]
+    return lambda: matmul_flops(dtype, n, device, repeats=3)
+
+
 def settle_and_predict(rows: list[dict], first: dict, dtype: str, n_devices: int, quick: bool,
-                       log) -> tuple[dict, float]:
+                       log, probes: list[float] | None = None) -> tuple[dict, float]:
     """(ceilings, peak FLOP/s): the ceilings read again after the training rows and settled with the ``first``
-    reading (``settle_ceilings``); every measured row's MFU and prediction recomputed against them."""
+    reading and the ``probes`` taken between the rows' timed steps (``settle_ceilings``); every measured row's MFU
+    and prediction recomputed against them."""
     import jax
 
     from benchmarks.ceilings import measure_ceilings
 
-    ceilings = settle_ceilings(first, measure_ceilings(jax.devices()[0], quick=quick, n_devices=n_devices))
+    ceilings = settle_ceilings(first, measure_ceilings(jax.devices()[0], quick=quick, n_devices=n_devices),
+                               probes, dtype)
     peak = ceilings["matmul_flops"][dtype] * (1 if first["platform"] == "cpu" else n_devices)
     for row in rows:
         if row.get("step_time_s"):
             predict_row(row, ceilings, peak)
+    during = f"; {len(probes)} probes between the timed steps, median {peak / 1e9:,.1f}" if probes else ""
     log(f"ceilings after training: matmul {dtype} {ceilings['readings']['after_training']['matmul_flops'][dtype] / 1e9:,.1f} "
-        f"GFLOP/s; MFU and predictions use the better reading, {peak / 1e9:,.1f} GFLOP/s")
+        f"GFLOP/s{during}; MFU and predictions use {peak / 1e9:,.1f} GFLOP/s")
     for row in rows:
         if row.get("step_time_s"):
             log(f"  {row['model']:>5} {row['mode']:<9} {row['tokens_per_s']:,.0f} tok/s  MFU {row['mfu']:.1%}  "

@@ -44,6 +44,7 @@ import numpy as np
 
 from model import gpt
 from model.config import EOT_TOKEN, GPTConfig
+from model.generation_checks import GenerationError, check_length, check_settings
 from model.sampling import Sampler, pick, sampler_for
 
 MIN_BUCKET = 16
@@ -54,10 +55,6 @@ DECODE_TRACE = "wse.generate.decode"
 # and compiled weight-preparation programs keyed by (architecture, dtype, layer loop).
 _COMPILED: dict[tuple, tuple] = {}
 _PREPARE: dict[tuple, object] = {}
-
-
-class GenerationError(ValueError):
-    """A generation request that cannot be run (prompt too long for the context, bad sampling setting)."""
 
 
 @dataclass
@@ -254,19 +251,7 @@ def _rows(out: np.ndarray, eot_id: int) -> tuple[list[list[int]], list[str], int
 def _check(cfg, prompts, max_new_tokens, temperature, top_k, top_p, penalty, min_new_tokens) -> list[int]:
     if not prompts:
         raise GenerationError("no prompts given")
-    if max_new_tokens < 1:
-        raise GenerationError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    if not 0 <= temperature < float("inf"):  # NaN and inf too: they would turn every logit into NaN or 0
-        raise GenerationError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature}")
-    if not 0 <= top_k < 2**31:  # any k at or above the vocabulary keeps every token, as transformers clamps it
-        raise GenerationError(f"top_k must be >= 0 (0 = off) and below 2^31, got {top_k}")
-    if not 0 < top_p <= 1:
-        raise GenerationError(f"top_p must be in (0, 1] (1 = off), got {top_p}")
-    if not penalty > 0:
-        raise GenerationError(f"repetition_penalty must be > 0 (1 = off), got {penalty}")
-    if not 0 <= min_new_tokens <= max_new_tokens:
-        raise GenerationError(f"min_new_tokens must be between 0 and max_new_tokens ({max_new_tokens}), "
-                              f"got {min_new_tokens}")
+    check_settings(max_new_tokens, temperature, top_k, top_p, penalty, min_new_tokens)
     lengths = [len(p) for p in prompts]
     if min(lengths) < 1:
         raise GenerationError("a prompt is empty; give at least one token (e.g. <|endoftext|> to start unconditioned)")
@@ -274,11 +259,7 @@ def _check(cfg, prompts, max_new_tokens, temperature, top_k, top_p, penalty, min
         bad = [t for t in p if not 0 <= t < cfg.vocab_size]
         if bad:
             raise GenerationError(f"prompt token id {bad[0]} is outside the model vocabulary (size {cfg.vocab_size})")
-    longest = max(lengths)
-    if longest + max_new_tokens > cfg.max_seq_len:
-        raise GenerationError(
-            f"prompt of {longest} tokens plus max_new_tokens {max_new_tokens} = {longest + max_new_tokens} exceeds the "
-            f"model context of {cfg.max_seq_len} tokens; shorten the prompt or lower max_new_tokens")
+    check_length(max(lengths), max_new_tokens, cfg.max_seq_len)
     return lengths
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from model.config import GPTConfig
 from model.errors import HFFormatError
-from model.hf_configs import EXPORTS, config_from_hf, config_to_hf, export_architecture
+from model.hf_configs import EXPORTS, config_from_hf, config_to_hf, export_architecture, read_hf_config
 from model.hf_files import DEFAULT_MAX_SHARD_SIZE, read_tensors
 from model.hf_tensors import FAMILIES, hf_shape, rope_permutation, rules, slice_shape, to_hf, to_ours
 
@@ -43,18 +43,7 @@ def load_hf(path: str | Path, allow_pickle: bool = False) -> tuple[GPTConfig, di
     """(GPTConfig, float32 numpy params in our stacked layout) from a local HF directory of a supported
     architecture. Raises HFFormatError naming the file, field or tensor that cannot be imported."""
     path = Path(path)
-    if not path.is_dir():
-        raise HFFormatError(f"HuggingFace directory '{path}' does not exist; give a directory with config.json and model.safetensors")
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise HFFormatError(f"'{path}' has no config.json; give a HuggingFace model directory")
-    try:
-        hf = json.loads(config_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise HFFormatError(f"{config_file} is not valid JSON ({err})") from None
-    if not isinstance(hf, dict):
-        raise HFFormatError(f"{config_file} must hold a JSON object")
-    cfg = config_from_hf(hf, name=path.resolve().name)
+    cfg, hf = read_hf_config(path)
     return cfg, params_from_hf(cfg, read_tensors(path, allow_pickle), hf["model_type"])
 
 

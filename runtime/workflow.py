@@ -39,8 +39,8 @@ TUTORIAL_TRAIN_STEPS = SHORT_RUN_STEPS
 # least 48 tokens: samples under 8 such words, of 40: tiny after the tutorial's 600 x 8 steps none (mean 30 words);
 # the demo's fine-tuned model 4 (mean 24; its seed-0 samples, the ones it prints, 22 and 18). On a demo-preset model
 # trained at LR 3e-3 and fine-tuned: at least 32 tokens 1 of 40 (one stopped early); penalty 1.2: 14; 1.4: 4; top-p
-# 0.9: 8; T 0.9: 3; the earlier T 0.7, top-k 40, top-p 1, penalty 1.1, 48 tokens: 6 of 16. `wse generate` stays greedy
-# without a penalty by default; the demo prints the flags that give the same text as here.
+# 0.9: 8; T 0.9: 3; the earlier T 0.7, top-k 40, top-p 1, penalty 1.1, 48 tokens: 6 of 16. These are `wse generate`'s
+# defaults too (its minimum capped at --max-new-tokens), so it prints the same text; greedy is --temperature 0.
 EVAL_BATCH = 16
 GENERATE_TOKENS = 64
 SAMPLING = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "seed": 0, "repetition_penalty": 1.3, "min_new_tokens": 48}
@@ -79,8 +79,8 @@ class TaskData:
 def load_pretrain_data(*paths: str | os.PathLike, val_fraction: float | None = None, progress: bool = False) -> PretrainData:
     """The data to pre-train on. No argument: the built-in python-docs corpus (prepared once, then cached).
 
-    Arguments: a directory written by `wse data` (used as is), or ``.txt``/``.md``/``.jsonl`` files and directories of
-    them, tokenised once into the cache (``runtime.data.cache_dir()/data/user-*``) and reused while unchanged.
+    Arguments: a directory written by `wse data` (used as is), or any `wse data` input (text and source files, JSONL,
+    Parquet/Arrow, directories of them; one text file is split by size for validation), tokenised once into the cache (``runtime.data.cache_dir()/data/user-*``) and reused while unchanged.
     """
     from runtime import data
 
@@ -297,7 +297,8 @@ class Model:
         """
         import math
 
-        seq_len = seq_len or self._short(SHORT_RUN)["seq_len"]
+        trained = [h for h in self.history if h["kind"] == "train"]
+        seq_len = seq_len or (trained[-1]["seq_len"] if trained else self._short(SHORT_RUN)["seq_len"])
         if data is None:
             data = self.data or load_pretrain_data()
         if isinstance(data, (str, os.PathLike)):
@@ -310,21 +311,23 @@ class Model:
             loss, n = self._task_loss(data, seq_len)
             return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 700.0)), "tokens": n, "data": data.path,
                     "what": "completion tokens of the held-out examples"}
-        from runtime.train.evaluate import evaluate_tokens
+        from runtime.train.evaluate import evaluate_split, evaluate_tokens
 
         if isinstance(data, PretrainData):
             from runtime.data import TokenDataset
 
-            ds = TokenDataset(data.directory, "val")
-            tokens, where = ds.window(0, len(ds)), f"{data.source} (validation split)"
-        else:
-            from model.tokenizer import get_tokenizer
-            from runtime.data import read_text
+            r = evaluate_split(self.config, self._weights(), TokenDataset(data.directory, "val"), seq_len, EVAL_BATCH)
+            return {"val_loss": r.loss, "val_perplexity": r.perplexity, "tokens": r.predictions,
+                    "data": f"{data.source} (validation split)",
+                    "what": f"next-token loss over every {seq_len} + 1-token window of the validation split, as "
+                            "training's validation reports it when train.eval_batches covers the split"}
+        from model.tokenizer import get_tokenizer
+        from runtime.data import read_text
 
-            tokens, where = get_tokenizer().encode(read_text(data)), str(data)
+        tokens, where = get_tokenizer().encode(read_text(data)), str(data)
         r = evaluate_tokens(self.config, self._weights(), tokens, seq_len, batch_size=EVAL_BATCH)
         return {"val_loss": r.loss, "val_perplexity": r.perplexity, "tokens": r.tokens, "data": where,
-                "what": f"next-token loss in {seq_len}-token windows"}
+                "what": f"next-token loss in {seq_len}-token windows, as `wse eval` scores a text file"}
 
     def _task_loss(self, tasks: TaskData, seq_len: int) -> tuple[float, int]:
         from model.tokenizer import get_tokenizer

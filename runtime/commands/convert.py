@@ -44,12 +44,24 @@ def architecture_name(name: str | None) -> str | None:
 
 
 def run(args) -> dict:
-    from runtime.commands.shared import quiet_libraries
+    from runtime.commands.shared import check_output_dir, quiet_libraries
     from runtime.errors import UserError
 
+    # everything that needs no JAX first: a refusal returns in about a second
     if args.architecture is not None and not args.to_hf:
         raise UserError("--architecture chooses the class of an export; use it with --to-hf")
-    architecture = architecture_name(args.architecture)  # refused before anything is read
+    architecture = architecture_name(args.architecture)
+    check_output_dir(args.out)
+    if args.from_hf:
+        from model.hf_configs import read_hf_config
+
+        read_hf_config(args.from_hf)
+    else:
+        from model.hf_files import parse_size
+        from runtime.checkpoint import find_checkpoint
+
+        parse_size(args.max_shard_size)
+        find_checkpoint(args.to_hf)
     quiet_libraries()
     written = {}
     if args.from_hf:

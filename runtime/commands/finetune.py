@@ -32,9 +32,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> dict:
     from runtime.commands.shared import quiet_libraries
-    from runtime.config import parse_overrides
 
-    parse_overrides(list(args.overrides))  # a typo in a key costs no JAX start-up
     quiet_libraries()
     from runtime.commands.train import with_command
     from runtime.errors import Diverged

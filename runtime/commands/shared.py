@@ -1,5 +1,8 @@
-"""What several commands share: the model-source options (`wse generate`, `wse eval`), loading the model they name,
-the tokenizer option, the compute dtype, and keeping libraries' log noise off stderr."""
+"""What several commands share: the model-source options (`wse generate`, `wse eval`), checking and loading the
+model they name, the tokenizer option, the compute dtype, and keeping libraries' log noise off stderr.
+
+Every check that needs no JAX runs before JAX is imported (``check_model_source``, ``check_output_dir``), so a
+refusal (a missing checkpoint, a bad setting) returns in about a second; tests/runtime/test_refusals.py holds that."""
 
 from __future__ import annotations
 
@@ -27,6 +30,34 @@ def quiet_libraries() -> None:
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.ERROR)
+
+
+def check_model_source(args):
+    """The model the options name, checked without JAX or reading weights: a checkpoint directory holding a complete
+    step, a HuggingFace directory with a config.json we can run, or a known preset. Returns its GPTConfig when that
+    is known this cheaply (None for a checkpoint whose model record is unreadable: loading it says what is wrong)."""
+    if getattr(args, "checkpoint", None):
+        from runtime.checkpoint import find_checkpoint
+
+        return find_checkpoint(args.checkpoint)[1]
+    if getattr(args, "hf", None):
+        from model.hf_configs import read_hf_config
+
+        return read_hf_config(args.hf)[0]
+    from model.config import get_config
+
+    return get_config(args.model)
+
+
+def check_output_dir(path) -> None:
+    """Refuse (UserError) an output directory that exists and is not empty: commands never write over results."""
+    from pathlib import Path
+
+    from runtime.errors import UserError
+
+    out = Path(path)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"output directory '{out}' is not empty; choose a new --out directory")
 
 
 def load_model_from_args(args):

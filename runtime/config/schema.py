@@ -152,11 +152,16 @@ class RunConfig(_Section):
     def from_dict(cls, tree: dict) -> "RunConfig":
         """Validate a nested dict into a RunConfig (UserError with one line otherwise: an unknown key with the
         closest valid one, or what is wrong with each bad value)."""
+        from runtime.config.rules import check_mesh, check_ranges
+
         check_keys(tree)
         try:
-            return cls(**tree)
+            run = cls(**tree)
         except pydantic.ValidationError as err:
             raise UserError(_one_line(err)) from None
+        check_ranges(run.train)  # a value out of range is refused as given, before a default is derived from it
+        check_mesh(run.mesh)
+        return run
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -122,12 +122,20 @@ def build_dataset(inputs: list[str], out: str | os.PathLike, *, builtin: str | N
     for source, docs in source_set.read():  # validates every input before anything is written
         scanned.append(source)
         total_chars += sum(len(d) for d in docs)
-    val_docs = val_documents(sum(s.documents for s in scanned), val_fraction, seed)
+    documents = sum(s.documents for s in scanned)
+    if documents == 0:
+        raise UserError(f"the inputs hold no readable text ({source_set.note()}); give UTF-8 text files")
+    if documents == 1 and val_fraction > 0:
+        # one document (one text file): its last val_fraction, by size, is the validation split (runtime.data.inputs.split_tail)
+        source_set.split_tail = val_fraction
+        val_docs = {1}
+    else:
+        val_docs = val_documents(documents, val_fraction, seed)
     fingerprint = _fingerprint(tok.name, scanned, val_fraction, seed, shard_tokens, text_column)
 
     existing = _read_meta(out) if out.is_dir() else None
     if existing is not None and existing.get("fingerprint") == fingerprint and _intact(out, existing):
-        return _summary(out, existing, reused=True, seconds=time.perf_counter() - t0, skipped=source_set.skipped)
+        return _summary(out, existing, reused=True, seconds=time.perf_counter() - t0, inputs=source_set)
     if (out / "meta.json").is_file() and not overwrite:
         what = "a damaged copy of this dataset" if existing and existing.get("fingerprint") == fingerprint else "a different dataset"
         raise UserError(f"--out {out} already holds {what}; pass --overwrite to replace it or choose another directory")
@@ -142,8 +150,8 @@ def build_dataset(inputs: list[str], out: str | os.PathLike, *, builtin: str | N
         if theirs is None or theirs.get("fingerprint") != fingerprint or not _intact(out, theirs):
             raise UserError(f"--out {out} was written by another process while this one ran; pass --overwrite to "
                             "replace it or choose another directory") from None
-        return _summary(out, theirs, reused=True, seconds=time.perf_counter() - t0, skipped=source_set.skipped)
-    return _summary(out, meta, reused=False, seconds=time.perf_counter() - t0, skipped=source_set.skipped,
+        return _summary(out, theirs, reused=True, seconds=time.perf_counter() - t0, inputs=source_set)
+    return _summary(out, meta, reused=False, seconds=time.perf_counter() - t0, inputs=source_set,
                     tokenise_seconds=tokenise_seconds)
 
 
@@ -201,14 +209,19 @@ def _tokenise_into(tmp: Path, source_set: Inputs, scanned: list[InputFile], tok,
     return meta, tokenise_seconds
 
 
-def _summary(out: Path, meta: dict, *, reused: bool, seconds: float, skipped: list[str], tokenise_seconds: float = 0.0) -> dict:
-    """The command's result: ``seconds`` is the whole call; ``tokens_per_s`` the tokenise-and-write pass alone."""
+def _summary(out: Path, meta: dict, *, reused: bool, seconds: float, inputs: Inputs, tokenise_seconds: float = 0.0) -> dict:
+    """The command's result: ``seconds`` is the whole call; ``tokens_per_s`` the tokenise-and-write pass alone;
+    ``notes``: the skipped files in one line, and how one document was split."""
     splits = meta["splits"]
+    notes = [n for n in (inputs.note(),) if n]
+    if inputs.split_tail is not None:
+        notes.append(f"one document: its last {inputs.split_tail:.0%} by size, cut at a line break where it has one, "
+                     "is the validation split (--val-fraction sets the share, 0 keeps it all for training)")
     tokens = sum(s["tokens"] for s in splits.values())
     warnings = []
     val = splits["val"]["tokens"]
     if meta.get("val_fraction", DEFAULT_VAL_FRACTION) > 0 and val < MIN_VAL_TOKENS:
-        warnings.append(f"the validation split holds only {val:,} tokens ({splits['val']['documents']} documents): "
+        warnings.append(f"the validation split holds only {val:,} tokens ({splits['val']['documents']} document{'' if splits['val']['documents'] == 1 else 's'}): "
                         f"fewer than one batch of 8 x 2048 ({MIN_VAL_TOKENS:,}), so evaluation at such shapes is "
                         "skipped and small ones are noisy; raise --val-fraction or add documents")
     for source in meta["sources"]:
@@ -220,7 +233,7 @@ def _summary(out: Path, meta: dict, *, reused: bool, seconds: float, skipped: li
         "train_tokens": splits["train"]["tokens"], "val_tokens": splits["val"]["tokens"],
         "train_documents": splits["train"]["documents"], "val_documents": splits["val"]["documents"],
         "sources": len(meta["sources"]), "shards": sum(len(s["shards"]) for s in splits.values()),
-        "skipped_files": skipped, "seconds": round(seconds, 3),
+        "skipped_files": inputs.skipped, "notes": notes, "seconds": round(seconds, 3),
         "tokens_per_s": None if reused else round(tokens / max(tokenise_seconds, 1e-9)),
         "warnings": warnings,
     }

@@ -91,7 +91,7 @@ def val_documents(n_docs: int, val_fraction: float, seed: int) -> set[int]:
     of each index, so the choice never depends on a library's random-number stream."""
     if val_fraction <= 0:
         return set()
-    if n_docs < 2:
+    if n_docs < 2:  # one document is cut in two by size before this (build_dataset, runtime.data.datasets)
         raise UserError(f"a validation split needs at least 2 documents, the inputs hold {n_docs}; add documents or pass --val-fraction 0")
     n_val = min(max(1, round(val_fraction * n_docs)), n_docs - 1)
     ranked = sorted(range(n_docs), key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).digest())

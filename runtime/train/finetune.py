@@ -144,6 +144,33 @@ def user_tree(overrides: list[str] | tuple[str, ...] = (), updates: dict | None 
     return merge_trees(parse_overrides(list(overrides)), updates or {})
 
 
+def check_settings(overrides: list[str] | tuple[str, ...] = (), updates: dict | None = None) -> dict:
+    """The user's settings as a nested dict, every key and value checked (pure Python: before JAX starts); fine-tuning
+    takes its model and data from its own options, so ``model=``/``data=`` are refused (UserError)."""
+    from runtime.config import from_dict
+
+    tree = user_tree(overrides, updates)
+    for key in ("model", "data"):
+        if key in tree:
+            raise UserError(f"fine-tuning takes the model from --from/--hf and the examples from --data; drop the {key}= override")
+    from_dict(tree)  # unknown keys, values out of range
+    return tree
+
+
+def check_source(checkpoint: str | os.PathLike | None = None, hf: str | os.PathLike | None = None) -> None:
+    """Refuse (UserError) a starting model that is not there, without reading weights or starting JAX."""
+    if (checkpoint is None) == (hf is None):
+        raise UserError("give exactly one starting model: --from CKPT_DIR or --hf DIR")
+    if hf is not None:
+        from model.hf_configs import read_hf_config
+
+        read_hf_config(hf)
+    else:
+        from runtime.checkpoint import find_checkpoint
+
+        find_checkpoint(checkpoint)
+
+
 def prepare(source: StartingModel, data: str | os.PathLike = BUILTIN, overrides: list[str] | tuple[str, ...] = (), *,
             val: str | os.PathLike | None = None, tokenizer=None, updates: dict | None = None,
             resolved: tuple | None = None) -> FineTuneJob:
@@ -156,10 +183,7 @@ def prepare(source: StartingModel, data: str | os.PathLike = BUILTIN, overrides:
     from model.tokenizer import TokenizerError, tokenizer_for_model
     from runtime.config import from_dict, merge_trees
 
-    tree = user_tree(overrides, updates)
-    for key in ("model", "data"):
-        if key in tree:
-            raise UserError(f"fine-tuning takes the model from --from/--hf and the examples from --data; drop the {key}= override")
+    tree = check_settings(overrides, updates)
     cfg = source.cfg
     try:  # the model's own tokenizer unless one is given (and then it must be the model's, if it has one)
         tok = tokenizer if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)) else \
@@ -206,7 +230,10 @@ def finetune(checkpoint: str | os.PathLike | None = None, data: str | os.PathLik
              overrides: list[str] | tuple[str, ...] = (), *, hf: str | os.PathLike | None = None,
              val: str | os.PathLike | None = None, tokenizer=None, allow_pickle: bool = False, **trainer_kwargs) -> dict:
     """Fine-tune ``checkpoint`` (or ``hf``) on ``data`` (a JSONL file or ``builtin``): the `wse finetune` result."""
-    resolved = resolve_examples(data, val)  # bad examples are reported before any model is loaded
+    # everything that needs no JAX first (a refusal returns in about a second): settings, source, examples
+    check_settings(overrides)
+    check_source(checkpoint, hf)
+    resolved = resolve_examples(data, val)
     init_mesh(overrides)
     source = load_starting_model(checkpoint, hf, allow_pickle=allow_pickle)
     job = prepare(source, data, overrides, val=val, tokenizer=tokenizer, resolved=resolved)

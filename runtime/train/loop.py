@@ -34,6 +34,7 @@ from runtime.train.rundir import open_run, write_config
 from runtime.train.sinks import reporting_observers
 from runtime.train.sources import PretrainingData
 from runtime.train.state import compiled_for, key_from_data, restore_state, save_state
+from runtime.train.summary import data_facts, epochs
 from runtime.train.throughput import peak_flops
 
 
@@ -93,7 +94,8 @@ class Trainer:
                 train_loader, val_loader = self.data.loaders(self.run_config, jax.process_index(), jax.process_count())
                 parts = compiled_for(self.run_config, self.gpt, mesh)
                 state, start, run_key = self._initial_state(parts, ckpt, opened.resume_step, train_loader)
-                ctx = obs.RunContext(self.run_config, self.gpt, parts.executor, start, self.run_dir, lead=lead, state=state)
+                ctx = obs.RunContext(self.run_config, self.gpt, parts.executor, start, self.run_dir, lead=lead,
+                                     state=state, data=data_facts(self.run_config, train_loader, val_loader))
                 if ctx.lead:
                     write_config(self.run_dir, self.run_config)
                 with StopSignals() as signals:
@@ -158,7 +160,9 @@ class Trainer:
             for o in reversed(ctx.observers):
                 o.end(ctx)
         last = evaluation.last if evaluation else (None, None)
-        return {**summary, "val_loss": last[0], "val_perplexity": last[1]}
+        return {**summary, "val_loss": last[0], "val_perplexity": last[1],
+                "val_tokens": evaluation.tokens if evaluation else 0,
+                "val_coverage": evaluation.coverage if evaluation else 0.0}
 
     def _loop(self, ctx, parts, train_loader, ckpt, run_key, signals) -> dict:
         """Steps ``start+1 .. train.steps``, or up to the step a stop signal arrived in (``stopped``: (signal, step),
@@ -167,7 +171,7 @@ class Trainer:
 
         t, ex = self.run_config.train, parts.executor
         stopped = None
-        peak, peak_source = peak_flops(t.dtype, list(ex.mesh.devices.flat))
+        peak = peak_flops(t.dtype, list(ex.mesh.devices.flat))
         tokens_per_step, flops_per_token = t.batch_size * t.seq_len, self.gpt.flops_per_token_6n()
         losses, times = [], []
         pending = place(ex, next(train_loader)) if ctx.start < t.steps else None
@@ -184,8 +188,8 @@ class Trainer:
             losses.append(loss)
             times.append(dt)
             record = {"kind": "train", "step": step, "loss": loss, "tokens_per_s": tokens_per_step / dt,
-                      "mfu": flops_per_token * tokens_per_step / dt / peak, "time": time.time()}
-            ctx.emit({**record, **{k: metrics[k] for k in ("grad_norm", "lr") if k in metrics}})
+                      "mfu": peak.mfu(flops_per_token * tokens_per_step / dt), "time": time.time()}
+            ctx.emit({**record, **{k: float(metrics[k]) for k in ("grad_norm", "lr") if k in metrics}})
             stop = signals.agreed(jax.process_count()) if step < t.steps else None
             if stop or step % t.checkpoint_every == 0 or step == t.steps:
                 try:
@@ -200,8 +204,8 @@ class Trainer:
         steady = times[1:] if len(times) > 1 else times  # the first step pays for compilation
         tps = tokens_per_step * len(steady) / sum(steady) if steady else None
         return {"stopped": stopped, "losses": losses, "final_loss": losses[-1] if losses else None, "tokens_per_s": tps,
-                "mfu": flops_per_token * tps / peak if tps else None, "mfu_peak_flops": peak,
-                "mfu_peak_source": peak_source, "flops_per_token_6n": flops_per_token}
+                "mfu": peak.mfu(flops_per_token * tps) if tps else None, "mfu_peak_flops": peak.flops,
+                "mfu_peak_source": peak.source, "flops_per_token_6n": flops_per_token}
 
     def _lower_lr(self) -> float:
         """A learning rate to continue a diverged run with: a tenth of its own, and no more than the preset recipe's
@@ -221,7 +225,8 @@ class Trainer:
             "processes": jax.process_count(), "process_index": jax.process_index(),
             "run_dir": str(self.run_dir), "model": self.gpt.name, "parameters": self.gpt.parameters,
             "batch_size": t.batch_size, "seq_len": t.seq_len, "tokens_per_step": t.batch_size * t.seq_len,
-            "checkpoint_step": ckpt.latest_step(), "config_sources": dict(self.sources),
+            "train_data": ctx.data, "epochs": epochs(t.steps, t.batch_size, ctx.data["windows"]),
+            "checkpoint_step": ckpt.latest_step(), "config": self.run_config.flat(), "config_sources": dict(self.sources),
             "resume_changes": dict(self.changes),
         }
 

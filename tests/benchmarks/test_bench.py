@@ -259,7 +259,7 @@ def test_targets_follow_the_figures():
     assert met(good, "GPU") is None
 
 
-def test_settle_ceilings_keeps_the_better_reading():
+def test_settle_ceilings_takes_the_mean_of_the_two_readings():
     from benchmarks.suite import settle_ceilings
 
     start = {"matmul_flops": {"float32": 10.0, "bfloat16": 5.0}, "copy_bytes_per_s": 4.0, "shared_by_devices": 2,
@@ -269,12 +269,21 @@ def test_settle_ceilings_keeps_the_better_reading():
            "host_link_bytes_per_s": {"host_to_device": 2.5, "device_to_host": 1.0}, "host_adamw_params_per_s": 6.0,
            "all_reduce_link_bytes_per_s": 1.5, "dispatch_s": 1e-5}
     got = settle_ceilings(start, end)
-    assert got["matmul_flops"] == {"float32": 10.0, "bfloat16": 6.0} and got["copy_bytes_per_s"] == 4.0
-    assert got["host_link_bytes_per_s"] == {"host_to_device": 2.5, "device_to_host": 3.0}
-    assert (got["host_adamw_params_per_s"], got["all_reduce_link_bytes_per_s"], got["dispatch_s"]) == (7.0, 1.5, 1e-5)
-    assert got["per_device"]["host_link_bytes_per_s"]["host_to_device"] == 1.25
-    assert got["per_device"]["matmul_flops"]["bfloat16"] == 3.0
+    approx = pytest.approx
+    assert got["matmul_flops"] == approx({"float32": 80 ** 0.5, "bfloat16": 30 ** 0.5})  # geometric means
+    assert got["copy_bytes_per_s"] == approx(12 ** 0.5)
+    assert got["host_link_bytes_per_s"] == approx({"host_to_device": 5 ** 0.5, "device_to_host": 3 ** 0.5})
+    assert (got["host_adamw_params_per_s"], got["all_reduce_link_bytes_per_s"], got["dispatch_s"]) == approx(
+        (42 ** 0.5, 1.5 ** 0.5, 2e-10 ** 0.5))
+    assert got["per_device"]["host_link_bytes_per_s"]["host_to_device"] == approx(5 ** 0.5 / 2)
+    assert got["per_device"]["matmul_flops"]["bfloat16"] == approx(30 ** 0.5 / 2)
     assert got["readings"]["after_training"]["matmul_flops"]["float32"] == 8.0
+    # probes between the rows' timed steps scale every figure to the load the rows ran under
+    scaled = settle_ceilings(start, end, probes=[4.0, 80 ** 0.5 / 2, 9.0], dtype="float32")
+    assert scaled["rows_load"]["factor"] == approx(0.5)
+    assert scaled["matmul_flops"] == approx({"float32": 80 ** 0.5 / 2, "bfloat16": 30 ** 0.5 / 2})
+    assert scaled["copy_bytes_per_s"] == approx(12 ** 0.5 / 2) and scaled["dispatch_s"] == approx(2 * 2e-10 ** 0.5)
+    assert scaled["per_device"]["matmul_flops"]["float32"] == approx(80 ** 0.5 / 4)
 
 
 def test_torch_baseline_in_a_child_process():

@@ -441,9 +441,11 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_loses_nothing(world, tm
     args = overrides(world, run_dir, *ONE_DEVICE, "train.steps=6")  # checkpoints every 2 steps
     assert main(["train", *args]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    # progress lines may come first (one every 10 s without a terminal: how many depends on the machine's speed)
-    assert all(line.startswith("train step ") for line in lines[:-1]), lines
+    # the start summary and progress lines come first (one every 10 s without a terminal: how many depends on the
+    # machine's speed); the error is the last line
+    assert lines[0].startswith("training micro"), lines  # what the run was about to do (runtime.train.summary)
     err = lines[-1]
+    assert sum(line.startswith("error: ") for line in lines) == 1, lines
     assert err.startswith(f"error: writing the checkpoint of step 4 in '{run_dir}' failed: the disk is full (")
     assert " free, it needs about " in err and "step 2 is intact" in err
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["2"]

@@ -80,6 +80,22 @@ def test_cross_field_rules(items, fragment):
         load_config(None, items).resolve()
 
 
+@pytest.mark.parametrize("item, line", [
+    ("train.batch_size=0", "train.batch_size must be positive, got 0"),
+    ("train.seq_len=0", "train.seq_len must be positive, got 0"),
+    ("train.accum_steps=0", "train.accum_steps must be positive, got 0"),
+    ("train.lr=nan", "train.lr must be positive, got nan"),
+    ("train.grad_clip=-1", "train.grad_clip must not be negative, got -1.0"),
+    ("mesh.devices=0", "mesh.devices must be positive, got 0"),
+])
+def test_a_value_out_of_range_is_one_line_as_soon_as_it_is_parsed(item, line):
+    """Refused when parsed, before any default is derived from it (train.batch_size=0 was a ZeroDivisionError in the
+    warmup's derivation)."""
+    with pytest.raises(UserError) as err:
+        load_config(None, ["model=tiny", item])
+    assert str(err.value) == line
+
+
 def test_resume_conflicts_name_the_changed_setting():
     saved = load_config(None, ["model=tiny", "train.lr=1e-3"]).resolve()
     longer = load_config(None, ["model=tiny", "train.lr=1e-3", "mesh.devices=2", "execution.mode=streaming",
