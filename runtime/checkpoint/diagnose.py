@@ -11,7 +11,8 @@ found when Orbax reads it (its error text is a TensorStore spec, useless to a us
 
 Orbax reads and writes every array concurrently on its own event loop; when one fails, the others are abandoned and
 report later from background threads ("Event loop is closed", "Exception ignored in: <coroutine ...>", absl ERROR
-lines with tracebacks), after the one line that already said what went wrong. ``quiet_orbax`` keeps exactly those
+lines with tracebacks, asyncio's "Task exception was never retrieved"), after the one line that already said what
+went wrong. ``quiet_orbax`` keeps exactly those
 reports off stderr, for the rest of the process.
 """
 
@@ -132,6 +133,7 @@ def quiet_orbax() -> None:
 
     _QUIET["installed"] = True
     logging.getLogger("absl").addFilter(_DropOrbaxNoise())
+    logging.getLogger("asyncio").addFilter(_DropAbandonedTasks())
     previous = sys.unraisablehook
 
     def hook(unraisable, previous=previous, is_noise=_is_async_noise):
@@ -147,6 +149,15 @@ def _is_async_noise(unraisable) -> bool:
         return True
     code = getattr(obj, "cr_code", None)  # an abandoned coroutine of Orbax's or TensorStore's
     return code is not None and any(lib in code.co_filename for lib in ("orbax", "tensorstore"))
+
+
+class _DropAbandonedTasks:
+    """asyncio's "Task exception was never retrieved" for an Orbax write task abandoned after the first failure (the
+    same error, already reported), logged whenever the task is collected: after our one line, or never."""
+
+    def filter(self, record) -> bool:
+        text = str(record.msg)
+        return not (text.startswith("Task exception was never retrieved") and "orbax" in text)
 
 
 class _DropOrbaxNoise:

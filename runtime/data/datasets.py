@@ -102,12 +102,7 @@ def build_dataset(inputs: list[str], out: str | os.PathLike, *, builtin: str | N
     """
     from model.tokenizer import TokenizerError, get_tokenizer
 
-    if not 0 <= val_fraction < 1:
-        raise UserError(f"--val-fraction must be in [0, 1), got {val_fraction}; 0.05 holds out 5% of the documents")
-    if shard_tokens < 1:
-        raise UserError(f"--shard-tokens must be positive, got {shard_tokens}")
-    if num_threads is not None and num_threads < 1:
-        raise UserError(f"--threads must be at least 1, got {num_threads}")
+    _check_settings(val_fraction, shard_tokens, num_threads)
     out = Path(out).expanduser()
     _check_out(out)
     _claim(out, wait)
@@ -118,10 +113,7 @@ def build_dataset(inputs: list[str], out: str | os.PathLike, *, builtin: str | N
 
     t0 = time.perf_counter()
     source_set = Inputs(list(inputs), builtin, text_column)
-    scanned, total_chars = [], 0
-    for source, docs in source_set.read():  # validates every input before anything is written
-        scanned.append(source)
-        total_chars += sum(len(d) for d in docs)
+    scanned, total_chars = _scan(source_set)
     documents = sum(s.documents for s in scanned)
     if documents == 0:
         raise UserError(f"the inputs hold no readable text ({source_set.note()}); give UTF-8 text files")
@@ -153,6 +145,26 @@ def build_dataset(inputs: list[str], out: str | os.PathLike, *, builtin: str | N
         return _summary(out, theirs, reused=True, seconds=time.perf_counter() - t0, inputs=source_set)
     return _summary(out, meta, reused=False, seconds=time.perf_counter() - t0, inputs=source_set,
                     tokenise_seconds=tokenise_seconds)
+
+
+def _check_settings(val_fraction: float, shard_tokens: int, num_threads: int | None) -> None:
+    """Refuse (UserError) a setting out of range before any input is read."""
+    if not 0 <= val_fraction < 1:
+        raise UserError(f"--val-fraction must be in [0, 1), got {val_fraction}; 0.05 holds out 5% of the documents")
+    if shard_tokens < 1:
+        raise UserError(f"--shard-tokens must be positive, got {shard_tokens}")
+    if num_threads is not None and num_threads < 1:
+        raise UserError(f"--threads must be at least 1, got {num_threads}")
+
+
+def _scan(source_set: Inputs) -> tuple[list[InputFile], int]:
+    """Every input's description and the characters of all documents: reads (and so validates) every input before
+    anything is written."""
+    scanned, total_chars = [], 0
+    for source, docs in source_set.read():
+        scanned.append(source)
+        total_chars += sum(len(d) for d in docs)
+    return scanned, total_chars
 
 
 def _claim(out: Path, wait: bool) -> None:

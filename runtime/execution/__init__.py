@@ -59,7 +59,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from runtime.execution.base import Executor, TrainStep
-from runtime.execution.placement import MODES, decide_remat, device_memory_bytes, make_placement
+from runtime.execution.placement import MODES, device_memory_bytes, make_placement, recorded_remat
 from runtime.platform import mesh_shape
 
 __all__ = ["FAST_COMPILE", "MODES", "Executor", "TrainStep", "build_executor"]
@@ -88,8 +88,7 @@ def build_executor(mode: str, cfg, mesh, *, microbatches: int | None = None, dty
     plan = make_placement(mode, cfg, shape, microbatches=microbatches, seq_len=seq_len, batch_size=batch_size,
                      device_bytes=device_memory_bytes(mesh), fsdp=fsdp, remat=remat, dtype=jnp.dtype(dtype).name,
                      attention=attention, platform=mesh.devices.flat[0].platform, schedule=schedule)
-    # the remat decision travels as a value (make_placement recorded the same decision in the plan's JSON)
-    decision = decide_remat(plan, cfg, batch_size=batch_size, seq_len=seq_len)
+    decision = recorded_remat(plan)  # the remat decision travels as a value, the one make_placement made
     kw = dict(dtype=dtype, fsdp=fsdp, compiler_options=compiler_options, remat=decision)
     if plan["mode"] == "pipelined":
         ex = PipelinedExecutor(cfg, mesh, plan, schedule=schedule, **kw)

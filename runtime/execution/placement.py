@@ -199,6 +199,14 @@ class Remat:
         return self
 
 
+def recorded_remat(plan: dict) -> Remat | None:
+    """The decision make_placement recorded in ``plan`` as the value the executor applies (None while an "auto" run's
+    batch size is unknown), so the memory model is asked once per plan."""
+    if plan.get("remat") is None:
+        return None
+    return Remat(plan["remat"], plan["remat_reason"], plan.get("activation_bytes"))
+
+
 def requested_remat(value) -> str:
     """execution.remat as one of model/remat.py's REMAT_CHOICES (its one parser); UserError otherwise."""
     try:

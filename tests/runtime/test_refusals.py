@@ -49,9 +49,9 @@ def cases(r):
     return [
         (["generate", "--checkpoint", missing, "--prompt", "Hi"], "does not exist"),
         (["generate", "--checkpoint", str(r), "--prompt", "Hi"], "holds no complete checkpoint"),
-        (["generate", "--model", "tiny", "--prompt", "Hi", "--max-new-tokens", "-3"], "max_new_tokens must be at least 1"),
-        (["generate", "--model", "tiny", "--prompt", "Hi", "--temperature", "-1"], "temperature must be >= 0"),
-        (["generate", "--model", "tiny", "--prompt", "Hi", "--top-p", "0"], "top_p must be in (0, 1]"),
+        (["generate", "--model", "tiny", "--prompt", "Hi", "--max-new-tokens", "-3"], "--max-new-tokens must be at least 1"),
+        (["generate", "--model", "tiny", "--prompt", "Hi", "--temperature", "-1"], "--temperature must be a finite number >= 0"),
+        (["generate", "--model", "tiny", "--prompt", "Hi", "--top-p", "1.5"], "--top-p must be between 0 and 1"),
         (["generate", "--checkpoint", run, "--prompt", "Hi", "--max-new-tokens", "300"], "exceeds the model context of 256"),
         (["generate", "--hf", str(r / "hf"), "--prompt", "Hi"], "has no config.json"),
         (["generate", "--model", "no-such-model", "--prompt", "Hi"], "unknown model"),

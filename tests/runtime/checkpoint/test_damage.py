@@ -20,7 +20,8 @@ from runtime.checkpoint import RunCheckpoints, load_model
 from runtime.cli import main
 from runtime.errors import UserError
 
-CFG = build_config(dict(name="ck", n_layers=2, d_model=16, n_heads=2, d_head=8, d_ffn=32, max_seq_len=16, vocab_size=64))
+CFG = build_config(dict(name="ck", n_layers=2, d_model=16, n_heads=2, d_head=8, d_ffn=32, max_seq_len=16,
+                         vocab_size=50257))  # GPT-2's vocabulary: generate and eval read the model with its tokenizer
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -90,8 +91,8 @@ def diverged_run(tmp_path, state, monkeypatch):
 
 
 @pytest.mark.parametrize("argv", [
-    ["generate", "--checkpoint", "{run}", "--prompt", "x"],
-    ["eval", "--checkpoint", "{run}", "--text", "{text}"],
+    ["generate", "--checkpoint", "{run}", "--prompt", "x", "--max-new-tokens", "4"],
+    ["eval", "--checkpoint", "{run}", "--text", "{text}", "--seq-len", "8"],
     ["convert", "--to-hf", "{run}", "--out", "{tmp}/hf"],
     ["finetune", "--from", "{run}", "--data", "builtin", "train.steps=1"],
 ])

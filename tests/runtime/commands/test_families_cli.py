@@ -122,7 +122,8 @@ def test_convert_generate_and_eval_read_the_models_own_tokenizer(family, capsys)
     want = greedy(model, ids, 5)
     assert want, "the random model ends at once: nothing to compare"
     for source in (["--hf", str(hf_dir)], ["--checkpoint", str(ckpt)]):
-        rc, out, err = wse(capsys, "generate", *source, "--prompt", prompt, "--max-new-tokens", "5")
+        rc, out, err = wse(capsys, "generate", *source, "--prompt", prompt, "--max-new-tokens", "5", "--temperature", "0",
+                           "--repetition-penalty", "1", "--min-new-tokens", "0")  # transformers' greedy decoding
         assert rc == 0, err  # the model's </s> ends generation, as transformers' eos_token_id does
         assert out["prompt_tokens"] == len(ids) and out["tokens"] == want, (source, out["tokens"], want)
     losses = []

@@ -34,11 +34,13 @@ def _wse(*argv, **env) -> subprocess.CompletedProcess:
 
 
 def _last_line_only(res, fragment: str) -> str:
-    """The run ends with one `error:` line holding ``fragment``; anything before it is progress, never a traceback."""
+    """The run ends with one `error:` line holding ``fragment``; anything before it is the start summary and progress
+    (runtime.train.summary), never a traceback or another error."""
     assert res.returncode == 2, res.stderr[-3000:]
     lines = res.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and fragment in lines[-1], res.stderr[-3000:]
-    assert all(line.startswith("train step ") for line in lines[:-1]), res.stderr[-3000:]
+    assert not any(line.startswith(("error: ", "Traceback")) or "Error:" in line for line in lines[:-1]), \
+        res.stderr[-3000:]
     return lines[-1]
 
 
