@@ -34,10 +34,13 @@ from model.params import (check_params, init_params, initial_params, logical_axe
 from model.remat import REMAT_POLICIES, remat_policy
 
 Params = dict[str, Any]
+# How run_blocks walks the stacked layers: one ``lax.scan`` (one compiled block body, a loop at run time) or a Python
+# loop that slices each layer out of the stack (L copies of the block in the program: longer compiles, no loop).
+LAYER_LOOPS = ("scan", "unroll")
 
 # The names runtime/, benchmarks/ and tests/ import from model.gpt, wherever they are defined.
 __all__ = [
-    "ATTENTION_KERNELS", "GPT", "LOSS_CHUNK_TOKENS", "REMAT_POLICIES", "apply_rope", "attention_scale", "block",
+    "ATTENTION_KERNELS", "GPT", "LAYER_LOOPS", "LOSS_CHUNK_TOKENS", "REMAT_POLICIES", "apply_rope", "attention_scale", "block",
     "cached_attention", "causal_attention", "check_params", "cross_entropy", "embed", "forward", "forward_cached",
     "gelu", "gelu_tanh", "head", "head_nll_sum", "head_weight", "init_kv_cache", "init_params", "initial_params",
     "layer_norm", "linear_cross_entropy", "linear_cross_entropy_with_bias", "logical_axes", "loss_fn", "loss_sum",
@@ -168,10 +171,20 @@ def rematerialised(fn, remat):
     return jax.checkpoint(fn)
 
 
-def run_blocks(cfg: GPTConfig, blocks: Params, x: jax.Array, remat="none", attention: str = "xla") -> jax.Array:
-    """Apply a stack of blocks (leading axis = layers) in order with ``lax.scan``: one compiled block body, wrapped
-    for the ``remat`` policy (model/remat.py's REMAT_POLICIES), attention with the ``attention`` kernel."""
+def run_blocks(cfg: GPTConfig, blocks: Params, x: jax.Array, remat="none", attention: str = "xla",
+               layer_loop: str = "scan") -> jax.Array:
+    """Apply a stack of blocks (leading axis = layers) in order to x [B, T, d], each wrapped for the ``remat`` policy
+    (model/remat.py's REMAT_POLICIES), attention with the ``attention`` kernel. ``layer_loop`` (LAYER_LOOPS):
+    ``scan`` runs one compiled block body in ``lax.scan``; ``unroll`` slices layer i out of the stack and calls the
+    block L times in a Python loop (MaxText's ``scan_layers: false``): the same parameters and the same numbers,
+    one straight-line program XLA can schedule across layer boundaries. Raises ValueError for another loop."""
     body = rematerialised(lambda h, p: (block(cfg, p, h, attention=attention), None), remat)
+    if layer_loop == "unroll":
+        for i in range(jax.tree.leaves(blocks)[0].shape[0]):
+            x, _ = body(x, jax.tree.map(lambda a, i=i: a[i], blocks))
+        return x
+    if layer_loop != "scan":
+        raise ValueError(f"unknown layer loop {layer_loop!r}; use one of {', '.join(LAYER_LOOPS)}")
     x, _ = jax.lax.scan(body, x, blocks)
     return x
 

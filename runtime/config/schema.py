@@ -62,7 +62,11 @@ class ExecutionConfig(_Section):
     ``attention``: ``auto`` (default) runs cuDNN's fused flash kernel on NVIDIA GPUs with bfloat16/float16 compute and
     the XLA kernel elsewhere; ``xla``/``cudnn`` force one. ``schedule``: the pipelined mode's pipeline schedule,
     ``1f1b`` (default; the wafer simulator's, activation memory bounded by the stage count) or ``gpipe``.
-    ``compile_cache``: JAX's persistent compilation cache, on unless false (runtime.platform.compile_cache)."""
+    ``compile_cache``: JAX's persistent compilation cache, on unless false (runtime.platform.compile_cache).
+    ``layer_loop``: how the stacked blocks run, ``auto`` (default: unrolled on a GPU up to 48 layers, else one
+    ``lax.scan``), ``scan`` or ``unroll`` (runtime/execution/layer_loop.py). ``xla_gpu_flags``: ``auto`` (default)
+    starts XLA:GPU with the performance flags MaxText and JAX's GPU guide use, beside any the user's XLA_FLAGS set;
+    ``off`` adds none (runtime/platform/gpu_flags.py)."""
 
     mode: Literal["auto", "data", "pipelined", "streaming"] = "auto"
     microbatches: int | None = None
@@ -71,6 +75,8 @@ class ExecutionConfig(_Section):
     schedule: Literal["1f1b", "gpipe"] = "1f1b"
     fsdp: bool = False
     compile_cache: bool = True
+    layer_loop: Literal["auto", "scan", "unroll"] = "auto"  # runtime/execution/layer_loop.py's LAYER_LOOP_CHOICES
+    xla_gpu_flags: Literal["auto", "off"] = "auto"  # runtime/platform/gpu_flags.py's GPU_FLAG_SETTINGS
 
     @pydantic.field_validator("remat", mode="before")
     @classmethod

@@ -14,7 +14,8 @@ model (wse.devices.cost_model.MemoryModel, the planner's); ``ex.remat_decision``
 ``plan["remat"]``/``plan["remat_reason"]`` report it. A policy name forces it (model/remat.py's one parser also reads
 True/False/None as full/none/auto). ``attention``: "auto"
 (default) runs cuDNN's flash kernel on NVIDIA GPUs in bfloat16/float16, else the XLA kernel (``plan["attention"]``,
-``plan["attention_reason"]``); "xla"/"cudnn" force one.
+``plan["attention_reason"]``); "xla"/"cudnn" force one. ``layer_loop``: "auto" (default: unrolled on a GPU up to 48
+layers, else scanned), "scan" or "unroll" (``plan["layer_loop"]``, ``plan["layer_loop_reason"]``).
 ``compiler_options``: XLA options for every jit the executor makes. ``schedule`` (pipelined only): "1f1b" (default:
 one forward, one backward; activation memory bounded by the stage count) or "gpipe" (runtime/execution/pipelined.py).
 
@@ -72,14 +73,16 @@ FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive
 def build_executor(mode: str, cfg, mesh, *, microbatches: int | None = None, dtype=jnp.float32,
                    remat="auto", attention: str = "auto", fsdp: bool = False, batch_size: int | None = None,
                    seq_len: int | None = None, compiler_options: dict | None = None,
-                   schedule: str = "1f1b", host_update: bool | None = None) -> Executor:
+                   schedule: str = "1f1b", host_update: bool | None = None, layer_loop: str = "auto") -> Executor:
     """An executor for ``cfg`` on ``mesh`` in ``mode`` (see the module docstring). ``remat`` "auto" lets the plan
     decide (see placement.decide_remat); ``attention`` "auto" too (placement.resolve_attention). ``compiler_options`` go to
     every jax.jit the executor makes (XLA debug options, e.g. the fast-compile settings the CPU tests use).
     ``schedule`` is the pipeline schedule (pipelined.SCHEDULES: "1f1b" or "gpipe"); other modes ignore it.
     ``host_update`` (streaming only): None lets the backend decide whether the optimizer runs in host memory
     (streaming.host_compute_available), False forces the device round trip (``plan["host_update"]``).
-    Raises UserError for a mode, remat policy, attention kernel or schedule that cannot run here."""
+    ``layer_loop``: "auto" (default), "scan" or "unroll" (runtime/execution/layer_loop.py; ``plan["layer_loop"]``).
+    The plan also records the XLA:GPU flags this process started with (runtime.platform.gpu_flags).
+    Raises UserError for a mode, remat policy, attention kernel, layer loop or schedule that cannot run here."""
     from runtime.execution.data import DataParallelExecutor
     from runtime.execution.pipelined import PipelinedExecutor
     from runtime.execution.streaming import StreamingExecutor
@@ -87,7 +90,8 @@ def build_executor(mode: str, cfg, mesh, *, microbatches: int | None = None, dty
     shape = mesh_shape(mesh)
     plan = make_placement(mode, cfg, shape, microbatches=microbatches, seq_len=seq_len, batch_size=batch_size,
                      device_bytes=device_memory_bytes(mesh), fsdp=fsdp, remat=remat, dtype=jnp.dtype(dtype).name,
-                     attention=attention, platform=mesh.devices.flat[0].platform, schedule=schedule)
+                     attention=attention, platform=mesh.devices.flat[0].platform, schedule=schedule,
+                     layer_loop=layer_loop)
     decision = recorded_remat(plan)  # the remat decision travels as a value, the one make_placement made
     kw = dict(dtype=dtype, fsdp=fsdp, compiler_options=compiler_options, remat=decision)
     if plan["mode"] == "pipelined":

@@ -116,6 +116,12 @@ class Executor:
         """The attention kernel (model.gpt.ATTENTION_KERNELS) the plan chose."""
         return self.plan["attention"]
 
+    @property
+    def layer_loop(self) -> str:
+        """How the blocks are walked (model.gpt.LAYER_LOOPS: scan or unroll), as the plan decided
+        (runtime/execution/layer_loop.py); a plan made without one scans."""
+        return self.plan.get("layer_loop", "scan")
+
     def _settle_remat(self, batch_size: int, seq_len: int) -> None:
         """Decide remat from the first batch's shape when the plan could not (batch size unknown when it was made);
         the decision is recorded in the plan's JSON too."""

@@ -23,5 +23,6 @@ class DataParallelExecutor(Executor):
         rows = NamedSharding(self.mesh, P(self.batch_axes))
         x = gpt.embed(self.cfg, params, tokens, dtype=self.dtype)
         x = jax.lax.with_sharding_constraint(x, rows)
-        x = gpt.run_blocks(self.cfg, params["blocks"], x, remat=self.remat, attention=self.attention)
+        x = gpt.run_blocks(self.cfg, params["blocks"], x, remat=self.remat, attention=self.attention,
+                           layer_loop=self.layer_loop)
         return self._head_loss(params, x, targets, mask)

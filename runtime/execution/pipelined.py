@@ -91,12 +91,18 @@ def timetable(n_stages: int, microbatches: int) -> dict[str, np.ndarray]:
 
 
 def apply_stage(ex: PipelinedExecutor, blocks, valid, h, remat: str = "none"):
-    """This stage's slots on h [mb, T, d] (padded slots pass h through unchanged), each block wrapped in ``remat``."""
+    """This stage's slots on h [mb, T, d] (padded slots pass h through unchanged), each block wrapped in ``remat``;
+    the slots scanned or unrolled as the plan's layer loop says."""
     def body(h, layer):
         p, ok = layer
         return jnp.where(ok, gpt.block(ex.cfg, p, h, attention=ex.attention), h), None
 
-    return jax.lax.scan(gpt.rematerialised(body, remat), h, (blocks, valid))[0]
+    body = gpt.rematerialised(body, remat)
+    if ex.layer_loop == "unroll":
+        for i in range(valid.shape[0]):
+            h, _ = body(h, jax.tree.map(lambda a, i=i: a[i], (blocks, valid)))
+        return h
+    return jax.lax.scan(body, h, (blocks, valid))[0]
 
 
 def gpipe(ex: PipelinedExecutor, blocks, xs):

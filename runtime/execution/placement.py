@@ -16,6 +16,7 @@ from model.config import GPTConfig
 from model.errors import first_line
 from model.remat import REMAT_CHOICES, remat_choice
 from runtime.errors import UserError
+from runtime.execution.layer_loop import resolve_layer_loop
 from wse.costs import model_layers
 from wse.devices.cost_model import MemoryModel, assumption, cheapest_fitting
 from wse.shape import as_shape
@@ -297,20 +298,27 @@ def cudnn_attention_problem(cfg: GPTConfig, seq_len: int, dtype: str) -> str | N
 
 def make_placement(mode: str, cfg: GPTConfig, shape: dict[str, int], *, microbatches: int | None, seq_len: int | None,
               device_bytes: int, fsdp: bool, remat="auto", dtype: str, batch_size: int | None = None,
-              attention: str = "auto", platform: str = "cpu", schedule: str = SCHEDULES[0]) -> dict:
+              attention: str = "auto", platform: str = "cpu", schedule: str = SCHEDULES[0],
+              layer_loop: str = "auto") -> dict:
     """The plan dict. ``microbatches`` None for a pipeline is resolved when the batch size is first seen; so is
     ``remat`` "auto" (decide by memory, decide_remat; requested_remat for the accepted values) when ``batch_size``
     (sequences per accumulation step) is not given. ``attention``: see resolve_attention; ``platform`` is the mesh's.
-    ``schedule`` (SCHEDULES) is the pipeline's, recorded for the pipelined mode only."""
+    ``schedule`` (SCHEDULES) is the pipeline's, recorded for the pipelined mode only. ``layer_loop``: see
+    runtime/execution/layer_loop.py (``plan["layer_loop"]``, ``plan["layer_loop_reason"]``)."""
     if schedule not in SCHEDULES:
         raise UserError(f"unknown pipeline schedule '{schedule}'; use one of {', '.join(SCHEDULES)}")
     resolved, reason = resolve_mode(mode, cfg, shape, device_bytes)
     remat = requested_remat(remat)
     kernel, kernel_reason = resolve_attention(attention, cfg, platform=platform, dtype=dtype, seq_len=seq_len)
+    try:
+        loop, loop_reason = resolve_layer_loop(layer_loop, n_layers=cfg.n_layers, platform=platform, mode=resolved)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     plan = {
         "mode": resolved, "requested_mode": mode, "reason": reason, "mesh": dict(shape),
         "fsdp": fsdp, "requested_remat": remat, "remat": None, "compute_dtype": dtype,
         "attention": kernel, "attention_reason": kernel_reason, "platform": platform,
+        "requested_layer_loop": layer_loop, "layer_loop": loop, "layer_loop_reason": loop_reason,
         "parameters": cfg.parameters,
         "train_state_bytes": cfg.parameters * TRAIN_STATE_BYTES_PER_PARAM,
         "device_memory_bytes": device_bytes,

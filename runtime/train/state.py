@@ -23,6 +23,7 @@ class Compiled:
         x, t = run.execution, run.train
         self.executor = build_executor(x.mode, gpt, mesh, microbatches=x.microbatches, dtype=jax.numpy.dtype(t.dtype),
                                        remat=x.remat, attention=x.attention, fsdp=x.fsdp, schedule=x.schedule,
+                                       layer_loop=x.layer_loop,
                                        batch_size=t.batch_size // t.accum_steps, seq_len=t.seq_len)
         self.optimizer = build_optimizer(gpt, total_steps=t.decay_steps, lr=t.lr, warmup_steps=t.warmup_steps,
                                          decay=t.decay, end_fraction=t.min_lr_ratio, weight_decay=t.weight_decay,

@@ -10,6 +10,7 @@ from __future__ import annotations
 # The train settings the text output shows with their value and source (`--json`: every setting, ``config`` and
 # ``config_sources``).
 SHOWN_SETTINGS = ("batch_size", "seq_len", "lr", "warmup_steps", "decay_steps", "steps")
+_LOOP_WORDS = {"scan": "scanned", "unroll": "unrolled"}  # the plan's layer_loop in the summary's words
 
 
 def data_facts(run_config, train_loader, val_loader) -> dict:
@@ -43,7 +44,9 @@ def start_lines(ctx) -> list[str]:
                      f"{t.steps * t.batch_size * t.seq_len:,} tokens: "
                      f"{epochs(t.steps, t.batch_size, data['windows']):.2f} epochs (passes over the {what})")
     lines.append(f"  mesh {mesh} on {len(devices)} {devices[0].platform.upper()} device{'s' if len(devices) > 1 else ''}, "
-                 f"{ctx.executor.mode} mode, remat {ctx.executor.plan.get('remat') or 'none'}, {t.dtype}")
+                 f"{ctx.executor.mode} mode, remat {ctx.executor.plan.get('remat') or 'none'}, {t.dtype}, "
+                 f"layers {_LOOP_WORDS[ctx.executor.plan.get('layer_loop', 'scan')]} "
+                 f"({ctx.executor.plan.get('layer_loop_reason', 'not planned')})")
     written = ["metrics.jsonl", "loss.png", "config.yaml"]
     written += [name + "/" for name, on in (("tensorboard", ctx.run_config.observe.tensorboard),
                                             ("wandb", ctx.run_config.observe.wandb != "off")) if on]

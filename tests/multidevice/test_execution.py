@@ -108,6 +108,8 @@ CASES = [
     ("pipe-data2x-stage4", "pipelined", {"data": 2, "stage": 4}, 8, {"remat": True}, 2),  # the old spelling of full
     # 8 layers over 3 stages: 3 + 3 + 2, one padded slot; tensor parallelism inside the stages; 6 of the 8 devices
     ("pipe-uneven-stage3-model2", "pipelined", {"stage": 3, "model": 2}, 8, {"microbatches": 4}, 1),
+    # the stage's slots unrolled (execution.layer_loop), with a padded slot and 1F1B's per-microbatch stage loss
+    ("pipe-uneven-stage3-unroll", "pipelined", {"stage": 3}, 8, {"microbatches": 4, "layer_loop": "unroll"}, 1),
     ("stream-1", "streaming", {"data": 1}, 8, {}, 1),
     ("stream-data2x-model4", "streaming", {"data": 2, "model": 4}, 8, {}, 2),
     # the families: grouped K/V heads sharded over model, the untied head (and its bias) beside the blocks in every
@@ -158,6 +160,7 @@ def test_mode_equals_single_device(case):
     # remat is decided when the first batch is traced: none for these small shapes unless forced; streaming needs full
     forced = {True: "full", False: "none"}.get(options.get("remat"), options.get("remat"))
     assert ex.plan["remat"] == ("full" if mode == "streaming" else forced or "none")
+    assert ex.plan["layer_loop"] == ("scan" if mode == "streaming" else options.get("layer_loop", "scan"))
     assert abs(float(loss) - ref["loss"]) <= TOL * abs(ref["loss"])
     assert_tree_close(ex.canonical(grads), ref["grads"])
     check_placement(ex, params, grads)

@@ -13,7 +13,7 @@ def test_a_run_says_what_it_is_about_to_do(tmp_path):
     run, _ = resolve(load_config(None, ["model=tiny", "train.steps=30", "train.batch_size=4", "train.seq_len=64",
                                         "mesh.devices=1", "train.checkpoint_every=10", "observe.tensorboard=false"]))
     executor = SimpleNamespace(mesh=build_mesh("cpu", 1, {"data": 1, "stage": 1, "model": 1}), mode="data",
-                               plan={"remat": "none"})
+                               plan={"remat": "none", "layer_loop": "unroll", "layer_loop_reason": "asked for"})
     ctx = SimpleNamespace(run_config=run, gpt=run.gpt_config(), executor=executor, start=0, run_dir=tmp_path / "r",
                           data={"source": "data/mine", "kind": "token-windows", "windows": 120, "tokens": 7_681,
                                 "val_windows": 3})
@@ -23,7 +23,8 @@ def test_a_run_says_what_it_is_about_to_do(tmp_path):
                         "3 validation windows")
     assert lines[2] == ("  30 steps x 4 sequences x 64 tokens = 7,680 tokens: 1.00 epochs (passes over the "
                         "training windows)")
-    assert lines[3] == "  mesh data 1 x stage 1 x model 1 on 1 CPU device, data mode, remat none, float32"
+    assert lines[3] == ("  mesh data 1 x stage 1 x model 1 on 1 CPU device, data mode, remat none, float32, layers "
+                        "unrolled (asked for)")
     assert lines[4].startswith(f"  writes {tmp_path / 'r'}: checkpoints/ every 10 steps") and "tensorboard" not in lines[4]
     ctx.start = 12
     assert "resuming at step 12 of 30" in start_lines(ctx)[0]
