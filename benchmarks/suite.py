@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from benchmarks.sizes import FULL, QUICK, Sizes
 from benchmarks.training_rows import gpu_baseline_rows, predict_row, training_rows
 from model.errors import describe_error
+from runtime.platform.gpu_flags import apply_gpu_flags, gpu_expected
 
 MODES = ("data", "pipelined", "streaming")
 SCALING_DEVICES = (1, 2, 4, 8)
@@ -90,14 +91,6 @@ def _time(fn, *args, **kw):
     return out, time.perf_counter() - t0
 
 
-def _gpu_expected(platform: str) -> bool:
-    """Whether the bench will run on a GPU, decided without starting JAX (which would take the device memory):
-    asked for, or ``auto`` with an NVIDIA device node present."""
-    import glob
-
-    return platform == "gpu" or (platform == "auto" and bool(glob.glob("/dev/nvidia[0-9]*")))
-
-
 def settle_ceilings(start: dict, end: dict, probes: list[float] | None = None, dtype: str = "float32") -> dict:
     """The ceilings measured before and after the training rows, merged by their geometric mean, then scaled to the
     load the rows ran under: ``probes`` are the matmul rate (``dtype``) read between the rows' timed steps, and every
@@ -142,27 +135,31 @@ def settle_ceilings(start: dict, end: dict, probes: list[float] | None = None, d
 
 def run_bench(*, quick: bool = False, devices: int | None = None, platform: str = "auto", dtype: str | None = None,
               remat: str = "auto", attention: str = "auto", models=None, modes=MODES, batch_size: int | None = None,
-              seq_len: int | None = None,
+              seq_len: int | None = None, layer_loop: str = "auto", xla_gpu_flags: str = "auto",
               steps: int | None = None, scaling: bool = False, baseline: bool = True, generation: bool = True,
               planner: bool = True, gen_models=None, interleave: bool = True, profile=None,
               training: bool = True, log=None) -> dict:
     """Every measurement of `wse bench`; see the module docstring. ``log`` receives progress lines. ``remat`` "auto"
     leaves the remat policy to each run's plan (as `wse train` does); a policy name forces it on every run.
-    ``attention`` likewise (auto, xla, cudnn). ``profile``: (model, mode, folder) of the row to trace with
+    ``attention`` likewise (auto, xla, cudnn), and ``layer_loop`` (auto, scan, unroll). ``xla_gpu_flags`` (auto, off):
+    the XLA:GPU flags set before JAX starts (runtime.platform.gpu_flags; recorded in ``result["xla_gpu_flags"]``).
+    ``profile``: (model, mode, folder) of the row to trace with
     jax.profiler after its timed steps (training_rows.ModelRuns.trace_steps), or None."""
     log = log or (lambda line: None)
     started, cpu0, stat0 = time.perf_counter(), _cpu_seconds(), _proc_stat()
     sizes = _sizes(quick, models, batch_size, seq_len, steps, gen_models)
     torch_gpu = None
-    if baseline and training and _gpu_expected(platform):
+    if baseline and training and gpu_expected(platform):
         torch_gpu = gpu_baseline_first(sizes, dtype or "bfloat16", log)
+    gpu_flags = apply_gpu_flags(xla_gpu_flags, platform)  # before JAX starts: XLA reads XLA_FLAGS once
     n_devices, platform = _setup_devices(platform, devices)
 
     import jax
 
     env = environment(platform, n_devices)
     dtype = dtype or ("float32" if jax.default_backend() == "cpu" else "bfloat16")
-    log(f"device: {env['device']} x {n_devices} ({env['backend']}), compute dtype {dtype}")
+    log(f"device: {env['device']} x {n_devices} ({env['backend']}), compute dtype {dtype}; XLA:GPU flags: "
+        f"{len(gpu_flags['added'])} added ({gpu_flags['reason']})")
     ceilings = first_ceilings(quick, n_devices, log)
     host = ceilings["platform"] == "cpu"
     peak = ceilings["matmul_flops"][dtype] * (1 if host else n_devices)
@@ -175,6 +172,7 @@ def run_bench(*, quick: bool = False, devices: int | None = None, platform: str 
         rows, baseline_result = training_rows(sizes, modes, n_devices, platform, dtype, remat, ceilings, peak, log,
                                               baseline=baseline, interleave=interleave,
                                               torch_gpu=torch_gpu if platform == "gpu" else None, attention=attention,
+                                              layer_loop=layer_loop,
                                               profile=profile, probe=matmul_probe(quick, dtype), probes=probes)
         ceilings, peak = settle_and_predict(rows, ceilings, dtype, n_devices, quick, log, probes)
     result = {
@@ -183,6 +181,7 @@ def run_bench(*, quick: bool = False, devices: int | None = None, platform: str 
         "peak_source": ("measured matmul on one emulated device = the whole host (devices share its cores)" if host
                         else f"measured matmul on one device x {n_devices} devices"),
         "environment": env, "ceilings": ceilings, "sizes": _sizes_dict(sizes), "runs": rows,
+        "xla_gpu_flags": gpu_flags, "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
     result["baseline"] = baseline_result
     result["generation"] = _generation(sizes, log, dtype, ceilings, baseline) if generation else {"skipped": True}

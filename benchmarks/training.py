@@ -66,7 +66,8 @@ class TrainingRun:
     load drifts over minutes, and interleaving gives every run the same conditions."""
 
     def __init__(self, model: str, mode: str, mesh, *, batch_size: int, seq_len: int, dtype: str = "float32",
-                 remat="auto", attention: str = "auto", seed: int = 0, total_steps: int = 100):
+                 remat="auto", attention: str = "auto", seed: int = 0, total_steps: int = 100,
+                 layer_loop: str = "auto"):
         import jax.numpy as jnp
 
         from model import gpt
@@ -78,7 +79,7 @@ class TrainingRun:
         cfg = self.cfg = get_config(model)
         seq_len = min(seq_len, cfg.max_seq_len)
         ex = build_executor(mode, cfg, mesh, dtype=jnp.dtype(dtype), remat=remat, attention=attention,
-                            batch_size=batch_size, seq_len=seq_len)
+                            batch_size=batch_size, seq_len=seq_len, layer_loop=layer_loop)
         self.device = mesh.devices.flat[0]
         optimizer = build_optimizer(cfg, total_steps=total_steps)
         self.state = ex.init_state(gpt.initial_params(cfg, seed), optimizer)
@@ -94,6 +95,8 @@ class TrainingRun:
             "tokens_per_step": batch_size * seq_len, "dtype": dtype, "remat": ex.plan["remat"],
             "remat_requested": ex.plan["requested_remat"], "remat_reason": ex.plan["remat_reason"],
             "attention": ex.plan["attention"], "attention_reason": ex.plan["attention_reason"],
+            "layer_loop": ex.plan["layer_loop"], "layer_loop_reason": ex.plan["layer_loop_reason"],
+            "xla_gpu_flags": len(ex.plan["xla_gpu_flags"]["added"]),
             "plan": {k: v for k, v in ex.plan.items() if k in ("mode", "stages", "layers_per_stage", "microbatches",
                                                                 "bubble_fraction", "host_memory_kind", "remat",
                                                                 "remat_reason", "activation_bytes", "attention",

@@ -31,7 +31,7 @@ PROFILE_STEPS = 2
 def training_rows(sizes: Sizes, modes, n_devices: int, platform: str, dtype: str, remat: str, ceilings: dict,
                   peak: float, log, *, baseline: bool = True, interleave: bool = True,
                   torch_gpu: dict | None = None, attention: str = "auto", profile=None,
-                  probe=None, probes: list | None = None) -> tuple[list[dict], dict]:
+                  probe=None, probes: list | None = None, layer_loop: str = "auto") -> tuple[list[dict], dict]:
     """(rows, baseline): every mode of every model, and the PyTorch baseline of each model.
 
     On platform gpu the baseline is one row per variant (eager, compile) from child processes: ``torch_gpu``
@@ -52,6 +52,7 @@ def training_rows(sizes: Sizes, modes, n_devices: int, platform: str, dtype: str
     rows, base_rows = [], []
     for model in sizes.models:
         runs = ModelRuns(model, sizes, n_devices, platform, dtype, remat, attention, log)
+        runs.layer_loop = layer_loop
         runs.probe, runs.probes = probe, probes if probes is not None else []
         if profile and profile[0] == model:
             runs.profile = (profile[1], profile[2])
@@ -89,6 +90,7 @@ class ModelRuns:
         self.profile: tuple[str, object] | None = None
         self.traces: dict[str, str] = {}
         self.probe, self.probes = None, []  # the matmul probe between timed steps, and its readings
+        self.layer_loop = "auto"  # execution.layer_loop of every mode's run
 
     def take_probe(self) -> None:
         """One reading of ``probe`` (if any) into ``probes``: the device's rate right after timed steps."""
@@ -106,7 +108,7 @@ class ModelRuns:
             return TorchRun(self.cfg, batch_size=self.batch, seq_len=self.seq_len)
         mesh = build_mesh(self.platform, self.n_devices, mode_axes(name, self.n_devices, self.cfg.n_layers))
         run = TrainingRun(self.model, name, mesh, batch_size=self.batch, seq_len=self.seq_len, dtype=self.dtype,
-                          remat=self.remat, attention=self.attention,
+                          remat=self.remat, attention=self.attention, layer_loop=self.layer_loop,
                           total_steps=self.sizes.warmup + self.sizes.steps + 1)
         run.info["device_memory_bytes"] = device_memory_bytes(mesh)
         return run

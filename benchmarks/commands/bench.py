@@ -38,6 +38,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--attention", choices=("auto", "xla", "cudnn"), default="auto",
                         help="attention kernel: auto (default: cuDNN flash attention on NVIDIA GPUs in bf16/fp16, "
                              "else XLA), xla or cudnn")
+    parser.add_argument("--layer-loop", choices=("auto", "scan", "unroll"), default="auto",
+                        help="how the blocks run: auto (default, as `wse train`: unrolled on a GPU up to 48 layers, else "
+                             "scanned; each row records the plan's choice), scan or unroll")
+    parser.add_argument("--xla-gpu-flags", choices=("auto", "off"), default="auto",
+                        help="auto (default): start XLA:GPU with MaxText's performance flags beside your XLA_FLAGS "
+                             "(runtime/platform/gpu_flags.py); off: XLA's defaults and your XLA_FLAGS only")
     parser.add_argument("--sequential", action="store_true",
                         help="run each mode to completion in turn instead of interleaving their steps (less memory)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the PyTorch + transformers baselines")
@@ -112,6 +118,7 @@ def run(args) -> dict:
         profile = _profile_row(args.profile, models, modes, args.quick, tmp.path)
         result = run_bench(quick=args.quick, devices=args.devices, platform=args.platform, dtype=args.dtype,
                            remat=args.remat, attention=args.attention, models=models, modes=tuple(modes),
+                           layer_loop=args.layer_loop, xla_gpu_flags=args.xla_gpu_flags,
                            batch_size=args.batch_size, seq_len=args.seq_len, steps=args.steps, scaling=args.scaling,
                            baseline=not args.no_baseline, generation=not args.no_generation, gen_models=gen_models,
                            training=not args.no_training, interleave=not args.sequential, profile=profile, log=log)

@@ -87,6 +87,13 @@ class ExecutionConfig(_Section):
             return value  # the Literal's own error names the choices
 
 
+    @pydantic.field_validator("xla_gpu_flags", mode="before")
+    @classmethod
+    def _flags_switch(cls, value):
+        # YAML reads off/on/false/true as booleans: off = none of ours, on = auto
+        return {False: "off", True: "auto"}.get(value, value) if isinstance(value, bool) else value
+
+
 class TrainConfig(_Section):
     """The optimisation and the run's bookkeeping. ``None`` means 'from the model preset's recipe' (see resolve)."""
 

@@ -61,7 +61,7 @@ import jax.numpy as jnp
 
 from runtime.execution.base import Executor, TrainStep
 from runtime.execution.placement import MODES, device_memory_bytes, make_placement, recorded_remat
-from runtime.platform import mesh_shape
+from runtime.platform import applied_gpu_flags, mesh_shape
 
 __all__ = ["FAST_COMPILE", "MODES", "Executor", "TrainStep", "build_executor"]
 
@@ -92,6 +92,7 @@ def build_executor(mode: str, cfg, mesh, *, microbatches: int | None = None, dty
                      device_bytes=device_memory_bytes(mesh), fsdp=fsdp, remat=remat, dtype=jnp.dtype(dtype).name,
                      attention=attention, platform=mesh.devices.flat[0].platform, schedule=schedule,
                      layer_loop=layer_loop)
+    plan["xla_gpu_flags"] = applied_gpu_flags()  # set when the process started (runtime.platform.gpu_flags)
     decision = recorded_remat(plan)  # the remat decision travels as a value, the one make_placement made
     kw = dict(dtype=dtype, fsdp=fsdp, compiler_options=compiler_options, remat=decision)
     if plan["mode"] == "pipelined":

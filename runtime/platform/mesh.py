@@ -20,6 +20,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from runtime.errors import UserError
+from runtime.platform.gpu_flags import apply_gpu_flags
 from runtime.platform.launch import (DEFAULT_START_TIMEOUT, backend_initialized, ensure_cpu_devices,
                                      maybe_initialize_distributed, process_count)
 
@@ -74,8 +75,10 @@ def make_mesh(axes: Mapping[str, int] | None, devices: Sequence | None = None):
 
 def build_mesh(platform: str = "auto", devices: int | None = None, axes: Mapping[str, int] | None = None,
                *, coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None,
-               start_timeout: float = DEFAULT_START_TIMEOUT):
-    """The mesh a run config asks for. ``devices`` is the global count (all processes together).
+               start_timeout: float = DEFAULT_START_TIMEOUT, xla_gpu_flags: str = "auto"):
+    """The mesh a run config asks for. ``devices`` is the global count (all processes together). First, before
+    anything starts JAX's backend, the XLA:GPU flags (``xla_gpu_flags``: auto or off) where the run will be on a GPU
+    (runtime.platform.gpu_flags; the first mesh of a process decides).
 
     cpu: emulated devices; asked before the backend starts, the backend gets exactly ``devices`` (split evenly over
     processes); if it is already up with more, the first ``devices`` are used (emulated CPU devices are all alike,
@@ -86,6 +89,10 @@ def build_mesh(platform: str = "auto", devices: int | None = None, axes: Mapping
 
     if platform not in PLATFORMS:
         raise UserError(f"unknown mesh.platform '{platform}'; use one of {', '.join(PLATFORMS)}")
+    try:
+        apply_gpu_flags(xla_gpu_flags, platform)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     maybe_initialize_distributed(coordinator, num_processes, process_id, start_timeout)
     if platform == "cpu" and devices is not None and not backend_initialized():
         if devices % process_count():
@@ -120,4 +127,5 @@ def build_run_mesh(run):
     JAX's backend starts."""
     m = run.mesh
     return build_mesh(m.platform, run.devices(), m.axes.model_dump(), coordinator=m.coordinator_address,
-                      num_processes=m.num_processes, process_id=m.process_id, start_timeout=m.start_timeout)
+                      num_processes=m.num_processes, process_id=m.process_id, start_timeout=m.start_timeout,
+                      xla_gpu_flags=run.execution.xla_gpu_flags)
