@@ -14,6 +14,15 @@ class UserError(ValueError):
     """A mistake in what the user asked for; the message is one line naming the problem and the fix."""
 
 
+class TrainingDiverged(UserError):
+    """Training reached a non-finite loss at ``step`` (the message says so and how to recover). For `wse train` it is
+    a user error like any other; a learning-rate sweep (`wse study mup`) records it as that point's outcome."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+
 class TrainingStopped(Exception):
     """A run stopped by a signal (SIGTERM: a scheduler preempting it; SIGINT: Ctrl-C) after it saved a checkpoint.
     The message is one line saying which step was saved where; ``exit_status`` is 128 + the signal number (143, 130),

@@ -25,7 +25,7 @@ from typing import Callable
 
 from runtime.config import RunConfig, load_config
 from runtime.config.recipes import Recipe, resolve, run_dir_of
-from runtime.errors import TrainingStopped, UserError
+from runtime.errors import TrainingDiverged, TrainingStopped, UserError
 from runtime.train import observers as obs
 from runtime.train.faults import RunDirLock, StopSignals, signal_name
 from runtime.train.rundir import open_run, write_config
@@ -177,8 +177,8 @@ class Trainer:
             if not math.isfinite(loss):
                 last = ckpt.latest_step()
                 kept = f"the checkpoint of step {last} is intact" if last is not None else "no checkpoint was written"
-                raise UserError(f"loss is {loss} at step {step}: training diverged; lower train.lr or raise "
-                                f"train.warmup_steps ({kept})")
+                raise TrainingDiverged(f"loss is {loss} at step {step}: training diverged; lower train.lr or raise "
+                                       f"train.warmup_steps ({kept})", step)
             losses.append(loss)
             times.append(dt)
             record = {"kind": "train", "step": step, "loss": loss, "tokens_per_s": tokens_per_step / dt,
