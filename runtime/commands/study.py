@@ -67,7 +67,8 @@ def render(result: dict, console) -> None:
     lines = mup_lines(result) if result["study"] == "mup" else scaling_lines(result)
     m = result["machine"]
     lines.append(f"measured on {m['device']} ({m['cpu']}, {m['cores']} cores; load {m.get('load_1_5_15')} at the "
-                 f"start, {m.get('load_at_end')} at the end): {result['wall_s']:.0f} s, {result['trained']} points "
+                 f"start, {m.get('load_at_end')} at the end): {result['wall_s']:.0f} s ({result['cpu_s']:.0f} CPU-s), "
+                 f"{result['trained']} points "
                  f"trained, {result['reused']} reused")
     lines += cost_lines(result["costs"])
     lines.append(f"figure {result['figure']}, result {result['out']}/study.json, run dirs {result['out']}/points/")

@@ -37,15 +37,30 @@ def family_costs(models=SP_FAMILY, targets=TARGETS) -> dict:
                       "--system T`): each model's 20 tokens/parameter at its published batch, 2048-token sequences"}
 
 
+def duration(days: float) -> str:
+    """Days as the unit that reads best: 40 s, 15 min, 5.3 h, 135.5 d."""
+    seconds = days * 86400
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if seconds < 86400 else f"{days:.1f} d"
+
+
 def cost_lines(costs: dict) -> list[str]:
-    """The costs as text lines: one per model with its days on each target, then the family's totals."""
+    """The costs as text: per model its time to train and the plan's mode on each target, then the family's total
+    time and system-time (CS-2-days, GPU-days)."""
     labels = list(costs["totals"])
     by = {(r["model"], r["target"]): r for r in costs["rows"]}
-    lines = ["full-scale cost (the paper's family at 20 tokens/parameter, from `wse plan`): days to train"]
-    lines.append("  " + f"{'model':<10}" + "".join(f"{label:>24}" for label in labels))
+    width = 28
+    lines = ["full-scale cost: the paper's family at 20 tokens/parameter and its published batches, time to train "
+             "(`wse plan --model M --system T`)",
+             "  " + f"{'model':<10}" + "".join(f"{label:<{width}}" for label in labels)]
     for model in costs["models"]:
-        cells = [f"{by[model, label]['days']:>10.2f} ({by[model, label]['mode'][:9]:>9})" for label in labels]
-        lines.append("  " + f"{model:<10}" + "".join(f"{c:>24}" for c in cells))
-    lines.append("  " + f"{'total':<10}" + "".join(f"{costs['totals'][label]['days']:>24.1f}" for label in labels))
-    lines.append("  " + f"{'sys-days':<10}" + "".join(f"{costs['totals'][label]['system_days']:>24.1f}" for label in labels))
+        cells = [f"{duration(by[model, label]['days'])} {by[model, label]['mode']}" for label in labels]
+        lines.append("  " + f"{model:<10}" + "".join(f"{c:<{width}}" for c in cells))
+    unit = {label: "GPU" if "H100" in label else "CS-2" for label in labels}
+    cells = [f"{duration(costs['totals'][label]['days'])} ({costs['totals'][label]['system_days']:,.0f} "
+             f"{unit[label]}-days)" for label in labels]
+    lines.append("  " + f"{'all':<10}" + "".join(f"{c:<{width}}" for c in cells))
     return lines

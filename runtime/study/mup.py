@@ -94,6 +94,18 @@ def summarise(outcomes: list[Outcome]) -> dict:
     return out
 
 
+def drift_notes(summary: dict) -> dict:
+    """{param: "best rate 2^-7 at width 32, 2^-9 at width 256"} (matplotlib math text) for the panels' titles."""
+    notes = {}
+    for param, s in summary.items():
+        if s["drift"]:
+            widths = sorted(s["best"])
+            lo, hi = s["best"][widths[0]]["lr"], s["best"][widths[-1]]["lr"]
+            notes[param] = (f"best rate $2^{{{math.log2(lo):.0f}}}$ at width {widths[0]}, "
+                            f"$2^{{{math.log2(hi):.0f}}}$ at width {widths[-1]}")
+    return notes
+
+
 def summary_lines(summary: dict) -> list[str]:
     """The measures as text, one line per width and a drift line per parametrisation."""
     lines = []
@@ -122,21 +134,20 @@ def run(settings, out, *, quick: bool, say) -> dict:
     from runtime.study import costs, plots, vocabulary, workdir
     from runtime.study.sweep import Sweep
 
-    t0, before = time.perf_counter(), workdir.machine()
+    t0, c0, before = time.perf_counter(), time.process_time(), workdir.machine()
     data = vocabulary.prepare(settings.data, settings.vocab, out)
     grid = points(settings, data.vocab_size)
     tokens = settings.steps * settings.batch_size * settings.seq_len
-    say(f"data: {data.source} as {data.tokenizer} ({data.vocab_size} tokens): {data.train_tokens:,} training, "
-        f"{data.val_tokens:,} validation tokens")
+    say(f"data: {data.line()}")
     say(f"{len(grid)} points: widths {settings.widths} x {len(settings.lrs)} rates x {settings.params}, "
         f"{settings.layers} layers; each {settings.steps} steps of {settings.batch_size} x {settings.seq_len} tokens "
         f"({tokens:,} tokens, {tokens / data.train_tokens:.2f} epochs)")
     outcomes = Sweep(out, data, settings).run(grid)
     summary = summarise(outcomes)
     caption = (f"{settings.layers} layers, widths {settings.widths[0]}-{settings.widths[-1]}, {settings.steps} steps "
-               f"of {settings.batch_size}x{settings.seq_len} tokens, {data.tokenizer} ({data.vocab_size}) on "
-               f"{data.source}; {before['cpu']} ({before['cores']} cores), {before['time']}")
-    figure = plots.mup_figure(losses_by_width(outcomes), out / "mup.png", caption=caption)
+               f"of {settings.batch_size}x{settings.seq_len} tokens of {data.source} ({data.vocab_size}-token "
+               f"vocabulary); red: each width's best rate. {before['cpu']} ({before['cores']} cores), {before['time']}")
+    figure = plots.mup_figure(losses_by_width(outcomes), out / "mup.png", caption=caption, notes=drift_notes(summary))
     result = {
         "study": "mup", "quick": quick, "settings": settings.model_dump(), "data": data.describe(),
         "points": [o.describe() for o in outcomes], "summary": summary, "figure": str(figure),
@@ -144,6 +155,7 @@ def run(settings, out, *, quick: bool, say) -> dict:
         "machine": {**before, "device": workdir.accelerator(), "load_at_end": workdir.machine().get("load_1_5_15")},
         "trained": sum(o.status == "trained" for o in outcomes), "reused": sum(o.status == "reused" for o in outcomes),
         "diverged": sum(o.status == "diverged" for o in outcomes), "wall_s": time.perf_counter() - t0,
+        "cpu_s": time.process_time() - c0,
         "out": str(out),
     }
     workdir.write_json(out / workdir.RESULT_FILE, result)

@@ -44,8 +44,9 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def mup_figure(sweep: dict, path: Path, caption: str = "") -> Path:
-    """``sweep``: {param: {width: [(lr, loss or None), ...]}} (None: diverged). Writes the PNG at ``path``."""
+def mup_figure(sweep: dict, path: Path, caption: str = "", notes: dict | None = None) -> Path:
+    """``sweep``: {param: {width: [(lr, loss or None), ...]}} (None: diverged); ``notes``: {param: a line under its
+    panel's title}. Writes the PNG at ``path``."""
     plt = _pyplot()
     params = list(sweep)
     widths = sorted({w for p in params for w in sweep[p]})
@@ -67,7 +68,8 @@ def mup_figure(sweep: dict, path: Path, caption: str = "") -> Path:
                     ax.plot(lr, top, "x", color=color, markersize=6)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("peak learning rate" + (" (base rate, hidden matrices at lr / m_w)" if param == "mup" else ""))
-        ax.set_title(TITLES.get(param, param))
+        ax.set_title(TITLES.get(param, param) + (f"\n{notes[param]}" if notes and param in notes else ""),
+                     fontsize=10)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("final validation loss (nats/token)")
     axes[0][0].set_ylim(low - 0.05 * (top - low) - 0.01, top + 0.05 * (top - low) + 0.01)

@@ -103,11 +103,10 @@ def run(settings, out, *, quick: bool, say) -> dict:
     from runtime.study import costs, fit, plots, vocabulary, workdir
     from runtime.study.sweep import Sweep
 
-    t0, before = time.perf_counter(), workdir.machine()
+    t0, c0, before = time.perf_counter(), time.process_time(), workdir.machine()
     data = vocabulary.prepare(settings.data, settings.vocab, out)
     sizes = family(settings, data.vocab_size)
-    say(f"data: {data.source} as {data.tokenizer} ({data.vocab_size} tokens): {data.train_tokens:,} training, "
-        f"{data.val_tokens:,} validation tokens")
+    say(f"data: {data.line()}")
     say(f"{len(sizes)} sizes in {settings.param} at {settings.tokens_per_param:g} tokens per non-embedding parameter, "
         f"peak lr {settings.lr:g}, batches of {settings.batch_size} x {settings.seq_len}; the largest "
         f"({sizes[-1].info['size']}) is held out")
@@ -133,8 +132,8 @@ def run(settings, out, *, quick: bool, say) -> dict:
     points = [{"label": o.point.info["size"], "compute": o.point.info["compute"], "val_loss": o.val_loss}
               for o in usable]
     held_pt = {"label": sizes[-1].info["size"], "compute": sizes[-1].info["compute"], "val_loss": held.val_loss}
-    caption = (f"{settings.param}, {settings.tokens_per_param:g} tokens per non-embedding parameter, lr "
-               f"{settings.lr:g}, {data.tokenizer} ({data.vocab_size}) on {data.source}; {before['cpu']} "
+    caption = (f"{settings.param}, {settings.tokens_per_param:g} tokens per non-embedding parameter, peak lr "
+               f"{settings.lr:g}, {data.source} ({data.vocab_size}-token vocabulary); {before['cpu']} "
                f"({before['cores']} cores), {before['time']}")
     paper = {"points": fit.PAPER_POINTS, "law": fit.paper_loss, "label": f"{fit.PAPER_LAW['form']} (paper Eq. 1)"}
     figure = plots.scaling_figure(points, law["law"], held_pt, (p["loss"], p["low"], p["high"]), paper,
@@ -147,7 +146,8 @@ def run(settings, out, *, quick: bool, say) -> dict:
         "held_out": err, "paper": paper_reference(), "figure": str(figure), "costs": costs.family_costs(),
         "machine": {**before, "device": workdir.accelerator(), "load_at_end": workdir.machine().get("load_1_5_15")},
         "trained": sum(o.status == "trained" for o in outcomes), "reused": sum(o.status == "reused" for o in outcomes),
-        "wall_s": time.perf_counter() - t0, "out": str(out),
+        "wall_s": time.perf_counter() - t0,
+        "cpu_s": time.process_time() - c0, "out": str(out),
     }
     workdir.write_json(out / workdir.RESULT_FILE, result)
     return result

@@ -120,10 +120,10 @@ PRESETS: dict[tuple[str, bool], dict] = {
     ("mup", False): dict(widths=[128, 256, 512, 1024, 2048], layers=2, d_head=64,
                          lrs=[2.0 ** k for k in range(-13, -4)], steps=1000, batch_size=32, seq_len=128),
     ("mup", True): dict(widths=[32, 64, 128, 256], layers=2, d_head=32, lrs=[2.0 ** k for k in range(-10, -5)],
-                        steps=200, batch_size=16, seq_len=64, platform="cpu", devices=1),
-    ("scaling", False): dict(shapes=["2x32", "2x48", "2x64", "2x96", "3x128", "4x160", "4x256"], d_head=16,
+                        steps=200, batch_size=12, seq_len=64, platform="cpu", devices=1),
+    ("scaling", False): dict(shapes=["1x16", "2x16", "2x32", "2x48", "2x64", "2x80", "2x96"], d_head=16,
                              lr=2.0 ** -7, batch_size=32, seq_len=128),
-    ("scaling", True): dict(shapes=["2x24", "2x32", "2x48", "2x64", "2x96"], d_head=16, lr=2.0 ** -7,
+    ("scaling", True): dict(shapes=["2x16", "2x32", "2x48", "2x64", "2x96"], d_head=16, lr=2.0 ** -7,
                             batch_size=16, seq_len=64, platform="cpu", devices=1),
 }
 LIST_FIELDS = {"widths": int, "lrs": float, "params": str, "shapes": str}
@@ -152,8 +152,10 @@ def parse_settings(kind: str, quick: bool, overrides: list[str]) -> StudySetting
         return cls(**values)
     except pydantic.ValidationError as err:
         e = err.errors()[0]
-        where = ".".join(str(x) for x in e["loc"])
+        where = ".".join(str(x) for x in e["loc"][:1] + tuple(x for x in e["loc"][1:] if isinstance(x, int)))
         msg = e["msg"].removeprefix("Value error, ")
+        if where == "vocab":  # a union: pydantic reports each member's complaint
+            msg = f"give a number of tokens (257 .. 65536) or 'data', got {values.get('vocab')!r}"
         raise UserError(f"bad setting for `wse study {kind}`: {where + ': ' if where else ''}{msg}") from None
 
 

@@ -41,7 +41,8 @@ class Point:
 @dataclass
 class Outcome:
     """What a point gave: ``status`` trained, reused (read from its finished run dir) or diverged; its final
-    validation and training loss (None when diverged), wall seconds here (0 when reused)."""
+    validation and training loss (None when diverged), wall seconds and this process's CPU seconds here (0 when
+    reused: on a shared machine the CPU seconds say what the point cost, the wall seconds what the load added)."""
 
     point: Point
     status: str
@@ -49,11 +50,13 @@ class Outcome:
     train_loss: float | None
     seconds: float = 0.0
     diverged_step: int | None = None
+    cpu_seconds: float = 0.0
 
     def describe(self) -> dict:
         return {"name": self.point.name, **self.point.info, "lr": self.point.lr, "steps": self.point.steps,
                 "status": self.status, "val_loss": self.val_loss, "train_loss": self.train_loss,
-                "seconds": round(self.seconds, 2), "diverged_step": self.diverged_step}
+                "seconds": round(self.seconds, 2), "cpu_seconds": round(self.cpu_seconds, 2),
+                "diverged_step": self.diverged_step}
 
 
 def model_fields(name: str, layers: int, width: int, d_head: int, vocab: int, seq_len: int, param: str) -> dict:
@@ -109,14 +112,16 @@ class Sweep:
         from runtime.errors import TrainingDiverged
         from runtime.train import Trainer
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             result = Trainer(from_dict(self.run_tree(point)), progress=False, lr_in_state=True).run()
         except TrainingDiverged as err:
             self.diverged[point.name] = {"step": err.step, "message": str(err)}
             self._write_diverged()
-            return Outcome(point, "diverged", None, None, time.perf_counter() - t0, err.step)
-        return Outcome(point, "trained", result["val_loss"], result["final_loss"], time.perf_counter() - t0)
+            return Outcome(point, "diverged", None, None, time.perf_counter() - t0, err.step,
+                           time.process_time() - c0)
+        return Outcome(point, "trained", result["val_loss"], result["final_loss"], time.perf_counter() - t0,
+                       cpu_seconds=time.process_time() - c0)
 
     def run_tree(self, point: Point) -> dict:
         """The point's run config (runtime.config schema) as a nested dict."""
@@ -167,6 +172,7 @@ def progress_line(outcome: Outcome) -> str:
     what = " ".join(str(v) for v in p.info.get("label", [p.name]))
     if outcome.status == "diverged":
         return f"{what}  diverged at step {outcome.diverged_step} (loss not finite)"
-    how = f"trained in {outcome.seconds:.1f} s" if outcome.status == "trained" else "reused (finished run dir)"
+    how = (f"trained in {outcome.seconds:.1f} s ({outcome.cpu_seconds:.1f} CPU-s)" if outcome.status == "trained"
+           else "reused (finished run dir)")
     train = f" (training {outcome.train_loss:.4f})" if outcome.train_loss is not None else ""
     return f"{what}  {how}: validation loss {outcome.val_loss:.4f}{train}"
