@@ -1,7 +1,7 @@
-"""The baseline a user would otherwise pick: PyTorch + ``transformers`` GPT-2 of the same shape, on the same CPU.
+"""The baseline a user would otherwise pick: PyTorch + ``transformers`` of the same model, on the same CPU.
 
-Same model (``GPT2LMHeadModel`` built from model/hf.py's config: exact GELU, tied embeddings, no dropout, and, when
-given, the very same weights), same batch and sequence length, same loss (mean next-token cross-entropy over every
+Same model (``GPT2LMHeadModel`` built from model/hf.py's config: exact GELU, tied embeddings, no dropout; for the
+families their own class, e.g. ``LlamaForCausalLM``; and, when given, the very same weights), same batch and sequence length, same loss (mean next-token cross-entropy over every
 position), the same optimizer recipe (AdamW betas 0.9/0.95, weight decay 0.1 on matrices and embeddings only,
 global-norm clipping 1.0), float32, and all the host's cores (``torch.set_num_threads``). Timing as for our rows:
 median step after warm-up, each step ending when its loss is known. transformers picks its default attention
@@ -56,26 +56,29 @@ def torch_available() -> bool:
 
 
 def build_model(cfg, params=None, *, attn_implementation: str | None = None):
-    """A ``transformers`` GPT2LMHeadModel with ``cfg``'s shape; with ``params`` (our canonical tree) their weights.
-    ``attn_implementation`` (e.g. "sdpa") pins the attention kernel; None leaves transformers' default."""
+    """The ``transformers`` model of ``cfg``'s architecture (GPT2LMHeadModel for Cerebras-GPT, LlamaForCausalLM,
+    GPTJForCausalLM ...: model/hf.py's export class) with its shape; with ``params`` (our canonical tree) their
+    weights. ``attn_implementation`` (e.g. "sdpa") pins the attention kernel; None leaves transformers' default."""
     _passive_threads()
     import torch
     import transformers
 
-    from model.hf import config_to_hf, params_to_hf
+    from model.hf_configs import config_to_hf  # JAX-free: the child process of a GPU row must not start JAX
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     hf = config_to_hf(cfg, tied=not cfg.mup)
-    kw = {k: v for k, v in hf.items() if k not in ("architectures", "torch_dtype")}
+    kw = {k: v for k, v in hf.items() if k not in ("architectures", "torch_dtype", "model_type")}
     if attn_implementation:
         kw["attn_implementation"] = attn_implementation
-    config = transformers.GPT2Config(**kw)
+    config = transformers.AutoConfig.for_model(hf["model_type"], **kw)
     torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(config)
+    model = transformers.AutoModelForCausalLM.from_config(config)
     if params is not None:
-        state = {k: torch.from_numpy(v.copy()) for k, v in params_to_hf(cfg, params).items()}
+        from model.hf import params_to_hf
+
+        state = {k: torch.from_numpy(v.copy()) for k, v in params_to_hf(cfg, params, hf["architectures"][0]).items()}
         missing, unexpected = model.load_state_dict(state, strict=False)
-        real_missing = [k for k in missing if not k.endswith("attn.bias") and k != "lm_head.weight"]
+        real_missing = [k for k in missing if not k.endswith(("attn.bias", "masked_bias")) and k != "lm_head.weight"]
         if real_missing or unexpected:
             raise RuntimeError(f"weights did not map onto the transformers model: missing {real_missing[:3]}, "
                                f"unexpected {unexpected[:3]}")
@@ -159,6 +162,7 @@ class TorchRun:
         gpu = self.device.type != "cpu"
         return {
             "framework": f"torch {torch.__version__} + transformers {_transformers_version()}",
+            "architecture": type(self.model).__name__ if self.model is not None else None,
             "threads": torch.get_num_threads(), "model": self.cfg.name, "batch_size": self.batch_size,
             "seq_len": self.seq_len, "step_time_s": step, "step_times_s": list(self.times),
             "tokens_per_s": self.batch_size * self.seq_len / step, "losses": list(self.losses),

@@ -1,16 +1,24 @@
-"""The device's own ceilings, measured first: dense matmul FLOP/s (float32 and bfloat16), memory-copy bandwidth, the
-host link each way (pinned host memory), the host's AdamW rate and the fixed cost of dispatching a compiled step.
+"""The device's own ceilings, measured first: dense matmul FLOP/s (float32 and bfloat16), memory-copy and memory-read
+bandwidth, the host link each way (pinned host memory), the host's AdamW rate and the fixed cost of dispatching a
+compiled step.
 
 They are the denominators of everything else: MFU is model FLOP/s over the measured matmul rate (not a datasheet
 figure the machine may never reach), and the simulator's device grid gets cells with exactly these rates, so a
 predicted step time is the cost model's, not a fitted one.
 
-Method. Matmul: one jitted ``a @ b`` of two random n x n matrices, best of ``repeats`` timed calls after a warm-up
-(best, not median: the ceiling is what the device can do, noise only slows it). Copy: a jitted ``x + 1`` over a buffer
+Method. Every figure is the median of ``repeats`` timed calls after a warm-up, so that two runs read the same
+ceilings: the best of a few calls is an extreme value that moves with whatever else the machine runs (on a shared
+2-core EPYC two consecutive `wse bench --quick` runs gave predicted/measured 0.67-1.06 and 1.05-1.53 for the same
+rows), while the median moves with the same share of the machine that the training rows' median steps see, and on
+a quiet machine is within a few % of the best. Matmul: one jitted ``a @ b`` of two random n x n matrices at two
+sizes, n / 2 and n, the faster median (a 2-core EPYC runs 512^3 at twice 1024^3's rate: the model's own matmuls fit
+its caches too). Copy: a jitted ``x + 1`` over a buffer
 far larger than the caches, with the input donated so the output reuses its pages (otherwise every call pays the
-kernel's first-touch page faults and measures the allocator); one read plus one write of the buffer per call.
+kernel's first-touch page faults and measures the allocator); one read plus one write of the buffer per call. Read:
+a jitted product of a matrix of the copy's size with a vector, one read of the matrix per call (``read_bandwidth``;
+the decode roofline's denominator with the copy's, benchmarks/generation.py).
 Host link: a jitted copy of a float32 buffer from memory kind ``pinned_host`` to ``device`` and one back, bytes of
-the buffer over the best time (on JAX's CPU backend both kinds are the same RAM: it is a memory copy). AdamW: one
+the buffer over the median time (on JAX's CPU backend both kinds are the same RAM: it is a memory copy). AdamW: one
 jitted ``optax.adamw`` update (its default hyperparameters) of a flat float32 vector in the host's memory, state
 donated, parameters per second. All-reduce: a jitted psum over the run's devices, as the link bandwidth a ring
 all-reduce would need to take that long. Dispatch: a jitted scalar add, called and waited for.
@@ -21,6 +29,8 @@ host's; ``per_device`` divides by how many devices share it.
 
 from __future__ import annotations
 
+import functools
+import statistics
 import time
 
 # Matrix size and copy buffer per platform and mode: large enough to reach the plateau of the rate (a 1024^3 matmul
@@ -34,37 +44,60 @@ SIZES = {
 # Parameters of the AdamW measurement: weights, gradient and two moments of 4 x this many float32 values are far
 # beyond the caches (16M: 256 MiB), and one update takes tens of milliseconds on a 2-core CPU.
 ADAMW_PARAMS = {"quick": 8 << 20, "full": 16 << 20}
-REPEATS = {"quick": 3, "full": 5}
+REPEATS = {"quick": 7, "full": 9}
 
 
-def _best_time(fn, *args, repeats: int, donate: bool = False):
-    """Best wall time of ``repeats`` calls; with ``donate`` the output is fed back as the next input."""
+def _call_times(fn, *args, repeats: int, donate: bool = False) -> list[float]:
+    """Wall times of ``repeats`` calls after a warm-up; with ``donate`` the output is fed back as the next input."""
     import jax
 
     out = jax.block_until_ready(fn(*args))
     if donate:
         args = (out,)
-    best = float("inf")
+    times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         out = jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - t0)
+        times.append(time.perf_counter() - t0)
         if donate:
             args = (out,)
-    return best
+    return times
+
+
+def _median_time(fn, *args, repeats: int, donate: bool = False) -> float:
+    """Median wall time of ``repeats`` calls after a warm-up (the ceilings: repeatable from run to run)."""
+    return statistics.median(_call_times(fn, *args, repeats=repeats, donate=donate))
+
+
+def _best_time(fn, *args, repeats: int) -> float:
+    """Best wall time of ``repeats`` calls after a warm-up (the decode roofline's read bandwidth, sampled many times
+    between decode calls: its best sample is what a decode step could read at that moment)."""
+    return min(_call_times(fn, *args, repeats=repeats))
 
 
 def matmul_flops(dtype: str, n: int, device=None, repeats: int = 3) -> float:
-    """Measured dense matmul FLOP/s (2 n^3 per product) in ``dtype`` on ``device``."""
+    """Measured dense matmul FLOP/s (2 m^3 per product) in ``dtype`` on ``device``: the faster of m = n / 2 and n,
+    each the median of ``repeats`` calls."""
     import jax
     import jax.numpy as jnp
 
     device = device or jax.devices()[0]
     ka, kb = jax.random.split(jax.random.key(0))
-    a = jax.device_put(jax.random.normal(ka, (n, n), jnp.float32).astype(dtype), device)
-    b = jax.device_put(jax.random.normal(kb, (n, n), jnp.float32).astype(dtype), device)
-    f = jax.jit(lambda x, y: x @ y)
-    return 2.0 * n ** 3 / _best_time(f, a, b, repeats=repeats)
+    f = _matmul()
+    rates = []
+    for m in (n // 2, n):
+        a = jax.device_put(jax.random.normal(ka, (m, m), jnp.float32).astype(dtype), device)
+        b = jax.device_put(jax.random.normal(kb, (m, m), jnp.float32).astype(dtype), device)
+        rates.append(2.0 * m ** 3 / _median_time(f, a, b, repeats=repeats))
+    return max(rates)
+
+
+@functools.lru_cache(maxsize=1)
+def _matmul():
+    """One jitted ``x @ y`` for every matmul timed here (a probe between training rounds compiles nothing new)."""
+    import jax
+
+    return jax.jit(lambda x, y: x @ y)
 
 
 def copy_bandwidth(nbytes: int, device=None, repeats: int = 3) -> float:
@@ -75,7 +108,34 @@ def copy_bandwidth(nbytes: int, device=None, repeats: int = 3) -> float:
     device = device or jax.devices()[0]
     x = jax.device_put(jnp.zeros((nbytes // 4,), jnp.float32), device)
     f = jax.jit(lambda v: v + 1.0, donate_argnums=0)
-    return 2.0 * (nbytes // 4) * 4 / _best_time(f, x, repeats=repeats, donate=True)
+    return 2.0 * (nbytes // 4) * 4 / _median_time(f, x, repeats=repeats, donate=True)
+
+
+# Row length of the read measurement's matrix. A matrix-vector product streams a row-major matrix fastest with long
+# rows (XLA:CPU, 2-core EPYC, jax 0.10.2, [n, c] float32 far beyond the caches: ~15 GB/s at c = 256, ~20 at 768,
+# ~40 at 3072-4096), and it runs on every core where XLA:CPU reduces a flat sum on one.
+READ_ROW = 4096
+
+
+def read_bandwidth(nbytes: int, device=None, repeats: int = 3) -> float:
+    """Measured memory read bandwidth in bytes/s: one read of an ``nbytes`` float32 matrix [nbytes / 4 / READ_ROW,
+    READ_ROW] per call, by a jitted product with a vector (the access pattern of batch-1 decoding: benchmarks/
+    generation.py's roofline); best of ``repeats`` calls after a warm-up."""
+    return read_probe(nbytes, device)(repeats)
+
+
+def read_probe(nbytes: int, device=None):
+    """``read_bandwidth`` as a function of ``repeats`` that keeps its matrix and compiled product between calls, for
+    sampling the bandwidth many times in a run (benchmarks/generation.py)."""
+    import jax
+    import jax.numpy as jnp
+
+    device = device or jax.devices()[0]
+    rows = max(1, nbytes // 4 // READ_ROW)
+    m = jax.device_put(jnp.full((rows, READ_ROW), 0.5, jnp.float32), device)  # not zeros: they can run faster
+    v = jax.device_put(jnp.full((1, READ_ROW), 0.25, jnp.float32), device)
+    f = jax.jit(lambda m, v: jnp.einsum("bi,oi->bo", v, m))
+    return lambda repeats=1: rows * READ_ROW * 4 / _best_time(f, m, v, repeats=repeats)
 
 
 def host_link_bandwidth(nbytes: int, device=None, repeats: int = 3) -> dict:
@@ -95,23 +155,23 @@ def host_link_bandwidth(nbytes: int, device=None, repeats: int = 3) -> dict:
     to_host = jax.jit(lambda v: v, out_shardings=host)
     to_device = jax.jit(lambda v: v, out_shardings=dev)
     on_host = jax.block_until_ready(to_host(x))
-    return {"host_to_device": nbytes / _best_fresh(to_device, on_host, max(repeats, 5)),
-            "device_to_host": nbytes / _best_fresh(to_host, x, max(repeats, 5))}
+    return {"host_to_device": nbytes / _median_fresh(to_device, on_host, max(repeats, 5)),
+            "device_to_host": nbytes / _median_fresh(to_host, x, max(repeats, 5))}
 
 
-def _best_fresh(fn, arg, repeats: int) -> float:
-    """Best wall time of ``repeats`` calls of ``fn(arg)`` after a warm-up, each output freed before the next call
+def _median_fresh(fn, arg, repeats: int) -> float:
+    """Median wall time of ``repeats`` calls of ``fn(arg)`` after a warm-up, each output freed before the next call
     (so the allocator can hand its pages back instead of the kernel faulting in new ones)."""
     import jax
 
     jax.block_until_ready(fn(arg))
-    best = float("inf")
+    times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         out = jax.block_until_ready(fn(arg))
-        best = min(best, time.perf_counter() - t0)
+        times.append(time.perf_counter() - t0)
         del out
-    return best
+    return statistics.median(times)
 
 
 def all_reduce_link(nbytes: int, devices, repeats: int = 3) -> float | None:
@@ -130,7 +190,7 @@ def all_reduce_link(nbytes: int, devices, repeats: int = 3) -> float | None:
     spec = PartitionSpec("data")
     x = jax.device_put(jnp.ones((n, nbytes // 4), jnp.float32), NamedSharding(mesh, spec))
     psum = jax.jit(jax.shard_map(lambda v: jax.lax.psum(v, "data"), mesh=mesh, in_specs=spec, out_specs=spec))
-    return 2 * (n - 1) / n * nbytes / _best_fresh(psum, x, max(repeats, 5))
+    return 2 * (n - 1) / n * nbytes / _median_fresh(psum, x, max(repeats, 5))
 
 
 def adamw_rate(n_params: int, device=None, repeats: int = 3) -> float:
@@ -152,26 +212,27 @@ def adamw_rate(n_params: int, device=None, repeats: int = 3) -> float:
 
     step = jax.jit(update, donate_argnums=(0, 1))
     params, state = jax.block_until_ready(step(params, state, grads))
-    best = float("inf")
+    times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         params, state = jax.block_until_ready(step(params, state, grads))
-        best = min(best, time.perf_counter() - t0)
-    return n_params / best
+        times.append(time.perf_counter() - t0)
+    return n_params / statistics.median(times)
 
 
 def dispatch_seconds(device=None, repeats: int = 20) -> float:
-    """Best seconds to call a compiled scalar add on ``device`` and wait for its result: a step's fixed cost."""
+    """Median seconds to call a compiled scalar add on ``device`` and wait for its result: a step's fixed cost."""
     import jax
     import jax.numpy as jnp
 
     device = device or jax.devices()[0]
     x = jax.device_put(jnp.float32(1.0), device)
-    return _best_time(jax.jit(lambda v: v + 1.0), x, repeats=repeats)
+    return _median_time(jax.jit(lambda v: v + 1.0), x, repeats=repeats)
 
 
 def measure_ceilings(device=None, *, quick: bool = False, n_devices: int = 1) -> dict:
-    """{"device", "platform", "matmul_flops": {"float32", "bfloat16"}, "copy_bytes_per_s", "host_link_bytes_per_s":
+    """{"device", "platform", "matmul_flops": {"float32", "bfloat16"}, "copy_bytes_per_s", "read_bytes_per_s",
+    "host_link_bytes_per_s":
     {"host_to_device", "device_to_host"} ({} without pinned host memory), "host_adamw_params_per_s",
     "all_reduce_link_bytes_per_s" (None on one device), "dispatch_s", sizes, per-device shares}.
 
@@ -189,6 +250,7 @@ def measure_ceilings(device=None, *, quick: bool = False, n_devices: int = 1) ->
     repeats = REPEATS[mode]
     flops = {dt: matmul_flops(dt, n, device, repeats) for dt in ("float32", "bfloat16")}
     bandwidth = copy_bandwidth(nbytes, device, repeats)
+    read = read_bandwidth(nbytes, device, repeats)
     link = host_link_bandwidth(nbytes // 2, device, repeats)
     peers = [d for d in jax.devices(platform) if d.process_index == device.process_index][:n_devices]
     ring = all_reduce_link(nbytes // 4, peers, repeats)
@@ -206,6 +268,7 @@ def measure_ceilings(device=None, *, quick: bool = False, n_devices: int = 1) ->
         "matmul_flops": flops,
         "copy_bytes": nbytes,
         "copy_bytes_per_s": bandwidth,
+        "read_bytes_per_s": read,
         "shared_by_devices": share,
         "host_link_bytes_per_s": link,
         "host_adamw_params_per_s": adamw,
@@ -213,10 +276,12 @@ def measure_ceilings(device=None, *, quick: bool = False, n_devices: int = 1) ->
         "dispatch_s": dispatch_seconds(device),
         "per_device": {"matmul_flops": {k: v / share for k, v in flops.items()}, "copy_bytes_per_s": bandwidth / share,
                        "host_link_bytes_per_s": {k: v / share for k, v in link.items()}},
-        "method": f"best of {repeats}: {n}x{n} matmul (2n^3 FLOPs); donated x+1 over {nbytes >> 20} MiB (read+write); "
+        "method": f"median of {repeats} after a warm-up: {n // 2}x{n // 2} and {n}x{n} matmuls, the faster (2n^3 "
+                  f"FLOPs); donated x+1 over {nbytes >> 20} MiB (read+write); {nbytes >> 20} MiB [., {READ_ROW}] "
+                  "matrix times a vector (read); "
                   f"jitted pinned_host<->device copies of {nbytes >> 21} MiB; optax.adamw over "
                   f"{ADAMW_PARAMS[mode] >> 20}M float32 parameters; psum of {nbytes >> 22} MiB per device over "
-                  f"{len(peers)} devices (ring link = 2 (n-1)/n x bytes / time); best of 20 dispatches of a scalar add",
+                  f"{len(peers)} devices (ring link = 2 (n-1)/n x bytes / time); median of 20 dispatches of a scalar add",
     }
 
 

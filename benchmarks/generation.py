@@ -1,17 +1,24 @@
-"""KV-cache decode speed of model/generate.py against ``transformers``' ``generate`` on the same model and device,
+"""KV-cache decoding speed of model/generate.py against ``transformers``' ``generate`` on the same model and device,
 and against the memory-bandwidth roofline.
 
 Both sides get the same weights, the same random prompt ids, greedy decoding and exactly ``new_tokens`` new tokens
 per row (ours with an end-of-text id that never occurs, theirs with ``min_new_tokens``), and both are timed from
 prompt to last token (prefill included), best of ``repeats`` calls after a warm-up; ours excludes its one-off
 compile, which is reported separately. The two alternate call by call, so that on a shared machine both see the
-same load. Both decode in the bench's compute dtype: ours casts the weights once per call (model/generate.py);
-on a GPU transformers' model is moved to the GPU in that dtype, as a user would for inference.
+same load. Both decode in the bench's compute dtype with their weights ready for it: ours laid out once per batch
+size by ``prepare_weights`` as ``generate`` would (its seconds reported as ``prepare_s``), theirs built once (on a
+GPU moved there in that dtype, as a user would for inference).
 
-Roofline. A decode step reads every weight once, whatever the batch, so the fastest a batch of b can go is
-b x (device copy bandwidth / bytes of the weights in the compute dtype) tokens/s (parameters x itemsize; the KV
-cache and activations are left out, which makes it an upper bound, tightest at batch 1). The bandwidth is the
-bench's measured copy ceiling (benchmarks/ceilings.py); ``roofline_fraction`` is the measured tokens/s over it.
+Roofline. A decode step must read every weight once, whatever the batch (the tied embedding as the head, one row of
+the position table), plus each row's KV cache up to its position: bytes per step = the weights in the compute dtype
+(LayerNorm parameters stay float32) + batch x the KV cache a row attends to, averaged over the decode (2 L H D x
+itemsize x (prompt + new / 2)); bytes per token = bytes per step / batch. The fastest step is those bytes over the
+device's memory bandwidth: the best of the bench's copy (read + write) and read ceilings (benchmarks/ceilings.py)
+and of read samples taken after each of our timed calls, so that a machine shared with other work is sampled under
+the load the steps saw. ``roofline_fraction`` is that time over the measured decode step (``step_s``: the prefill
+excluded, the best of the timed calls' mean step). ``busy_s``/``overhead_s`` split one more (traced) call's step
+into the device's operations and the rest, and ``fastest_step_s`` is its shortest step (benchmarks/decode_profile.py;
+``fastest_roofline_fraction``: on a shared machine, what the step does when nothing else takes its cores).
 """
 
 from __future__ import annotations
@@ -25,61 +32,173 @@ def _prompts(cfg, batch: int, prompt_len: int) -> list[list[int]]:
     return np.random.default_rng(1).integers(0, cfg.vocab_size, size=(batch, prompt_len)).tolist()
 
 
-def measure_generation(model: str, *, prompt_len: int, new_tokens: int, batches=(1, 8), repeats: int = 2,
-                       with_baseline: bool = True, seed: int = 0, dtype: str = "float32",
-                       bandwidth: float | None = None) -> dict:
-    """{"model", "dtype", "weight_bytes", "rows": [{"batch", "tokens_per_s", "baseline_tokens_per_s", "ratio",
-    "roofline_tokens_per_s", "roofline_fraction", ...}]} for each batch size.
+def memory_bandwidth(ceilings: dict) -> float:
+    """The roofline's bytes/s: the better of the measured copy (read + write) and read bandwidths."""
+    return max(ceilings["copy_bytes_per_s"], ceilings.get("read_bytes_per_s") or 0.0)
 
-    ``dtype``: the compute dtype of both sides. ``bandwidth``: the device's copy bandwidth in bytes/s for the roofline
-    (None: no roofline). Ours and the baseline alternate call by call (after one warm-up call each), so both see the
-    same machine load."""
-    import jax
+
+def decode_bytes(cfg, dtype: str, prompt_len: int, new_tokens: int) -> dict:
+    """{"weights": bytes every decode step reads whatever the batch, "kv_per_row": mean KV-cache bytes one row's step
+    reads} for ``cfg`` in compute ``dtype`` (see the module docstring)."""
     import jax.numpy as jnp
 
-    from benchmarks.baseline_torch import build_model, hf_generate, torch_available
+    from model import gpt
+    from model.generate import NORM_PARAMS
+
+    item = jnp.dtype(dtype).itemsize
+    weights = 0
+    for path, shape in _leaves(gpt.param_shapes(cfg)):
+        n = int(np.prod(shape))
+        if path[0] == "wpe" or (path[0] == "wte" and not cfg.tied_embeddings):
+            n = cfg.d_model  # one row gathered (the head is read whole: the tied table, or lm_head)
+        weights += n * (4 if any(k in NORM_PARAMS for k in path) else item)
+    kv = 2 * cfg.n_layers * cfg.kv_heads * cfg.d_head * item * (prompt_len + new_tokens / 2)
+    return {"weights": weights, "kv_per_row": kv}
+
+
+def _leaves(tree, path=()):
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            yield from _leaves(v, path + (k,))
+        else:
+            yield path + (k,), v
+
+
+def run_generation(models, *, prompt_len: int, new_tokens: int, repeats: int, dtype: str, ceilings: dict,
+                   baseline: bool = True, log=print) -> dict:
+    """`wse bench`'s generation section: ``measure_generation`` of each model at batch 1 and 8, then the roofline:
+    {"models", "dtype", "bandwidth_bytes_per_s", "bandwidth_source", "rows" (every model's, each naming its model),
+    "per_model", "errors"}. The roofline's bandwidth is the best of the ceilings' copy and read readings and of read
+    samples taken between the decode calls (``read_probe`` over the ceilings' quick buffer)."""
+    import jax
+
+    from benchmarks.ceilings import SIZES, read_probe
+
+    device = jax.devices()[0]
+    nbytes = SIZES.get(device.platform, SIZES["gpu"])["quick"][1]
+    out = {"models": list(models), "dtype": dtype, "rows": [], "per_model": [], "errors": {}}
+    samples = []
+    for model in models:
+        try:
+            g = measure_generation(model, prompt_len=prompt_len, new_tokens=new_tokens, batches=(1, 8),
+                                   repeats=repeats, dtype=dtype, with_baseline=baseline,
+                                   probe=read_probe(nbytes, device))
+        except Exception as err:  # noqa: BLE001 - the other models and sections still run; the report says why
+            log(f"  {model} FAILED {describe_error(err)}")
+            out["errors"][model] = describe_error(err)
+            continue
+        samples += g["bandwidth_samples"]
+        log(f"  {model}: " + "; ".join(f"batch {r['batch']} {r['tokens_per_s']:,.1f} tok/s, step {r['step_s'] * 1e3:.2f} ms"
+                                       for r in g["rows"]))
+        out["rows"] += g.pop("rows")
+        out["per_model"].append(g)
+    bandwidth = max([memory_bandwidth(ceilings)] + samples)
+    apply_roofline(out["rows"], bandwidth)
+    out.update(bandwidth_bytes_per_s=bandwidth, bandwidth_source=(
+        f"best of the ceilings' copy and read and {len(samples)} reads of {nbytes >> 20} MiB between the decode calls"))
+    log(f"  roofline bandwidth {bandwidth / 1e9:.1f} GB/s ({out['bandwidth_source']})")
+    for r in out["rows"]:
+        log(f"  {r['model']} batch {r['batch']}: {r['tokens_per_s']:,.1f} tok/s"
+            + (f" vs transformers {r['baseline_tokens_per_s']:,.1f} ({r['ratio']:.2f}x)" if "ratio" in r else "")
+            + f"; decode step {r['step_s'] * 1e3:.2f} ms = {r['roofline_fraction']:.0%} of the roofline "
+              f"{r['roofline_step_s'] * 1e3:.2f} ms"
+            + (f" (busy {r['busy_s'] * 1e3:.2f}, overhead {r['overhead_s'] * 1e3:.2f}, fastest step "
+               f"{r['fastest_step_s'] * 1e3:.2f} ms)" if r.get("fastest_step_s") else ""))
+    return out
+
+
+def measure_generation(model: str, *, prompt_len: int, new_tokens: int, batches=(1, 8), repeats: int = 2,
+                       with_baseline: bool = True, seed: int = 0, dtype: str = "float32", probe=None,
+                       profile: bool = True, layer_loop: str = "auto", transpose_head: bool | None = None) -> dict:
+    """{"model", "dtype", "weight_bytes", "bandwidth_samples", "rows": [{"model", "batch", "tokens_per_s", "step_s",
+    "bytes_per_token", "busy_s", "overhead_s", "baseline_tokens_per_s", "ratio", "prepare_s", "transposed_head", ...}]}
+    for each batch size; ``apply_roofline`` adds the roofline to the rows.
+
+    ``dtype``: the compute dtype of both sides. ``probe``: a function of no arguments measuring the memory bandwidth
+    (bytes/s), called after each of our timed calls so that the roofline's bandwidth is sampled under the same load
+    as the steps (``bandwidth_samples``); None: no samples. ``profile``: one more call per batch under jax.profiler
+    for the busy/overhead split. ``layer_loop`` and ``transpose_head``: how ``prepare_weights`` lays the weights out
+    (default: as ``generate`` would). Ours and the baseline alternate call by call (after one warm-up call each)."""
+    import jax
+
+    from benchmarks.baseline_torch import build_model, torch_available
     from model import gpt
     from model.config import get_config
-    from model.generate import generate
+    from model.generate import prepare_weights
 
     cfg = get_config(model)
     params = gpt.initial_params(cfg, seed)  # stays on the device: no host copy per call
-    weight_bytes = cfg.parameters * jnp.dtype(dtype).itemsize
     hf_model, baseline_error = None, None
     if with_baseline and torch_available():
         try:
             hf_model = _to_device(build_model(cfg, jax.tree.map(np.asarray, params)), dtype)
         except Exception as err:  # noqa: BLE001 - generation is still measured; the report says why theirs is not
             baseline_error = describe_error(err)
-    rows = []
-    for b in batches:
-        prompts = _prompts(cfg, b, prompt_len)
-        first = generate(cfg, params, prompts, new_tokens, eot_id=-1, dtype=jnp.dtype(dtype))  # compiles
-        ours, theirs = [], []
-        if hf_model is not None:
-            hf_generate(hf_model, prompts, new_tokens)  # warm-up
-        for _ in range(repeats):
-            ours.append(generate(cfg, params, prompts, new_tokens, eot_id=-1, dtype=jnp.dtype(dtype)))
-            if hf_model is not None:
-                theirs.append(hf_generate(hf_model, prompts, new_tokens))
-        best = min(ours, key=lambda g: g.seconds)
-        row = {"batch": b, "prompt_len": prompt_len, "new_tokens": new_tokens, "generated": best.generated,
-               "seconds": best.seconds, "tokens_per_s": best.tokens_per_s, "compile_s": first.compile_seconds}
-        if theirs:
-            seconds, generated = min(theirs)
-            row["baseline_tokens_per_s"] = generated / seconds
-            row["baseline_seconds"] = seconds
-            row["ratio"] = row["tokens_per_s"] / row["baseline_tokens_per_s"]
-        if bandwidth:
-            row["roofline_tokens_per_s"] = b * bandwidth / weight_bytes
-            row["roofline_fraction"] = row["tokens_per_s"] / row["roofline_tokens_per_s"]
-        rows.append(row)
-    out = {"model": model, "device": str(jax.devices()[0].device_kind), "dtype": str(jnp.dtype(dtype)),
-           "weight_bytes": weight_bytes, "bandwidth_bytes_per_s": bandwidth, "rows": rows,
+    sizes = decode_bytes(cfg, dtype, prompt_len, new_tokens)
+    samples, rows = [], []
+    for b in batches:  # laid out as generate() would for this batch (the head's layout depends on it), then freed
+        weights = prepare_weights(cfg, params, dtype, layer_loop, transpose_head, batch=b)
+        row = _measure_batch(cfg, weights, hf_model, b, prompt_len, new_tokens, repeats, sizes, profile,
+                             lambda: samples.append(probe()) if probe else None)
+        rows.append({"model": model, **row, "prepare_s": weights.prepare_seconds, "layer_loop": weights.layer_loop,
+                     "transposed_head": weights.transposed_head})
+        del weights
+    del params
+    out = {"model": model, "device_kind": str(jax.devices()[0].device_kind), "dtype": dtype,
+           "weight_bytes": sizes["weights"], "bandwidth_samples": samples, "rows": rows,
            "baseline": "transformers generate (use_cache=True, greedy)" if hf_model is not None else None}
     if baseline_error:
         out["baseline_error"] = baseline_error
     return out
+
+
+def _measure_batch(cfg, weights, hf_model, b: int, prompt_len: int, new_tokens: int, repeats: int, sizes: dict,
+                   profile: bool, sample) -> dict:
+    """One batch size's row (see measure_generation)."""
+    from benchmarks.baseline_torch import hf_generate
+    from benchmarks.decode_profile import profile_split
+    from model.generate import generate
+
+    prompts = _prompts(cfg, b, prompt_len)
+    call = lambda: generate(cfg, weights, prompts, new_tokens, eot_id=-1)  # noqa: E731
+    first = call()  # compiles
+    ours, theirs = [], []
+    if hf_model is not None:
+        hf_generate(hf_model, prompts, new_tokens)  # warm-up
+    for _ in range(repeats):
+        ours.append(call())
+        sample()
+        if hf_model is not None:
+            theirs.append(hf_generate(hf_model, prompts, new_tokens))
+    best = min(ours, key=lambda g: g.seconds)
+    step = min(g.step_seconds for g in ours)
+    row = {"batch": b, "prompt_len": prompt_len, "new_tokens": new_tokens,
+           "generated": best.generated, "seconds": best.seconds, "tokens_per_s": best.tokens_per_s,
+           "compile_s": first.compile_seconds, "prefill_s": min(g.prefill_seconds for g in ours), "step_s": step,
+           "decode_steps": best.decode_steps, "weight_bytes": sizes["weights"], "kv_bytes_per_row": sizes["kv_per_row"],
+           "bytes_per_token": (sizes["weights"] + b * sizes["kv_per_row"]) / b}
+    if theirs:
+        seconds, generated = min(theirs)
+        row.update(baseline_tokens_per_s=generated / seconds, baseline_seconds=seconds)
+        row["ratio"] = row["tokens_per_s"] / row["baseline_tokens_per_s"]
+    if profile:
+        try:
+            split = profile_split(call, lambda g: g.decode_steps)
+        except Exception as err:  # noqa: BLE001 - the timing stands without the split
+            split = {"error": describe_error(err)}
+        row.update({f"profile_{k}" if k in ("step_s", "source", "error") else k: v for k, v in split.items()})
+    return row
+
+
+def apply_roofline(rows: list[dict], bandwidth: float) -> None:
+    """Add to each measured row its roofline at ``bandwidth`` bytes/s (see the module docstring): the fastest step
+    (``roofline_step_s``), its tokens/s and the measured step's share of it (``roofline_fraction``)."""
+    for row in rows:
+        row["roofline_step_s"] = row["bytes_per_token"] * row["batch"] / bandwidth
+        row["roofline_tokens_per_s"] = row["batch"] / row["roofline_step_s"]
+        row["roofline_fraction"] = row["roofline_step_s"] / row["step_s"] if row["step_s"] else None
+        if row.get("fastest_step_s"):
+            row["fastest_roofline_fraction"] = row["roofline_step_s"] / row["fastest_step_s"]
 
 
 def _to_device(hf_model, dtype: str):

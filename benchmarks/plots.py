@@ -48,20 +48,33 @@ def plots(result: dict, out: Path) -> list[str]:
         written.append(_save(fig, out / "training.png"))
     gen = result.get("generation") or {}
     if gen.get("rows"):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        xs = range(len(gen["rows"]))
-        ax.bar([x - 0.2 for x in xs], [g["tokens_per_s"] for g in gen["rows"]], 0.4, label="ours (JAX, KV cache)")
-        ax.bar([x + 0.2 for x in xs], [g.get("baseline_tokens_per_s") or 0 for g in gen["rows"]], 0.4,
-               label="transformers generate")
-        ax.set_xticks(list(xs), [f"batch {g['batch']}" for g in gen["rows"]])
-        ax.set_ylabel("generated tokens/s")
-        ax.set_title(f"generation, {gen['model']}")
-        ax.legend()
-        fig.tight_layout()
-        written.append(_save(fig, out / "generation.png"))
+        written.append(generation_plot(gen, out / "generation.png", plt))
     if result.get("scaling"):
         written.append(scaling_plot(result["scaling"], out / "scaling.png", plt))
     return written
+
+
+def generation_plot(gen: dict, path, plt):
+    """Per (model, batch): tokens/s against transformers (log scale), and the decode step's share of the roofline."""
+    rows = gen["rows"]
+    fig, (ax, rf) = plt.subplots(1, 2, figsize=(10, 4))
+    xs = range(len(rows))
+    labels = [f"{g['model']}\nbatch {g['batch']}" for g in rows]
+    ax.bar([x - 0.2 for x in xs], [g["tokens_per_s"] for g in rows], 0.4, label="ours (JAX, KV cache)")
+    ax.bar([x + 0.2 for x in xs], [g.get("baseline_tokens_per_s") or 0 for g in rows], 0.4,
+           label="transformers generate")
+    ax.set_xticks(list(xs), labels, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("generated tokens/s (prefill included)")
+    ax.set_title(f"generation, {gen.get('dtype', 'float32')}")
+    ax.legend(fontsize=8)
+    rf.bar(list(xs), [100 * (g.get("roofline_fraction") or 0) for g in rows], 0.5)
+    rf.axhline(70, color="grey", linestyle="--", linewidth=1)
+    rf.set_xticks(list(xs), labels, fontsize=8)
+    rf.set_ylabel("decode step: % of the bandwidth roofline")
+    rf.set_title("decode step against the roofline")
+    fig.tight_layout()
+    return _save(fig, path)
 
 
 def scaling_plot(sc: dict, path: Path, plt) -> str:

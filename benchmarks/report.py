@@ -94,23 +94,32 @@ def header(result: dict) -> list[str]:
         f"- command: `{env['command']}`; compute dtype {result['dtype']}; {'quick' if result['quick'] else 'full'} sizes",
         f"- wall time {_f(result.get('wall_s'), ',.0f')} s, process CPU time {_f(result.get('cpu_s'), ',.0f')} s "
         f"({env['host_cores']} cores: a run that had the machine to itself uses up to {env['host_cores']} CPU-seconds "
-        "per second)",
+        "per second)" + _load_note(env.get("machine_load")),
         "",
     ]
 
 
+def _load_note(load: dict | None) -> str:
+    if not load:
+        return ""
+    return (f"; meanwhile other processes took {load['others']:.0%} of the machine's CPU time and the hypervisor "
+            f"{load['steal']:.0%} (steal)")
+
+
 def ceilings_section(result: dict) -> list[str]:
-    """The measured device ceilings (matmul GFLOP/s per dtype, copy GB/s) and the peak MFU is taken against."""
+    """The measured device ceilings (matmul GFLOP/s per dtype, copy and read GB/s, ...) and the peak MFU is taken
+    against."""
     c = result["ceilings"]
     link = c.get("host_link_bytes_per_s") or {}
     gb = lambda key: _f(link[key] / 1e9) + " GB/s" if key in link else "-"  # noqa: E731
     adamw = c.get("host_adamw_params_per_s")
     return [
         "## Device ceilings", "",
-        "| matmul float32 | matmul bfloat16 | memory copy | host to device | device to host | all-reduce link | "
-        "host AdamW | dispatch | method |", "|---|---|---|---|---|---|---|---|---|",
+        "| matmul float32 | matmul bfloat16 | memory copy | memory read | host to device | device to host | "
+        "all-reduce link | host AdamW | dispatch | method |", "|---|---|---|---|---|---|---|---|---|---|",
         f"| {_f(c['matmul_flops']['float32'] / 1e9)} GFLOP/s | {_f(c['matmul_flops']['bfloat16'] / 1e9)} GFLOP/s | "
-        f"{_f(c['copy_bytes_per_s'] / 1e9)} GB/s | {gb('host_to_device')} | {gb('device_to_host')} | "
+        f"{_f(c['copy_bytes_per_s'] / 1e9)} GB/s | {_f((c.get('read_bytes_per_s') or math.nan) / 1e9)} GB/s | "
+        f"{gb('host_to_device')} | {gb('device_to_host')} | "
         f"{_f((c.get('all_reduce_link_bytes_per_s') or math.nan) / 1e9)} GB/s | "
         f"{_f(adamw / 1e6 if adamw else None, ',.0f')}M params/s | {_f(c.get('dispatch_s', 0) * 1e6, ',.0f')} us | "
         f"{c['method']} |",
@@ -159,26 +168,38 @@ def baseline_section(result: dict) -> list[str]:
 
 
 def generation_section(result: dict) -> list[str]:
-    """Generation tokens/s per batch against transformers and the bandwidth roofline; empty when it did not run."""
+    """Decoding per model and batch: tokens/s against transformers, the decode step against the bandwidth roofline,
+    and the step split into the device's work and the rest; empty when it did not run."""
     gen = result.get("generation") or {}
     if not gen.get("rows"):
         return []
-    out = [f"## Generation ({gen['model']}, {gen.get('dtype', 'float32')}, greedy, KV cache)", "",
-           "| batch | prompt + new | ours tokens/s | transformers tokens/s | ours / transformers | roofline tokens/s | "
-           "of roofline | our compile (s) |", "|---|---|---|---|---|---|---|---|"]
+    out = [f"## Generation ({', '.join(gen['models'])}, {gen.get('dtype', 'float32')}, greedy, KV cache)", "",
+           "| model | batch | prompt + new | ours tokens/s | transformers tokens/s | ours / transformers | "
+           "decode step | roofline step | of roofline | fastest step (of roofline) | busy / overhead per step | "
+           "MB per token | our compile (s) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for g in gen["rows"]:
-        out.append(f"| {g['batch']} | {g['prompt_len']} + {g['new_tokens']} | {_f(g['tokens_per_s'])} | "
+        split = (f"{_f(g['busy_s'] * 1e3, '.2f')} / {_f(g['overhead_s'] * 1e3, '.2f')} ms" if "busy_s" in g
+                 else g.get("profile_error", "-"))
+        fastest = (f"{_f(g['fastest_step_s'] * 1e3, '.2f')} ms ({_f(_pct(g.get('fastest_roofline_fraction')), '.0f')}%)"
+                   if g.get("fastest_step_s") else "-")
+        out.append(f"| {g['model']} | {g['batch']} | {g['prompt_len']} + {g['new_tokens']} | {_f(g['tokens_per_s'])} | "
                    f"{_f(g.get('baseline_tokens_per_s'))} | {_f(g.get('ratio'), '.2f')} | "
-                   f"{_f(g.get('roofline_tokens_per_s'), ',.0f')} | {_f(_pct(g.get('roofline_fraction')), '.1f')}% | "
-                   f"{_f(g['compile_s'], '.1f')} |")
-    if gen.get("bandwidth_bytes_per_s"):
-        out.append("")
-        out.append(f"Roofline: batch x {_f(gen['bandwidth_bytes_per_s'] / 1e9)} GB/s (measured copy bandwidth) / "
-                   f"{_f(gen['weight_bytes'] / 1e6)} MB of {gen['dtype']} weights read once per decode step "
-                   "(KV cache and activations left out: an upper bound, tightest at batch 1). Timed from prompt "
-                   "to last token, prefill included.")
-    if gen.get("baseline_error"):
-        out.append(f"transformers baseline not run: {gen['baseline_error']}")
+                   f"{_f(g['step_s'] * 1e3, '.2f')} ms | {_f((g.get('roofline_step_s') or math.nan) * 1e3, '.2f')} ms | "
+                   f"{_f(_pct(g.get('roofline_fraction')), '.1f')}% | {fastest} | {split} | "
+                   f"{_f(g['bytes_per_token'] / 1e6, '.1f')} | {_f(g['compile_s'], '.1f')} |")
+    out += ["", f"Roofline: a decode step reads the weights once ({gen.get('dtype', 'float32')}, LayerNorm float32) plus "
+            "each row's KV cache up to its position (mean over the decode), at "
+            f"{_f(gen['bandwidth_bytes_per_s'] / 1e9)} GB/s ({gen.get('bandwidth_source', 'measured')}); "
+            "'of roofline' is that time over the measured decode step (prefill excluded, best of the timed calls' "
+            "mean step). Tokens/s are timed from prompt to last token, prefill included, weights prepared once per "
+            "model. Busy: the device's operations per step in one traced call (XLA:CPU thunks or GPU kernels), "
+            "overhead the rest of the step; fastest step: that call's shortest step, what a step takes when nothing "
+            "else takes its cores (benchmarks/decode_profile.py)."]
+    for g in gen.get("per_model", []):
+        if g.get("baseline_error"):
+            out.append(f"transformers baseline for {g['model']} not run: {g['baseline_error']}")
+    for model, err in (gen.get("errors") or {}).items():
+        out.append(f"{model}: generation failed: {err}")
     return out + [""]
 
 
@@ -284,11 +305,13 @@ def scaling_markdown(sc: dict) -> list[str]:
 
 
 # ----- files ------------------------------------------------------------------------------------------------------
-def write(result: dict, out: Path) -> dict:
-    """bench.json, report.md and the plots in ``out``; returns their paths."""
+def write(result: dict, out: Path, final: Path | None = None) -> dict:
+    """bench.json, report.md and the plots in ``out``; returns their paths as they will be in ``final`` (default
+    ``out``: the folder ``out`` is renamed to once complete)."""
     out.mkdir(parents=True, exist_ok=True)
-    files = {"json": str(out / "bench.json"), "markdown": str(out / "report.md")}
-    files["plots"] = plots(result, out)
+    final = Path(final) if final is not None else out
+    files = {"json": str(final / "bench.json"), "markdown": str(final / "report.md")}
+    files["plots"] = [str(final / Path(p).name) for p in plots(result, out)]
     result = {**result, "files": files}
     (out / "report.md").write_text(markdown(result) + "\n", encoding="utf-8")
     (out / "bench.json").write_text(json.dumps(result, indent=1, default=_json_default) + "\n", encoding="utf-8")
@@ -313,7 +336,8 @@ def render(result: dict, console) -> None:
         t.add_row(r["model"], r["mode"], mesh, _f(r["tokens_per_s"], ",.0f"), _f(100 * r["mfu"], ".1f") + "%",
                   _f(r["step_time_s"], ".3f"), _f(r.get("predicted_over_measured"), ".2f"),
                   _link(r.get("link_bytes_per_step")), _f(r["compile_s"], ".1f"))
-    console.print(t)
+    if result["runs"]:
+        console.print(t)
     for b in (result.get("baseline") or {}).get("rows", []):
         if b.get("ratio") is not None:
             console.print(f"torch baseline {b['model']} ({b.get('variant', 'eager')}): {b['tokens_per_s']:,.0f} "
@@ -321,8 +345,8 @@ def render(result: dict, console) -> None:
     for g in (result.get("generation") or {}).get("rows", []):
         extra = f", transformers {g['baseline_tokens_per_s']:,.1f} ({g['ratio']:.2f}x)" if "ratio" in g else ""
         if g.get("roofline_fraction") is not None:
-            extra += f", {g['roofline_fraction']:.0%} of roofline"
-        console.print(f"generation batch {g['batch']}: {g['tokens_per_s']:,.1f} tokens/s{extra}")
+            extra += f", decode step {g['step_s'] * 1e3:.2f} ms = {g['roofline_fraction']:.0%} of roofline"
+        console.print(f"generation {g['model']} batch {g['batch']}: {g['tokens_per_s']:,.1f} tokens/s{extra}")
     pl = result.get("planner") or {}
     if pl.get("plans"):
         console.print(f"planner: {pl['plans']} plans in {pl['total_s']:.2f} s")

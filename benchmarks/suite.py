@@ -2,7 +2,7 @@
 
 Order matters: the device ceilings come first (they are the denominators of MFU and the cells of the prediction
 grid); then the training rows, each model's modes and its PyTorch baseline interleaved step by step; the ceilings
-once more (the better reading of the two is kept, and MFU and the predictions are computed against it); generation;
+once more (the mean of the two readings is kept, and MFU and the predictions are computed against it); generation;
 planner speed; and optionally the scaling study. A row that fails (a mode that cannot run a preset on this mesh,
 memory) is kept with its ``error`` so the report says what is missing instead of silently dropping it. The training
 rows and the baseline joined to them are training_rows.py's; the sizes are sizes.py's (``QUICK``, ``FULL``); this module applies the command
@@ -19,8 +19,10 @@ so a baseline measured afterwards would get the remaining quarter (the 1.3B shap
 
 from __future__ import annotations
 
+import math
 import os
 import platform as _platform
+import statistics
 import sys
 import time
 from dataclasses import replace
@@ -58,6 +60,30 @@ def _cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _proc_stat() -> list[int] | None:
+    """The machine's CPU time counters (``cpu`` line of /proc/stat, clock ticks), or None where there is none."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as f:
+            return [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+
+
+def machine_load(stat0: list[int] | None, stat1: list[int] | None, own_cpu_s: float) -> dict | None:
+    """How much of the machine others took while the bench ran: {"others" (CPU time of every other process, a
+    fraction of all cores' time), "steal" (time the hypervisor gave to other guests, likewise)}; None without
+    /proc/stat. From the ``cpu`` counters (user nice system idle iowait irq softirq steal) before and after."""
+    if not stat0 or not stat1:
+        return None
+    d = [b - a for a, b in zip(stat0, stat1)]
+    total = sum(d)
+    if total <= 0:
+        return None
+    busy = total - d[3] - d[4] - d[7]  # neither idle, waiting for I/O, nor stolen
+    ours = own_cpu_s * os.sysconf("SC_CLK_TCK")
+    return {"others": max(0.0, busy - ours) / total, "steal": d[7] / total}
+
+
 def _time(fn, *args, **kw):
     t0 = time.perf_counter()
     out = fn(*args, **kw)
@@ -72,26 +98,45 @@ def _gpu_expected(platform: str) -> bool:
     return platform == "gpu" or (platform == "auto" and bool(glob.glob("/dev/nvidia[0-9]*")))
 
 
-def settle_ceilings(start: dict, end: dict) -> dict:
-    """The ceilings measured before and after the training rows, merged by taking the better of each figure (a
-    ceiling is what the device can do; on a shared machine a low reading is other work, not the device): the
-    higher rate, the lower dispatch time."""
-    merged = {**start, "matmul_flops": {k: max(v, end["matmul_flops"][k]) for k, v in start["matmul_flops"].items()},
-              "copy_bytes_per_s": max(start["copy_bytes_per_s"], end["copy_bytes_per_s"])}
+def settle_ceilings(start: dict, end: dict, probes: list[float] | None = None, dtype: str = "float32") -> dict:
+    """The ceilings measured before and after the training rows, merged by their geometric mean, then scaled to the
+    load the rows ran under: ``probes`` are the matmul rate (``dtype``) read between the rows' timed steps, and every
+    rate is multiplied (the dispatch time divided) by their median over the merged matmul rate. On a shared machine
+    the two full readings catch whatever load there was at their moments (on the 2-core EPYC one run's readings were
+    40.5 and 84.4 GFLOP/s four minutes apart); the probes see the rows' own, so predicted / measured repeats from run
+    to run. On a quiet machine the factor is about 1."""
+    def mean(a, b):
+        return math.sqrt(a * b) if a and b else (a or b)
+
     link_start, link_end = start.get("host_link_bytes_per_s") or {}, end.get("host_link_bytes_per_s") or {}
-    merged["host_link_bytes_per_s"] = {k: max(v, link_end.get(k, v)) for k, v in link_start.items()}
-    for key, better in (("host_adamw_params_per_s", max), ("all_reduce_link_bytes_per_s", max), ("dispatch_s", min)):
+    merged = {**start, "matmul_flops": {k: mean(v, end["matmul_flops"][k]) for k, v in start["matmul_flops"].items()},
+              "copy_bytes_per_s": mean(start["copy_bytes_per_s"], end["copy_bytes_per_s"]),
+              "host_link_bytes_per_s": {k: mean(v, link_end.get(k, v)) for k, v in link_start.items()}}
+    for key in ("read_bytes_per_s", "host_adamw_params_per_s", "all_reduce_link_bytes_per_s", "dispatch_s"):
         if start.get(key) is not None:
-            merged[key] = better(start[key], end.get(key) or start[key])
+            merged[key] = mean(start[key], end.get(key) or start[key])
+    merged["method"] = start["method"] + "; the geometric mean of a reading before and one after the training rows"
+    if probes:
+        factor = statistics.median(probes) / merged["matmul_flops"][dtype]
+        merged["matmul_flops"] = {k: v * factor for k, v in merged["matmul_flops"].items()}
+        merged["copy_bytes_per_s"] *= factor
+        merged["host_link_bytes_per_s"] = {k: v * factor for k, v in merged["host_link_bytes_per_s"].items()}
+        for key in ("read_bytes_per_s", "host_adamw_params_per_s", "all_reduce_link_bytes_per_s"):
+            if merged.get(key) is not None:
+                merged[key] *= factor
+        if merged.get("dispatch_s") is not None:
+            merged["dispatch_s"] /= factor
+        merged["rows_load"] = {"probes": list(probes), "factor": factor}
+        merged["method"] += (f"; scaled by {factor:.2f}, the median of {len(probes)} matmul probes between the timed "
+                             "steps over that mean (the load the rows ran under)")
     share = start["shared_by_devices"]
     merged["per_device"] = {"matmul_flops": {k: v / share for k, v in merged["matmul_flops"].items()},
                             "copy_bytes_per_s": merged["copy_bytes_per_s"] / share,
                             "host_link_bytes_per_s": {k: v / share for k, v in merged["host_link_bytes_per_s"].items()}}
-    figures = ("matmul_flops", "copy_bytes_per_s", "host_link_bytes_per_s", "host_adamw_params_per_s",
-               "all_reduce_link_bytes_per_s", "dispatch_s")
+    figures = ("matmul_flops", "copy_bytes_per_s", "read_bytes_per_s", "host_link_bytes_per_s",
+               "host_adamw_params_per_s", "all_reduce_link_bytes_per_s", "dispatch_s")
     merged["readings"] = {"before_training": {k: start[k] for k in figures if k in start},
                           "after_training": {k: end[k] for k in figures if k in end}}
-    merged["method"] = start["method"] + "; the better of a reading before and one after the training rows"
     return merged
 
 
@@ -99,17 +144,17 @@ def run_bench(*, quick: bool = False, devices: int | None = None, platform: str 
               remat: str = "auto", attention: str = "auto", models=None, modes=MODES, batch_size: int | None = None,
               seq_len: int | None = None,
               steps: int | None = None, scaling: bool = False, baseline: bool = True, generation: bool = True,
-              planner: bool = True, gen_model: str | None = None, interleave: bool = True, profile=None,
-              log=None) -> dict:
+              planner: bool = True, gen_models=None, interleave: bool = True, profile=None,
+              training: bool = True, log=None) -> dict:
     """Every measurement of `wse bench`; see the module docstring. ``log`` receives progress lines. ``remat`` "auto"
     leaves the remat policy to each run's plan (as `wse train` does); a policy name forces it on every run.
     ``attention`` likewise (auto, xla, cudnn). ``profile``: (model, mode, folder) of the row to trace with
     jax.profiler after its timed steps (training_rows.ModelRuns.trace_steps), or None."""
     log = log or (lambda line: None)
-    started, cpu0 = time.perf_counter(), _cpu_seconds()
-    sizes = _sizes(quick, models, batch_size, seq_len, steps, gen_model)
+    started, cpu0, stat0 = time.perf_counter(), _cpu_seconds(), _proc_stat()
+    sizes = _sizes(quick, models, batch_size, seq_len, steps, gen_models)
     torch_gpu = None
-    if baseline and _gpu_expected(platform):
+    if baseline and training and _gpu_expected(platform):
         torch_gpu = gpu_baseline_first(sizes, dtype or "bfloat16", log)
     n_devices, platform = _setup_devices(platform, devices)
 
@@ -122,12 +167,16 @@ def run_bench(*, quick: bool = False, devices: int | None = None, platform: str 
     host = ceilings["platform"] == "cpu"
     peak = ceilings["matmul_flops"][dtype] * (1 if host else n_devices)
 
-    log("training" + (" (runs of a model interleaved step by step; PyTorch baseline included):" if interleave else ":"))
-    rows, baseline_result = training_rows(sizes, modes, n_devices, platform, dtype, remat, ceilings, peak, log,
-                                          baseline=baseline, interleave=interleave,
-                                          torch_gpu=torch_gpu if platform == "gpu" else None, attention=attention,
-                                          profile=profile)
-    ceilings, peak = settle_and_predict(rows, ceilings, dtype, n_devices, quick, log)
+    rows, baseline_result = [], {"available": False, "reason": "training rows not run (--no-training)"}
+    if training:
+        log("training" + (" (runs of a model interleaved step by step; PyTorch baseline included):" if interleave
+                          else ":"))
+        probes: list[float] = []
+        rows, baseline_result = training_rows(sizes, modes, n_devices, platform, dtype, remat, ceilings, peak, log,
+                                              baseline=baseline, interleave=interleave,
+                                              torch_gpu=torch_gpu if platform == "gpu" else None, attention=attention,
+                                              profile=profile, probe=matmul_probe(quick, dtype), probes=probes)
+        ceilings, peak = settle_and_predict(rows, ceilings, dtype, n_devices, quick, log, probes)
     result = {
         "device": env["device"], "platform": env["backend"], "devices": n_devices, "dtype": dtype, "quick": quick,
         "peak_matmul_flops": peak,
@@ -136,12 +185,11 @@ def run_bench(*, quick: bool = False, devices: int | None = None, platform: str 
         "environment": env, "ceilings": ceilings, "sizes": _sizes_dict(sizes), "runs": rows,
     }
     result["baseline"] = baseline_result
-    result["generation"] = (_generation(sizes, log, dtype, ceilings["copy_bytes_per_s"]) if generation
-                            else {"skipped": True})
+    result["generation"] = _generation(sizes, log, dtype, ceilings, baseline) if generation else {"skipped": True}
     result["planner"] = _planner(log) if planner else {"skipped": True}
     if scaling:
         result["scaling"] = _scaling(sizes, remat, peak if host else None, log)
-    _conclude(result, started, cpu0)
+    _conclude(result, started, cpu0, stat0)
     return result
 
 
@@ -170,21 +218,35 @@ def first_ceilings(quick: bool, n_devices: int, log) -> dict:
     return ceilings
 
 
+def matmul_probe(quick: bool, dtype: str):
+    """The function the training rows call between timed steps: the ceilings' matmul rate, 3 calls per size."""
+    import jax
+
+    from benchmarks.ceilings import SIZES, matmul_flops
+
+    device = jax.devices()[0]
+    n = SIZES.get(device.platform, SIZES["gpu"])["quick" if quick else "full"][0]
+    return lambda: matmul_flops(dtype, n, device, repeats=3)
+
+
 def settle_and_predict(rows: list[dict], first: dict, dtype: str, n_devices: int, quick: bool,
-                       log) -> tuple[dict, float]:
+                       log, probes: list[float] | None = None) -> tuple[dict, float]:
     """(ceilings, peak FLOP/s): the ceilings read again after the training rows and settled with the ``first``
-    reading (``settle_ceilings``); every measured row's MFU and prediction recomputed against them."""
+    reading and the ``probes`` taken between the rows' timed steps (``settle_ceilings``); every measured row's MFU
+    and prediction recomputed against them."""
     import jax
 
     from benchmarks.ceilings import measure_ceilings
 
-    ceilings = settle_ceilings(first, measure_ceilings(jax.devices()[0], quick=quick, n_devices=n_devices))
+    ceilings = settle_ceilings(first, measure_ceilings(jax.devices()[0], quick=quick, n_devices=n_devices),
+                               probes, dtype)
     peak = ceilings["matmul_flops"][dtype] * (1 if first["platform"] == "cpu" else n_devices)
     for row in rows:
         if row.get("step_time_s"):
             predict_row(row, ceilings, peak)
+    during = f"; {len(probes)} probes between the timed steps, median {peak / 1e9:,.1f}" if probes else ""
     log(f"ceilings after training: matmul {dtype} {ceilings['readings']['after_training']['matmul_flops'][dtype] / 1e9:,.1f} "
-        f"GFLOP/s; MFU and predictions use the better reading, {peak / 1e9:,.1f} GFLOP/s")
+        f"GFLOP/s{during}; MFU and predictions use {peak / 1e9:,.1f} GFLOP/s")
     for row in rows:
         if row.get("step_time_s"):
             log(f"  {row['model']:>5} {row['mode']:<9} {row['tokens_per_s']:,.0f} tok/s  MFU {row['mfu']:.1%}  "
@@ -215,9 +277,9 @@ def _scaling(sizes: Sizes, remat: str, cpu_peak: float | None, log) -> dict:
     }
 
 
-def _conclude(result: dict, started: float, cpu0: float) -> None:
-    """Add the claims, the targets (evaluated on everything measured), the closing load average, and the wall and
-    CPU seconds of the whole bench."""
+def _conclude(result: dict, started: float, cpu0: float, stat0=None) -> None:
+    """Add the claims, the targets (evaluated on everything measured), the closing load average, the wall and CPU
+    seconds of the whole bench and the share of the machine other work took meanwhile (``machine_load``)."""
     from benchmarks.claims import check_claims
     from benchmarks.targets import evaluate_targets
 
@@ -226,6 +288,7 @@ def _conclude(result: dict, started: float, cpu0: float) -> None:
     result["environment"]["load_average_end"] = os.getloadavg()
     result["wall_s"] = time.perf_counter() - started
     result["cpu_s"] = _cpu_seconds() - cpu0
+    result["environment"]["machine_load"] = machine_load(stat0, _proc_stat(), result["cpu_s"])
 
 
 def _cpu_peak() -> float:
@@ -237,25 +300,15 @@ def _cpu_peak() -> float:
     return matmul_flops("float32", SIZES["cpu"]["quick"][0], jax.devices("cpu")[0])
 
 
-def _generation(sizes: Sizes, log, dtype: str, bandwidth: float) -> dict:
-    from benchmarks.generation import measure_generation
+def _generation(sizes: Sizes, log, dtype: str, ceilings: dict, baseline: bool) -> dict:
+    from benchmarks.generation import run_generation
 
     log("generation:")
-    try:
-        g = measure_generation(sizes.gen_model, prompt_len=sizes.gen_prompt, new_tokens=sizes.gen_new_tokens,
-                               batches=(1, 8), repeats=sizes.gen_repeats, dtype=dtype, bandwidth=bandwidth)
-    except Exception as err:  # noqa: BLE001
-        log(f"  FAILED {describe_error(err)}")
-        return {"model": sizes.gen_model, "error": describe_error(err), "rows": []}
-    for r in g["rows"]:
-        log(f"  {g['model']} batch {r['batch']}: {r['tokens_per_s']:,.1f} tok/s"
-            + (f" vs transformers {r['baseline_tokens_per_s']:,.1f} ({r['ratio']:.2f}x)" if "ratio" in r else "")
-            + (f"; {r['roofline_fraction']:.0%} of the bandwidth roofline {r['roofline_tokens_per_s']:,.0f}"
-               if r.get("roofline_fraction") else ""))
-    return g
+    return run_generation(sizes.gen_models, prompt_len=sizes.gen_prompt, new_tokens=sizes.gen_new_tokens,
+                          repeats=sizes.gen_repeats, dtype=dtype, ceilings=ceilings, baseline=baseline, log=log)
 
 
-def _sizes(quick: bool, models, batch_size, seq_len, steps, gen_model) -> Sizes:
+def _sizes(quick: bool, models, batch_size, seq_len, steps, gen_models) -> Sizes:
     """QUICK or FULL with the command line's overrides (each None when not given)."""
     base = QUICK if quick else FULL
     if models:
@@ -263,12 +316,12 @@ def _sizes(quick: bool, models, batch_size, seq_len, steps, gen_model) -> Sizes:
     bs = {m: batch_size or base.batch_size.get(m, 8) for m in base.models}
     sl = {m: seq_len or base.seq_len.get(m, 128) for m in base.models}
     sizes = replace(base, batch_size=bs, seq_len=sl, steps=steps or base.steps)
-    return replace(sizes, gen_model=gen_model) if gen_model else sizes
+    return replace(sizes, gen_models=tuple(gen_models)) if gen_models else sizes
 
 
 def _sizes_dict(s: Sizes) -> dict:
     return {"models": list(s.models), "batch_size": s.batch_size, "seq_len": s.seq_len, "steps": s.steps,
-            "warmup": s.warmup, "generation": {"model": s.gen_model, "prompt": s.gen_prompt,
+            "warmup": s.warmup, "generation": {"models": list(s.gen_models), "prompt": s.gen_prompt,
                                                "new_tokens": s.gen_new_tokens}}
 
 

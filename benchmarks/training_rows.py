@@ -30,7 +30,8 @@ PROFILE_STEPS = 2
 
 def training_rows(sizes: Sizes, modes, n_devices: int, platform: str, dtype: str, remat: str, ceilings: dict,
                   peak: float, log, *, baseline: bool = True, interleave: bool = True,
-                  torch_gpu: dict | None = None, attention: str = "auto", profile=None) -> tuple[list[dict], dict]:
+                  torch_gpu: dict | None = None, attention: str = "auto", profile=None,
+                  probe=None, probes: list | None = None) -> tuple[list[dict], dict]:
     """(rows, baseline): every mode of every model, and the PyTorch baseline of each model.
 
     On platform gpu the baseline is one row per variant (eager, compile) from child processes: ``torch_gpu``
@@ -40,7 +41,10 @@ def training_rows(sizes: Sizes, modes, n_devices: int, platform: str, dtype: str
     With ``interleave`` a model's runs (its modes and its baseline) are all compiled first and then stepped round
     by round, one step of each per round, so that load drifting over the minutes of a run hits them alike; without
     it, or when they would not fit in memory together (``fits_together``), each run is compiled, stepped and freed
-    in turn. ``profile``: (model, mode, folder) of the row whose steps are traced (``ModelRuns.trace_steps``)."""
+    in turn. ``profile``: (model, mode, folder) of the row whose steps are traced (``ModelRuns.trace_steps``).
+    ``probe``: a function measuring the matmul rate, called after every timed round (or a lone run's timed step),
+    its readings appended to ``probes``: the device's rate under the load the timed steps ran in (suite.py scales
+    the ceilings to it)."""
     from benchmarks.baseline_torch import torch_available
 
     gpu_torch = baseline and platform == "gpu"
@@ -48,10 +52,12 @@ def training_rows(sizes: Sizes, modes, n_devices: int, platform: str, dtype: str
     rows, base_rows = [], []
     for model in sizes.models:
         runs = ModelRuns(model, sizes, n_devices, platform, dtype, remat, attention, log)
+        runs.probe, runs.probes = probe, probes if probes is not None else []
         if profile and profile[0] == model:
             runs.profile = (profile[1], profile[2])
-        runs.run(list(modes) + (["torch"] if has_torch else []), interleave, peak)
-        model_rows = [runs.mode_row(mode, ceilings, peak) for mode in modes]
+        its_modes = sizes.model_modes(model, modes)
+        runs.run(its_modes + (["torch"] if has_torch else []), interleave, peak)
+        model_rows = [runs.mode_row(mode, ceilings, peak) for mode in its_modes]
         data_row = compare_with_data(model_rows)
         if has_torch:
             base_rows.append(runs.torch_row(data_row))
@@ -82,6 +88,12 @@ class ModelRuns:
         self.failed: dict[str, dict] = {}
         self.profile: tuple[str, object] | None = None
         self.traces: dict[str, str] = {}
+        self.probe, self.probes = None, []  # the matmul probe between timed steps, and its readings
+
+    def take_probe(self) -> None:
+        """One reading of ``probe`` (if any) into ``probes``: the device's rate right after timed steps."""
+        if self.probe is not None:
+            self.probes.append(self.probe())
 
     def make(self, name: str):
         """A compiled run: ``TorchRun`` for ``torch``, else a ``TrainingRun`` of the mode on its mesh."""
@@ -134,6 +146,7 @@ class ModelRuns:
             self.runs = [(m, r) for m, r in self.runs if self.attempt(m, r.step, timed=False)]
         for _ in range(self.sizes.steps):
             self.runs = [(m, r) for m, r in self.runs if self.attempt(m, r.step)]
+            self.take_probe()
         for m, r in self.runs:
             self.attempt(m, self.trace_steps, m, r)
 
@@ -169,6 +182,8 @@ class ModelRuns:
         """The warm-up steps (untimed), then the timed steps, of one run."""
         for i in range(self.sizes.warmup + self.sizes.steps):
             run.step(timed=i >= self.sizes.warmup)
+            if i >= self.sizes.warmup:
+                self.take_probe()
 
     def mode_row(self, mode: str, ceilings: dict, peak: float) -> dict:
         """The row of ``mode``: its run's summary with MFU and prediction (the run is freed), or its error."""
@@ -187,7 +202,7 @@ class ModelRuns:
             row["profile"] = self.traces.get(mode)  # None when the trace failed: ``profile_error`` says why
             if mode not in self.traces:
                 row["profile_error"] = self.failed.get(mode, {}).get("error")
-        # provisional: MFU and the prediction are recomputed against the better of the two ceiling readings
+        # provisional: MFU and the prediction are recomputed against the mean of the two ceiling readings
         self.log(f"  {self.model:>5} {mode:<9} step {row['step_time_s']:.3f}s  {row['tokens_per_s']:,.0f} tok/s  "
                  f"compile {row['compile_s']:.1f}s  (provisional, vs the first ceiling reading: MFU {row['mfu']:.1%}, "
                  f"predicted/measured {row['predicted_over_measured']:.2f})")

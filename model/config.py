@@ -137,8 +137,8 @@ class GPTConfig(BaseModel):
 
     @property
     def biases(self) -> bool:
-        """The planner's coarse flag (wse/shape.py): biases on every projection and LayerNorm with gain and bias.
-        Exact for GPT-2 (True) and Llama (False); the planner should read ``norm`` and the ``*_bias`` fields."""
+        """Biases on every projection and LayerNorm with gain and bias (GPT-2's choices); the planner reads ``norm``
+        and the ``*_bias`` fields themselves (wse/shape.py)."""
         return self.qkv_bias and self.attn_out_bias and self.mlp_bias and self.norm == "layernorm"
 
     # ----- muP ------------------------------------------------------------------------------------------------
@@ -317,18 +317,23 @@ def get_config(name_or_path: str | Path, **overrides) -> GPTConfig:
 
 
 def _read_model_file(path: Path) -> dict:
+    from model.yaml_text import YAMLTextError, load, typed
+
     text = path.read_text(encoding="utf-8")
+    texts = None
     try:
         if path.suffix.lower() == ".json":
             fields = json.loads(text)
         else:
-            import yaml
-
-            fields = yaml.safe_load(text)
+            fields, texts = load(text)
+    except YAMLTextError as err:  # a key given twice: PyYAML would keep the last without a word
+        raise ModelConfigError(f"model file '{path}': {err}") from None
     except Exception as err:  # noqa: BLE001 - any parse error is the user's file
         raise ModelConfigError(f"model file '{path}' is not valid YAML/JSON: {first_line(err)}") from None
     if not isinstance(fields, dict):
         raise ModelConfigError(f"model file '{path}' must hold a mapping of GPTConfig fields")
+    if texts is not None:
+        fields = typed(fields, texts, GPTConfig)  # a name stays as written (YAML would make 0755 the number 493)
     return fields
 
 

@@ -31,6 +31,7 @@ from model.loss import (LOSS_CHUNK_TOKENS, cross_entropy, head_nll_sum, head_wei
                         linear_cross_entropy_with_bias, nll)
 from model.params import (check_params, init_params, initial_params, logical_axes, outside_blocks, param_labels,
                           param_shapes, path_names, weight_decay_mask)
+from model.remat import REMAT_POLICIES, remat_policy
 
 Params = dict[str, Any]
 
@@ -41,7 +42,7 @@ __all__ = [
     "gelu", "gelu_tanh", "head", "head_nll_sum", "head_weight", "init_kv_cache", "init_params", "initial_params",
     "layer_norm", "linear_cross_entropy", "linear_cross_entropy_with_bias", "logical_axes", "loss_fn", "loss_sum",
     "mlp", "nll", "norm", "outside_blocks", "param_labels", "param_shapes", "path_names", "remat_policy", "rematerialised",
-    "rms_norm", "rope_angles", "run_blocks", "silu", "unembed", "weight_decay_mask", "xla_causal_attention",
+    "rms_norm", "rope_angles", "run_blocks", "silu", "token_embedding", "unembed", "weight_decay_mask", "xla_causal_attention",
 ]
 
 
@@ -50,7 +51,7 @@ def embed(cfg: GPTConfig, params: Params, tokens: jax.Array, positions: jax.Arra
     """Token embeddings, plus learned position embeddings when the model has them, -> [B, T, d] (x
     mup_embedding_multiplier under muP). ``positions`` [B, T] default to 0 .. T-1; rotary models use them in the
     blocks instead."""
-    x = jnp.take(params["wte"], tokens, axis=0)
+    x = token_embedding(params, tokens)
     if cfg.learned_positions:
         if positions is None:
             positions = jnp.arange(tokens.shape[-1])[None, :]
@@ -58,6 +59,14 @@ def embed(cfg: GPTConfig, params: Params, tokens: jax.Array, positions: jax.Arra
     if cfg.mup:
         x = x * cfg.mup_embedding_multiplier
     return x.astype(dtype)
+
+
+def token_embedding(params: Params, tokens: jax.Array) -> jax.Array:
+    """The rows of the token embedding for ``tokens`` [...] -> [..., d]: from ``wte`` [V, d], or from ``wte_t``
+    [d, V] (vocabulary-minor: model/generate.py's decode layout on CPU, see unembed) by column."""
+    if "wte_t" in params:
+        return jnp.moveaxis(jnp.take(params["wte_t"], tokens, axis=1), 0, -1)
+    return jnp.take(params["wte"], tokens, axis=0)
 
 
 def attention_scale(cfg: GPTConfig) -> float:
@@ -133,9 +142,15 @@ def head(cfg: GPTConfig, params: Params, x: jax.Array) -> jax.Array:
 
 def unembed(cfg: GPTConfig, params: Params, h: jax.Array) -> jax.Array:
     """Normalised hidden states [..., d] -> float32 logits [..., V] through the tied embedding or the untied head,
-    plus the LM-head bias when the model has one (x 1/m_w under muP)."""
-    w = head_weight(cfg, params)
-    logits = jnp.einsum("...d,vd->...v", h, w.astype(h.dtype), preferred_element_type=jnp.float32)
+    plus the LM-head bias when the model has one (x 1/m_w under muP). The head is stored [V, d] (``wte`` or
+    ``lm_head/weight``) or, in model/generate.py's decode layout on CPU, [d, V] (``wte_t`` or ``lm_head/weight_t``):
+    at batch 1 XLA:CPU streams the [d, V] layout about twice as fast (a matrix-vector product reads long rows best)."""
+    w_t = params.get("wte_t") if cfg.tied_embeddings else params["lm_head"].get("weight_t")
+    if w_t is not None:
+        logits = jnp.einsum("...d,dv->...v", h, w_t.astype(h.dtype), preferred_element_type=jnp.float32)
+    else:
+        w = head_weight(cfg, params)
+        logits = jnp.einsum("...d,vd->...v", h, w.astype(h.dtype), preferred_element_type=jnp.float32)
     if cfg.lm_head_bias:
         logits = logits + params["lm_head"]["bias"].astype(jnp.float32)
     if cfg.mup:
@@ -143,26 +158,8 @@ def unembed(cfg: GPTConfig, params: Params, h: jax.Array) -> jax.Array:
     return logits
 
 
-# Remat (rematerialisation, activation checkpointing) policies for the blocks' backward pass, cheapest first in
-# compute and dearest in memory (MaxText's remat_policy, in JAX's checkpoint-policy terms):
-#   "none"  keep every activation the backward pass needs;
-#   "dots"  keep the outputs of the weight matmuls (QKV, attention output projection, the MLP matmuls), recompute
-#           the rest (norms, activations, RoPE, attention) -- jax.checkpoint_policies.dots_with_no_batch_dims_saveable;
-#   "full"  keep only each block's input and recompute the whole block (one more forward pass, ~1/3 more FLOPs).
-REMAT_POLICIES = ("none", "dots", "full")
-
-
-def remat_policy(remat) -> str:
-    """A REMAT_POLICIES name from a policy name or a bool (True = "full", False = "none"). Raises ValueError."""
-    if remat is True or remat is False:
-        return "full" if remat else "none"
-    if remat not in REMAT_POLICIES:
-        raise ValueError(f"unknown remat policy {remat!r}; use one of {', '.join(REMAT_POLICIES)} (or true/false)")
-    return remat
-
-
 def rematerialised(fn, remat):
-    """``fn`` wrapped for the remat policy (a REMAT_POLICIES name or a bool; see remat_policy)."""
+    """``fn`` wrapped for the remat policy (model/remat.py: a REMAT_POLICIES name, or an older spelling)."""
     policy = remat_policy(remat)
     if policy == "none":
         return fn
@@ -173,7 +170,7 @@ def rematerialised(fn, remat):
 
 def run_blocks(cfg: GPTConfig, blocks: Params, x: jax.Array, remat="none", attention: str = "xla") -> jax.Array:
     """Apply a stack of blocks (leading axis = layers) in order with ``lax.scan``: one compiled block body, wrapped
-    for the ``remat`` policy (REMAT_POLICIES, or a bool), attention with the ``attention`` kernel."""
+    for the ``remat`` policy (model/remat.py's REMAT_POLICIES), attention with the ``attention`` kernel."""
     body = rematerialised(lambda h, p: (block(cfg, p, h, attention=attention), None), remat)
     x, _ = jax.lax.scan(body, x, blocks)
     return x
@@ -211,20 +208,31 @@ def init_kv_cache(cfg: GPTConfig, batch: int, length: int, dtype=jnp.float32) ->
 
 
 def forward_cached(cfg: GPTConfig, params: Params, tokens: jax.Array, positions: jax.Array, cache: tuple,
-                   cache_index, key_mask: jax.Array | None = None, dtype=jnp.float32):
+                   cache_index, key_mask: jax.Array | None = None, dtype=jnp.float32, last_only: bool = False):
     """Logits for ``tokens`` [B, T] at ``positions`` [B, T], reading and extending the KV cache at ``cache_index``.
-    Returns (logits [B, T, V], new cache). Used by model/generate.py for prefill (T = prompt) and decode (T = 1);
-    positions feed the position table or RoPE, so a left-padded row's first real token is position 0."""
+    Returns (logits [B, T, V], or [B, 1, V] for the last position only with ``last_only``; new cache). Used by
+    model/generate.py for prefill (T = prompt) and decode (T = 1); positions feed the position table or RoPE, so a
+    left-padded row's first real token is position 0.
+
+    Two layer layouts: ``params["blocks"]`` stacked on a leading layers axis with ``cache`` = (k, v) [L, B, S, K, D]
+    runs the layers in a ``lax.scan``; ``params["blocks"]`` a list of per-layer dicts with ``cache`` = (list of L k,
+    list of L v) runs them unrolled, each layer reading its own arrays (XLA:CPU copies a layer's weights out of a
+    stacked array before its matmuls, scanned or unrolled, which at batch 1 costs more than the matmuls)."""
     x = embed(cfg, params, tokens, positions, dtype=dtype)
 
-    def body(h, layer):
-        p, ck, cv = layer
-        h, (ck, cv) = block(cfg, p, h, positions=positions, kv_cache=(ck, cv), cache_index=cache_index,
-                            key_mask=key_mask)
-        return h, (ck, cv)
+    def layer(h, p, ck, cv):
+        return block(cfg, p, h, positions=positions, kv_cache=(ck, cv), cache_index=cache_index, key_mask=key_mask)
 
-    x, cache = jax.lax.scan(body, x, (params["blocks"], cache[0], cache[1]))
-    return head(cfg, params, x), cache
+    if isinstance(params["blocks"], (list, tuple)):
+        ks, vs = [], []
+        for p, ck, cv in zip(params["blocks"], *cache):
+            x, (ck, cv) = layer(x, p, ck, cv)
+            ks.append(ck)
+            vs.append(cv)
+        cache = (ks, vs)
+    else:
+        x, cache = jax.lax.scan(lambda h, xs: layer(h, *xs), x, (params["blocks"], cache[0], cache[1]))
+    return head(cfg, params, x[:, -1:] if last_only else x), cache
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import numpy as np
 
 from model.config import GPTConfig
 from model.errors import HFFormatError
-from model.hf_configs import EXPORTS, config_from_hf, config_to_hf, export_architecture
+from model.hf_configs import EXPORTS, config_from_hf, config_to_hf, export_architecture, read_hf_config
 from model.hf_files import DEFAULT_MAX_SHARD_SIZE, read_tensors
 from model.hf_tensors import FAMILIES, hf_shape, rope_permutation, rules, slice_shape, to_hf, to_ours
 
@@ -43,18 +43,7 @@ def load_hf(path: str | Path, allow_pickle: bool = False) -> tuple[GPTConfig, di
     """(GPTConfig, float32 numpy params in our stacked layout) from a local HF directory of a supported
     architecture. Raises HFFormatError naming the file, field or tensor that cannot be imported."""
     path = Path(path)
-    if not path.is_dir():
-        raise HFFormatError(f"HuggingFace directory '{path}' does not exist; give a directory with config.json and model.safetensors")
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise HFFormatError(f"'{path}' has no config.json; give a HuggingFace model directory")
-    try:
-        hf = json.loads(config_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise HFFormatError(f"{config_file} is not valid JSON ({err})") from None
-    if not isinstance(hf, dict):
-        raise HFFormatError(f"{config_file} must hold a JSON object")
-    cfg = config_from_hf(hf, name=path.resolve().name)
+    cfg, hf = read_hf_config(path)
     return cfg, params_from_hf(cfg, read_tensors(path, allow_pickle), hf["model_type"])
 
 
@@ -178,14 +167,15 @@ def _fold_mup(cfg: GPTConfig, out: dict) -> None:
 
 
 def save_hf(directory: str | Path, cfg: GPTConfig, params: dict, *, max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
-            tokenizer: str | Path | None = None, architecture: str | None = None) -> dict:
+            tokenizer: str | Path | None = None, architecture: str | None = None, staged: bool = True) -> dict:
     """Write a directory ``transformers`` loads as it loads the hub's models: ``config.json`` of ``architecture``
     (default: the one the model's fields describe, see export_architecture), float32 weights (``model.safetensors``,
     or shards of at most ``max_shard_size`` -- "5GB", "500MB", bytes -- with ``model.safetensors.index.json``),
     ``generation_config.json`` and the tokenizer files: ``tokenizer`` (a tokenizer.json file or a directory holding
     one, copied with its tokenizer_config.json) or, by default, GPT-2's when the vocabulary holds its 50257 ids (a
     smaller vocabulary gets no tokenizer files). Written into a hidden sibling and renamed into place, so a failure
-    leaves nothing behind. Returns ``{"files": [...], "shards": n, "tokenizer": "gpt2" | path | None,
+    leaves nothing behind (``staged=False``: straight into ``directory``, for a caller that stages it itself, e.g.
+    `wse convert`, which holds the destination: runtime.platform.storage). Returns ``{"files": [...], "shards": n, "tokenizer": "gpt2" | path | None,
     "architecture": name}``.
 
     Raises HFFormatError for a non-empty ``directory`` or an architecture that cannot hold the model,
@@ -207,8 +197,8 @@ def save_hf(directory: str | Path, cfg: GPTConfig, params: dict, *, max_shard_si
         tok = get_tokenizer(tokenizer)
         tok.check_model_vocab(cfg.vocab_size, f"model {cfg.name}")
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}" if staged else directory
+    tmp.mkdir(exist_ok=not staged)
     try:
         files = hf_files.write_weights(tmp, params_to_hf(cfg, params, hf["architectures"][0]), max_bytes)
         if tok is not None:
@@ -218,11 +208,13 @@ def save_hf(directory: str | Path, cfg: GPTConfig, params: dict, *, max_shard_si
             files += hf_files.write_tokenizer(tmp, cfg.max_seq_len, source, tok)
         files.append(hf_files.write_generation_config(tmp, hf["eos_token_id"], hf["bos_token_id"]))
         (tmp / "config.json").write_text(json.dumps(hf, indent=2) + "\n", encoding="utf-8")
-        if directory.is_dir():
-            directory.rmdir()
-        tmp.rename(directory)
+        if staged:
+            if directory.is_dir():
+                directory.rmdir()
+            tmp.rename(directory)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if staged:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     shards = sum(f.endswith(".safetensors") for f in files)
     return {"files": ["config.json"] + files, "shards": shards, "architecture": hf["architectures"][0],

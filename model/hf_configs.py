@@ -19,6 +19,9 @@ Qwen2/Qwen3 only with ``use_sliding_window`` true, and then only in the layers `
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from model.config import EOT_TOKEN, GPTConfig, build_config, matching_preset
 from model.errors import HFFormatError, ModelConfigError
 from model.presets import ALL_PRESETS
@@ -42,6 +45,25 @@ def _positive(hf: dict, field: str, default=None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise HFFormatError(f"config.json {field} is {value!r}; a positive integer is required")
     return value
+
+
+def read_hf_config(path: str | Path) -> tuple[GPTConfig, dict]:
+    """(GPTConfig, the config.json dict) of a local HF model directory, without reading its weights or importing
+    JAX (commands check a model's context against their arguments with it before JAX starts). Raises HFFormatError
+    for a missing directory or config.json, invalid JSON, or a config our model cannot run."""
+    path = Path(path)
+    if not path.is_dir():
+        raise HFFormatError(f"HuggingFace directory '{path}' does not exist; give a directory with config.json and model.safetensors")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise HFFormatError(f"'{path}' has no config.json; give a HuggingFace model directory")
+    try:
+        hf = json.loads(config_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise HFFormatError(f"{config_file} is not valid JSON ({err})") from None
+    if not isinstance(hf, dict):
+        raise HFFormatError(f"{config_file} must hold a JSON object")
+    return config_from_hf(hf, name=path.resolve().name), hf
 
 
 def config_from_hf(hf: dict, name: str = "hf") -> GPTConfig:

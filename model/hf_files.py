@@ -23,6 +23,7 @@ Pure Python apart from ``safetensors`` and ``tokenizers``: no JAX, no torch.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -85,19 +86,34 @@ def plan_shards(tensors: dict[str, np.ndarray], max_shard_bytes: int) -> list[li
     return shards
 
 
+def umask() -> int:
+    """The process's file-creation mask (read by setting it and putting it back: POSIX has no other way)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def save_safetensors(tensors: dict[str, np.ndarray], path: Path) -> None:
+    """safetensors' ``save_file``, with the file readable as any new file of this process would be (0644 under the
+    usual umask 022): the library writes through a private temporary file and keeps its mode 0600, so an export
+    shared with others or served by a web server could not be read by them."""
+    from safetensors.numpy import save_file
+
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    os.chmod(path, 0o666 & ~umask())
+
+
 def write_weights(directory: Path, tensors: dict[str, np.ndarray], max_shard_bytes: int) -> list[str]:
     """Write ``tensors`` as transformers does: ``model.safetensors`` when they fit in one shard, else numbered shards
     and ``model.safetensors.index.json``. Returns the file names written."""
-    from safetensors.numpy import save_file
-
     shards = plan_shards(tensors, max_shard_bytes)
     if len(shards) == 1:
-        save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+        save_safetensors(tensors, directory / "model.safetensors")
         return ["model.safetensors"]
     files, weight_map = [], {}
     for i, names in enumerate(shards, start=1):
         file = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        save_file({n: tensors[n] for n in names}, str(directory / file), metadata={"format": "pt"})
+        save_safetensors({n: tensors[n] for n in names}, directory / file)
         weight_map.update({n: file for n in names})
         files.append(file)
     index = {"metadata": {"total_size": int(sum(t.nbytes for t in tensors.values()))},
@@ -155,6 +171,24 @@ def write_tokenizer(directory: Path, context: int, tokenizer_json: str | Path | 
         files.append("tokenizer_config.json")
     config.update(model_max_length=context, clean_up_tokenization_spaces=False)
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return files
+
+
+def keep_tokenizer(source: str | Path, directory: str | Path, context: int) -> list[str]:
+    """Write the tokenizer a model directory ``source`` came with (its ``tokenizer.json``, the special-token files
+    beside it, its ``generation_config.json``) into ``directory`` (a checkpoint or run directory), so that the model
+    keeps tokenising with it there (model.tokenizer.model_tokenizer_dir finds it). Returns the file names written;
+    [] when ``source`` has no tokenizer.json."""
+    from model.tokenizer import get_tokenizer
+
+    source, directory = Path(source), Path(directory)
+    if not (source / "tokenizer.json").is_file():
+        return []
+    tok = get_tokenizer(source)
+    files = write_tokenizer(directory, context, source / "tokenizer.json", tok)
+    if (source / "generation_config.json").is_file():
+        shutil.copyfile(source / "generation_config.json", directory / "generation_config.json")
+        files.append("generation_config.json")
     return files
 
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.config import GPTConfig
-from model.params import param_shapes
 
 
 @dataclass(frozen=True)
@@ -114,6 +113,9 @@ FAMILIES = {"gpt2": (_gpt2_rules, "transformer.", None), "btlm": (_gpt2_rules, "
 
 def rules(cfg: GPTConfig, model_type: str) -> list[Rule]:
     """The rule table of ``model_type`` for this config: only the tensors the config has (no biases it lacks)."""
+    from model.params import param_shapes  # here, not at the top: model.params imports JAX, and the PyTorch
+    # baseline's child process maps weights with this module while leaving the device to PyTorch
+
     shapes = param_shapes(cfg)
     out = []
     for rule in FAMILIES[model_type][0](cfg):
@@ -128,6 +130,8 @@ def rules(cfg: GPTConfig, model_type: str) -> list[Rule]:
 
 def slice_shape(cfg: GPTConfig, rule: Rule) -> tuple[int, ...]:
     """Shape of our slice a rule reads (one layer's, for block tensors)."""
+    from model.params import param_shapes
+
     node = param_shapes(cfg)["blocks"] if rule.per_layer else param_shapes(cfg)
     for key in rule.path:
         node = node[key]

@@ -3,9 +3,8 @@
 ``PRESETS`` is the Cerebras-GPT family (cerebras-gpt.md: the seven published sizes, their muP variants) and the CPU
 shapes built on it; ``FAMILY_PRESETS`` the other families the model runs (Llama, Mistral, Qwen3, GPT-J): a small CPU
 shape of each and the published shapes, each with its source. ``get_config`` (model/config.py) looks names up in
-both (``ALL_PRESETS``). The simulator's preset sweeps (wse/, benchmarks/) cover ``PRESETS``: the planner does not yet
-read the families' fields (rotary positions, RMSNorm, Q/K norms, per-projection biases), so their shapes join the
-sweeps once it does.
+both (``ALL_PRESETS``); `wse info`, `wse plan` and `wse train` take every name of both, and the planner reads the
+families' fields (wse/shape.py) with the same counts (tests/wse/test_costs.py).
 
 The family CPU presets keep GPT-2's 50257-token vocabulary: the built-in GPT-2 tokenizer and corpus then train them
 with no tokenizer file, like ``tiny``. A family's own vocabulary (Llama 3's 128256, Qwen's 151936) would need its

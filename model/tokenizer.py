@@ -13,7 +13,8 @@ A model directory (a HuggingFace checkpoint: Llama, Mistral, Qwen, GPT-J ...) to
 ``tokenizer.json`` through ``get_tokenizer(DIR)``. Its end-of-text id (the document separator and where generation
 stops) is the ``eos_token`` its ``tokenizer_config.json`` names (Llama 3 ``<|end_of_text|>``, Llama 2 ``</s>``),
 else ``<|endoftext|>`` when the vocabulary has it (GPT-2, GPT-J, Qwen base), else ``eos_token_id`` of its
-``generation_config.json`` / ``config.json``; ``bos_id`` is its ``bos_token`` (None when it has none).
+``generation_config.json`` / ``config.json``; ``bos_id`` is its ``bos_token`` (None when it has none), and
+``start_ids`` what its post-processor puts before every text (Llama's begin-of-sequence token; nothing for GPT-2).
 ``vocab_size`` counts added tokens; ``token_dtype`` says whether ids fit uint16 (vocabularies of at most 65,536) or
 need uint32 (Llama 3's 128,256, Qwen's 151,665).
 
@@ -120,6 +121,12 @@ class Tokenizer:
     bos_id: int | None = None  # the begin-of-sequence id some models expect first (Llama); None for GPT-2
     bos_text: str | None = None
     vocab_size: int
+
+    @property
+    def start_ids(self) -> list[int]:
+        """The ids a sequence begins with before its text: none for GPT-2's BPE (and GPT-J's, Qwen's); a model's own
+        tokenizer.json says in its post-processor (Llama's ``<s>`` / ``<|begin_of_text|>``), see HFTokenizer."""
+        return []
 
     @property
     def token_dtype(self) -> str:
@@ -241,6 +248,15 @@ class HFTokenizer(Tokenizer):
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(_without_lone_surrogates(text), add_special_tokens=False).ids
 
+    @functools.cached_property
+    def start_ids(self) -> list[int]:
+        """The ids this tokenizer's post-processor puts before a text, as transformers adds them (the tokenizer's
+        ``add_special_tokens=True``): Llama's and Mistral's begin-of-sequence token; none for GPT-2, GPT-J, Qwen."""
+        plain = self._tok.encode("a", add_special_tokens=False).ids
+        full = self._tok.encode("a", add_special_tokens=True).ids
+        starts = [i for i in range(len(full) - len(plain) + 1) if full[i:i + len(plain)] == plain]
+        return full[:starts[0]] if starts else []
+
     def encode_batch(self, texts: list[str], num_threads: int | None = None) -> list[list[int]]:
         # HF parallelises batches itself (rayon, all cores; RAYON_NUM_THREADS caps it), so num_threads is not used.
         batch = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)  # _fast (no offsets) since 0.21
@@ -309,6 +325,34 @@ def get_tokenizer(path: str | os.PathLike | None = None, backend: str | None = N
     if backend not in BACKENDS:
         raise TokenizerError(f"unknown tokenizer backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     return _load(None, backend)
+
+
+def model_tokenizer_dir(path: str | os.PathLike | None) -> Path | None:
+    """The directory holding the ``tokenizer.json`` a model came with: a HuggingFace model directory, a checkpoint
+    directory `wse convert --from-hf` wrote, a run directory `wse finetune` wrote (or its ``checkpoints/``); None when
+    the model carries no tokenizer (GPT-2's is then the default)."""
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    for d in (p, p.parent if p.name == "checkpoints" else None):
+        if d is not None and (d / "tokenizer.json").is_file():
+            return d
+    return None
+
+
+def tokenizer_for_model(given: str | os.PathLike | None, model_path: str | os.PathLike | None,
+                        vocab_size: int | None = None, model: str = "the model") -> Tokenizer:
+    """The tokenizer to use with a model: ``given`` (a ``--tokenizer``), else the model's own (model_tokenizer_dir of
+    ``model_path``), else GPT-2's. Raises TokenizerError when ``given`` is not the tokenizer the model came with
+    (different ids for the same text: the model would read garbage), or when its ids do not fit ``vocab_size``."""
+    own = model_tokenizer_dir(model_path)
+    tok = get_tokenizer(given if given is not None else own)
+    if given is not None and own is not None and get_tokenizer(own).name != tok.name:
+        raise TokenizerError(f"{model} came with its own tokenizer ({own / 'tokenizer.json'}) and --tokenizer {given} is "
+                             "a different one; drop --tokenizer to use the model's, or give that file")
+    if vocab_size is not None:
+        tok.check_model_vocab(vocab_size, model)
+    return tok
 
 
 @functools.lru_cache(maxsize=8)

@@ -77,8 +77,15 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
 
 
 def main(argv: list[str] | None = None) -> int:
+    from runtime.errors import TrainingStopped, UserError, user_error_types
     from runtime.platform import keep_freed_memory
+    from runtime.platform.environment import check_environment, environment_error
 
+    try:
+        check_environment()  # the variables the stack reads, before JAX reads its own (environment.py)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     keep_freed_memory()  # before any command starts JAX's CPU backend (runtime/platform/allocator.py says why)
     parser, modules = build_parser()
     args = parse(parser, argv)
@@ -86,12 +93,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     module = modules[args.command]
-    from runtime.errors import TrainingStopped, user_error_types
-
     try:
         result = module.run(args)
     except user_error_types() as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError) as err:  # JAX refusing one of its environment variables is the user's too
+        bad = environment_error(err)
+        if bad is None:
+            raise
+        print(f"error: {bad}", file=sys.stderr)
         return 2
     except TrainingStopped as err:
         print(str(err), file=sys.stderr)

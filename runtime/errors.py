@@ -7,20 +7,25 @@ ValueError subclasses (they do not import runtime/); this module gathers them.
 
 from __future__ import annotations
 
-import errno
-
 
 class UserError(ValueError):
     """A mistake in what the user asked for; the message is one line naming the problem and the fix."""
 
 
-class TrainingDiverged(UserError):
-    """Training reached a non-finite loss at ``step`` (the message says so and how to recover). For `wse train` it is
-    a user error like any other; a learning-rate sweep (`wse study mup`) records it as that point's outcome."""
+class Diverged(UserError):
+    """Training produced a NaN or an infinity (loss, gradient norm, or weights about to be saved) at ``step``; nothing
+    of that step was saved. ``checkpoint``: the step of the last checkpoint (all finite), or None when there is
+    none; ``lr``: a learning rate to continue with; ``delete``/``new_run_dir``: a checkpoint to delete first, or a new
+    run dir, when resuming the last checkpoint would diverge again. The message says all of it; `wse train` and
+    `wse finetune` add the command that continues (runtime.train.divergence.continue_command)."""
 
-    def __init__(self, message: str, step: int):
+    def __init__(self, message: str, *, step: int, checkpoint: int | None, lr: float | None = None,
+                 detail: str | None = None, delete: str | None = None, new_run_dir: str | None = None):
         super().__init__(message)
-        self.step = step
+        self.step, self.checkpoint, self.lr = step, checkpoint, lr  # lr: the learning rate to suggest
+        self.detail = detail or message  # what was not finite
+        # how to continue (runtime.train.divergence): delete a checkpoint first, or start in a new run dir
+        self.delete, self.new_run_dir = delete, new_run_dir
 
 
 class TrainingStopped(Exception):
@@ -46,17 +51,3 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     except ImportError:  # the simulator package is optional for the commands that do not plan
         pass
     return tuple(types)
-
-
-def disk_full(err: BaseException) -> bool:
-    """Whether an exception (or one it was raised from) says the disk is full: ENOSPC from the OS, or TensorStore's
-    RESOURCE_EXHAUSTED "No space left on device" as Orbax re-raises it."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-            return True
-        if "no space left on device" in str(err).lower():
-            return True
-        err = err.__cause__ or err.__context__
-    return False

@@ -39,8 +39,8 @@ TUTORIAL_TRAIN_STEPS = SHORT_RUN_STEPS
 # least 48 tokens: samples under 8 such words, of 40: tiny after the tutorial's 600 x 8 steps none (mean 30 words);
 # the demo's fine-tuned model 4 (mean 24; its seed-0 samples, the ones it prints, 22 and 18). On a demo-preset model
 # trained at LR 3e-3 and fine-tuned: at least 32 tokens 1 of 40 (one stopped early); penalty 1.2: 14; 1.4: 4; top-p
-# 0.9: 8; T 0.9: 3; the earlier T 0.7, top-k 40, top-p 1, penalty 1.1, 48 tokens: 6 of 16. `wse generate` stays greedy
-# without a penalty by default; the demo prints the flags that give the same text as here.
+# 0.9: 8; T 0.9: 3; the earlier T 0.7, top-k 40, top-p 1, penalty 1.1, 48 tokens: 6 of 16. These are `wse generate`'s
+# defaults too (its minimum capped at --max-new-tokens), so it prints the same text; greedy is --temperature 0.
 EVAL_BATCH = 16
 GENERATE_TOKENS = 64
 SAMPLING = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "seed": 0, "repetition_penalty": 1.3, "min_new_tokens": 48}
@@ -79,8 +79,8 @@ class TaskData:
 def load_pretrain_data(*paths: str | os.PathLike, val_fraction: float | None = None, progress: bool = False) -> PretrainData:
     """The data to pre-train on. No argument: the built-in python-docs corpus (prepared once, then cached).
 
-    Arguments: a directory written by `wse data` (used as is), or ``.txt``/``.md``/``.jsonl`` files and directories of
-    them, tokenised once into the cache (``runtime.data.cache_dir()/data/user-*``) and reused while unchanged.
+    Arguments: a directory written by `wse data` (used as is), or any `wse data` input (text and source files, JSONL,
+    Parquet/Arrow, directories of them; one text file is split by size for validation), tokenised once into the cache (``runtime.data.cache_dir()/data/user-*``) and reused while unchanged.
     """
     from runtime import data
 
@@ -221,8 +221,11 @@ class Model:
         from runtime.train import finetune as ft
 
         source = ft.load_starting_model(run_dir)
-        shape = ("vocab_size", "max_seq_len", "n_layers", "d_model", "n_heads", "d_head", "d_ffn", "mup")
-        if any(getattr(source.cfg, k) != getattr(self.config, k) for k in shape):
+        # the network the weights belong to: every field but the name and the training recipe (shape, positions,
+        # norms, FFN, K/V heads, biases, tying, residual, muP)
+        recipe = ("name", "batch_size", "learning_rate", "lr_decay", "adam_eps", "init_std")
+        network = lambda cfg: {k: v for k, v in cfg.model_dump().items() if k not in recipe}  # noqa: E731
+        if network(source.cfg) != network(self.config):
             raise UserError(f"{run_dir} holds a {source.cfg.name} model, not this {self.config.name}; load it with "
                             f"initialize_model('{source.cfg.name}') or a model file of its shape")
         self.params, self.checkpoint = source.params, Path(run_dir)
@@ -267,16 +270,19 @@ class Model:
         ``temperature=0``."""
         from model.generate import GenerationError, generate
         from model.tokenizer import TokenizerError, get_tokenizer
+        from runtime.sampling import sampling_settings
 
         tok = get_tokenizer()
         ids = tok.encode(prompt) or [tok.eot_id]
         max_new_tokens = min(max_new_tokens, self.config.max_seq_len - len(ids))
+        # the default minimum (SAMPLING) is cut to what fits, as transformers stops at the maximum
+        sampling = sampling_settings(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                     repetition_penalty=repetition_penalty, seed=seed,
+                                     min_new_tokens=min(min_new_tokens, max_new_tokens))
         try:
             tok.check_model_vocab(self.config.vocab_size, f"model '{self.config.name}'")
-            out = generate(self.config, self._weights(), [ids], max_new_tokens, temperature=temperature, top_k=top_k,
-                           top_p=top_p, seed=seed, eot_id=tok.eot_id, vocab_limit=tok.vocab_size,
-                           repetition_penalty=repetition_penalty,
-                           min_new_tokens=min(min_new_tokens, max_new_tokens))
+            out = generate(self.config, self._weights(), [ids], max_new_tokens, eot_id=tok.eot_id,
+                           vocab_limit=tok.vocab_size, **sampling)
         except (GenerationError, TokenizerError) as err:
             raise UserError(str(err)) from None
         return tok.decode(out.tokens[0])
@@ -291,7 +297,8 @@ class Model:
         """
         import math
 
-        seq_len = seq_len or self._short(SHORT_RUN)["seq_len"]
+        trained = [h for h in self.history if h["kind"] == "train"]
+        seq_len = seq_len or (trained[-1]["seq_len"] if trained else self._short(SHORT_RUN)["seq_len"])
         if data is None:
             data = self.data or load_pretrain_data()
         if isinstance(data, (str, os.PathLike)):
@@ -304,21 +311,23 @@ class Model:
             loss, n = self._task_loss(data, seq_len)
             return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 700.0)), "tokens": n, "data": data.path,
                     "what": "completion tokens of the held-out examples"}
-        from runtime.train.evaluate import evaluate_tokens
+        from runtime.train.evaluate import evaluate_split, evaluate_tokens
 
         if isinstance(data, PretrainData):
             from runtime.data import TokenDataset
 
-            ds = TokenDataset(data.directory, "val")
-            tokens, where = ds.window(0, len(ds)), f"{data.source} (validation split)"
-        else:
-            from model.tokenizer import get_tokenizer
-            from runtime.data import read_text
+            r = evaluate_split(self.config, self._weights(), TokenDataset(data.directory, "val"), seq_len, EVAL_BATCH)
+            return {"val_loss": r.loss, "val_perplexity": r.perplexity, "tokens": r.predictions,
+                    "data": f"{data.source} (validation split)",
+                    "what": f"next-token loss over every {seq_len} + 1-token window of the validation split, as "
+                            "training's validation reports it when train.eval_batches covers the split"}
+        from model.tokenizer import get_tokenizer
+        from runtime.data import read_text
 
-            tokens, where = get_tokenizer().encode(read_text(data)), str(data)
+        tokens, where = get_tokenizer().encode(read_text(data)), str(data)
         r = evaluate_tokens(self.config, self._weights(), tokens, seq_len, batch_size=EVAL_BATCH)
         return {"val_loss": r.loss, "val_perplexity": r.perplexity, "tokens": r.tokens, "data": where,
-                "what": f"next-token loss in {seq_len}-token windows"}
+                "what": f"next-token loss in {seq_len}-token windows, as `wse eval` scores a text file"}
 
     def _task_loss(self, tasks: TaskData, seq_len: int) -> tuple[float, int]:
         from model.tokenizer import get_tokenizer
@@ -334,12 +343,13 @@ class Model:
              batch_size: int | None = None, seq_len: int | None = None, picture: str | os.PathLike | None = None,
              timeline: str | os.PathLike | None = None) -> dict:
         """The wafer plan for this model (`wse plan --model <preset> --system <system>`): mode, stages, step time,
-        memory, assumptions; ``picture``/``timeline`` write the PNGs."""
+        memory, assumptions; ``picture``/``timeline`` write the PNGs (replacing earlier ones: a notebook cell runs
+        again)."""
         from runtime.planning import plan_model
 
         return plan_model(self.preset, system, systems=systems, mode=mode, batch_size=batch_size, seq_len=seq_len,
                           picture=None if picture is None else str(picture),
-                          timeline=None if timeline is None else str(timeline))
+                          timeline=None if timeline is None else str(timeline), overwrite=True)
 
 
 def initialize_model(preset: str = "tiny", *, devices: int | None = 8, mesh: dict | None = None, mode: str = "auto",

@@ -1,7 +1,8 @@
 """A GPT model as the planners see it: a sequence of layers with parameters, FLOPs, fabric traffic and activations.
 
-The simulator reads a model *shape* (wse.shape: the GPT-2 fields, plus planning-only grouped-query attention, gated
-FFN, untied embeddings) and computes everything itself, so wse/ never imports model/. FLOP conventions, per token:
+The simulator reads a model *shape* (wse.shape: the shape fields and the architecture choices model.config's
+GPTConfig describes: grouped-query attention, gated FFN, untied embeddings, norms, biases, parallel residual) and
+computes everything itself, so wse/ never imports model/. FLOP conventions, per token:
 
 - ``training_flops_per_token`` (this project's, "ours"): dense matmuls, the full-square QK^T and attention-times-V
   matmuls, and the logit matmul; backward is twice forward; no recomputation counted (Megatron's model FLOPs).
@@ -51,6 +52,7 @@ class Layer:
         per token, so the fabric time scales as this over sqrt(A).
     stash_values_per_token: activations kept from forward for backward.
     input_values_per_token: what a recomputing backward must keep instead (the layer's input).
+    matmul_output_values_per_token: the outputs of its weight matmuls (what remat "dots" keeps: the matmuls' N).
     attention_flops_per_token: the part of flops_per_token in the QK^T and attention-times-V matmuls.
     matmuls: its forward matmuls, for the kernel model.
     kv_values_per_token: K and V values a decoder caches per token (attention layers).
@@ -71,6 +73,7 @@ class Layer:
     matmuls: tuple[Matmul, ...] = ()
     kv_values_per_token: int = 0
     phases: int = 0
+    matmul_output_values_per_token: float = 0.0
 
     @property
     def weight_params(self) -> int:
@@ -83,24 +86,33 @@ def _dense(matmuls: tuple[Matmul, ...]) -> tuple[float, float]:
     return 2.0 * sum(m.k * m.n for m in dense), sum(math.sqrt(m.k * m.n) for m in dense)
 
 
+def _matmul_outputs(matmuls: tuple[Matmul, ...]) -> float:
+    """Values per token the dense matmuls of a layer write (their N)."""
+    return float(sum(m.n for m in matmuls if m.heads == 0))
+
+
 def attention_layer(s: PlanShape, seq_len: int, probs_stashed: bool) -> Layer:
     d, kv, q = s.d_model, s.kv_width, s.q_width
     matmuls = (Matmul(d, q), Matmul(d, kv), Matmul(d, kv), Matmul(q, d),
                Matmul(s.d_head, seq_len, s.n_heads, "scores"), Matmul(seq_len, s.d_head, s.n_heads, "values"))
     dense_flops, fabric = _dense(matmuls)
     attention_flops = 2.0 * 2 * seq_len * s.n_heads * s.d_head
+    biases = ((q + 2 * kv) if s.qkv_bias else 0) + (d if s.attn_out_bias else 0)
     return Layer(
         name="attention",
-        params=d * q + 2 * d * kv + q * d + ((q + 2 * kv + d) if s.biases else 0) + s.norm_params,
+        params=d * q + 2 * d * kv + q * d + biases + s.norm_params + (2 * s.d_head if s.qk_norm else 0),
         replica_params=0,
         flops_per_token=dense_flops + attention_flops,
         fabric_values_per_token=fabric,
-        # norm input and output, Q, K, V, probabilities, context before the output projection
-        stash_values_per_token=2 * d + 2 * q + 2 * kv + (s.n_heads * seq_len if probs_stashed else 0),
+        # norm input and output, Q, K, V (and with Q/K norms their inputs), probabilities, context before the output
+        # projection
+        stash_values_per_token=2 * d + 2 * q + 2 * kv + ((q + kv) if s.qk_norm else 0)
+        + (s.n_heads * seq_len if probs_stashed else 0),
         input_values_per_token=d, recomputable=True, attention_flops_per_token=attention_flops,
         matmuls=matmuls, kv_values_per_token=2 * kv,
         # norm, Q, K, V, rotary (rotary models), scores, softmax, values, output projection, residual add
         phases=9 + (0 if s.learned_positions else 1),
+        matmul_output_values_per_token=_matmul_outputs(matmuls),
     )
 
 
@@ -113,13 +125,14 @@ def ffn_layer(s: PlanShape) -> Layer:
     own_norm = not s.parallel_residual
     return Layer(
         name="ffn",
-        params=(inputs + 1) * d * f + ((inputs * f + d) if s.biases else 0) + (s.norm_params if own_norm else 0),
+        params=(inputs + 1) * d * f + ((inputs * f + d) if s.mlp_bias else 0) + (s.norm_params if own_norm else 0),
         replica_params=0, flops_per_token=dense_flops, fabric_values_per_token=fabric,
         # norm input and output; GELU input and output (gated: gate and up pre-activations and their product)
         stash_values_per_token=(2 * d if own_norm else d) + (3 if s.ffn_gated else 2) * f,
         input_values_per_token=d, recomputable=True, matmuls=matmuls,
         # norm, each input matrix, activation, output matrix, residual add
         phases=(1 if own_norm else 0) + inputs + 3,
+        matmul_output_values_per_token=_matmul_outputs(matmuls),
     )
 
 
@@ -151,6 +164,8 @@ def model_layers(shape, seq_len: int, *, split_blocks: bool = True, attention_pr
                 attention_flops_per_token=attention.attention_flops_per_token,
                 matmuls=attention.matmuls + ffn.matmuls, kv_values_per_token=attention.kv_values_per_token,
                 phases=attention.phases + ffn.phases,
+                matmul_output_values_per_token=(attention.matmul_output_values_per_token
+                                                + ffn.matmul_output_values_per_token),
             ))
     head = Matmul(d, V)
     layers.append(Layer(

@@ -13,7 +13,9 @@ HELP = "benchmark training, generation and the planner on this machine; compare 
 def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="small sizes (tiny and small presets, batch 8 x 128, 2 steps): under 3 minutes on 2 cores")
-    parser.add_argument("--out", metavar="DIR", help="output folder (default bench-out/<timestamp>)")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default bench-out/<timestamp>); written when the "
+                                                     "bench is complete, never over an earlier result (see --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier bench result in --out")
     parser.add_argument("--scaling", action="store_true",
                         help="add the scaling study: simulated CS-2/CS-3 clusters and measured 1/2/4/8 CPU devices")
     parser.add_argument("--platform", default="auto", choices=("auto", "cpu", "gpu", "tpu"),
@@ -26,7 +28,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, metavar="SEQS", help="global sequences per step for every model")
     parser.add_argument("--seq-len", type=int, metavar="T", help="tokens per sequence for every model")
     parser.add_argument("--steps", type=int, metavar="N", help="timed steps per row (after one warm-up step)")
-    parser.add_argument("--gen-model", metavar="PRESET", help="model for the generation benchmark (default: 111M; with --quick: small)")
+    parser.add_argument("--gen-model", metavar="LIST",
+                        help="comma-separated presets for the generation benchmark (default: small,111M; with --quick: "
+                             "small)")
     parser.add_argument("--remat", choices=("auto", "none", "dots", "full"), default="auto",
                         help="remat policy for the backward pass: auto (default, as `wse train`: the cheapest that fits "
                              "a device; each row records the plan's decision), none, dots (keep the weight matmuls' "
@@ -38,6 +42,8 @@ def add_arguments(parser) -> None:
                         help="run each mode to completion in turn instead of interleaving their steps (less memory)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the PyTorch + transformers baselines")
     parser.add_argument("--no-generation", action="store_true", help="skip the generation benchmark")
+    parser.add_argument("--no-training", action="store_true",
+                        help="skip the training rows and their baseline (ceilings, generation and planner only)")
     parser.add_argument("--profile", metavar="MODEL:MODE",
                         help="trace one row with jax.profiler, e.g. tiny:data: after its timed steps, two more "
                              "(untimed) steps of it into OUT/profile (TensorBoard's profile plugin, or Perfetto)")
@@ -80,8 +86,8 @@ def run(args) -> dict:
     from model.config import get_config
     from runtime.errors import UserError
 
-    models = _list(args.models)
-    for m in (models or []) + ([args.gen_model] if args.gen_model else []):
+    models, gen_models = _list(args.models), _list(args.gen_model)
+    for m in (models or []) + (gen_models or []):
         get_config(m)  # unknown preset: one-line error before JAX starts
     modes = _list(args.modes, ("data", "pipelined", "streaming"), "mode")
     for name in ("devices", "batch_size", "seq_len", "steps"):
@@ -89,12 +95,10 @@ def run(args) -> dict:
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     out = Path(args.out or f"bench-out/{datetime.now().strftime('%Y%m%d-%H%M%S')}")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder")
-    profile = _profile_row(args.profile, models, modes, args.quick, out)
-
+    _check_out(out, args.overwrite)  # before minutes of benchmarking
     from benchmarks.report import write
     from benchmarks.suite import run_bench
+    from runtime.platform.storage import install, writing
 
     import time
 
@@ -103,13 +107,58 @@ def run(args) -> dict:
     def log(line: str) -> None:
         print(f"[{time.perf_counter() - start:6.1f}s] {line}", file=sys.stderr, flush=True)
 
-    result = run_bench(quick=args.quick, devices=args.devices, platform=args.platform, dtype=args.dtype,
-                       remat=args.remat, attention=args.attention, models=models, modes=tuple(modes), batch_size=args.batch_size,
-                       seq_len=args.seq_len, steps=args.steps, scaling=args.scaling, baseline=not args.no_baseline,
-                       generation=not args.no_generation, gen_model=args.gen_model,
-                       interleave=not args.sequential, profile=profile, log=log)
-    result["files"] = write(result, out)
+    tmp = _stage(out)  # results, plots and the profile are written here, then renamed into place
+    try:
+        profile = _profile_row(args.profile, models, modes, args.quick, tmp.path)
+        result = run_bench(quick=args.quick, devices=args.devices, platform=args.platform, dtype=args.dtype,
+                           remat=args.remat, attention=args.attention, models=models, modes=tuple(modes),
+                           batch_size=args.batch_size, seq_len=args.seq_len, steps=args.steps, scaling=args.scaling,
+                           baseline=not args.no_baseline, generation=not args.no_generation, gen_models=gen_models,
+                           training=not args.no_training, interleave=not args.sequential, profile=profile, log=log)
+        with writing(out, what="writing the bench results", fix="free space or choose another --out",
+                     readonly_fix="choose a writable --out"):
+            result = _relocate(result, str(tmp.path), str(out.absolute()))
+            result["files"] = write(result, tmp.path, final=out)
+            install(tmp.path, out, overwrite=args.overwrite)
+    finally:
+        tmp.__exit__(None, None, None)
     return result
+
+
+def _check_out(out, overwrite: bool) -> None:
+    """--out must be new, empty, or (with --overwrite) an earlier bench result; no other process may be writing it."""
+    from runtime.errors import UserError
+    from runtime.platform.storage import live_writer
+
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / "bench.json").is_file():
+            raise UserError(f"--out {out} holds other files; give a new or empty folder")
+        if not overwrite:
+            raise UserError(f"--out {out} holds an earlier bench result; pass --overwrite to replace it or choose "
+                            "another folder")
+    if live_writer(out):
+        raise UserError(f"--out {out} is being written by another `wse bench`; wait for it or choose another folder")
+
+
+def _stage(out):
+    """A held hidden sibling of ``out`` to write into (runtime.platform.storage.Temporary), entered."""
+    from runtime.platform.storage import Temporary, clean_stale, writing
+
+    with writing(out, what="writing the bench results", readonly_fix="choose a writable --out"):
+        out.absolute().parent.mkdir(parents=True, exist_ok=True)
+        clean_stale(out)
+        return Temporary(out, directory=True).__enter__()
+
+
+def _relocate(tree, old: str, new: str):
+    """``tree`` with every string path under ``old`` moved under ``new``."""
+    if isinstance(tree, dict):
+        return {k: _relocate(v, old, new) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_relocate(v, old, new) for v in tree]
+    return new + tree[len(old):] if isinstance(tree, str) and tree.startswith(old) else tree
 
 
 def render(result: dict, console) -> None:

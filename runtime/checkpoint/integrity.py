@@ -21,6 +21,13 @@ def tree_checksums(tree) -> dict[str, list[int]]:
     device memory are summed on their devices (one jitted call); arrays in host memory (weight streaming) and NumPy
     arrays are summed by NumPy where they are, with the same arithmetic, so no weights are pulled onto a device.
     """
+    return checksums_and_nonfinite(tree)[0]
+
+
+def checksums_and_nonfinite(tree) -> tuple[dict[str, list[int]], list[str]]:
+    """(``tree_checksums(tree)``, the names of the leaves holding a NaN or an infinity), in the same pass over the
+    arrays: a checkpoint is summed when it is saved and when it is read, so checking that its weights are finite
+    there costs no extra read of them."""
     import jax
     import numpy as np
 
@@ -31,9 +38,13 @@ def tree_checksums(tree) -> dict[str, list[int]]:
         sums.update(zip(on_device, jax.device_get(_checksum_jit()([leaves[i][1] for i in on_device]))))
     for i, (_, x) in enumerate(leaves):
         if i not in sums:
-            b = _bits_np(np.asarray(x))
-            sums[i] = (b.sum(dtype=np.uint32), (b * b).sum(dtype=np.uint32))
-    return {_path_name(p): [int(sums[i][0]), int(sums[i][1])] for i, (p, _) in enumerate(leaves)}
+            a = np.asarray(x)
+            b = _bits_np(a)
+            finite = bool(np.isfinite(a).all()) if np.issubdtype(a.dtype, np.floating) else True
+            sums[i] = (b.sum(dtype=np.uint32), (b * b).sum(dtype=np.uint32), finite)
+    names = [_path_name(p) for p, _ in leaves]
+    return ({name: [int(sums[i][0]), int(sums[i][1])] for i, name in enumerate(names)},
+            [name for i, name in enumerate(names) if not bool(sums[i][2])])
 
 
 def _in_host_memory(x) -> bool:
@@ -68,7 +79,8 @@ def _checksum_jit():
 
     def one(x):
         b = bits(x)
-        return jnp.sum(b, dtype=jnp.uint32), jnp.sum(b * b, dtype=jnp.uint32)
+        finite = jnp.all(jnp.isfinite(x)) if jnp.issubdtype(x.dtype, jnp.floating) else jnp.bool_(True)
+        return jnp.sum(b, dtype=jnp.uint32), jnp.sum(b * b, dtype=jnp.uint32), finite
 
     return jax.jit(lambda xs: [one(x) for x in xs])
 
@@ -79,13 +91,13 @@ def _path_name(path) -> str:
     return "/".join(path_names(path)) or "<root>"
 
 
-def verify_checksums(item: str, tree, expected: dict | None, where: str, fix: str) -> None:
+def verify_checksums(item: str, tree, expected: dict | None, where: str, fix: str) -> list[str]:
     """UserError (naming ``where``, the leaf and ``fix``) when ``tree`` does not match the saved ``expected`` sums
-    (None: a checkpoint from before checksums, accepted)."""
-    if expected is None:
-        return
-    got = tree_checksums(tree)
-    for name, sums in expected.items():
+    (None: a checkpoint from before checksums, accepted); returns the names of the leaves that are not finite (for the
+    caller to refuse: a diverged run's weights match their checksums, NaN bits are stable)."""
+    got, nonfinite = checksums_and_nonfinite(tree)
+    for name, sums in (expected or {}).items():
         if got.get(name) != list(sums):
             raise UserError(f"{where}: {item} '{name}' does not match its checksum (the files are corrupt); "
                             f"{fix}")
+    return nonfinite

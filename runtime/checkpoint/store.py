@@ -12,6 +12,10 @@ A checkpoint directory is an Orbax ``CheckpointManager`` directory (``<dir>/<ste
 ``load_model`` reads either (a run dir or a checkpoint dir) and takes the latest complete step: Orbax writes each
 step to ``<step>.orbax-checkpoint-tmp`` and renames it when complete, so a half-written step (a process killed
 mid-save) is never picked, and the next save in that run clears the leftover.
+
+Every save checks that the arrays are finite (runtime.errors.Diverged otherwise, nothing written), and every read
+refuses a step whose arrays are not, or that is damaged (runtime.checkpoint.diagnose: which piece, which step, and
+the previous complete step as the fix). A full or read-only destination is one line (runtime.platform.storage).
 """
 
 from __future__ import annotations
@@ -22,16 +26,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from model.errors import first_line
-from runtime.checkpoint.integrity import tree_checksums, verify_checksums
-from runtime.errors import UserError, disk_full
+from runtime.checkpoint import diagnose
+from runtime.checkpoint.diagnose import INTEGRITY_ITEM, MODEL_ITEM, OPT_ITEM, PARAMS_ITEM, TRAIN_ITEM
+from runtime.checkpoint.integrity import checksums_and_nonfinite, verify_checksums
+from runtime.errors import Diverged, UserError
+from runtime.platform.storage import storage_error
 
-MODEL_ITEM, PARAMS_ITEM = "model", "params"
-OPT_ITEM, TRAIN_ITEM, INTEGRITY_ITEM = "opt_state", "train_state", "integrity"
 # GPTConfig fields that are the published training recipe rather than the network: two configs that differ only in
 # these (or the name) describe the same weights.
-# How to get out of a damaged step, in every error about one.
-_FIX = "restore it from a copy, or delete that step's directory to fall back to the previous checkpoint"
 _RECIPE_FIELDS = ("name", "batch_size", "learning_rate", "lr_decay", "adam_eps")
 
 
@@ -47,28 +49,13 @@ def manager(directory: str | Path, *, keep: int | None = None, read_only: bool =
     """An Orbax CheckpointManager; ``read_only`` ones never create, clean or delete anything."""
     import orbax.checkpoint as ocp
 
-    if read_only:
-        _quiet_read_only_warning()
+    diagnose.quiet_orbax()  # its abandoned background work after a failure we report (diagnose.py)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None if read_only else keep, create=not read_only, read_only=read_only,
         enable_async_checkpointing=async_save, cleanup_tmp_directories=not read_only,
         save_interval_steps=0 if read_only else 1,
     )
     return ocp.CheckpointManager(Path(directory).absolute(), options=options)
-
-
-def _quiet_read_only_warning() -> None:
-    """Orbax logs a warning every time a read-only manager opens; reading a checkpoint is not worth a warning."""
-    import logging
-
-    logger = logging.getLogger("absl")
-    if not any(isinstance(f, _DropReadOnly) for f in logger.filters):
-        logger.addFilter(_DropReadOnly())
-
-
-class _DropReadOnly:
-    def filter(self, record) -> bool:
-        return not str(record.msg).startswith("Given directory is read only")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -79,17 +66,37 @@ def save_model(directory: str | Path, cfg, params, step: int = 0) -> Path:
     """Write a model-only checkpoint (config + parameters) at ``step``; refuses to overwrite an existing one."""
     import orbax.checkpoint as ocp
 
+    from runtime.platform.storage import Finished, Temporary, clean_stale, install, live_writer, writing
+
     directory = Path(directory)
     if directory.exists() and any(directory.iterdir()):
         raise UserError(f"output directory '{directory}' is not empty; choose a new --out directory")
-    mgr = manager(directory, async_save=False)
-    mgr.save(step, args=ocp.args.Composite(**{
-        MODEL_ITEM: ocp.args.JsonSave(cfg.model_dump()),
-        PARAMS_ITEM: ocp.args.StandardSave(params),
-        INTEGRITY_ITEM: ocp.args.JsonSave({PARAMS_ITEM: tree_checksums(params)}),
-    }))
-    mgr.wait_until_finished()
-    mgr.close()
+    sums, bad = checksums_and_nonfinite(params)
+    if bad:
+        raise UserError(f"the weights are not finite (NaN or inf in '{bad[0]}'); nothing was written to '{directory}'")
+    with writing(directory, _tree_bytes(params), what="writing the checkpoint", fix="free space or choose another --out",
+                 readonly_fix="choose a writable --out"):
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        if live_writer(directory):
+            raise UserError(f"'{directory}' is being written by another process; wait for it or choose another --out")
+        clean_stale(directory)
+        # built in a hidden sibling and renamed into place: a killed or failed save leaves no half checkpoint at --out
+        with Temporary(directory, directory=True) as tmp:
+            mgr = manager(tmp.path, async_save=False)
+            try:
+                mgr.save(step, args=ocp.args.Composite(**{
+                    MODEL_ITEM: ocp.args.JsonSave(cfg.model_dump()),
+                    PARAMS_ITEM: ocp.args.StandardSave(params),
+                    INTEGRITY_ITEM: ocp.args.JsonSave({PARAMS_ITEM: sums}),
+                }))
+                mgr.wait_until_finished()
+            finally:
+                mgr.close()
+            try:
+                install(tmp.path, directory, overwrite=False)
+            except Finished:
+                raise UserError(f"output directory '{directory}' was filled by another process meanwhile; it is left "
+                                "as it is: choose a new --out directory") from None
     return directory
 
 
@@ -122,7 +129,8 @@ def load_model(path: str | Path, step: int | None = None, shardings: Any = None)
         step = mgr.latest_step() if step is None else step
         if step is None:
             raise UserError(f"'{path}' holds no complete checkpoint; give a directory written by `wse train` or `wse convert`")
-        cfg = _read_model(mgr, step, path)
+        diagnose.check_pieces(d, step, training=False)
+        cfg = _read_model(mgr, step, resume=False)
         shapes = param_shapes(cfg)
         is_shape = lambda x: isinstance(x, tuple)  # noqa: E731
         if shardings is None:
@@ -130,9 +138,11 @@ def load_model(path: str | Path, step: int | None = None, shardings: Any = None)
             shardings = jax.tree.map(lambda s: dev, shapes, is_leaf=is_shape)
         abstract = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s, "float32", sharding=sh), shapes, shardings,
                                 is_leaf=is_shape)
-        params = _restore_item(mgr, step, PARAMS_ITEM, abstract, path)
-        verify_checksums(PARAMS_ITEM, params, _read_json(mgr, step, INTEGRITY_ITEM, path, optional=True).get(PARAMS_ITEM),
-                         f"checkpoint '{path}' step {step}", _FIX)
+        params = _restore_item(mgr, step, PARAMS_ITEM, abstract, resume=False)
+        bad = verify_checksums(PARAMS_ITEM, params, _read_json(mgr, step, INTEGRITY_ITEM, resume=False, optional=True).get(PARAMS_ITEM),
+                               f"checkpoint '{path}' step {step}", diagnose.fallback(d, step, resume=False))
+        if bad:  # generate, eval, convert and fine-tuning never start from NaN weights
+            raise diagnose.nonfinite(d, step, "weights", bad, resume=False)
         return cfg, params
     finally:
         mgr.close()
@@ -177,14 +187,14 @@ class RunCheckpoints:
     def read_meta(self, step: int | None = None) -> tuple[Any, dict]:
         """(GPTConfig, train_state dict) of a step (default: the latest), without touching the arrays."""
         step = self._step(step)
+        if not diagnose.is_training_step(self.directory / str(step)):
+            raise UserError(f"'{self.directory}' step {step} is a model-only checkpoint, not a training run; "
+                            "fine-tune from it or choose another train.run_dir")
+        diagnose.check_pieces(self.directory, step, training=True)  # damaged is not model-only
         mgr = manager(self.directory, read_only=True)
         try:
-            cfg = _read_model(mgr, step, self.run_dir)
-            state = _read_json(mgr, step, TRAIN_ITEM, self.run_dir, optional=True)
-            if not state:
-                raise UserError(f"'{self.directory}' step {step} is a model-only checkpoint, not a training run; "
-                                "fine-tune from it or choose another train.run_dir")
-            return cfg, state
+            cfg = _read_model(mgr, step)
+            return cfg, _read_json(mgr, step, TRAIN_ITEM)
         finally:
             mgr.close()
 
@@ -196,15 +206,18 @@ class RunCheckpoints:
         streaming or onto 1. Every array is checked against the saved checksums.
         """
         step = self._step(step)
-        where = f"checkpoint '{self.directory}' step {step}"
+        where, fix = f"checkpoint '{self.directory}' step {step}", diagnose.fallback(self.directory, step)
+        diagnose.check_pieces(self.directory, step, training=True)
         mgr = manager(self.directory, read_only=True)
         try:
-            state = _read_json(mgr, step, TRAIN_ITEM, self.run_dir)
-            sums = _read_json(mgr, step, INTEGRITY_ITEM, self.run_dir, optional=True)
-            params = _restore_item(mgr, step, PARAMS_ITEM, _abstract(params_target), self.run_dir)
-            verify_checksums(PARAMS_ITEM, params, sums.get(PARAMS_ITEM), where, _FIX)
-            opt_state = _restore_item(mgr, step, OPT_ITEM, _abstract(opt_target), self.run_dir)
-            verify_checksums(OPT_ITEM, opt_state, sums.get(OPT_ITEM), where, _FIX)
+            state = _read_json(mgr, step, TRAIN_ITEM)
+            sums = _read_json(mgr, step, INTEGRITY_ITEM, optional=True)
+            params = _restore_item(mgr, step, PARAMS_ITEM, _abstract(params_target))
+            bad = verify_checksums(PARAMS_ITEM, params, sums.get(PARAMS_ITEM), where, fix)
+            opt_state = _restore_item(mgr, step, OPT_ITEM, _abstract(opt_target))
+            bad += verify_checksums(OPT_ITEM, opt_state, sums.get(OPT_ITEM), where, fix)
+            if bad:  # a diverged run saved by an older version: resuming it would only go on with NaN
+                raise diagnose.nonfinite(self.directory, step, "weights or optimizer state", bad, resume=True)
             return params, opt_state, state
         finally:
             mgr.close()
@@ -221,9 +234,16 @@ class RunCheckpoints:
         """Start writing step ``step``: model config, canonical params, optimizer state, train state, checksums."""
         import orbax.checkpoint as ocp
 
+        both, bad = checksums_and_nonfinite({PARAMS_ITEM: params, OPT_ITEM: opt_state})  # one device call for both
+        if bad:  # never saved: keeping old checkpoints must not delete the last finite one for a NaN one
+            last = self.latest_step()
+            first = next((b for b in bad if b.startswith(PARAMS_ITEM + "/")), bad[0])
+            what = "weights are" if first.startswith(PARAMS_ITEM + "/") else "optimizer state is"
+            detail = f"the {what} not finite (NaN or inf in '{first.split('/', 1)[1]}')"
+            raise Diverged(f"{detail} at step {step}; nothing of step {step} was saved", step=step, checkpoint=last,
+                           detail=detail)
         if self._writer is None:
             self._writer = manager(self.directory, keep=self.keep, async_save=self.async_save)
-        both = tree_checksums({PARAMS_ITEM: params, OPT_ITEM: opt_state})  # one device call for both
         sums = {item: {k.removeprefix(item + "/"): v for k, v in both.items() if k.startswith(item + "/")}
                 for item in (PARAMS_ITEM, OPT_ITEM)}
         with self._writing():  # the previous save's failure (if any) is that step's, reported before this one starts
@@ -260,33 +280,25 @@ class RunCheckpoints:
         try:
             yield
         except Exception as err:
-            if not disk_full(err):
-                raise
             failed, need = getattr(self, "_pending", (None, None))
+            if storage_error(err, self.run_dir) is None:
+                raise
             writer, self._writer = self._writer, None
             with contextlib.suppress(Exception):
                 writer.close()
             for leftover in self.directory.glob("*.orbax-checkpoint-tmp*"):
                 shutil.rmtree(leftover, ignore_errors=True)
-            free = shutil.disk_usage(self.directory if self.directory.exists() else self.run_dir).free
             last = latest_step(self.directory) if self.directory.is_dir() else None
             kept = f"the checkpoint of step {last} is intact" if last is not None else "no earlier checkpoint exists"
-            raise UserError(f"writing the checkpoint of step {failed} in '{self.run_dir}' failed: the disk is full "
-                            f"({_size(free)} free, a checkpoint of this run needs about {_size(need or 0)}); free space "
-                            f"or move train.run_dir, then run the same command ({kept})") from None
+            raise storage_error(err, self.run_dir, need, what=f"writing the checkpoint of step {failed} in",
+                                fix=f"free space or move train.run_dir, then run the same command ({kept})",
+                                readonly_fix=f"choose another train.run_dir ({kept})") from None
 
 
 def _tree_bytes(tree) -> int:
     import jax
 
     return sum(int(getattr(x, "nbytes", 0)) for x in jax.tree.leaves(tree))
-
-
-def _size(n: float) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= size:
-            return f"{n / size:,.1f} {unit}"
-    return f"{n:,.0f} bytes"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -303,7 +315,7 @@ def _abstract(target):
     return jax.tree.map(one, target)
 
 
-def _read_model(mgr, step: int, path):
+def _read_model(mgr, step: int, resume: bool = True):
     import orbax.checkpoint as ocp
 
     from model.config import ModelConfigError, build_config
@@ -312,33 +324,33 @@ def _read_model(mgr, step: int, path):
         fields = mgr.restore(step, args=ocp.args.Composite(**{MODEL_ITEM: ocp.args.JsonRestore()}))[MODEL_ITEM]
         return build_config(dict(fields))
     except ModelConfigError as err:
-        raise UserError(f"checkpoint '{path}' step {step} has an invalid model config: {err}") from None
-    except Exception as err:  # noqa: BLE001 - unreadable metadata is a corrupt checkpoint
-        raise UserError(f"checkpoint '{path}' step {step} is corrupt or incomplete ({first_line(err)}); "
-                        f"{_FIX}") from None
+        raise UserError(f"checkpoint '{mgr.directory}' step {step} has an invalid model config: {err}") from None
+    except Exception:  # noqa: BLE001 - unreadable metadata is a damaged checkpoint
+        raise diagnose.damaged(Path(mgr.directory), step, "its model config cannot be read: the file is corrupt or "
+                               "truncated", resume) from None
 
 
-def _read_json(mgr, step: int, item: str, path, optional: bool = False) -> dict:
+def _read_json(mgr, step: int, item: str, resume: bool = True, optional: bool = False) -> dict:
     import orbax.checkpoint as ocp
 
     if optional and not (Path(mgr.directory) / str(step) / item).exists():
         return {}
     try:
         value = mgr.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item]
-    except Exception as err:  # noqa: BLE001
-        raise UserError(f"checkpoint '{path}' step {step}: {item} is corrupt or missing ({first_line(err)}); "
-                        f"{_FIX}") from None
+    except Exception:  # noqa: BLE001
+        value = None
     if not isinstance(value, dict):
-        raise UserError(f"checkpoint '{path}' step {step}: {item} is corrupt; {_FIX}")
+        raise diagnose.damaged(Path(mgr.directory), step, f"its {item} cannot be read: the file is corrupt or "
+                               "truncated", resume)
     return dict(value)
 
 
-def _restore_item(mgr, step: int, item: str, abstract, path):
+def _restore_item(mgr, step: int, item: str, abstract, resume: bool = True):
     import orbax.checkpoint as ocp
 
     try:
         return mgr.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(abstract)}))[item]
-    except Exception as err:  # noqa: BLE001
-        what = "parameters" if item == PARAMS_ITEM else item
-        raise UserError(f"checkpoint '{path}' step {step}: {what} are corrupt or incomplete "
-                        f"({first_line(err)}); {_FIX}") from None
+    except Exception:  # noqa: BLE001 - TensorStore's text is a spec dump; say which item of which step
+        what = "parameters" if item == PARAMS_ITEM else "optimizer state"
+        raise diagnose.damaged(Path(mgr.directory), step, f"its {what} cannot be read: a data file is corrupt, "
+                               "missing or truncated", resume) from None

@@ -17,9 +17,10 @@ def add_arguments(parser) -> None:
 def run(args) -> dict:
     from pathlib import Path
 
-    from runtime.commands.shared import compute_dtype, load_model_from_args, load_tokenizer
+    from runtime.commands.shared import (check_model_source, compute_dtype, load_model_from_args, load_tokenizer,
+                                         start_ids)
     from runtime.errors import UserError
-    from runtime.train.evaluate import evaluate_tokens
+    from runtime.train.evaluate import check_request, evaluate_tokens
 
     path = Path(args.text)
     if not path.is_file():
@@ -32,8 +33,14 @@ def run(args) -> dict:
         raise UserError(f"text file '{path}' is empty; give a file with at least two tokens of text")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
-    tokens = load_tokenizer(args).encode(text)
+    tok = load_tokenizer(args)
+    tokens = start_ids(tok) + tok.encode(text)
+    known = check_model_source(args)  # everything that needs no JAX first: a refusal returns in about a second
+    if known is not None:
+        load_tokenizer(args, known)  # the tokenizer's ids must fit the model's vocabulary
+        check_request(known, tokens, args.seq_len)
     cfg, params, source = load_model_from_args(args)
+    load_tokenizer(args, cfg)  # the tokenizer's ids must fit the model's vocabulary
     if max(tokens) >= cfg.vocab_size:
         raise UserError(f"token id {max(tokens)} is outside the model vocabulary (size {cfg.vocab_size}); "
                         "give the tokenizer the model was trained with (--tokenizer)")

@@ -14,13 +14,15 @@ def add_arguments(parser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--from", dest="source", metavar="CKPT_DIR",
                      help="run or checkpoint directory written by `wse train`, `wse convert` or `wse finetune`")
-    src.add_argument("--hf", metavar="DIR", help="local HuggingFace GPT-2 directory (config.json + model.safetensors)")
+    src.add_argument("--hf", metavar="DIR", help="local HuggingFace directory (config.json + model.safetensors) of "
+                     "GPT-2, Llama, Mistral, Qwen2, Qwen3 or GPT-J; its tokenizer.json is used and kept in the run dir")
     parser.add_argument("--data", required=True, metavar="FILE.jsonl|builtin",
                         help='JSONL of {"prompt", "completion"} or {"text"} per line, or "builtin" (the python-docs task set)')
     parser.add_argument("--val", metavar="FILE.jsonl",
                         help="held-out examples for validation (default: every 10th example of --data, by hash, "
                              "when it has 20 or more; the built-in set has its own split)")
-    parser.add_argument("--tokenizer", metavar="PATH", help="a tokenizer.json (or a directory holding one); default GPT-2 BPE")
+    parser.add_argument("--tokenizer", metavar="PATH", help="a tokenizer.json (or a directory holding one); default: the "
+                        "model's own (an --hf directory's, or the one kept beside a --from checkpoint), else GPT-2 BPE")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="with --hf: allow reading a pickled pytorch_model.bin (only for files you trust)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
@@ -30,14 +32,20 @@ def add_arguments(parser) -> None:
 
 def run(args) -> dict:
     from runtime.commands.shared import quiet_libraries
-    from runtime.config import parse_overrides
 
-    parse_overrides(list(args.overrides))  # a typo in a key costs no JAX start-up
     quiet_libraries()
+    from runtime.commands.train import with_command
+    from runtime.errors import Diverged
     from runtime.train.finetune import finetune
 
-    return finetune(args.source, args.data, args.overrides, hf=args.hf, val=args.val, tokenizer=args.tokenizer,
-                    allow_pickle=args.allow_pickle)
+    try:
+        return finetune(args.source, args.data, args.overrides, hf=args.hf, val=args.val, tokenizer=args.tokenizer,
+                        allow_pickle=args.allow_pickle)
+    except Diverged as err:
+        command = ["finetune", *(["--from", args.source] if args.source else ["--hf", args.hf]), "--data", args.data]
+        for flag, value in (("--val", args.val), ("--tokenizer", args.tokenizer)):
+            command += [flag, value] if value else []
+        raise with_command(err, command + (["--allow-pickle"] if args.allow_pickle else []), args.overrides) from None
 
 
 def render(result: dict, console) -> None:

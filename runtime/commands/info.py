@@ -17,14 +17,18 @@ CONVENTIONS = {
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", required=True, help="preset name (tiny, small, demo, 111M ... 13B, 111M-mup ...) or a YAML/JSON model file")
+    parser.add_argument("--model", required=True, help="any model `wse plan` takes: a preset (tiny, small, demo, "
+                        "111M ... 13B, 111M-mup ..., llama-tiny, mistral-tiny, qwen3-tiny, gptj-tiny, llama3.1-8b/70b/"
+                        "405b, llama2-7b, llama-7b, mistral-7b, qwen3-32b, gptj-6b), a planning-only published shape "
+                        "(llama3-8b, qwen2-72b, gpt2-small, gpt3-20b, gpt-1t, gpt-24t), a YAML/JSON model file "
+                        "(ModelZoo configs included) or a HuggingFace model directory (its config.json)")
 
 
 def run(args) -> dict:
-    from model.config import get_config
+    from runtime.planning import load_model
     from wse.validation.published import CEREBRAS_GPT_CARD, TRAINING_FLOPS
 
-    cfg = get_config(args.model)
+    cfg, _ = load_model(args.model)
     out = cfg.summary()
     out["flops_per_token_paper"] = cfg.flops_per_token_paper()
     out["train_flops_paper"] = cfg.flops_per_token_paper() * cfg.chinchilla_tokens

@@ -9,9 +9,11 @@ HELP = ("plan a model on a Cerebras system: training (layer-pipelined or weight-
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", default=None, help="preset name (111M ... 13B, 111M-mup ..., tiny, small, demo), a planning-only "
-                        "published shape (gptj-6b, llama-7b, llama2-7b, llama3-8b, llama3.1-8b/70b/405b, qwen3-32b, "
-                        "qwen2-72b, gpt2-small, gpt3-20b, gpt-1t, gpt-24t), or a YAML/JSON model file")
+    parser.add_argument("--model", default=None, help="a preset (111M ... 13B, 111M-mup ..., tiny, small, demo; the "
+                        "families: llama-tiny, mistral-tiny, qwen3-tiny, gptj-tiny, llama3.1-8b/70b/405b, llama2-7b, "
+                        "llama-7b, mistral-7b, qwen3-32b, gptj-6b), a planning-only published shape (llama3-8b, "
+                        "qwen2-72b, gpt2-small, gpt3-20b, gpt-1t, gpt-24t), a YAML/JSON model file (ModelZoo configs "
+                        "included) or a HuggingFace model directory (its config.json)")
     parser.add_argument("--task", choices=["train", "decode", "prefill", "generate"], default="train",
                         help="train (default); decode, prefill or generate (a prompt, then new tokens: time to first "
                         "token, time per output token, end-to-end tokens/s): the model resident on --systems wafers")
@@ -32,6 +34,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (default 2048, capped at the model's context)")
     parser.add_argument("--picture", default=None, help="write the stage regions (or the streaming memory profile) to this PNG")
     parser.add_argument("--timeline", default=None, help="write the pipeline schedule (or per-layer compute vs streaming) to this PNG")
+    parser.add_argument("--overwrite", action="store_true", help="replace --picture/--timeline files that already exist")
     parser.add_argument("--memoryx", default=None,
                         help="MemoryX size (12TB, 1200TB, 2.4PB); default: the smallest sold for the system that holds the model")
     parser.add_argument("--prompt-len", type=int, default=None,
@@ -54,7 +57,8 @@ def run(args) -> dict:
         raise UserError("wse plan needs --model (or --published for the table of published figures)")
     return plan_model(args.model, args.system, systems=args.systems, mode=args.mode, batch_size=args.batch_size,
                       seq_len=args.seq_len, picture=args.picture, timeline=args.timeline, task=args.task,
-                      memoryx=args.memoryx, prompt_len=args.prompt_len, new_tokens=args.new_tokens, dtype=args.dtype)
+                      memoryx=args.memoryx, prompt_len=args.prompt_len, new_tokens=args.new_tokens, dtype=args.dtype,
+                      overwrite=args.overwrite)
 
 
 def _time(s: float) -> str:

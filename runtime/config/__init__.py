@@ -23,10 +23,10 @@ must do so to set the emulated CPU device count. The names below are the package
 from runtime.config.keys import flatten, merge_trees
 from runtime.config.load import load_config, parse_overrides, read_yaml
 from runtime.config.observe import ObserveConfig
-from runtime.config.recipes import RESUME_FIXED, resume_conflicts
+from runtime.config.recipes import RESUME_FIXED, RESUME_KEPT, resume_changes, resume_conflicts
 from runtime.config.schema import (DEFAULT_CPU_DEVICES, ExecutionConfig, MeshAxes, MeshConfig, RunConfig, TrainConfig,
                                    from_dict, valid_keys)
 
-__all__ = ["DEFAULT_CPU_DEVICES", "ExecutionConfig", "MeshAxes", "MeshConfig", "ObserveConfig", "RESUME_FIXED",
+__all__ = ["DEFAULT_CPU_DEVICES", "ExecutionConfig", "MeshAxes", "MeshConfig", "ObserveConfig", "RESUME_FIXED", "RESUME_KEPT",
            "RunConfig", "TrainConfig", "flatten", "from_dict", "load_config", "merge_trees", "parse_overrides",
-           "read_yaml", "resume_conflicts", "valid_keys"]
+           "read_yaml", "resume_changes", "resume_conflicts", "valid_keys"]

@@ -12,7 +12,7 @@ from typing import Any
 
 from model.errors import first_line
 from runtime.config.keys import merge_trees
-from runtime.config.schema import RunConfig, check_keys, from_dict, unknown_key, valid_keys
+from runtime.config.schema import RunConfig, check_keys, field_info, from_dict, unknown_key, valid_keys
 from runtime.errors import UserError
 
 
@@ -27,8 +27,12 @@ def _set(tree: dict, key: str, value: Any) -> None:
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """``["mesh.devices=8", "model=tiny"]`` -> nested dict; values parsed as YAML scalars (8, true, null, 1e-3)."""
+    """``["mesh.devices=8", "model=tiny"]`` -> nested dict. A value for a string-typed key (a path, a name, a
+    project: ``train.run_dir=2024_01_05``) is kept as typed (``null`` unsets it); any other is parsed as a YAML scalar
+    (8, true, null, 1e-3)."""
     import yaml
+
+    from model.yaml_text import is_text_type, scalar_text
 
     tree: dict = {}
     known = set(valid_keys())
@@ -43,10 +47,13 @@ def parse_overrides(items: list[str]) -> dict:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
+        field = field_info(key)
+        if field is not None and value is not None and not isinstance(value, dict) and is_text_type(field.annotation):
+            value = scalar_text(raw)
         if isinstance(value, int) and ":" in raw:  # YAML 1.1 reads 3:5 as 185 (base 60); no key means that
             value = raw.strip()
         if isinstance(value, str):
-            value = _number(value)
+            value = _number(value) if field is None or not is_text_type(field.annotation) else value
         if isinstance(value, dict) and key != "model":
             raise UserError(f"override '{item}' sets a whole section; set its keys one by one ({key}.<key>=VALUE)")
         _set(tree, key, value)
@@ -68,23 +75,39 @@ def _number(text: str):
 def read_yaml(path: str | Path) -> dict:
     """The nested dict of a YAML run config (a Cerebras ModelZoo file as its run-config keys: runtime.config.modelzoo);
     UserError (one line) for a missing file, bad YAML or a file that is not a mapping."""
-    import yaml
+    from model.yaml_text import YAMLTextError, load
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file '{path}' does not exist; give a YAML run config or leave out --config")
+    import yaml
+
     try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        tree, texts = load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        first = first_line(err)
-        raise UserError(f"config file '{path}' is not valid YAML: {first}") from None
+        raise UserError(f"config file '{path}' is not valid YAML: {first_line(err)}") from None
+    except YAMLTextError as err:  # a key given twice: PyYAML would keep the last without a word
+        raise UserError(f"config file '{path}': {err}") from None
+    tree = tree or {}
     if not isinstance(tree, dict):
         raise UserError(f"config file '{path}' must hold a mapping (model:, data:, mesh:, execution:, train:)")
     from runtime.config.modelzoo import is_modelzoo, run_tree
 
     if is_modelzoo(tree):  # a Cerebras ModelZoo file: its model and recipe as run-config keys (runtime/config/modelzoo.py)
-        tree = run_tree(tree, path)
-    return tree
+        return run_tree(tree, path)
+    return keep_text(tree, texts)
+
+
+def keep_text(tree: dict, texts) -> dict:
+    """A run file's tree with the string-typed settings as written (model.yaml_text): paths, names, projects, and
+    the name inside a ``model:`` mapping."""
+    from model.config import GPTConfig
+    from model.yaml_text import typed
+
+    out = typed(tree, texts, RunConfig)
+    if isinstance(out.get("model"), dict) and isinstance(texts, dict) and isinstance(texts.get("model"), dict):
+        out["model"] = typed(tree["model"], texts["model"], GPTConfig)
+    return out
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), **updates) -> RunConfig:

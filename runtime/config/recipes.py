@@ -7,8 +7,8 @@ A run's settings are merged from five layers, each overriding the ones before it
 3. ``<job> recipe``: what a job sets for its kind of run: fine-tuning (``finetune_recipe``), the tutorial's short
    CPU run (``SHORT_RUN``), the demo's (runtime.commands.demo);
 4. ``checkpoint``: what the run dir's latest checkpoint saved, for the settings a resumed run must keep (the
-   optimisation and the data: ``RESUME_FIXED``) and for those a recipe derived (a longer run must not
-   move its warmup, its LR or its fine-tuning cadence);
+   data: ``RESUME_FIXED``), those it keeps unless the user changes them (the optimisation: ``RESUME_KEPT``), and
+   those a recipe derived (a longer run must not move its warmup, its LR or its fine-tuning cadence);
 5. ``given``: what the user set (config file, ``KEY=VALUE`` overrides, keyword arguments), always last.
 
 Settings no layer gave are then ``derived``: ``train.decay_steps`` = ``train.steps``; ``train.warmup_steps`` = the
@@ -60,10 +60,13 @@ FINETUNE_EVALS = 4
 # At most this many validation batches per evaluation (the whole held-out set when it is smaller).
 MAX_EVAL_BATCHES = 32
 
-# Settings a resumed run must share with the checkpoint it resumes: they change which batches it sees or the
-# optimisation itself. Mesh, execution mode, dtype-free bookkeeping (steps, cadence, keep) may change freely.
-RESUME_FIXED = ("data", "train.batch_size", "train.seq_len", "train.seed", "train.lr", "train.warmup_steps",
-                "train.decay_steps", "train.decay", "train.min_lr_ratio", "train.weight_decay", "train.grad_clip")
+# Settings a resumed run must share with the checkpoint it resumes: they decide which batches it sees (the data
+# position is the step). Mesh, execution mode, bookkeeping (steps, cadence, keep) may change freely.
+RESUME_FIXED = ("data", "train.batch_size", "train.seq_len", "train.seed")
+# The optimisation: a resumed run continues with the checkpoint's values unless the user gives others (a lower
+# learning rate after a divergence, a longer warmup), and the run reports each change (``resume_changes``).
+RESUME_KEPT = ("train.lr", "train.warmup_steps", "train.decay_steps", "train.decay", "train.min_lr_ratio",
+               "train.weight_decay", "train.grad_clip")
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ def saved_layer(saved: dict | None, recipe_keys) -> dict[str, Any]:
     flat = flatten(saved)
     if flat.get("train.steps") is not None and flat.get("train.decay_steps") is None:
         flat["train.decay_steps"] = flat["train.steps"]  # checkpoints from before decay_steps: it was steps
-    keys = set(RESUME_FIXED) | set(recipe_keys) | {"train.warmup_steps", "train.decay_steps"}
+    keys = set(RESUME_FIXED) | set(RESUME_KEPT) | set(recipe_keys)
     return {k: flat[k] for k in keys if flat.get(k) is not None and k != "train.run_dir"}
 
 
@@ -126,6 +129,15 @@ def resume_conflicts(saved: dict, current) -> list[str]:
     now = current.flat()
     then = flatten(saved)
     return [k for k in RESUME_FIXED if k in then and then[k] != now.get(k)]
+
+
+def resume_changes(saved: dict, current) -> dict[str, list]:
+    """``{key: [saved value, new value]}`` for the ``RESUME_KEPT`` settings a resumed run changes (the user gave
+    another value)."""
+    now, then = current.flat(), flatten(saved)
+    if then.get("train.steps") is not None and then.get("train.decay_steps") is None:
+        then["train.decay_steps"] = then["train.steps"]  # checkpoints from before decay_steps: it was steps
+    return {k: [then[k], now.get(k)] for k in RESUME_KEPT if k in then and then[k] != now.get(k)}
 
 
 def resolve(run, recipe: Recipe | None = None, saved: dict | None = None) -> tuple[Any, dict[str, str]]:

@@ -21,24 +21,31 @@ def check(run) -> None:
 
 
 def check_train(t, cfg) -> None:
-    positive = ("steps", "decay_steps", "batch_size", "seq_len", "accum_steps", "checkpoint_every", "keep",
-                "eval_every")
-    for name in positive:
-        if getattr(t, name) <= 0:
-            raise UserError(f"train.{name} must be positive, got {getattr(t, name)}")
-    for name in ("warmup_steps", "eval_batches", "seed"):
-        if getattr(t, name) < 0:
-            raise UserError(f"train.{name} must not be negative, got {getattr(t, name)}")
+    check_ranges(t)
     if t.seq_len > cfg.max_seq_len:
         raise UserError(f"train.seq_len={t.seq_len} is beyond model '{cfg.name}' context of {cfg.max_seq_len} tokens; "
                         f"set train.seq_len={cfg.max_seq_len} or less")
-    if t.lr <= 0:
-        raise UserError(f"train.lr must be positive, got {t.lr}")
-    if not 0.0 <= t.min_lr_ratio <= 1.0:
-        raise UserError(f"train.min_lr_ratio must be between 0 and 1, got {t.min_lr_ratio}")
     if t.batch_size % t.accum_steps:
         raise UserError(f"train.batch_size={t.batch_size} is not divisible by train.accum_steps={t.accum_steps}; "
                         "pick an accum_steps that divides the batch")
+
+
+def check_ranges(t) -> None:
+    """Each train setting that is set (not None) within its range, e.g. ``train.batch_size must be positive, got 0``.
+    Needs no other setting, so a config is checked this way as soon as it is parsed (RunConfig.from_dict), before
+    any default is derived from it or JAX starts."""
+    positive = ("steps", "decay_steps", "batch_size", "seq_len", "accum_steps", "checkpoint_every", "keep",
+                "eval_every", "lr")
+    for name in positive:
+        value = getattr(t, name)
+        if value is not None and not value > 0:
+            raise UserError(f"train.{name} must be positive, got {value}")
+    for name in ("warmup_steps", "eval_batches", "seed", "weight_decay", "grad_clip"):
+        value = getattr(t, name)
+        if value is not None and not value >= 0:
+            raise UserError(f"train.{name} must not be negative, got {value}")
+    if not 0.0 <= t.min_lr_ratio <= 1.0:
+        raise UserError(f"train.min_lr_ratio must be between 0 and 1, got {t.min_lr_ratio}")
 
 
 def check_mesh(m) -> None:

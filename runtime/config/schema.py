@@ -15,6 +15,7 @@ from typing import Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict
 
+from model.remat import REMAT_CHOICES, remat_choice
 from runtime.config.keys import flatten
 from runtime.config.observe import ObserveConfig
 from runtime.errors import UserError
@@ -39,7 +40,8 @@ class MeshConfig(_Section):
     """Where the run executes. ``platform=cpu`` emulates ``devices`` CPU devices; on gpu/tpu ``devices`` must match
     the real count (unset: all of them). The ``coordinator_address``/``num_processes``/``process_id`` triple starts
     ``jax.distributed`` for a multi-process run; unset ones come from JAX_* variables or the cluster launcher
-    (Slurm, Open MPI, Kubernetes; runtime.platform.launch.maybe_initialize_distributed)."""
+    (Slurm, Open MPI, Kubernetes; runtime.platform.launch.maybe_initialize_distributed). ``start_timeout``: seconds
+    the processes wait for each other at the start (runtime.platform.rendezvous)."""
 
     platform: Literal["cpu", "gpu", "tpu", "auto"] = "cpu"
     devices: int | None = None
@@ -47,6 +49,8 @@ class MeshConfig(_Section):
     coordinator_address: str | None = None
     num_processes: int | None = None
     process_id: int | None = None
+    # Seconds a multi-process start waits for every process to arrive before it ends naming the missing ones.
+    start_timeout: float = pydantic.Field(300.0, gt=0)
 
 
 class ExecutionConfig(_Section):
@@ -62,7 +66,7 @@ class ExecutionConfig(_Section):
 
     mode: Literal["auto", "data", "pipelined", "streaming"] = "auto"
     microbatches: int | None = None
-    remat: Literal["auto", "none", "dots", "full"] = "auto"
+    remat: Literal[REMAT_CHOICES] = "auto"  # model/remat.py: the one vocabulary (aliases parsed there too)
     attention: Literal["auto", "xla", "cudnn"] = "auto"
     schedule: Literal["1f1b", "gpipe"] = "1f1b"
     fsdp: bool = False
@@ -71,11 +75,10 @@ class ExecutionConfig(_Section):
     @pydantic.field_validator("remat", mode="before")
     @classmethod
     def _remat_aliases(cls, value):
-        if value is None or value is True or value is False:
-            return {None: "auto", True: "full", False: "none"}[value]
-        if isinstance(value, str) and value.strip().lower() in ("true", "false", "on", "off", "yes", "no"):
-            return "full" if value.strip().lower() in ("true", "on", "yes") else "none"
-        return value
+        try:
+            return remat_choice(value)
+        except ValueError:
+            return value  # the Literal's own error names the choices
 
 
 class TrainConfig(_Section):
@@ -149,11 +152,16 @@ class RunConfig(_Section):
     def from_dict(cls, tree: dict) -> "RunConfig":
         """Validate a nested dict into a RunConfig (UserError with one line otherwise: an unknown key with the
         closest valid one, or what is wrong with each bad value)."""
+        from runtime.config.rules import check_mesh, check_ranges
+
         check_keys(tree)
         try:
-            return cls(**tree)
+            run = cls(**tree)
         except pydantic.ValidationError as err:
             raise UserError(_one_line(err)) from None
+        check_ranges(run.train)  # a value out of range is refused as given, before a default is derived from it
+        check_mesh(run.mesh)
+        return run
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -174,6 +182,22 @@ def valid_keys() -> list[str]:
 
     walk(RunConfig, "")
     return keys
+
+
+def field_info(key: str):
+    """The pydantic FieldInfo of a dotted leaf key (``train.run_dir``), or None for a section or an unknown key."""
+    model: type[BaseModel] = RunConfig
+    *path, last = key.split(".")
+    for part in path:
+        field = model.model_fields.get(part)
+        ann = field.annotation if field is not None else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        model = ann
+    field = model.model_fields.get(last)
+    if field is None or (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+        return None
+    return field
 
 
 def unknown_key(key: str) -> UserError:

@@ -122,8 +122,9 @@ class Packed:
 
 
 def tokenize(records: list[dict], tokenizer) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per record (ids, trained): ids = prompt + completion + eot (or text + eot); trained marks the tokens the
-    loss covers (completion and eot; every token of a text)."""
+    """Per record (ids, trained): ids = prompt + completion + eot (or text + eot), after the ids the tokenizer puts
+    first (``start_ids``: Llama's begin-of-sequence id; never trained); trained marks the tokens the loss covers
+    (completion and eot; every token of a text)."""
     texts, kinds = [], []
     for rec in records:
         if "text" in rec:
@@ -133,14 +134,15 @@ def tokenize(records: list[dict], tokenizer) -> list[tuple[np.ndarray, np.ndarra
             texts += [rec["prompt"], rec["completion"]]
             kinds.append(len(texts) - 2)
     ids = tokenizer.encode_batch(texts)
+    start = list(getattr(tokenizer, "start_ids", []))
     out, i = [], 0
     for kind in kinds:
         if kind is None:
-            body = ids[i] + [tokenizer.eot_id]
-            out.append((np.asarray(body, np.int32), np.ones(len(body), bool)))
+            body = start + ids[i] + [tokenizer.eot_id]
+            out.append((np.asarray(body, np.int32), np.arange(len(body)) >= len(start)))
             i += 1
         else:
-            prompt, completion = ids[i], ids[i + 1] + [tokenizer.eot_id]
+            prompt, completion = start + ids[i], ids[i + 1] + [tokenizer.eot_id]
             trained = np.concatenate([np.zeros(len(prompt), bool), np.ones(len(completion), bool)])
             out.append((np.asarray(prompt + completion, np.int32), trained))
             i += 2

@@ -72,12 +72,14 @@ class Loader:
     ``source``: a ``TokenDataset`` (give ``seq_len``) or a ``Packed`` (its own window length). ``batch_at(k)`` is
     global batch ``k``; iterating serves ``batch_at(position)`` and advances ``position`` (``seek`` sets it: a resumed
     run seeks to its step). ``batch(epoch, step)`` is batch ``step`` of ``epoch`` in that epoch's order, with rows past
-    the end of the windows masked out: unshuffled, ``batch(0, i)`` for ``i < steps_per_epoch`` covers every window
-    exactly once (what evaluation reads). Raises UserError for shapes the data cannot fill.
+    the end of the windows masked out; ``covering_batch(i)`` for ``i < covering_batches`` covers every window exactly
+    once (what evaluation reads). Raises UserError for shapes the data cannot fill; ``evaluation=True`` (a validation loader, read
+    with ``covering_batch``) needs one window, not one batch.
     """
 
     def __init__(self, source: TokenDataset | Packed, batch_size: int, seq_len: int | None = None, *, seed: int = 0,
-                 shuffle: bool = True, split: str | None = None, process_index: int = 0, process_count: int = 1):
+                 shuffle: bool = True, split: str | None = None, process_index: int = 0, process_count: int = 1,
+                 evaluation: bool = False):
         if batch_size < 1 or (seq_len is not None and seq_len < 1):
             raise UserError(f"batch size and sequence length must be positive, got {batch_size} and {seq_len}")
         if not 0 <= process_index < process_count:
@@ -98,7 +100,7 @@ class Loader:
             self.steps_per_epoch = self.n_windows // batch_size
         else:
             self.steps_per_epoch = max(1, -(-self.n_windows // batch_size))
-        if self.steps_per_epoch == 0:
+        if self.steps_per_epoch == 0 and not (evaluation and self.n_windows > 0):  # evaluation: covering_batch
             ds = self.windows.dataset
             raise UserError(f"the {ds.split} split has {len(ds):,} tokens, one batch of {batch_size} x {self.seq_len} "
                             f"needs {batch_size * self.seq_len + 1:,}; lower the batch size or sequence length, or add data")
@@ -134,10 +136,33 @@ class Loader:
         """Batch ``step`` of ``epoch``'s order; rows past the last window are masked padding."""
         if not 0 <= step < self.steps_per_epoch:
             raise IndexError(f"step {step} outside 0..{self.steps_per_epoch - 1}")
+        return self._take(*self._rows(epoch, step))
+
+    def _rows(self, epoch: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(global rows, valid) of batch ``step`` of ``epoch``'s order; positions past the last window repeat it,
+        not valid."""
         positions = np.arange(step * self.batch_size, (step + 1) * self.batch_size)
         valid = positions < self.n_windows
-        order = self.window_order(epoch)
-        return self._take(order[np.minimum(positions, self.n_windows - 1)], valid)
+        return self.window_order(epoch)[np.minimum(positions, self.n_windows - 1)], valid
+
+    # ----- evaluation: every window once ----------------------------------------------------------------------
+    @property
+    def covering_batches(self) -> int:
+        """How many batches ``covering_batch`` serves: together they hold every window exactly once."""
+        return -(-self.n_windows // self.batch_size)
+
+    def covering_batch(self, i: int) -> tuple:
+        """Batch ``i`` of the first epoch's order, the last one padded with masked rows (what evaluation reads: an
+        unshuffled loader's ``covering_batch(0 .. covering_batches - 1)`` is every window once, in order)."""
+        if not 0 <= i < self.covering_batches:
+            raise IndexError(f"batch {i} outside 0..{self.covering_batches - 1}")
+        return self._take(*self._rows(0, i))
+
+    def covering_targets(self, i: int) -> int:
+        """The targets ``covering_batch(i)`` counts in the loss, over all processes' rows: its weight in a mean."""
+        rows, valid = self._rows(0, i)
+        _, mask = self.windows.take(rows[valid])
+        return int(mask.sum()) if mask is not None else int(valid.sum()) * self.seq_len
 
     def batch_at(self, index: int) -> tuple:
         """Global batch ``index`` (0-based) of the training stream: what step ``index + 1`` trains on."""

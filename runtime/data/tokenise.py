@@ -16,6 +16,9 @@ from runtime.data.inputs import InputFile, Inputs
 from runtime.errors import UserError
 
 DTYPE = np.uint16  # GPT-2's 50257 ids fit; half the bytes of int32
+# Shard dtypes by vocabulary: up to 65,536 ids in uint16, larger vocabularies (Llama 3's 128,256, Qwen's 151,665) in
+# uint32 (model.tokenizer.Tokenizer.token_dtype decides).
+DTYPES = ("uint16", "uint32")
 # Tokenisation work units: a batch of ~4M characters split into pieces of at most 256K characters, so both cores
 # stay busy even on one big file, and memory stays bounded.
 BATCH_CHARS = 4 << 20
@@ -49,8 +52,9 @@ def split_for_tokenization(text: str, max_chars: int = PIECE_CHARS) -> list[str]
 class ShardWriter:
     """Appends one split's tokens to shard files of at most ``shard_tokens`` tokens, hashing as it goes."""
 
-    def __init__(self, directory: Path, split: str, shard_tokens: int):
+    def __init__(self, directory: Path, split: str, shard_tokens: int, dtype=DTYPE):
         self.directory, self.split, self.shard_tokens = directory, split, shard_tokens
+        self.dtype = np.dtype(dtype)
         self.shards: list[dict] = []
         self.tokens = 0
         self.documents = 0
@@ -69,7 +73,7 @@ class ShardWriter:
                 self._open()
             room = self.shard_tokens - self.shards[-1]["tokens"]
             part, ids = ids[:room], ids[room:]
-            raw = part.astype(DTYPE, copy=False).tobytes()
+            raw = part.astype(self.dtype, copy=False).tobytes()
             self._file.write(raw)
             self._hash.update(raw)
             self.shards[-1]["tokens"] += int(part.size)
@@ -87,7 +91,7 @@ def val_documents(n_docs: int, val_fraction: float, seed: int) -> set[int]:
     of each index, so the choice never depends on a library's random-number stream."""
     if val_fraction <= 0:
         return set()
-    if n_docs < 2:
+    if n_docs < 2:  # one document is cut in two by size before this (build_dataset, runtime.data.datasets)
         raise UserError(f"a validation split needs at least 2 documents, the inputs hold {n_docs}; add documents or pass --val-fraction 0")
     n_val = min(max(1, round(val_fraction * n_docs)), n_docs - 1)
     ranked = sorted(range(n_docs), key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).digest())
@@ -116,16 +120,26 @@ def progress_bar(total_chars: int, enabled: bool):
 
 def tokenise_into(tmp: Path, inputs: Inputs, scanned: list[InputFile], tokenizer, val_docs: set[int], shard_tokens: int,
                    num_threads: int | None, progress) -> dict[str, ShardWriter]:
-    writers = {split: ShardWriter(tmp, split, shard_tokens) for split in ("train", "val")}
-    eot = np.array([tokenizer.eot_id], dtype=DTYPE)
-    batch: list[tuple[str, str, bool]] = []  # (split, piece, ends a document)
+    """Every document's ids into train/val shards of the tokenizer's dtype: the ids the tokenizer puts first
+    (``start_ids``: Llama's begin-of-sequence id), then the document, then the end-of-text id. Long documents are cut into pieces
+    tokenised in parallel only under GPT-2's vocabulary, whose pre-tokeniser makes the cut points safe
+    (split_for_tokenization); another tokenizer (a SentencePiece one prepends a space marker to every piece) sees
+    each document whole."""
+    dtype = np.dtype(tokenizer.token_dtype)
+    writers = {split: ShardWriter(tmp, split, shard_tokens, dtype) for split in ("train", "val")}
+    eot = np.array([tokenizer.eot_id], dtype=dtype)
+    bos = np.array(tokenizer.start_ids, dtype=dtype) if tokenizer.start_ids else None
+    cut = split_for_tokenization if tokenizer.name == "gpt2" else (lambda doc: [doc])
+    batch: list[tuple[str, str, bool, bool]] = []  # (split, piece, starts a document, ends a document)
     batch_chars = 0
 
     def flush():
         nonlocal batch, batch_chars
-        ids = tokenizer.encode_batch([piece for _, piece, _ in batch], num_threads=num_threads)
-        for (split, piece, last), piece_ids in zip(batch, ids):
-            writers[split].write(np.asarray(piece_ids, dtype=DTYPE))
+        ids = tokenizer.encode_batch([piece for _, piece, _, _ in batch], num_threads=num_threads)
+        for (split, piece, first, last), piece_ids in zip(batch, ids):
+            if first and bos is not None:
+                writers[split].write(bos)
+            writers[split].write(np.asarray(piece_ids, dtype=dtype))
             if last:
                 writers[split].write(eot)
                 writers[split].documents += 1
@@ -140,9 +154,9 @@ def tokenise_into(tmp: Path, inputs: Inputs, scanned: list[InputFile], tokenizer
             raise UserError(f"{source.name} changed while it was being tokenised; run wse data again")
         for doc in docs:
             split = "val" if index in val_docs else "train"
-            pieces = split_for_tokenization(doc)
+            pieces = cut(doc)
             for k, piece in enumerate(pieces):
-                batch.append((split, piece, k == len(pieces) - 1))
+                batch.append((split, piece, k == 0, k == len(pieces) - 1))
                 batch_chars += len(piece)
             index += 1
             if batch_chars >= BATCH_CHARS:

@@ -9,8 +9,10 @@ a device -> streaming; else data). ``mesh`` comes from runtime.platform.build_me
 ``batch_size`` (optional, per accumulation step) lets the plan fix the pipeline's microbatch count and the remat
 decision up front; otherwise they are fixed from the first batch seen (and written into ``ex.plan``). ``seq_len``
 refines the stage-balancing costs and the activation estimate. ``remat``: "auto" (default) takes the cheapest remat
-policy (none < dots < full, model.gpt.REMAT_POLICIES) whose predicted memory fits a device (``plan["remat"]``,
-``plan["remat_reason"]``); a policy name forces it (True/False/None mean full/none/auto). ``attention``: "auto"
+policy (none < dots < full, model/remat.py) whose predicted memory fits a device, by the device cost model's memory
+model (wse.devices.cost_model.MemoryModel, the planner's); ``ex.remat_decision`` is the value the executor applies,
+``plan["remat"]``/``plan["remat_reason"]`` report it. A policy name forces it (model/remat.py's one parser also reads
+True/False/None as full/none/auto). ``attention``: "auto"
 (default) runs cuDNN's flash kernel on NVIDIA GPUs in bfloat16/float16, else the XLA kernel (``plan["attention"]``,
 ``plan["attention_reason"]``); "xla"/"cudnn" force one.
 ``compiler_options``: XLA options for every jit the executor makes. ``schedule`` (pipelined only): "1f1b" (default:
@@ -57,7 +59,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from runtime.execution.base import Executor, TrainStep
-from runtime.execution.placement import MODES, device_memory_bytes, make_placement
+from runtime.execution.placement import MODES, decide_remat, device_memory_bytes, make_placement
 from runtime.platform import mesh_shape
 
 __all__ = ["FAST_COMPILE", "MODES", "Executor", "TrainStep", "build_executor"]
@@ -72,7 +74,7 @@ def build_executor(mode: str, cfg, mesh, *, microbatches: int | None = None, dty
                    seq_len: int | None = None, compiler_options: dict | None = None,
                    schedule: str = "1f1b", host_update: bool | None = None) -> Executor:
     """An executor for ``cfg`` on ``mesh`` in ``mode`` (see the module docstring). ``remat`` "auto" lets the plan
-    decide (see placement.resolve_remat); ``attention`` "auto" too (placement.resolve_attention). ``compiler_options`` go to
+    decide (see placement.decide_remat); ``attention`` "auto" too (placement.resolve_attention). ``compiler_options`` go to
     every jax.jit the executor makes (XLA debug options, e.g. the fast-compile settings the CPU tests use).
     ``schedule`` is the pipeline schedule (pipelined.SCHEDULES: "1f1b" or "gpipe"); other modes ignore it.
     ``host_update`` (streaming only): None lets the backend decide whether the optimizer runs in host memory
@@ -86,7 +88,9 @@ def build_executor(mode: str, cfg, mesh, *, microbatches: int | None = None, dty
     plan = make_placement(mode, cfg, shape, microbatches=microbatches, seq_len=seq_len, batch_size=batch_size,
                      device_bytes=device_memory_bytes(mesh), fsdp=fsdp, remat=remat, dtype=jnp.dtype(dtype).name,
                      attention=attention, platform=mesh.devices.flat[0].platform, schedule=schedule)
-    kw = dict(dtype=dtype, fsdp=fsdp, compiler_options=compiler_options)
+    # the remat decision travels as a value (make_placement recorded the same decision in the plan's JSON)
+    decision = decide_remat(plan, cfg, batch_size=batch_size, seq_len=seq_len)
+    kw = dict(dtype=dtype, fsdp=fsdp, compiler_options=compiler_options, remat=decision)
     if plan["mode"] == "pipelined":
         ex = PipelinedExecutor(cfg, mesh, plan, schedule=schedule, **kw)
     elif plan["mode"] == "streaming":

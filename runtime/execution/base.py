@@ -27,10 +27,10 @@ from model.config import GPTConfig
 from runtime.errors import UserError
 from runtime.execution import sharding as shd
 from runtime.execution.optim import Optimizer, as_optimizer, clip_fn
+from runtime.execution.placement import Remat, decide_remat
 from runtime.platform import mesh_shape
 
 Params = dict[str, Any]
-REST = ("wte", "wpe", "ln_f")  # the parameters outside the layer stack
 
 
 def count_positions(tokens: jax.Array, mask: jax.Array | None) -> jax.Array:
@@ -85,11 +85,13 @@ class Executor:
     mode = "base"
 
     def __init__(self, cfg: GPTConfig, mesh, plan: dict, *, dtype=jnp.float32, fsdp: bool = False,
-                 compiler_options: dict | None = None):
+                 compiler_options: dict | None = None, remat: Remat | None = None):
         self.cfg, self.mesh, self.plan = cfg, mesh, plan
         self.dtype, self.fsdp = dtype, fsdp
         self.compiler_options = compiler_options
         self.shape = mesh_shape(mesh)
+        # the top-level parameters beside the layer stack (wte; wpe with learned positions; ln_f; lm_head untied)
+        self.rest = gpt.outside_blocks(cfg)
         self.rules = shd.rules_for(self.mode, fsdp=fsdp)
         self.param_specs = shd.param_specs(cfg, mesh, self.rules, self.internal_shapes())
         self.memory_kind = self._memory_kind()
@@ -97,13 +99,17 @@ class Executor:
         self.batch_axes = self._batch_axes()
         self.batch_sharding = NamedSharding(mesh, P(self.batch_axes))
         self.replicated = shd.replicated(mesh)
+        # the remat decision as a value (placement.Remat), made where the batch size is known: by build_executor when
+        # it was given one, else when the first batch is traced (_settle_remat)
+        self.remat_decision = remat
         self._jits: dict[Any, Any] = {}
 
     @property
     def remat(self) -> str:
-        """The blocks' remat policy (model.gpt.REMAT_POLICIES; the plan's decision, see placement.resolve_remat). Still
-        undecided (no batch size seen yet) reads as "none": only a forward pass can run before one is seen."""
-        return self.plan["remat"] or "none"
+        """The blocks' remat policy (model/remat.py; the decision ``remat_decision`` carries). Still undecided (an
+        "auto" run whose batch size is not seen yet) reads as "none": only a forward pass can run before one is
+        seen."""
+        return self.remat_decision.policy if self.remat_decision else "none"
 
     @property
     def attention(self) -> str:
@@ -111,11 +117,11 @@ class Executor:
         return self.plan["attention"]
 
     def _settle_remat(self, batch_size: int, seq_len: int) -> None:
-        """Decide remat from the first batch's shape when the plan could not (batch size unknown when it was made)."""
-        if self.plan["remat"] is None:
-            from runtime.execution.placement import resolve_remat
-
-            resolve_remat(self.plan, self.cfg, batch_size=batch_size, seq_len=seq_len)
+        """Decide remat from the first batch's shape when the plan could not (batch size unknown when it was made);
+        the decision is recorded in the plan's JSON too."""
+        if self.remat_decision is None:
+            self.remat_decision = decide_remat(self.plan, self.cfg, batch_size=batch_size, seq_len=seq_len)
+            self.remat_decision.record(self.plan)
 
     # ----- hooks a mode may override ------------------------------------------------------------------------
     def _memory_kind(self) -> str | None:
@@ -147,11 +153,13 @@ class Executor:
         return jax.value_and_grad(lambda p: self.loss_sum(p, tokens, targets, mask) / n_total)(params)
 
     def _head_loss(self, params: Params, x, targets, mask) -> jax.Array:
-        """Final LayerNorm, tied unembedding and summed loss (in chunks of tokens, gpt.head_nll_sum), with the rows of ``x`` spread over every mesh axis that
-        would otherwise compute the same logits twice: ``stage`` (the pipeline's output is needed once), and
-        ``model`` when the vocabulary is not sharded over it (GPT-2's 50257 is prime to 2, 4, 8). The vocabulary
-        matmul is the largest layer of the small presets, so redundant copies of it cost the most."""
-        vocab_sharded = "model" in tuple(self.param_specs["wte"])[:1]
+        """Final norm, unembedding (the tied token table or the untied ``lm_head``) and summed loss (in chunks of
+        tokens, gpt.head_nll_sum), with the rows of ``x`` spread over every mesh axis that would otherwise compute
+        the same logits twice: ``stage`` (the pipeline's output is needed once), and ``model`` when the head's
+        vocabulary is not sharded over it (GPT-2's 50257 is prime to 2, 4, 8). The vocabulary matmul is the largest
+        layer of the small presets, so redundant copies of it cost the most."""
+        head_spec = self.param_specs["wte"] if self.cfg.tied_embeddings else self.param_specs["lm_head"]["weight"]
+        vocab_sharded = "model" in tuple(head_spec)[:1]
         axes = tuple(a for a in ("data", "stage", "model")
                      if self.shape[a] > 1 and not (a == "model" and vocab_sharded))
         if axes and x.shape[0] % int(np.prod([self.shape[a] for a in axes])) == 0:
@@ -291,12 +299,14 @@ class Executor:
         return _put(self._convert(host, self._blocks_to_internal), self.state_shardings(optimizer))
 
     def make_train_step(self, optimizer, accum_steps: int = 1) -> TrainStep:
-        """step(state, tokens, targets, mask=None) -> (state, {"loss", "grad_norm", "lr"}): gradients (accumulated
-        over ``accum_steps`` row slices), global-norm clipping, the optimizer update; one jax.jit with explicit
-        in/out shardings, the state donated."""
+        """step(state, tokens, targets, mask=None) -> (state, {"loss", "grad_norm", "finite", "lr"}): gradients
+        (accumulated over ``accum_steps`` row slices), global-norm clipping, the optimizer update; one jax.jit with
+        explicit in/out shardings, the state donated. ``finite`` (a bool) says the loss and the gradient norm are both
+        finite: a NaN gradient leaves a finite loss but NaN weights, and the loop reads the flag with the loss, in the
+        same transfer, before it saves anything."""
         opt = as_optimizer(optimizer)
         state_sh = self.state_shardings(opt)
-        metric_names = ("loss", "grad_norm") + (("lr",) if opt.schedule is not None else ())
+        metric_names = ("loss", "grad_norm", "finite") + (("lr",) if opt.schedule is not None else ())
         metrics_sh = {k: self.replicated for k in metric_names}
 
         def step(state, tokens, targets, mask=None):
@@ -304,7 +314,7 @@ class Executor:
             loss, grads = self.accumulated_grads(params, tokens, targets, mask, accum_steps)
             norm = jnp.sqrt(self._sq_norm(grads))
             new_params, new_opt = self._apply_update(opt, grads, state["opt_state"], params, norm)
-            metrics = {"loss": loss, "grad_norm": norm}
+            metrics = {"loss": loss, "grad_norm": norm, "finite": jnp.isfinite(loss) & jnp.isfinite(norm)}
             if opt.schedule is not None:
                 metrics["lr"] = jnp.asarray(opt.schedule(state["step"]), jnp.float32)
             return {"params": new_params, "opt_state": new_opt, "step": state["step"] + 1}, metrics

@@ -22,10 +22,11 @@ microbatches it has received but not yet run backward — at most min(M, S - s +
 slots indexed by microbatch mod its size, so its activation memory is bounded by the stage count, not by M (stage s
 has min(M, S - s) microbatches in flight, the simulator's ``in_flight``). The loss gradient is needed inside the
 pipeline (the last stage starts microbatch 0's backward right after its forward), so the embedding runs on the first
-stage and the final LayerNorm + tied head + loss on the last, per microbatch inside the tick; the last stage's
-forward tick is folded into its backward tick (one pass computes the loss and its gradient). The loss sum and the
-gradients accumulate in the scan carry; ``wte``/``wpe``/``ln_f`` gradients (embedding on the first stage, head on
-the last) are summed over ``stage`` once at the end.
+stage and the final norm + head + loss on the last, per microbatch inside the tick; the last stage's forward tick is
+folded into its backward tick (one pass computes the loss and its gradient). The loss sum and the gradients
+accumulate in the scan carry; the gradients of the parameters outside the blocks (``wte``, ``wpe`` with learned
+positions, ``ln_f``, an untied ``lm_head``: gpt.outside_blocks; embedding on the first stage, head on the last) are
+summed over ``stage`` once at the end.
 
 GPipe. A ``lax.scan`` runs M + S - 1 forward ticks: at tick t stage 0 takes microbatch t, every stage applies its
 layers, and the last stage's outputs of ticks S-1 .. M+S-2 are the M results. Ticks outside a stage's window work on
@@ -49,7 +50,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from model import gpt
 from runtime.errors import UserError
 from runtime.execution import placement as planner
-from runtime.execution.base import REST, Executor, merge_rows, split_rows
+from runtime.execution.base import Executor, merge_rows, split_rows
 from wse import schedule as wse_schedule
 
 SCHEDULES = planner.SCHEDULES  # ("1f1b", "gpipe"): defined where no JAX is imported, so configs can check names
@@ -202,7 +203,7 @@ def one_f_one_b(ex: PipelinedExecutor, params, batches, scale):
     and the plan's remat policy (per block) then bounds the one microbatch being differentiated."""
     S, M = ex.n_stages, batches["tokens"].shape[0]
     table = {k: jnp.asarray(v) for k, v in timetable(S, M).items()}
-    rest = {k: params[k] for k in REST}
+    rest = {k: params[k] for k in ex.rest}
     mb_shape = batches["tokens"].shape[1:] + (ex.cfg.d_model,)
 
     def per_stage(blocks, valid, rest, batches, scale, table):
@@ -243,6 +244,7 @@ class PipelinedExecutor(Executor):
         self.valid[self.layer_slots] = True
         self.requested_microbatches = plan.get("microbatches")
         super().__init__(cfg, mesh, plan, **kw)
+        plan["embedding"] = f"{'/'.join(self.rest)} replicated over stage; {plan['embedding']}"
 
     def _batch_axes(self):
         return ("data",)

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import os
 
+from dataclasses import dataclass, replace
+
 from model.config import GPTConfig
 from model.errors import first_line
+from model.remat import REMAT_CHOICES, remat_choice
 from runtime.errors import UserError
+from wse.costs import model_layers
+from wse.devices.cost_model import MemoryModel, assumption, cheapest_fitting
+from wse.shape import as_shape
 
 MODES = ("data", "pipelined", "streaming", "auto")
 # Pipeline schedules (runtime/execution/pipelined.py runs them; named here, where no JAX is imported):
@@ -25,45 +31,41 @@ SCHEDULES = ("1f1b", "gpipe")
 # M = 4 S keeps it under 20 % while each microbatch stays large enough to use a device well.
 MICROBATCHES_PER_STAGE = 4
 # auto picks weight streaming when the training state (fp32 weights, gradients, two Adam moments = 16 bytes per
-# parameter) split over the model axis would take more than this fraction of one device's memory.
+# parameter, the device cost model's figure) split over the model axis would take more than this fraction of one
+# device's memory.
 STREAMING_MEMORY_FRACTION = 0.8
-TRAIN_STATE_BYTES_PER_PARAM = 16
+TRAIN_STATE_BYTES_PER_PARAM = int(assumption("train_state_bytes_per_param"))
 
 # Rematerialisation ("remat", activation checkpointing) is a memory-for-compute trade, with the policies of
-# model.gpt.REMAT_POLICIES: none < dots < full in memory saved and in compute spent ("full" runs every block's forward
-# twice, ~1/3 more model FLOPs). ``auto`` (the default) takes the cheapest policy whose predicted peak -- training
-# state, the activations that policy keeps, one loss chunk's logits -- stays within this fraction of a device's
+# model/remat.py: none < dots < full in memory saved and in compute spent ("full" runs every block's forward twice,
+# ~1/3 more model FLOPs). ``auto`` (the default) takes the cheapest policy whose predicted peak -- training state, the
+# activations that policy keeps, one loss chunk's logits, all from the device cost model's memory model
+# (wse.devices.cost_model.MemoryModel, which the device planner uses too) -- stays within this fraction of a device's
 # memory (the rest is XLA's workspace and allocator slack): MaxText's rule, recompute only when memory requires.
 REMAT_MEMORY_FRACTION = 0.8
-REMAT_CHOICES = ("auto", "none", "dots", "full")
-# Values a block keeps for its backward pass per token and layer under each policy, as (per d_model, per d_ffn):
-#   none: the LayerNorm and GELU inputs, QKV and its per-head layout, the attention output, the matmul inputs, and
-#         float32 softmax statistics (both attention kernels keep only the log-sum-exp, n_heads values per token);
-#   dots: the weight matmuls' outputs (QKV 3 d, attention projection d, MLP d_ffn and d) and the block input;
-#   full: the block input (plus, while its gradient is taken, one block's "none" activations).
-# Fitted to XLA's memory_analysis() of the compiled training step (temp bytes of each policy minus "full", CPU):
-# 1.3B at 8 x 2048 and 111M at 8 x 1024 (float32 and bfloat16) within 15 %, small at 16 x 512 within 20 % (under).
-# XLA:CPU keeps bfloat16 activations in float32 (it computes bfloat16 matmuls in float32 and saves the converted
-# values: the bfloat16 step's temp bytes were 1.1x the float32 step's), so on CPU every value counts 4 bytes.
-REMAT_VALUES = {"none": (10, 2), "dots": (5, 1), "full": (1, 0)}
 # Per logit of one loss chunk ([tokens, vocab], float32): the logits, their exponentials and their gradient.
-LOGIT_BYTES = 12
+LOGIT_BYTES = assumption("logit_bytes")
 # model.gpt.ATTENTION_KERNELS plus "auto" (spelled out: this module is imported where JAX must not be)
 ATTENTION_CHOICES = ("auto", "xla", "cudnn")
 
 
-def layer_flops(cfg: GPTConfig, seq_len: int | None = None) -> list[float]:
-    """Forward FLOPs per token of each transformer block (dense matmuls and attention at context ``seq_len``)."""
+def _block(cfg: GPTConfig, seq_len: int | None):
+    """One transformer block of ``cfg`` as the simulator's cost layer (wse.costs: the family's matmuls and params),
+    its attention counted at ``seq_len`` (a block's cost does not depend on the model's context limit)."""
     t = seq_len or cfg.max_seq_len
-    d, f = cfg.d_model, cfg.d_ffn
-    return [float(2 * (4 * d * d + 2 * d * f) + 4 * t * d)] * cfg.n_layers
+    shape = as_shape(cfg) if t <= cfg.max_seq_len else replace(as_shape(cfg), max_seq_len=t)
+    return model_layers(shape, t, split_blocks=False, attention_probs_stashed=False)[1]
+
+
+def layer_flops(cfg: GPTConfig, seq_len: int | None = None) -> list[float]:
+    """Forward FLOPs per token of each transformer block (dense matmuls at the family's widths and attention at
+    context ``seq_len``)."""
+    return [_block(cfg, seq_len).flops_per_token] * cfg.n_layers
 
 
 def layer_state_bytes(cfg: GPTConfig) -> list[float]:
     """Training-state bytes of each block (fp32 weights, gradients and two Adam moments)."""
-    d, f = cfg.d_model, cfg.d_ffn
-    params = 4 * d * d + 4 * d + 2 * d * f + f + d + 4 * d
-    return [float(params * TRAIN_STATE_BYTES_PER_PARAM)] * cfg.n_layers
+    return [float(_block(cfg, None).params * TRAIN_STATE_BYTES_PER_PARAM)] * cfg.n_layers
 
 
 def partition(cfg: GPTConfig, n_stages: int, seq_len: int | None, stage_bytes: float) -> list[tuple[int, int]]:
@@ -117,26 +119,24 @@ def resolve_mode(mode: str, cfg: GPTConfig, shape: dict[str, int], device_bytes:
 
 
 def activation_itemsize(dtype: str, platform: str = "cpu") -> int:
-    """Bytes per kept activation value (XLA:CPU keeps bfloat16 activations in float32; see REMAT_VALUES)."""
+    """Bytes per kept activation value: the compute dtype's, except that XLA:CPU keeps bfloat16 activations in float32
+    (it computes bfloat16 matmuls in float32 and saves the converted values: the bfloat16 step's temp bytes were 1.1x
+    the float32 step's)."""
     import numpy as np
 
     return 4 if platform == "cpu" else np.dtype(dtype).itemsize
 
 
+def memory_model(cfg: GPTConfig, dtype: str, platform: str = "cpu") -> MemoryModel:
+    """The device cost model's memory model of ``cfg`` with this platform's bytes per kept value."""
+    return MemoryModel(cfg, activation_itemsize(dtype, platform))
+
+
 def activation_bytes(cfg: GPTConfig, tokens: float, layers: int, dtype: str, policy: str,
                      platform: str = "cpu") -> float:
     """Bytes of activations ``layers`` blocks keep for the backward pass over ``tokens`` tokens under remat
-    ``policy`` (see REMAT_VALUES), plus for "full" and "dots" the one block being recomputed at a time."""
-    item = activation_itemsize(dtype, platform)
-
-    def per_token(p):
-        a, b = REMAT_VALUES[p]
-        return item * (a * cfg.d_model + b * cfg.d_ffn) + (4 * cfg.n_heads if p == "none" else 0)
-
-    kept = float(layers) * tokens * per_token(policy)
-    if policy != "none":  # the block under recomputation holds its own activations while its gradient is taken
-        kept += tokens * per_token("none")
-    return kept
+    ``policy``, plus for "full" and "dots" the one block being recomputed (MemoryModel.activation_bytes)."""
+    return memory_model(cfg, dtype, platform).activation_bytes(tokens, layers, policy)
 
 
 def pipeline_microbatches(plan: dict, batch_size: int) -> int:
@@ -158,7 +158,8 @@ def device_tokens_and_layers(plan: dict, cfg: GPTConfig, batch_size: int) -> tup
 
 
 def kept_activations(plan: dict, cfg: GPTConfig, batch_size: int, seq_len: int) -> tuple[dict[str, float], float]:
-    """({policy: activation bytes a device keeps for the backward pass}, bytes of one loss chunk's logits).
+    """({policy: activation bytes a device keeps for the backward pass}, bytes of one loss chunk's logits), from the
+    device cost model's memory model (memory_model).
 
     1F1B (pipelined.one_f_one_b): the first stage, the fullest, stashes min(M, S) microbatch inputs (its in-flight
     count, plan["in_flight"][0]) plus four [mb, T, d] messages (received and sent, both directions), and recomputes
@@ -166,64 +167,69 @@ def kept_activations(plan: dict, cfg: GPTConfig, batch_size: int, seq_len: int) 
     Otherwise every row a device runs through its blocks is kept (device_tokens_and_layers)."""
     from model.gpt import LOSS_CHUNK_TOKENS
 
-    shape, dtype, platform = plan["mesh"], plan["compute_dtype"], plan["platform"]
+    shape, memory = plan["mesh"], memory_model(cfg, plan["compute_dtype"], plan["platform"])
     if plan["mode"] == "pipelined" and plan.get("schedule", SCHEDULES[0]) == "1f1b":
         M = pipeline_microbatches(plan, batch_size)
         mb_rows = batch_size / M  # one microbatch over all replicas
         tokens = mb_rows / shape["data"] * seq_len
-        stash = (min(M, shape["stage"]) + 4) * tokens * cfg.d_model * activation_itemsize(dtype, platform)
-        acts = {p: stash + activation_bytes(cfg, tokens, plan["slots_per_stage"], dtype, p, platform)
-                for p in ("none", "dots", "full")}
+        stash = memory.stash_bytes(tokens, min(M, shape["stage"]) + 4)
+        acts = {p: stash + v for p, v in memory.policy_bytes(tokens, plan["slots_per_stage"]).items()}
         chunks = max(1, -(-int(mb_rows * seq_len) // LOSS_CHUNK_TOKENS))
     else:
         rows, layers = device_tokens_and_layers(plan, cfg, batch_size)
         tokens = rows * seq_len
-        acts = {p: activation_bytes(cfg, tokens, layers, dtype, p, platform) for p in ("none", "dots", "full")}
+        acts = memory.policy_bytes(tokens, layers)
         chunks = max(1, -(-batch_size * seq_len // LOSS_CHUNK_TOKENS))
-    return acts, LOGIT_BYTES * tokens / chunks * cfg.vocab_size / shape["model"]
+    return acts, memory.logit_bytes(tokens / chunks) / shape["model"]
 
 
-def normalise_remat(remat) -> str:
-    """A REMAT_CHOICES name from a name, None (auto) or a bool (True = full, False = none); raises UserError."""
-    if remat is None:
-        return "auto"
-    if remat is True or remat is False:
-        return "full" if remat else "none"
-    if remat not in REMAT_CHOICES:
-        raise UserError(f"unknown execution.remat '{remat}'; use one of {', '.join(REMAT_CHOICES)} (or true = full, "
-                        "false = none)")
-    return remat
+@dataclass(frozen=True)
+class Remat:
+    """A run's remat decision, the value the executor applies (model/remat.py's policies): the policy, why, and when
+    the plan chose it by memory the predicted bytes of each policy. ``record`` writes it into the plan's JSON."""
+
+    policy: str
+    reason: str
+    activation_bytes: dict | None = None
+
+    def record(self, plan: dict) -> "Remat":
+        plan["remat"], plan["remat_reason"] = self.policy, self.reason
+        if self.activation_bytes is not None:
+            plan["activation_bytes"] = dict(self.activation_bytes)
+        return self
 
 
-def resolve_remat(plan: dict, cfg: GPTConfig, *, batch_size: int | None, seq_len: int | None) -> None:
-    """Fill ``plan["remat"]`` (a policy of model.gpt.REMAT_POLICIES, or None while the batch size is unknown) and
-    ``plan["remat_reason"]`` from ``plan["requested_remat"]`` (a policy: forced; "auto": the cheapest policy that fits,
-    see REMAT_MEMORY_FRACTION). ``plan["activation_bytes"]`` records the estimate of every policy."""
+def requested_remat(value) -> str:
+    """execution.remat as one of model/remat.py's REMAT_CHOICES (its one parser); UserError otherwise."""
+    try:
+        return remat_choice(value)
+    except ValueError:
+        raise UserError(f"unknown execution.remat '{value}'; use one of {', '.join(REMAT_CHOICES)} (or true = full, "
+                        "false = none)") from None
+
+
+def decide_remat(plan: dict, cfg: GPTConfig, *, batch_size: int | None, seq_len: int | None) -> Remat | None:
+    """The remat decision for ``plan["requested_remat"]`` (a policy: forced; "auto": the cheapest policy whose
+    predicted peak fits, see REMAT_MEMORY_FRACTION), or None while an "auto" run's batch size is unknown. Streaming
+    always recomputes."""
     requested = plan["requested_remat"]
     if plan["mode"] == "streaming":
-        plan["remat"], plan["remat_reason"] = "full", "weight streaming brings each layer in again for its backward pass"
-        return
+        return Remat("full", "weight streaming brings each layer in again for its backward pass")
     if requested != "auto":
-        plan["remat"], plan["remat_reason"] = requested, "asked for"
-        return
+        return Remat(requested, "asked for")
     if batch_size is None:
-        plan["remat"], plan["remat_reason"] = None, "decided when the batch size is known"
-        return
-    T = seq_len or cfg.max_seq_len
+        return None
     shape = plan["mesh"]
     state = cfg.parameters * TRAIN_STATE_BYTES_PER_PARAM / shape["model"] / (shape["data"] if plan["fsdp"] else 1)
-    acts, logits = kept_activations(plan, cfg, batch_size, T)
+    acts, logits = kept_activations(plan, cfg, batch_size, seq_len or cfg.max_seq_len)
     budget = REMAT_MEMORY_FRACTION * plan["device_memory_bytes"]
-    plan["activation_bytes"] = {p: int(v) for p, v in acts.items()}
     need = {p: state + v + logits for p, v in acts.items()}
-    fits = [p for p in ("none", "dots", "full") if need[p] <= budget]
-    chosen = fits[0] if fits else "full"
+    fits = cheapest_fitting(need, budget)
     gib = lambda b: f"{b / 2**30:.2f} GiB"  # noqa: E731
-    plan["remat"] = chosen
-    plan["remat_reason"] = (
-        f"predicted per device: none {gib(need['none'])}, dots {gib(need['dots'])}, full {gib(need['full'])}; "
-        f"budget {REMAT_MEMORY_FRACTION:.0%} of {plan['device_memory_bytes'] / 2**30:.1f} GiB = {gib(budget)}: "
-        + (f"'{chosen}' is the cheapest that fits" if fits else "none fits; 'full' keeps the least"))
+    reason = (f"predicted per device: none {gib(need['none'])}, dots {gib(need['dots'])}, full {gib(need['full'])}; "
+              f"budget {REMAT_MEMORY_FRACTION:.0%} of {plan['device_memory_bytes'] / 2**30:.1f} GiB = {gib(budget)}: "
+              + (f"'{fits}' is the cheapest that fits" if fits else "none fits; 'full' keeps the least"))
+    return Remat(fits or "full", reason, {p: int(v) for p, v in acts.items()})
 
 
 def resolve_attention(requested: str, cfg: GPTConfig, *, platform: str, dtype: str, seq_len: int | None
@@ -249,20 +255,33 @@ def resolve_attention(requested: str, cfg: GPTConfig, *, platform: str, dtype: s
     return "xla", why_not
 
 
+def cudnn_probe_shapes(cfg: GPTConfig, seq_len: int, dtype: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(query shape, key/value shape) the model's attention hands the cuDNN kernel for one row of ``seq_len`` tokens:
+    [1, T, n_heads, d_head] and [1, T, K, d_head] with K the K/V heads (grouped-query attention passes them
+    unrepeated, model/attention.causal_attention)."""
+    return (1, seq_len, cfg.n_heads, cfg.d_head), (1, seq_len, cfg.kv_heads, cfg.d_head)
+
+
 def cudnn_attention_problem(cfg: GPTConfig, seq_len: int, dtype: str) -> str | None:
     """None when JAX lowers cuDNN causal attention (forward and gradient) for one row of ``seq_len`` tokens with the
-    model's heads in ``dtype``, else the first line of why not (cuDNN version, head size, ...)."""
+    model's query and K/V heads (cudnn_probe_shapes) and its attention scale in ``dtype``, else the first line of why
+    not (cuDNN version, head size, grouping ...)."""
     import jax
     import jax.numpy as jnp
 
-    shape = jax.ShapeDtypeStruct((1, seq_len, cfg.n_heads, cfg.d_head), jnp.dtype(dtype))
+    from model.gpt import attention_scale
+
+    q_shape, kv_shape = cudnn_probe_shapes(cfg, seq_len, dtype)
+    q = jax.ShapeDtypeStruct(q_shape, jnp.dtype(dtype))
+    kv = jax.ShapeDtypeStruct(kv_shape, jnp.dtype(dtype))
+    scale = attention_scale(cfg)
 
     def loss(q, k, v):
-        out = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="cudnn")
+        out = jax.nn.dot_product_attention(q, k, v, scale=scale, is_causal=True, implementation="cudnn")
         return out.astype(jnp.float32).sum()
 
     try:
-        jax.jit(jax.grad(loss, argnums=(0, 1, 2))).lower(shape, shape, shape)
+        jax.jit(jax.grad(loss, argnums=(0, 1, 2))).lower(q, kv, kv)
     except Exception as err:  # noqa: BLE001 - any refusal means: use the XLA kernel
         return first_line(err)
     return None
@@ -272,13 +291,13 @@ def make_placement(mode: str, cfg: GPTConfig, shape: dict[str, int], *, microbat
               device_bytes: int, fsdp: bool, remat="auto", dtype: str, batch_size: int | None = None,
               attention: str = "auto", platform: str = "cpu", schedule: str = SCHEDULES[0]) -> dict:
     """The plan dict. ``microbatches`` None for a pipeline is resolved when the batch size is first seen; so is
-    ``remat`` "auto" (decide by memory; see normalise_remat for the accepted values) when ``batch_size`` (sequences
-    per accumulation step) is not given. ``attention``: see resolve_attention; ``platform`` is the mesh's.
+    ``remat`` "auto" (decide by memory, decide_remat; requested_remat for the accepted values) when ``batch_size``
+    (sequences per accumulation step) is not given. ``attention``: see resolve_attention; ``platform`` is the mesh's.
     ``schedule`` (SCHEDULES) is the pipeline's, recorded for the pipelined mode only."""
     if schedule not in SCHEDULES:
         raise UserError(f"unknown pipeline schedule '{schedule}'; use one of {', '.join(SCHEDULES)}")
     resolved, reason = resolve_mode(mode, cfg, shape, device_bytes)
-    remat = normalise_remat(remat)
+    remat = requested_remat(remat)
     kernel, kernel_reason = resolve_attention(attention, cfg, platform=platform, dtype=dtype, seq_len=seq_len)
     plan = {
         "mode": resolved, "requested_mode": mode, "reason": reason, "mesh": dict(shape),
@@ -299,7 +318,7 @@ def make_placement(mode: str, cfg: GPTConfig, shape: dict[str, int], *, microbat
             stages=[list(s) for s in stages], layers_per_stage=sizes, slots_per_stage=max(sizes),
             stage_forward_flops_per_token=[sum(flops[a:b + 1]) for a, b in stages],
             microbatches=microbatches, schedule=schedule,
-            embedding="wte/wpe/ln_f replicated over stage; " + (
+            embedding=(  # runtime/execution/pipelined.py prefixes the parameters outside the blocks it replicates
                 "embedding on the first stage and head + loss on the last, per microbatch inside the pipeline"
                 if schedule == "1f1b" else "embedding and head run outside the pipeline on the whole mesh"),
         )
@@ -307,7 +326,11 @@ def make_placement(mode: str, cfg: GPTConfig, shape: dict[str, int], *, microbat
     elif microbatches not in (None, 1):
         raise UserError(f"execution.microbatches={microbatches} applies to the pipelined mode only; "
                         "other modes split a batch by gradient accumulation (accum_steps)")
-    resolve_remat(plan, cfg, batch_size=batch_size, seq_len=seq_len)
+    decision = decide_remat(plan, cfg, batch_size=batch_size, seq_len=seq_len)
+    if decision is None:
+        plan["remat"], plan["remat_reason"] = None, "decided when the batch size is known"
+    else:
+        decision.record(plan)
     return plan
 
 

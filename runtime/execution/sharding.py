@@ -22,15 +22,16 @@ Rules = Mapping[str, str | tuple[str, ...] | None]
 def rules_for(mode: str, *, fsdp: bool = False) -> dict[str, str | None]:
     """The logical -> mesh axis table of an execution mode.
 
-    Tensor parallelism over ``model`` shards whole attention heads, the FFN's hidden units and the vocabulary (the
-    Megatron split); pipelining shards the stacked ``layers`` over ``stage``; FSDP/ZeRO-3 shards the ``embed``
+    Tensor parallelism over ``model`` shards whole attention heads (query heads, and grouped K/V heads when the axis
+    divides their count; a single K/V head is replicated), the FFN's hidden units and the vocabulary (the Megatron
+    split; a gated FFN's gate/up pair stays together on each device); pipelining shards the stacked ``layers`` over ``stage``; FSDP/ZeRO-3 shards the ``embed``
     dimension of every weight over ``data`` (gathered for use by GSPMD, gradients reduce-scattered).
     """
     rules: dict[str, str | None] = {
-        "vocab": "model", "heads": "model", "mlp": "model",
+        "vocab": "model", "heads": "model", "kv_heads": "model", "mlp": "model",
         "embed": "data" if fsdp else None,
         "layers": "stage" if mode == "pipelined" else None,
-        "qkv": None, "head_dim": None, "position": None,
+        "qkv": None, "gate": None, "head_dim": None, "position": None,
     }
     return rules
 

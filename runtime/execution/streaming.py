@@ -11,10 +11,10 @@ One slice of the batch (``_value_and_grad``), explicitly, without autodiff throu
   gradients leave for host memory as soon as they exist (the data axis sums replicas' gradients before they leave:
   SwarmX's role).
 - weights travel in the dtype the model computes with: matmul kernels and biases cast to the compute dtype in host
-  memory (bf16 halves the traffic of a bf16 run), LayerNorm parameters and the embeddings in float32, then the device
+  memory (bf16 halves the traffic of a bf16 run), norm parameters and the embeddings in float32, then the device
   widens them to float32 (exact) so that every gradient is data mode's float32 gradient bit for bit.
-- the token and position embeddings and the final LayerNorm travel once per slice: the tied embedding is used at both
-  ends of the model.
+- the parameters outside the blocks (gpt.outside_blocks: the token embedding, learned positions, the final norm, an
+  untied head) travel once per slice: the tied embedding is used at both ends of the model.
 
 The update runs where the state lives (``plan["host_update"]``): where the backend can compute in host memory
 (``jax.experimental.compute_on("device_host")``; checked by compiling a probe once per platform), accumulation
@@ -40,7 +40,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from model import gpt
 from runtime.execution import sharding as shd
-from runtime.execution.base import REST, Executor, in_blocks
+from runtime.execution.base import Executor, in_blocks
 from runtime.execution.optim import clip_fn
 
 
@@ -49,9 +49,17 @@ def _drop_layer_axis(sharding: NamedSharding, memory_kind) -> NamedSharding:
     return NamedSharding(sharding.mesh, P(*spec), memory_kind=memory_kind)
 
 
-# Block leaves the model uses in the compute dtype (gpt.block casts them before its matmuls): they may travel in it.
-# The LayerNorms' scale and bias are used in float32 and travel in float32.
+# Block leaves the model uses in the compute dtype (gpt.block casts them before its matmuls): the kernels and biases
+# of the attention and FFN projections may travel in it. Every norm's parameters (ln_1/ln_2 scale and bias, the Q/K
+# norms' scale under attn) are used in float32 and travel in float32.
 _CAST_IN_BLOCK = ("attn", "mlp")
+
+
+def travels_narrow(path) -> bool:
+    """Whether a block leaf (a tree path inside one layer) travels in the compute dtype: a projection's kernel or
+    bias, not a norm's scale."""
+    names = gpt.path_names(path)
+    return names[0] in _CAST_IN_BLOCK and names[-1] in ("kernel", "bias")
 
 
 def on_host(fn):
@@ -109,7 +117,7 @@ class StreamingExecutor(Executor):
         self.host_update = bool(available if host_update is None else host_update and available)
         shapes = gpt.param_shapes(cfg)
         layer = _nbytes(jax.tree.map(lambda s: s[1:], shapes["blocks"], is_leaf=lambda x: isinstance(x, tuple)))
-        rest = _nbytes({k: shapes[k] for k in REST})
+        rest = _nbytes({k: shapes[k] for k in self.rest})
         self.plan.update(
             host_memory_kind=host or "device (no host memory kind on this backend: weights stay in device memory)",
             layer_bytes=layer, embedding_bytes=rest, model_bytes=_nbytes(shapes),
@@ -156,10 +164,10 @@ class StreamingExecutor(Executor):
         return jax.device_put(tree, target)
 
     def _rest_sh(self):
-        return {k: self.param_shardings[k] for k in REST}
+        return {k: self.param_shardings[k] for k in self.rest}
 
     def _dev_rest(self, tree):
-        return self._move({k: tree[k] for k in REST}, self._rest_sh(), layer=False, to_device=True)
+        return self._move({k: tree[k] for k in self.rest}, self._rest_sh(), layer=False, to_device=True)
 
     def _host_rest(self, tree):
         return self._move(tree, self._rest_sh(), layer=False, to_device=False)
@@ -176,8 +184,13 @@ class StreamingExecutor(Executor):
         layer = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, i, 0, keepdims=False), blocks)
         narrow = self.host_update and jnp.dtype(self.dtype) != jnp.float32 and self.device_kind is not None
         if narrow:
-            cast = {k: v for k, v in layer.items() if k in _CAST_IN_BLOCK}
-            layer = {**layer, **on_host(lambda t: jax.tree.map(lambda a: a.astype(self.dtype), t))(cast)}
+            flat, treedef = jax.tree_util.tree_flatten_with_path(layer)
+            picked = [j for j, (path, _) in enumerate(flat) if travels_narrow(path)]
+            cast = on_host(lambda xs: [a.astype(self.dtype) for a in xs])([flat[j][1] for j in picked])
+            leaves = [a for _, a in flat]
+            for j, a in zip(picked, cast):
+                leaves[j] = a
+            layer = jax.tree_util.tree_unflatten(treedef, leaves)
         return jax.tree.map(lambda a: a.astype(jnp.float32), self._dev_layer(layer))
 
     # ----- the model ------------------------------------------------------------------------------------------
@@ -289,8 +302,8 @@ class StreamingExecutor(Executor):
         state_sh = self.state_shardings(opt)["opt_state"]
 
         # Non-block parameters: one device round trip.
-        st_rest = restrict(opt_state, REST)
-        st_rest_sh = restrict(state_sh, REST)
+        st_rest = restrict(opt_state, self.rest)
+        st_rest_sh = restrict(state_sh, self.rest)
         p_rest = self._dev_rest(params)
         st_dev = jax.device_put(st_rest, jax.tree.map(lambda s: s.with_memory_kind(self.device_kind), st_rest_sh)) \
             if self.device_kind else st_rest

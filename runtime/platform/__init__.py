@@ -5,7 +5,11 @@ that make JAX fast on them.
   Kubernetes) through JAX's own detection; all of it before JAX's backend starts;
 - ``mesh``: the ``data``/``stage``/``model`` mesh of a mesh spec or a run config;
 - ``allocator``: glibc's allocator kept from returning XLA:CPU's per-step buffers to the OS;
-- ``compile_cache``: JAX's persistent compilation cache.
+- ``compile_cache``: JAX's persistent compilation cache;
+- ``rendezvous``: the processes of a multi-process run meet before ``jax.distributed`` starts (a missing one named);
+- ``environment``: the environment variables the stack reads, checked like settings;
+- ``storage``: writing results safely (held hidden temporaries renamed into place; full or read-only disks in one
+  line).
 
 Import-light (no JAX at import time): the command line uses it before it decides to start JAX. The names below are
 the package's public API; import them from ``runtime.platform``.

@@ -8,7 +8,7 @@ system time in a 66 s run, 1,330 tokens/s; with the settings below 0.7 million f
 tokens/s and 2.8 GB peak RSS instead of 1.6 GB. The settings are glibc's documented ``mallopt`` parameters
 (mallopt(3)); other C libraries are left alone.
 
-``WSE_KEEP_FREED_MEMORY=0`` in the environment turns this off (for a process that must return memory to the OS).
+``WSE_KEEP_FREED_MEMORY=0`` (or false/off/no) in the environment turns this off (for a process that must return memory to the OS).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def keep_freed_memory() -> bool:
     if _STATE["applied"] is not None:
         return _STATE["applied"]
     ok = False
-    if os.environ.get("WSE_KEEP_FREED_MEMORY", "1") != "0":
+    if os.environ.get("WSE_KEEP_FREED_MEMORY", "1").strip().lower() not in ("0", "false", "off", "no"):
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
             ok = hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version") and all(

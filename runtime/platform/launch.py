@@ -15,6 +15,8 @@ import warnings
 
 from runtime.errors import UserError
 
+# Seconds a multi-process start waits for all its processes (mesh.start_timeout): jax.distributed's own default.
+DEFAULT_START_TIMEOUT = 300.0
 # Set by maybe_initialize_distributed: how many processes form the mesh (known before the backend starts, which
 # jax.process_count() is not).
 _PROCESSES = {"count": 1, "initialized": False}
@@ -63,7 +65,7 @@ def process_count() -> int:
 
 
 def maybe_initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
-                                 process_id: int | None = None) -> bool:
+                                 process_id: int | None = None, timeout: float = DEFAULT_START_TIMEOUT) -> bool:
     """Join a multi-process run if one is configured or a cluster launcher started this process; returns whether
     this process is part of one.
 
@@ -71,17 +73,19 @@ def maybe_initialize_distributed(coordinator: str | None = None, num_processes: 
     ``JAX_COORDINATOR_ADDRESS``/``JAX_NUM_PROCESSES``/``JAX_PROCESS_ID``, else from the launcher as
     ``jax.distributed.initialize()``'s own cluster detection reads it (``detect_launcher``: Slurm under ``srun``,
     Open MPI under ``mpirun``, a Kubernetes Job or JobSet). ``num_processes=1`` runs alone whatever the launcher
-    says. With one process (or nothing configured or detected) this does nothing, so a single-process run never pays
+    says. The processes first meet at the coordinator (runtime.platform.rendezvous): one that has not arrived after
+    ``timeout`` seconds (``mesh.start_timeout``) ends the start with one line naming it. With one process (or nothing
+    configured or detected) this does nothing, so a single-process run never pays
     for a coordinator. Must run before anything initialises JAX's backend. Raises UserError (one line) for an
     incomplete or inconsistent setting, or when JAX's backend has already started.
     """
     import jax
 
-    coordinator = coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
-    if num_processes is None and os.environ.get("JAX_NUM_PROCESSES"):
-        num_processes = int(os.environ["JAX_NUM_PROCESSES"])
-    if process_id is None and os.environ.get("JAX_PROCESS_ID"):
-        process_id = int(os.environ["JAX_PROCESS_ID"])
+    from runtime.platform.environment import env_int
+
+    coordinator = coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS") or None
+    num_processes = env_int("JAX_NUM_PROCESSES", 1) if num_processes is None else num_processes
+    process_id = env_int("JAX_PROCESS_ID", 0) if process_id is None else process_id
     if _PROCESSES["initialized"]:
         return True
     if num_processes == 1:
@@ -100,7 +104,11 @@ def maybe_initialize_distributed(coordinator: str | None = None, num_processes: 
         raise UserError(f"process id {process_id} is outside 0..{num_processes - 1}")
     if backend_initialized():
         raise UserError("jax.distributed must start before JAX is used; initialise the mesh first thing in the process")
-    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+    from runtime.platform.rendezvous import rendezvous
+
+    rendezvous(coordinator, num_processes, process_id, timeout)  # all arrive, or one line naming who did not
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id,
+                               initialization_timeout=max(1, int(timeout)))
     _PROCESSES.update(count=num_processes, initialized=True)
     return True
 

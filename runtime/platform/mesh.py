@@ -20,7 +20,8 @@ import math
 from collections.abc import Mapping, Sequence
 
 from runtime.errors import UserError
-from runtime.platform.launch import backend_initialized, ensure_cpu_devices, maybe_initialize_distributed, process_count
+from runtime.platform.launch import (DEFAULT_START_TIMEOUT, backend_initialized, ensure_cpu_devices,
+                                     maybe_initialize_distributed, process_count)
 
 AXES = ("data", "stage", "model")
 PLATFORMS = ("cpu", "gpu", "tpu", "auto")
@@ -72,7 +73,8 @@ def make_mesh(axes: Mapping[str, int] | None, devices: Sequence | None = None):
 
 
 def build_mesh(platform: str = "auto", devices: int | None = None, axes: Mapping[str, int] | None = None,
-               *, coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None):
+               *, coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None,
+               start_timeout: float = DEFAULT_START_TIMEOUT):
     """The mesh a run config asks for. ``devices`` is the global count (all processes together).
 
     cpu: emulated devices; asked before the backend starts, the backend gets exactly ``devices`` (split evenly over
@@ -84,7 +86,7 @@ def build_mesh(platform: str = "auto", devices: int | None = None, axes: Mapping
 
     if platform not in PLATFORMS:
         raise UserError(f"unknown mesh.platform '{platform}'; use one of {', '.join(PLATFORMS)}")
-    maybe_initialize_distributed(coordinator, num_processes, process_id)
+    maybe_initialize_distributed(coordinator, num_processes, process_id, start_timeout)
     if platform == "cpu" and devices is not None and not backend_initialized():
         if devices % process_count():
             raise UserError(f"mesh.devices={devices} does not split evenly over {process_count()} processes")
@@ -118,4 +120,4 @@ def build_run_mesh(run):
     JAX's backend starts."""
     m = run.mesh
     return build_mesh(m.platform, run.devices(), m.axes.model_dump(), coordinator=m.coordinator_address,
-                      num_processes=m.num_processes, process_id=m.process_id)
+                      num_processes=m.num_processes, process_id=m.process_id, start_timeout=m.start_timeout)

@@ -4,8 +4,9 @@ uses (runtime.train.Trainer), so a study stopped at any moment resumes where it 
 - A point is *finished* when its run dir holds the checkpoint of its last step and the evaluation of that step in
   ``metrics.jsonl``: it is read back from there, never trained again.
 - A point with an earlier checkpoint resumes from it (the trainer's own exact resume).
-- A point whose loss went non-finite (runtime.errors.TrainingDiverged) is recorded in ``<out>/diverged.json`` and
-  counts as diverged from then on; a learning-rate sweep expects some.
+- A point whose loss or gradient norm went non-finite (runtime.errors.Diverged, raised by the trainer before anything
+  non-finite is saved) is recorded in ``<out>/diverged.json`` and counts as diverged from then on; a learning-rate
+  sweep expects some.
 
 Every point of one process shares JAX's start-up, and points that differ only in their learning rate share one
 compiled step (``Trainer(lr_in_state=True)``): that is what lets a 40-point sweep fit in minutes on two CPU cores.
@@ -51,12 +52,13 @@ class Outcome:
     seconds: float = 0.0
     diverged_step: int | None = None
     cpu_seconds: float = 0.0
+    diverged_detail: str | None = None  # what was not finite (runtime.train.divergence.what_diverged)
 
     def describe(self) -> dict:
         return {"name": self.point.name, **self.point.info, "lr": self.point.lr, "steps": self.point.steps,
                 "status": self.status, "val_loss": self.val_loss, "train_loss": self.train_loss,
                 "seconds": round(self.seconds, 2), "cpu_seconds": round(self.cpu_seconds, 2),
-                "diverged_step": self.diverged_step}
+                "diverged_step": self.diverged_step, "diverged_detail": self.diverged_detail}
 
 
 def model_fields(name: str, layers: int, width: int, d_head: int, vocab: int, seq_len: int, param: str) -> dict:
@@ -101,7 +103,9 @@ class Sweep:
     def outcome(self, point: Point) -> Outcome:
         """A finished or diverged point read back, else the point trained (resumed from its last checkpoint)."""
         if point.name in self.diverged:
-            return Outcome(point, "diverged", None, None, diverged_step=self.diverged[point.name]["step"])
+            record = self.diverged[point.name]
+            return Outcome(point, "diverged", None, None, diverged_step=record["step"],
+                           diverged_detail=record.get("detail"))
         done = finished_losses(self.run_dir(point), point.steps)
         if done is not None:
             return Outcome(point, "reused", *done)
@@ -109,17 +113,17 @@ class Sweep:
 
     def train(self, point: Point) -> Outcome:
         from runtime.config import from_dict
-        from runtime.errors import TrainingDiverged
+        from runtime.errors import Diverged
         from runtime.train import Trainer
 
         t0, c0 = time.perf_counter(), time.process_time()
         try:
             result = Trainer(from_dict(self.run_tree(point)), progress=False, lr_in_state=True).run()
-        except TrainingDiverged as err:
-            self.diverged[point.name] = {"step": err.step, "message": str(err)}
+        except Diverged as err:  # an outcome of the sweep, not a failure of the study
+            self.diverged[point.name] = {"step": err.step, "detail": err.detail, "message": str(err)}
             self._write_diverged()
             return Outcome(point, "diverged", None, None, time.perf_counter() - t0, err.step,
-                           time.process_time() - c0)
+                           time.process_time() - c0, err.detail)
         return Outcome(point, "trained", result["val_loss"], result["final_loss"], time.perf_counter() - t0,
                        cpu_seconds=time.process_time() - c0)
 
@@ -171,7 +175,7 @@ def progress_line(outcome: Outcome) -> str:
     p = outcome.point
     what = " ".join(str(v) for v in p.info.get("label", [p.name]))
     if outcome.status == "diverged":
-        return f"{what}  diverged at step {outcome.diverged_step} (loss not finite)"
+        return f"{what}  diverged at step {outcome.diverged_step} ({outcome.diverged_detail or 'not finite'})"
     how = (f"trained in {outcome.seconds:.1f} s ({outcome.cpu_seconds:.1f} CPU-s)" if outcome.status == "trained"
            else "reused (finished run dir)")
     train = f" (training {outcome.train_loss:.4f})" if outcome.train_loss is not None else ""

@@ -19,9 +19,9 @@ from runtime.train.profiling import ProfileWindow, Trace
 from runtime.train.sinks import TensorBoard, WandB, reporting_observers
 from runtime.train.rundir import CONFIG_FILE
 from runtime.train.sources import ExampleData, PretrainingData
-from runtime.train.throughput import NOMINAL_PEAK, nominal_peak, peak_flops
+from runtime.train.throughput import NOMINAL_PEAK, Peak, nominal_peak, peak_flops
 
 __all__ = ["CONFIG_FILE", "Evaluation", "ExampleData", "LOSS_PLOT", "LossPlot", "METRICS_FILE", "MetricsLog",
-           "NOMINAL_PEAK", "Observer", "OnStep", "PLAIN_PROGRESS_SECONDS", "PretrainingData", "ProfileWindow",
+           "NOMINAL_PEAK", "Observer", "Peak", "OnStep", "PLAIN_PROGRESS_SECONDS", "PretrainingData", "ProfileWindow",
            "Progress", "RunContext", "TENSORBOARD_DIR", "TensorBoard", "Trace", "Trainer", "WANDB_DIR", "WandB",
            "nominal_peak", "peak_flops", "place", "plot_losses", "read_metrics", "reporting_observers", "train"]

@@ -48,6 +48,21 @@ def windows(tokens: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
     return out, lengths
 
 
+def check_request(cfg, tokens, seq_len: int | None = None) -> int:
+    """The window length an evaluation of ``tokens`` uses (``seq_len``, default the model's context), or UserError
+    when it is not between 2 and the context or the stream has fewer than 2 tokens. Pure Python: `wse eval` checks
+    before it starts JAX."""
+    seq_len = cfg.max_seq_len if seq_len is None else int(seq_len)
+    if seq_len < 2:
+        raise UserError(f"seq-len {seq_len} is too short: a window needs at least 2 tokens to predict one")
+    if seq_len > cfg.max_seq_len:
+        raise UserError(f"seq-len {seq_len} is beyond the model context of {cfg.max_seq_len} tokens; "
+                        f"use --seq-len {cfg.max_seq_len} or less")
+    if len(np.asarray(tokens).reshape(-1)) < 2:
+        raise UserError(f"the text has {len(np.asarray(tokens).reshape(-1))} token(s); at least 2 are needed for one prediction")
+    return seq_len
+
+
 def evaluate_tokens(cfg, params, tokens, seq_len: int | None = None, batch_size: int = 8, dtype=None,
                     nll_fn=None) -> EvalResult:
     """Mean next-token cross-entropy of ``tokens`` under the model (see module docstring).
@@ -58,15 +73,8 @@ def evaluate_tokens(cfg, params, tokens, seq_len: int | None = None, batch_size:
     import jax
     import jax.numpy as jnp
 
-    seq_len = cfg.max_seq_len if seq_len is None else int(seq_len)
-    if seq_len < 2:
-        raise UserError(f"seq-len {seq_len} is too short: a window needs at least 2 tokens to predict one")
-    if seq_len > cfg.max_seq_len:
-        raise UserError(f"seq-len {seq_len} is beyond the model context of {cfg.max_seq_len} tokens; "
-                        f"use --seq-len {cfg.max_seq_len} or less")
+    seq_len = check_request(cfg, tokens, seq_len)
     wins, lengths = windows(tokens, seq_len)
-    if len(wins) == 0:
-        raise UserError(f"the text has {len(np.asarray(tokens).reshape(-1))} token(s); at least 2 are needed for one prediction")
     if nll_fn is None:
         from model.generate import architecture
 
@@ -87,6 +95,32 @@ def evaluate_tokens(cfg, params, tokens, seq_len: int | None = None, batch_size:
     loss = total / predictions
     return EvalResult(tokens=int(lengths.sum()), predictions=predictions, windows=n, seq_len=seq_len, loss=loss,
                       perplexity=math.exp(min(loss, 700.0)))
+
+
+def evaluate_split(cfg, params, dataset, seq_len: int, batch_size: int = 8, dtype=None) -> EvalResult:
+    """The validation loss as training reports it (runtime.train.observers.Evaluation over the whole split): the
+    mean next-token loss over the targets of every window of ``seq_len + 1`` tokens of a token dataset split
+    (``dataset``: runtime.data.TokenDataset; window w is tokens [w * seq_len, w * seq_len + seq_len + 1), so every
+    token but the first is a target once), single device. UserError when the split is shorter than one window."""
+    import jax
+    import jax.numpy as jnp
+
+    from model.generate import architecture
+    from runtime.data import Loader
+
+    check_request(cfg, np.zeros(2), seq_len)
+    loader = Loader(dataset, batch_size, seq_len, shuffle=False, evaluation=True)
+    nll = partial(masked_nll_sum, architecture(cfg), dtype=dtype or jnp.float32)
+    params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+    total, predictions = 0.0, 0
+    for i in range(loader.covering_batches):
+        inputs, targets, *mask = loader.covering_batch(i)
+        mask = mask[0] if mask else np.ones(inputs.shape, bool)
+        total += float(nll(params, jnp.asarray(inputs), jnp.asarray(targets), jnp.asarray(mask)))
+        predictions += int(mask.sum())
+    loss = total / predictions
+    return EvalResult(tokens=loader.n_windows * seq_len + 1, predictions=predictions, windows=loader.n_windows,
+                      seq_len=seq_len, loss=loss, perplexity=math.exp(min(loss, 700.0)))
 
 
 def evaluate_examples(cfg, params, packed, batch_size: int = 8) -> tuple[float, int]:

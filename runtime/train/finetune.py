@@ -19,6 +19,7 @@ from pathlib import Path
 from runtime.config.recipes import Recipe, finetune_recipe
 from runtime.data import BUILTIN, Packed, pack, resolve_examples, tokenize
 from runtime.errors import UserError
+from runtime.train.observers import Observer
 from runtime.train.rundir import check_not_source, saved_config
 
 
@@ -38,6 +39,13 @@ class StartingModel:
 
     def describe(self) -> str:
         return f"{self.kind} {self.path}" if self.path is not None else f"{self.kind} ({self.cfg.name})"
+
+    @property
+    def tokenizer_dir(self) -> Path | None:
+        """Where the tokenizer.json the model came with lies (model.tokenizer.model_tokenizer_dir), or None."""
+        from model.tokenizer import model_tokenizer_dir
+
+        return model_tokenizer_dir(self.path)
 
 
 def load_starting_model(checkpoint: str | os.PathLike | None = None, hf: str | os.PathLike | None = None, *,
@@ -99,6 +107,9 @@ class FineTuneJob:
         from runtime.train.loop import Trainer
         from runtime.train.sources import ExampleData
 
+        if self.source.tokenizer_dir is not None:  # the run keeps tokenising with the model's own tokenizer
+            kwargs["observers"] = [KeepTokenizer(self.source.tokenizer_dir, self.source.cfg.max_seq_len),
+                                   *kwargs.get("observers", [])]
         return Trainer(self.requested, recipe=self.recipe, data=ExampleData(self.train, self.val),
                        init_params=self.source.params, **kwargs)
 
@@ -112,11 +123,52 @@ class FineTuneJob:
                 "val_examples": self.val.stats() if self.val else None, "defaults_applied": applied}
 
 
+class KeepTokenizer(Observer):
+    """Writes the source model's tokenizer files into the run dir when the run starts (the run dir is open and ours
+    then), so that `wse generate --checkpoint RUN` and a later fine-tune tokenise as this one did."""
+
+    def __init__(self, source: Path, context: int):
+        self.source, self.context = source, context
+
+    def start(self, ctx) -> None:
+        from model.hf_files import keep_tokenizer
+
+        if ctx.lead and not (ctx.run_dir / "tokenizer.json").is_file():
+            keep_tokenizer(self.source, ctx.run_dir, self.context)
+
+
 def user_tree(overrides: list[str] | tuple[str, ...] = (), updates: dict | None = None) -> dict:
     """The user's settings as a nested dict: ``key=value`` overrides, then ``updates`` (the tutorial's keywords)."""
     from runtime.config import merge_trees, parse_overrides
 
     return merge_trees(parse_overrides(list(overrides)), updates or {})
+
+
+def check_settings(overrides: list[str] | tuple[str, ...] = (), updates: dict | None = None) -> dict:
+    """The user's settings as a nested dict, every key and value checked (pure Python: before JAX starts); fine-tuning
+    takes its model and data from its own options, so ``model=``/``data=`` are refused (UserError)."""
+    from runtime.config import from_dict
+
+    tree = user_tree(overrides, updates)
+    for key in ("model", "data"):
+        if key in tree:
+            raise UserError(f"fine-tuning takes the model from --from/--hf and the examples from --data; drop the {key}= override")
+    from_dict(tree)  # unknown keys, values out of range
+    return tree
+
+
+def check_source(checkpoint: str | os.PathLike | None = None, hf: str | os.PathLike | None = None) -> None:
+    """Refuse (UserError) a starting model that is not there, without reading weights or starting JAX."""
+    if (checkpoint is None) == (hf is None):
+        raise UserError("give exactly one starting model: --from CKPT_DIR or --hf DIR")
+    if hf is not None:
+        from model.hf_configs import read_hf_config
+
+        read_hf_config(hf)
+    else:
+        from runtime.checkpoint import find_checkpoint
+
+        find_checkpoint(checkpoint)
 
 
 def prepare(source: StartingModel, data: str | os.PathLike = BUILTIN, overrides: list[str] | tuple[str, ...] = (), *,
@@ -128,18 +180,16 @@ def prepare(source: StartingModel, data: str | os.PathLike = BUILTIN, overrides:
     ``updates``: extra settings as a nested dict applied like overrides (the tutorial's keyword arguments);
     ``resolved``: ``resolve_examples(data, val)`` when the caller already read the examples.
     """
-    from model.tokenizer import TokenizerError, get_tokenizer
+    from model.tokenizer import TokenizerError, tokenizer_for_model
     from runtime.config import from_dict, merge_trees
 
-    tree = user_tree(overrides, updates)
-    for key in ("model", "data"):
-        if key in tree:
-            raise UserError(f"fine-tuning takes the model from --from/--hf and the examples from --data; drop the {key}= override")
-    try:
-        tok = tokenizer if tokenizer is not None and not isinstance(tokenizer, str) else get_tokenizer(tokenizer)
+    tree = check_settings(overrides, updates)
+    cfg = source.cfg
+    try:  # the model's own tokenizer unless one is given (and then it must be the model's, if it has one)
+        tok = tokenizer if tokenizer is not None and not isinstance(tokenizer, (str, os.PathLike)) else \
+            tokenizer_for_model(tokenizer, source.path, cfg.vocab_size, f"model '{cfg.name}'")
     except TokenizerError as err:
         raise UserError(str(err)) from None
-    cfg = source.cfg
     data_path, records, held = resolved if resolved is not None else resolve_examples(data, val)
     t_user = dict(tree.get("train", {}))
     run_dir = Path(t_user["run_dir"]) if t_user.get("run_dir") else default_run_dir(source)
@@ -180,7 +230,10 @@ def finetune(checkpoint: str | os.PathLike | None = None, data: str | os.PathLik
              overrides: list[str] | tuple[str, ...] = (), *, hf: str | os.PathLike | None = None,
              val: str | os.PathLike | None = None, tokenizer=None, allow_pickle: bool = False, **trainer_kwargs) -> dict:
     """Fine-tune ``checkpoint`` (or ``hf``) on ``data`` (a JSONL file or ``builtin``): the `wse finetune` result."""
-    resolved = resolve_examples(data, val)  # bad examples are reported before any model is loaded
+    # everything that needs no JAX first (a refusal returns in about a second): settings, source, examples
+    check_settings(overrides)
+    check_source(checkpoint, hf)
+    resolved = resolve_examples(data, val)
     init_mesh(overrides)
     source = load_starting_model(checkpoint, hf, allow_pickle=allow_pickle)
     job = prepare(source, data, overrides, val=val, tokenizer=tokenizer, resolved=resolved)

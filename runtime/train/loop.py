@@ -25,13 +25,16 @@ from typing import Callable
 
 from runtime.config import RunConfig, load_config
 from runtime.config.recipes import Recipe, resolve, run_dir_of
-from runtime.errors import TrainingDiverged, TrainingStopped, UserError
+from runtime.errors import Diverged, TrainingStopped, UserError
+from runtime.platform.storage import writing
 from runtime.train import observers as obs
+from runtime.train.divergence import diverged
 from runtime.train.faults import RunDirLock, StopSignals, signal_name
 from runtime.train.rundir import open_run, write_config
 from runtime.train.sinks import reporting_observers
 from runtime.train.sources import PretrainingData
 from runtime.train.state import compiled_for, key_from_data, restore_state, save_state
+from runtime.train.summary import data_facts, epochs
 from runtime.train.throughput import peak_flops
 
 
@@ -68,6 +71,7 @@ class Trainer:
         if on_step is not None:
             self.observers.append(obs.OnStep(on_step))
         self.result: dict | None = None
+        self.changes: dict = {}
 
     def run(self) -> dict:
         """Train from the run dir's latest checkpoint (or from scratch) to ``train.steps``; returns the result."""
@@ -81,23 +85,27 @@ class Trainer:
         lead = jax.process_index() == 0
         ckpt = RunCheckpoints(self.run_dir, keep=self.run_config.train.keep)
         lock = None
-        try:
-            open_run(self.requested, ckpt, self.recipe)  # refuses a run dir that is not ours before writing anything
-            lock = RunDirLock(self.run_dir).acquire() if lead else None  # one run per run dir
-            opened = open_run(self.requested, ckpt, self.recipe)  # again under the lock: another run may have saved
-            self.run_config, self.sources = opened.config, opened.sources
-            train_loader, val_loader = self.data.loaders(self.run_config, jax.process_index(), jax.process_count())
-            parts = compiled_for(self.run_config, self.gpt, mesh, self.lr_in_state)
-            state, start, run_key = self._initial_state(parts, ckpt, opened.resume_step, train_loader)
-            ctx = obs.RunContext(self.run_config, self.gpt, parts.executor, start, self.run_dir, lead=lead, state=state)
-            if ctx.lead:
-                write_config(self.run_dir, self.run_config)
-            with StopSignals() as signals:
-                summary = self._train(ctx, parts, train_loader, val_loader, ckpt, run_key, signals)
-        finally:
-            ckpt.close()  # waits for the last asynchronous save
-            if lock is not None:
-                lock.release()
+        # metrics, plots, config.yaml, the lock: a full or read-only run dir is one line (checkpoints say more)
+        with writing(self.run_dir, what="writing the run dir", readonly_fix="choose another train.run_dir",
+                     fix="free space or move train.run_dir, then run the same command"):
+            try:
+                open_run(self.requested, ckpt, self.recipe)  # refuses a run dir that is not ours before writing anything
+                lock = RunDirLock(self.run_dir).acquire() if lead else None  # one run per run dir
+                opened = open_run(self.requested, ckpt, self.recipe)  # again under the lock: another run may have saved
+                self.run_config, self.sources, self.changes = opened.config, opened.sources, opened.changes
+                train_loader, val_loader = self.data.loaders(self.run_config, jax.process_index(), jax.process_count())
+                parts = compiled_for(self.run_config, self.gpt, mesh, self.lr_in_state)
+                state, start, run_key = self._initial_state(parts, ckpt, opened.resume_step, train_loader)
+                ctx = obs.RunContext(self.run_config, self.gpt, parts.executor, start, self.run_dir, lead=lead,
+                                     state=state, data=data_facts(self.run_config, train_loader, val_loader))
+                if ctx.lead:
+                    write_config(self.run_dir, self.run_config)
+                with StopSignals() as signals:
+                    summary = self._train(ctx, parts, train_loader, val_loader, ckpt, run_key, signals)
+            finally:
+                ckpt.close()  # waits for the last asynchronous save
+                if lock is not None:
+                    lock.release()
         self.state, self.executor = ctx.state, parts.executor
         if summary.get("stopped"):
             signum, step = summary["stopped"]
@@ -154,7 +162,9 @@ class Trainer:
             for o in reversed(ctx.observers):
                 o.end(ctx)
         last = evaluation.last if evaluation else (None, None)
-        return {**summary, "val_loss": last[0], "val_perplexity": last[1]}
+        return {**summary, "val_loss": last[0], "val_perplexity": last[1],
+                "val_tokens": evaluation.tokens if evaluation else 0,
+                "val_coverage": evaluation.coverage if evaluation else 0.0}
 
     def _loop(self, ctx, parts, train_loader, ckpt, run_key, signals) -> dict:
         """Steps ``start+1 .. train.steps``, or up to the step a stop signal arrived in (``stopped``: (signal, step),
@@ -163,7 +173,7 @@ class Trainer:
 
         t, ex = self.run_config.train, parts.executor
         stopped = None
-        peak, peak_source = peak_flops(t.dtype, list(ex.mesh.devices.flat))
+        peak = peak_flops(t.dtype, list(ex.mesh.devices.flat))
         tokens_per_step, flops_per_token = t.batch_size * t.seq_len, self.gpt.flops_per_token_6n()
         losses, times = [], []
         pending = place(ex, next(train_loader)) if ctx.start < t.steps else None
@@ -172,21 +182,22 @@ class Trainer:
             ctx.state, metrics = parts.train_step(ctx.state, *batch)  # dispatched asynchronously
             # read and transfer the next batch while the devices run this step
             pending = place(ex, next(train_loader)) if step < t.steps else None
-            loss = float(metrics["loss"])  # waits for the step
+            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}  # waits for the step: one transfer
             dt = time.perf_counter() - t0
-            if not math.isfinite(loss):
-                last = ckpt.latest_step()
-                kept = f"the checkpoint of step {last} is intact" if last is not None else "no checkpoint was written"
-                raise TrainingDiverged(f"loss is {loss} at step {step}: training diverged; lower train.lr or raise "
-                                       f"train.warmup_steps ({kept})", step)
+            if not metrics.get("finite", 1.0) or not math.isfinite(metrics["loss"]):  # before anything is saved
+                raise diverged(step, metrics, ckpt, self._lower_lr())
+            loss = metrics["loss"]
             losses.append(loss)
             times.append(dt)
             record = {"kind": "train", "step": step, "loss": loss, "tokens_per_s": tokens_per_step / dt,
-                      "mfu": flops_per_token * tokens_per_step / dt / peak, "time": time.time()}
+                      "mfu": peak.mfu(flops_per_token * tokens_per_step / dt), "time": time.time()}
             ctx.emit({**record, **{k: float(metrics[k]) for k in ("grad_norm", "lr") if k in metrics}})
             stop = signals.agreed(jax.process_count()) if step < t.steps else None
             if stop or step % t.checkpoint_every == 0 or step == t.steps:
-                save_state(ckpt, self.run_config, self.gpt, ex, ctx.state, step, train_loader.state(step), run_key)
+                try:
+                    save_state(ckpt, self.run_config, self.gpt, ex, ctx.state, step, train_loader.state(step), run_key)
+                except Diverged as err:  # weights not finite although the loss and gradient norm were
+                    raise diverged(step, err.detail, ckpt, self._lower_lr()) from None
             if stop:
                 stopped = (stop, step)
                 break
@@ -195,8 +206,15 @@ class Trainer:
         steady = times[1:] if len(times) > 1 else times  # the first step pays for compilation
         tps = tokens_per_step * len(steady) / sum(steady) if steady else None
         return {"stopped": stopped, "losses": losses, "final_loss": losses[-1] if losses else None, "tokens_per_s": tps,
-                "mfu": flops_per_token * tps / peak if tps else None, "mfu_peak_flops": peak,
-                "mfu_peak_source": peak_source, "flops_per_token_6n": flops_per_token}
+                "mfu": peak.mfu(flops_per_token * tps) if tps else None, "mfu_peak_flops": peak.flops,
+                "mfu_peak_source": peak.source, "flops_per_token_6n": flops_per_token}
+
+    def _lower_lr(self) -> float:
+        """A learning rate to continue a diverged run with: a tenth of its own, and no more than the preset recipe's
+        when it ran above that."""
+        lr = self.run_config.train.lr
+        lower = lr / 10 if lr <= self.gpt.learning_rate else min(lr / 10, self.gpt.learning_rate)
+        return float(f"{lower:.3g}")
 
     def _result(self, mesh, ctx, summary: dict, ckpt) -> dict:
         import jax
@@ -209,7 +227,9 @@ class Trainer:
             "processes": jax.process_count(), "process_index": jax.process_index(),
             "run_dir": str(self.run_dir), "model": self.gpt.name, "parameters": self.gpt.parameters,
             "batch_size": t.batch_size, "seq_len": t.seq_len, "tokens_per_step": t.batch_size * t.seq_len,
-            "checkpoint_step": ckpt.latest_step(), "config_sources": dict(self.sources),
+            "train_data": ctx.data, "epochs": epochs(t.steps, t.batch_size, ctx.data["windows"]),
+            "checkpoint_step": ckpt.latest_step(), "config": self.run_config.flat(), "config_sources": dict(self.sources),
+            "resume_changes": dict(self.changes),
         }
 
 

@@ -43,6 +43,7 @@ class RunContext:
     state: dict | None = None
     finished: bool = False
     observers: list = field(default_factory=list)
+    data: dict = field(default_factory=dict)  # what it trains on (runtime.train.summary.data_facts)
 
     @property
     def steps(self) -> int:
@@ -158,12 +159,16 @@ def plot_losses(metrics_path: Path, out: Path) -> Path | None:
 
 class Evaluation(Observer):
     """Validation every ``train.eval_every`` steps and at the last step (also when a run has nothing left to train):
-    the mean loss over the first ``train.eval_batches`` batches of the validation loader (the same batches every
-    time). ``last`` holds the latest (loss, perplexity)."""
+    the mean next-token loss over the targets of the first ``train.eval_batches`` batches of the validation
+    loader's windows (the same batches every time; batches that together hold every window once, so an
+    ``eval_batches`` at least ``loader.covering_batches`` is the whole validation split, the figure the tutorial's
+    ``model.evaluate()`` gives). ``last`` holds the latest (loss, perplexity), ``tokens`` and ``coverage`` the
+    targets it averaged over and their share of the split's."""
 
     def __init__(self, loader, eval_loss: Callable, put_batch: Callable):
         self.loader, self.eval_loss, self.put_batch = loader, eval_loss, put_batch
         self.last: tuple[float | None, float | None] = (None, None)
+        self.tokens, self.coverage = 0, 0.0
 
     def step(self, ctx: RunContext, step: int) -> None:
         if step % ctx.run_config.train.eval_every == 0 or step == ctx.steps:
@@ -174,15 +179,18 @@ class Evaluation(Observer):
             self._evaluate(ctx, ctx.start, emit=False)
 
     def _evaluate(self, ctx: RunContext, step: int, emit: bool = True) -> None:
-        t = ctx.run_config.train
-        n = min(t.eval_batches, self.loader.steps_per_epoch)
-        total = 0.0
+        n = min(ctx.run_config.train.eval_batches, self.loader.covering_batches)
+        total, tokens = 0.0, 0
         for i in range(n):
-            total += float(self.eval_loss(ctx.state["params"], *self.put_batch(self.loader.batch(0, i))))
-        loss = total / max(n, 1)
+            weight = self.loader.covering_targets(i)  # batch means weighted by their targets: a mean over tokens
+            total += weight * float(self.eval_loss(ctx.state["params"], *self.put_batch(self.loader.covering_batch(i))))
+            tokens += weight
+        loss = total / max(tokens, 1)
         self.last = (loss, math.exp(min(loss, 700.0)))
+        self.tokens, self.coverage = tokens, n / self.loader.covering_batches
         if emit:
-            ctx.emit({"kind": "eval", "step": step, "val_loss": loss, "val_perplexity": self.last[1], "time": time.time()})
+            ctx.emit({"kind": "eval", "step": step, "val_loss": loss, "val_perplexity": self.last[1],
+                      "val_tokens": tokens, "time": time.time()})
 
 
 class Progress(Observer):
@@ -194,6 +202,11 @@ class Progress(Observer):
         self.console, self._bar, self._last = console, None, time.perf_counter()
 
     def start(self, ctx: RunContext) -> None:
+        from runtime.train.summary import start_lines
+
+        if ctx.lead:
+            for line in start_lines(ctx):
+                self._note(line)
         if self.console == "plain":
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
@@ -218,7 +231,9 @@ class Progress(Observer):
 
     def _note(self, text: str) -> None:
         if self._bar is not None:
-            self._bar.console.print(text)
+            self._bar.console.print(text, highlight=False)
+        elif self.console != "plain":
+            self.console.print(text, highlight=False, soft_wrap=True)
         else:
             print(text, file=sys.stderr, flush=True)
 

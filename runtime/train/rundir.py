@@ -1,13 +1,16 @@
 """The run-dir policy shared by `wse train` and `wse finetune`: create, resume, or refuse, before anything is built.
 
 A run dir holds ``checkpoints/``, ``metrics.jsonl``, ``loss.png``, ``config.yaml``, and ``tensorboard/`` (event files,
-profiles) and ``wandb/`` when the run's ``observe`` section asks for them. Opening one for a run:
+profiles) and ``wandb/`` when the run's ``observe`` section asks for them; a fine-tune of a model that came with its
+own tokenizer also keeps that tokenizer's files. Opening one for a run:
 
 - no checkpoint: the directory must be new, empty, or one of ours (a run killed before its first checkpoint);
   anything else is somebody's data and is refused, as is a file or a bare model checkpoint;
 - a checkpoint: it must be of the same model, and the run resolves with the checkpoint's config as its
-  ``checkpoint`` layer (runtime.config.recipes); a setting the user gave that differs from what the run was trained with
-  (``runtime.config.recipes.RESUME_FIXED``) is refused, naming the setting;
+  ``checkpoint`` layer (runtime.config.recipes); a data setting the user gave that differs from what the run was
+  trained with (``runtime.config.recipes.RESUME_FIXED``: it would move the data position) is refused, naming the
+  setting; an optimisation setting (``RESUME_KEPT``: a lower learning rate after a divergence) may change, and the
+  run reports the change (``OpenedRun.changes``);
 - fine-tuning also never writes into, inside or around its source (``check_not_source``).
 
 Refusals are one-line UserErrors; nothing in the run dir has been touched when they are raised.
@@ -15,17 +18,19 @@ Refusals are one-line UserErrors; nothing in the run dir has been touched when t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.config import RunConfig, flatten, resume_conflicts
+from runtime.config import RunConfig, flatten, resume_changes, resume_conflicts
 from runtime.config.recipes import Recipe, resolve
 from runtime.errors import UserError
 from runtime.train.faults import LOCK_FILE
 from runtime.train.observers import LOSS_PLOT, METRICS_FILE, TENSORBOARD_DIR, WANDB_DIR
 
 CONFIG_FILE = "config.yaml"
-RUN_FILES = {"checkpoints", METRICS_FILE, LOSS_PLOT, CONFIG_FILE, LOCK_FILE, TENSORBOARD_DIR, WANDB_DIR}
+# the tokenizer a fine-tuned model came with, kept beside its checkpoints (runtime/train/finetune.py)
+TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}
+RUN_FILES = {"checkpoints", METRICS_FILE, LOSS_PLOT, CONFIG_FILE, LOCK_FILE, TENSORBOARD_DIR, WANDB_DIR} | TOKENIZER_FILES
 
 
 @dataclass
@@ -36,6 +41,7 @@ class OpenedRun:
     config: RunConfig
     sources: dict
     resume_step: int | None
+    changes: dict = field(default_factory=dict)  # {key: [saved, new]} of the optimisation settings changed on resume
 
 
 def open_run(requested: RunConfig, ckpt, recipe: Recipe | None = None) -> OpenedRun:
@@ -60,7 +66,7 @@ def open_run(requested: RunConfig, ckpt, recipe: Recipe | None = None) -> Opened
         k = conflicts[0]
         raise UserError(f"train.run_dir '{run_dir}' was trained with {k}={flatten(saved)[k]!r} but this run sets "
                         f"{k}={config.flat()[k]!r}; resume with the same value or choose another train.run_dir")
-    return OpenedRun(config, sources, step)
+    return OpenedRun(config, sources, step, resume_changes(saved, config))
 
 
 def check_fresh(run_dir: Path) -> None:

@@ -15,7 +15,7 @@ from runtime.errors import UserError
 class PretrainingData:
     """``run.data``: ``builtin`` (the python-docs corpus, prepared once into the cache) or a `wse data` directory.
     The validation loader reads the held-out split in order (no shuffle), so every evaluation sees the same
-    batches; without a validation split of one batch, evaluation is skipped (None)."""
+    batches; without a validation split of one window, evaluation is skipped (None)."""
 
     def loaders(self, run, process_index: int = 0, process_count: int = 1) -> tuple[Loader, Loader | None]:
         """(train, validation or None); UserError when the data's vocabulary is larger than the model's."""
@@ -29,9 +29,10 @@ class PretrainingData:
         where = {"process_index": process_index, "process_count": process_count}
         train = Loader(dataset, t.batch_size, t.seq_len, seed=t.seed, **where)
         try:
-            val = Loader(TokenDataset(directory, "val"), t.batch_size, t.seq_len, seed=t.seed, shuffle=False, **where)
+            val = Loader(TokenDataset(directory, "val"), t.batch_size, t.seq_len, seed=t.seed, shuffle=False,
+                         evaluation=True, **where)
         except UserError:
-            val = None  # no or too small a validation split: evaluation is reported as skipped
+            val = None  # no validation split, or one shorter than a window: evaluation is reported as skipped
         return train, val
 
 

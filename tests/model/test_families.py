@@ -251,3 +251,15 @@ def test_family_presets_are_outside_the_cerebras_catalog():
     from model.presets import PRESETS
 
     assert not set(FAMILY_PRESETS) & set(PRESETS) and "llama3.1-8b" in FAMILY_PRESETS
+
+
+def test_bf16_generation_keeps_every_norm_in_float32():
+    """generate.cast_weights narrows the projections and embeddings to the compute dtype, never a norm's parameters
+    (Qwen3's Q/K norms included): the model applies every norm in float32."""
+    from model.generate import cast_weights
+
+    cfg = get_config("qwen3-tiny", **SMALL)
+    cast = cast_weights(gpt.initial_params(cfg, 0), jnp.bfloat16)
+    attn = cast["blocks"]["attn"]
+    assert attn["q_norm"]["scale"].dtype == attn["k_norm"]["scale"].dtype == cast["ln_f"]["scale"].dtype == jnp.float32
+    assert attn["c_q"]["kernel"].dtype == cast["wte"].dtype == jnp.bfloat16

@@ -7,6 +7,7 @@ import pytest
 
 from model import generate as G
 from model import gpt
+from model import sampling
 from model.config import get_config
 
 CFG = get_config("tiny").replace(n_layers=2, vocab_size=300, max_seq_len=64)
@@ -51,12 +52,19 @@ def test_cached_batch_equals_full_recompute(params):
 
 
 def test_nearby_shapes_share_one_compiled_program(params):
+    """Greedy or sampling, and which filters, are fixed when a program is built (issue 29: no conditional in the
+    decode step); nearby shapes, and other values of the same settings, reuse it."""
     G.generate(CFG, params, [[1, 2], [3, 4, 5, 6, 7], [9]], 5, eot_id=NEVER)
     compiled = G.compile_cache_size()
-    again = G.generate(CFG, params, [[1, 2, 3, 4, 5, 6, 7, 8, 9], [3], [4, 5]], 12, temperature=0.9, top_k=5,
-                       top_p=0.8, seed=4, eot_id=NEVER)
+    again = G.generate(CFG, params, [[1, 2, 3, 4, 5, 6, 7, 8, 9], [3], [4, 5]], 12, eot_id=NEVER)
     assert G.compile_cache_size() == compiled and again.compile_seconds == 0.0
+    G.generate(CFG, params, [[1, 2], [3], [4]], 5, temperature=0.9, top_k=5, top_p=0.8, seed=4, eot_id=NEVER)
+    assert G.compile_cache_size() == compiled + 1  # sampling with top-k (cap 16) and top-p: one more program
+    again = G.generate(CFG, params, [[1, 2, 3, 4, 5, 6, 7, 8, 9], [3], [4, 5]], 12, temperature=1.3, top_k=9,
+                       top_p=0.5, seed=5, eot_id=NEVER)
+    assert G.compile_cache_size() == compiled + 1 and again.compile_seconds == 0.0
     assert [len(t) for t in again.tokens] == [12, 12, 12]
+    assert again.decode_steps == 11 and again.step_seconds > 0  # the first token comes from the prefill
 
 
 def test_sampling_is_seeded(params):
@@ -75,7 +83,7 @@ def test_top_k_1_and_tiny_top_p_are_greedy(params):
 
 def test_filters_keep_exactly_the_top_set():
     logits = jnp.log(jnp.array([[0.05, 0.4, 0.1, 0.3, 0.15]]))
-    kept = lambda k, p: np.isfinite(np.asarray(G.filter_logits(logits, jnp.int32(k), jnp.float32(p))))[0]  # noqa: E731
+    kept = lambda k, p: np.isfinite(np.asarray(sampling.filter_logits(logits, jnp.int32(k), jnp.float32(p))))[0]  # noqa: E731
     assert kept(2, 1.0).tolist() == [False, True, False, True, False]
     # nucleus 0.75: 0.4 + 0.3 = 0.7 < 0.75, so 0.15 is needed too
     assert kept(0, 0.75).tolist() == [False, True, False, True, True]
@@ -161,3 +169,19 @@ def test_repetition_penalty_follows_transformers_and_min_new_tokens_bars_eot(par
     for bad in ({"repetition_penalty": 0.0}, {"min_new_tokens": 13}):
         with pytest.raises(G.GenerationError):
             G.generate(CFG, params, [prompt], 12, **bad)
+
+
+def test_every_decode_layout_gives_the_same_tokens(params):
+    """The layer loop scanned or unrolled, the head stored [V, d] or [d, V], weights prepared once and reused: the
+    same greedy tokens as the full recompute; a dtype that contradicts prepared weights is refused."""
+    want = [_recompute_greedy(params, p, 6) for p in PROMPTS[:2]]
+    for loop in G.LAYER_LOOPS:
+        for head in (False, True):
+            w = G.prepare_weights(CFG, params, layer_loop=loop, transpose_head=head)
+            assert ("wte_t" in w.tree) == head and isinstance(w.tree["blocks"], list) == (loop == "unroll")
+            assert G.generate(CFG, w, PROMPTS[:2], 6, eot_id=NEVER).tokens == want, (loop, head)
+    assert G.default_transpose_head(8) is False  # batch >= 2 keeps [V, d] (a matrix product, not matrix-vector)
+    with pytest.raises(G.GenerationError, match="dtype bfloat16 given with weights prepared in float32"):
+        G.generate(CFG, w, PROMPTS[:1], 2, dtype=jnp.bfloat16)
+    with pytest.raises(G.GenerationError, match="unknown layer loop"):
+        G.generate(CFG, params, PROMPTS[:1], 2, layer_loop="while")

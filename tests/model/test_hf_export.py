@@ -66,6 +66,9 @@ def test_export_loads_with_auto_classes(ckpt, capsys):
     assert diff <= TOL
     gen = transformers.GenerationConfig.from_pretrained(root / "hf")
     assert gen.eos_token_id == 50256 and gen.bos_token_id == 50256
+    # every file as readable as the process's other new files (safetensors alone wrote its file 0600)
+    expected = 0o666 & ~hf_files.umask()
+    assert {name: (root / "hf" / name).stat().st_mode & 0o777 for name in res["files"]} == {n: expected for n in res["files"]}
 
 
 def test_sharded_export_loads_and_converts_back(ckpt, capsys, tmp_path):
@@ -77,6 +80,7 @@ def test_sharded_export_loads_and_converts_back(ckpt, capsys, tmp_path):
     shards = sorted(set(index["weight_map"].values()))
     assert shards == [f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)]
     assert not (out / "model.safetensors").exists()
+    assert {(out / f).stat().st_mode & 0o777 for f in shards} == {0o666 & ~hf_files.umask()}
     sizes = {f: (out / f).stat().st_size for f in shards}
     assert index["metadata"]["total_size"] == sum(4 * np.prod(s) for s in jax.tree.leaves(
         gpt.param_shapes(CFG), is_leaf=lambda x: isinstance(x, tuple)))

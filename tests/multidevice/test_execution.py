@@ -1,4 +1,4 @@
-"""Every execution mode on every mesh shape computes what one device computes.
+"""Every execution mode on every mesh shape computes what one device computes, for Cerebras-GPT and the families.
 
 For each (mode, mesh) the loss and gradients of a batch equal a plain single-device
 ``jax.value_and_grad(gpt.loss_fn)`` on the same weights, and after 5 AdamW steps (masked batch, gradient accumulation
@@ -35,10 +35,21 @@ STEPS = 5
 B, T = 16, 16
 BASE = get_config("tiny").replace(n_layers=8, d_model=32, n_heads=4, d_head=8, d_ffn=128, vocab_size=256,
                                   max_seq_len=T)
+_SMALL = dict(n_layers=8, d_model=32, n_heads=4, d_head=8, vocab_size=256, max_seq_len=T)
+FAMILIES = {
+    "gpt2": BASE,
+    # Llama/Mistral: RMSNorm, SwiGLU, rotary, 4 query heads on 2 K/V heads, no biases, an untied head
+    "llama": get_config("mistral-tiny").replace(**_SMALL, n_kv_heads=2, d_ffn=64),
+    # GPT-J: parallel residual, rotary on a quarter of each head (interleaved pairs), tanh GELU, biases on the FFN
+    # only, an untied head with a bias
+    "gptj": get_config("gptj-tiny").replace(**_SMALL, rotary_dim=2, d_ffn=128),
+    # Qwen3: Q/K norms, heads wider than d_model / n_heads (4 x 12 on 32), 2 K/V heads, tied embeddings
+    "qwen3": get_config("qwen3-tiny").replace(**{**_SMALL, "d_head": 12}, n_kv_heads=2, d_ffn=64),
+}
 
 
-def config(n_layers: int):
-    return BASE.replace(n_layers=n_layers)
+def config(n_layers: int, family: str = "gpt2"):
+    return FAMILIES[family].replace(n_layers=n_layers)
 
 
 def optimizer(cfg):
@@ -54,9 +65,9 @@ def batch():
 
 
 @functools.lru_cache(maxsize=None)
-def reference(n_layers: int) -> dict:
+def reference(n_layers: int, family: str = "gpt2") -> dict:
     """Single device, no sharding, no remat: the plain model and plain optax."""
-    cfg = config(n_layers)
+    cfg = config(n_layers, family)
     params = jax.jit(functools.partial(gpt.init_params, cfg), compiler_options=FAST)(jax.random.key(0))
     tokens, targets, mask = (jnp.asarray(x) for x in batch())
     loss, grads = jax.jit(jax.value_and_grad(lambda p: gpt.loss_fn(cfg, p, tokens, targets)),
@@ -85,7 +96,7 @@ def assert_tree_close(got, want, tol=TOL):
         assert err <= tol, f"{jax.tree_util.keystr(path)}: relative error {err:.2e}"
 
 
-# id, mode, mesh axes, layers, build_executor options, accumulation steps
+# id, mode, mesh axes, layers, build_executor options, accumulation steps (, family: gpt2 when not given)
 CASES = [
     ("data-1", "data", {"data": 1}, 8, {}, 1),
     # remat forced where the plan would leave it off (these shapes fit easily), so every policy stays covered
@@ -99,6 +110,14 @@ CASES = [
     ("pipe-uneven-stage3-model2", "pipelined", {"stage": 3, "model": 2}, 8, {"microbatches": 4}, 1),
     ("stream-1", "streaming", {"data": 1}, 8, {}, 1),
     ("stream-data2x-model4", "streaming", {"data": 2, "model": 4}, 8, {}, 2),
+    # the families: grouped K/V heads sharded over model, the untied head (and its bias) beside the blocks in every
+    # mode, the gated FFN, Q/K norms, the parallel residual
+    ("llama-data2x-model2", "data", {"data": 2, "model": 2}, 8, {}, 1, "llama"),
+    ("llama-pipe-stage4", "pipelined", {"stage": 4}, 8, {}, 1, "llama"),
+    ("llama-pipe-gpipe-data2x-stage2", "pipelined", {"data": 2, "stage": 2}, 8, {"schedule": "gpipe"}, 1, "llama"),
+    ("llama-stream-data2x-model2", "streaming", {"data": 2, "model": 2}, 8, {}, 2, "llama"),
+    ("gptj-pipe-uneven-stage3", "pipelined", {"stage": 3}, 8, {"microbatches": 4}, 1, "gptj"),
+    ("qwen3-stream-1", "streaming", {"data": 1}, 8, {}, 1, "qwen3"),
 ]
 
 
@@ -124,12 +143,14 @@ def check_placement(ex, params, grads):
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_mode_equals_single_device(case):
-    _, mode, axes, n_layers, options, accum = case
-    cfg, ref = config(n_layers), reference(n_layers)
+    _, mode, axes, n_layers, options, accum, family = (*case, "gpt2")[:7]
+    cfg, ref = config(n_layers, family), reference(n_layers, family)
     n = int(np.prod(list(axes.values())))
     ex = build_executor(mode, cfg, make_mesh(axes, jax.devices()[:n]), compiler_options=FAST, **options)
     assert ex.mode == mode
     tokens, targets, mask = batch()
+    if family == "llama" and ex.shape["model"] > 1:  # 2 K/V heads over model = 2: one per device
+        assert "model" in tuple(ex.param_specs["blocks"]["attn"]["c_kv"]["kernel"])
     tok, tgt, msk = ex.put_batch(tokens), ex.put_batch(targets), ex.put_batch(mask)
 
     params = ex.place(ref["params"])

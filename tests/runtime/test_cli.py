@@ -43,3 +43,20 @@ def test_overrides_anywhere_on_the_line():
     assert res.returncode == 2 and "unrecognized arguments: --bogus" in res.stderr
     res = wse("info", "--model", "tiny", "stray=1")
     assert res.returncode == 2 and "unrecognized arguments: stray=1" in res.stderr
+
+
+def test_train_takes_model_and_data_options_like_the_other_commands():
+    """`wse train --model X --data D` is `model=X data=D`; both forms of one setting at once is one error line."""
+    import pytest
+
+    from runtime.cli import build_parser, parse
+    from runtime.commands.train import overrides
+    from runtime.config import load_config
+    from runtime.errors import UserError
+
+    parser, _ = build_parser()
+    args = parse(parser, ["train", "--model", "demo", "train.steps=3", "--data", "builtin"])
+    assert load_config(None, overrides(args)).model == "demo"
+    assert sorted(overrides(args)) == ["data=builtin", "model=demo", "train.steps=3"]
+    with pytest.raises(UserError, match="--model and model= both set the model"):
+        overrides(parse(parser, ["train", "--model", "demo", "model=tiny"]))

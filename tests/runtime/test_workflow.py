@@ -35,7 +35,8 @@ def tutorial(tmp_path_factory):
         from runtime import initialize_model, load_pretrain_data, load_task_data
 
         model = initialize_model(str(root / "micro.yaml"), run_dir=root / "pre")
-        trained = model.train(load_pretrain_data(), steps=2, eval_batches=1)
+        trained = model.train(load_pretrain_data(), steps=2, eval_batches=10_000)  # every validation window
+        trained["evaluated"] = model.evaluate()  # the same weights, before fine-tuning
         tasks = load_task_data()
         tuned = model.fine_tune(tasks, steps=1)
         text = model.generate_text("The assert statement", max_new_tokens=8)
@@ -77,6 +78,9 @@ def test_evaluate_and_plan(tutorial):
     assert 0 < task_eval["val_loss"] < 12 and task_eval["val_perplexity"] > 1
     assert task_eval["val_loss"] == pytest.approx(tuned["val_loss"], rel=1e-4)  # same held-out completions, same weights
     assert corpus_eval["tokens"] > 10_000 and 0 < corpus_eval["val_loss"] < 12
+    # one "validation loss" per model: training's (over the whole split) is the tutorial's evaluate() of its weights
+    assert trained["val_coverage"] == 1 and trained["val_tokens"] == trained["evaluated"]["tokens"] > 10_000
+    assert trained["evaluated"]["val_loss"] == pytest.approx(trained["val_loss"], rel=1e-5)
     plan = model.plan("cs2")
     assert plan["model"] == "micro" and plan["mode"] == "pipelined" and plan["step_time_s"] > 0
 

@@ -4,12 +4,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from model.config import PRESETS, get_config
+from model.config import get_config
+from model.presets import ALL_PRESETS
 from wse.costs import forward_flops_per_token, model_layers, parameters, training_flops_per_token
 from wse.errors import PlanError
 
 
-@pytest.mark.parametrize("name", list(PRESETS))
+@pytest.mark.parametrize("name", list(ALL_PRESETS))  # Cerebras-GPT and every family: one description, one count
 @pytest.mark.parametrize("seq_len", [1, 100, 2048])
 def test_layer_flops_sum_to_config_forward_flops(name, seq_len):
     cfg = get_config(name)
@@ -53,5 +54,5 @@ def test_parallel_residual_and_head_bias():
     assert parameters(layers) == pytest.approx(6.05e9, rel=0.01)  # GPT-J 6B (EleutherAI: 6,053,381,344)
     sequential = model_layers(SimpleNamespace(**{**vars(gptj), "parallel_residual": False, "head_bias": False}), 2048)
     assert parameters(sequential) == parameters(layers) + 28 * 2 * 4096 - 50257  # one more norm a block, no bias
-    qwen = PLANNING_SHAPES["qwen3-32b"][0]
-    assert parameters(model_layers(qwen, 1)) == pytest.approx(32.76e9, rel=0.01)  # Qwen3-32B: 32.8B
+    qwen = get_config("qwen3-32b")
+    assert parameters(model_layers(qwen, 1)) == qwen.parameters == pytest.approx(32.76e9, rel=0.01)  # Qwen3-32B: 32.8B

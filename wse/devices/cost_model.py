@@ -56,19 +56,99 @@ ASSUMPTIONS: dict[str, tuple[float, str]] = {
     "score_backward_accesses": (8, "D: the backward recomputes scores and probabilities (4; model.gpt keeps only the "
                                    "log-sum-exp) and writes and reads their gradients (4)"),
     "logit_accesses": (6, "D: the loss holds float32 logits, their exponentials and their gradient per token and "
-                          "vocabulary entry (runtime.execution.placement.LOGIT_BYTES counts the same three), each "
+                          "vocabulary entry (MemoryModel.logit_bytes counts the same three), each "
                           "written and read once"),
     "logit_bytes": (12, "D: bytes per logit the loss holds: float32 logits, exponentials and gradient"),
+    "softmax_stat_bytes": (4, "D: the attention keeps one float32 log-sum-exp per query head and token for its "
+                              "backward (model/attention.py's XLA kernel and cuDNN's flash kernel alike)"),
     "adamw_bytes_per_param": (32, "D: AdamW with global-norm clipping in device memory: the norm reads the float32 "
                                   "gradient (4), the update reads weight, gradient and both moments (16) and writes "
                                   "weight and moments (12)"),
     "train_state_bytes_per_param": (16, "D: data mode keeps float32 weights and gradients and both float32 moments on "
-                                        "every device (runtime.execution.placement.TRAIN_STATE_BYTES_PER_PARAM)"),
+                                        "every device (the runtime's placement reads this figure)"),
     "host_state_bytes_per_param": (16, "D: streaming keeps float32 weights, both moments and the gradient "
                                        "accumulator in host memory"),
     "loss_chunk_tokens": (4096, "D: the loss materialises logits for at most 4,096 tokens at a time "
                                 "(model.gpt.LOSS_CHUNK_TOKENS)"),
 }
+
+
+# Values per token one block keeps for its backward pass under remat "none" when XLA compiles the runtime's step, per
+# unit of each width: d_model (6 in a sequential block: both norms' inputs and outputs, the attention context and the
+# residual; 3 with a parallel residual, which has one norm), the query width n_heads x d_head and the K/V width
+# n_kv_heads x d_head (2 each: the projection's output and the attention kernel's heads-first copy), d_ffn (2 plain:
+# the activation's input and output; 4 gated: gate, up, the activated gate and the product) and, with Q/K norms, 2 per
+# query and K/V width (the norms' inputs and outputs). F: fitted to XLA's memory_analysis() of the compiled training
+# step (the temp bytes of each policy minus "full"), XLA:CPU, JAX 0.10.2, 8-layer models of width 256 at 4 x 256
+# tokens: GPT-2 (10 d + 2 d_ffn: also what 1.3B at 8 x 2048 and 111M at 8 x 1024 keep, within 15 %), Llama with 4 and
+# 1 K/V heads, d_ffn 1024 and 2048, heads of 96, Qwen3's Q/K norms, GPT-J's parallel block: every one within 0.2 %.
+XLA_KEPT_VALUES = {"d": 6, "d_parallel": 3, "q": 2, "kv": 2, "ffn": 2, "ffn_gated": 4, "qk_norm": 2}
+
+
+class MemoryModel:
+    """What one device holds for a training step, by remat policy: the one memory model, asked by the device planner
+    (wse.devices.plan) and by the runtime's remat decision (runtime/execution/placement.py).
+
+    Per token and block, the values the backward pass keeps under each policy (model/remat.py's vocabulary):
+
+    - ``none``: what XLA keeps of the block (XLA_KEPT_VALUES, from the shape's widths: Q and K/V at their own widths,
+      a gated FFN's third matrix, Q/K norms, a parallel block's one norm) plus the attention's float32 softmax
+      statistic (the log-sum-exp, n_heads values: both attention kernels keep only that, never the scores);
+    - ``dots``: the weight matmuls' outputs (``Layer.matmul_output_values_per_token`` of wse.costs: Q, K, V at their
+      widths, the attention output, the FFN's two or three matmuls; a parallel block's two output projections are
+      summed in one value);
+    - ``full``: the block's input;
+
+    and under ``dots`` and ``full`` the block being recomputed holds its ``none`` values while its gradient is taken.
+    For GPT-2 shapes: 10 d + 2 d_ffn, 5 d + d_ffn and d values. ``width``: bytes per kept value (XLA:CPU keeps bfloat16
+    activations in float32: 4 there whatever the compute dtype).
+    """
+
+    def __init__(self, shape, width: float):
+        self.shape, self.width = as_shape(shape), width
+        # the attention keeps no scores, so a block's values per token do not depend on the context
+        self.block = model_layers(self.shape, 1, split_blocks=False, attention_probs_stashed=False)[1]
+
+    def block_values(self, remat: str) -> float:
+        """Values per token one block keeps for its backward pass under ``remat`` (see the class docstring)."""
+        s, k = self.shape, XLA_KEPT_VALUES
+        if remat == "none":
+            q, kv = s.q_width, s.kv_width
+            return float(k["d_parallel" if s.parallel_residual else "d"] * s.d_model + k["q"] * q + k["kv"] * kv
+                         + k["ffn_gated" if s.ffn_gated else "ffn"] * s.d_ffn + (k["qk_norm"] * (q + kv) if s.qk_norm else 0))
+        if remat == "dots":
+            return self.block.matmul_output_values_per_token - (s.d_model if s.parallel_residual else 0)
+        if remat == "full":
+            return float(self.block.input_values_per_token)
+        raise ValueError(f"remat must be one of {', '.join(REMATS)}, got {remat!r}")
+
+    def block_bytes(self, remat: str) -> float:
+        """Bytes per token one block keeps under ``remat``: its values, and under ``none`` the softmax statistic."""
+        stats = assumption("softmax_stat_bytes") * self.shape.n_heads if remat == "none" else 0.0
+        return self.width * self.block_values(remat) + stats
+
+    def activation_bytes(self, tokens: float, blocks: float, remat: str) -> float:
+        """Bytes ``blocks`` blocks keep for the backward pass over ``tokens`` tokens under ``remat``, plus under
+        ``dots`` and ``full`` the one block being recomputed."""
+        kept = float(blocks) * tokens * self.block_bytes(remat)
+        return kept + (tokens * self.block_bytes("none") if remat != "none" else 0.0)
+
+    def stash_bytes(self, tokens: float, copies: float) -> float:
+        """Bytes of ``copies`` [tokens, d_model] activations (a pipeline stage's stashed inputs and messages)."""
+        return copies * tokens * self.shape.d_model * self.width
+
+    def logit_bytes(self, tokens: float) -> float:
+        """Bytes the loss holds for ``tokens`` tokens of one chunk: float32 logits, exponentials and gradient."""
+        return assumption("logit_bytes") * tokens * self.shape.vocab_size
+
+    def policy_bytes(self, tokens: float, blocks: float) -> dict[str, float]:
+        """``activation_bytes`` of every policy, cheapest in compute first."""
+        return {p: self.activation_bytes(tokens, blocks, p) for p in REMATS}
+
+
+def cheapest_fitting(need: dict[str, float], budget: float) -> str | None:
+    """The first policy of ``need`` (REMATS order: cheapest in compute first) whose bytes fit ``budget``, or None."""
+    return next((p for p in REMATS if p in need and need[p] <= budget), None)
 
 
 def assumption(name: str) -> float:
@@ -100,6 +180,7 @@ class DeviceModel:
         self.blocks = np.array([layer.name.startswith("block") for layer in self.layers])
         self.n_layers = self.shape.n_layers
         self.layer_params = self.layers[1].params  # a block's (the blocks are equal)
+        self.memory = MemoryModel(self.shape, self.width)
         self.rest_params = self.parameters - self.n_layers * self.layer_params  # embeddings and the final LayerNorm
 
     def layer_seconds(self, tokens: float, remat: str) -> tuple[np.ndarray, np.ndarray]:

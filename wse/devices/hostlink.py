@@ -3,13 +3,14 @@
 This is the traffic of the runtime's streaming mode (runtime/execution/streaming.py), written once here so that the
 cost model that predicts the step (benchmarks/predict.py) and the test that reads the traced step's transfers
 (tests/test_streaming_traffic.py) use the same figures. Per step of A accumulation slices, for L layers of P_L
-parameters each (P_mm in matmul kernels and biases, P_ln = 4 d in the two LayerNorms) and P_R parameters outside the
-layers (token and position embeddings, final LayerNorm), P = P_R + L P_L, c bytes per value of the compute dtype:
+parameters each (P_mm in matmul kernels and biases, P_ln in the norms: 4 d in GPT-2's two LayerNorms) and P_R
+parameters outside the layers (token and position embeddings, final norm, an untied head), P = P_R + L P_L, c bytes
+per value of the compute dtype (``layer_and_rest_params`` counts them for every family):
 
 A weight travels in the dtype the model computes with, so that the device computes exactly what data mode computes:
 matmul kernels and biases in the compute dtype (the host casts them, as data mode's cast would on the device),
-LayerNorm parameters and the embeddings in float32 (data mode uses them in float32: LayerNorm's affine transform, the
-embedding lookup; the tied head casts its copy on the device). Per slice each layer travels twice, forward and for the
+norm parameters and the embeddings in float32 (data mode uses them in float32: the norms' affine transform, the
+embedding lookup; the head casts its copy on the device). Per slice each layer travels twice, forward and for the
 recomputing backward, plus one layer the backward prefetches and never uses (while layer i runs its loop fetches layer
 i - 1; the last iteration's fetch is clamped to layer 0); the forward's last prefetch is the backward's first layer.
 Gradients leave in float32, per layer as the backward produces them: they equal data mode's float32 gradients.
@@ -34,14 +35,22 @@ MASTER_BYTES = 4  # float32 master weights and Adam moments
 
 
 def layer_and_rest_params(shape) -> tuple[int, int, int, int]:
-    """(L, matmul parameters per layer, LayerNorm parameters per layer, parameters outside the layers) of a GPT-2-style
-    model shape (GPTConfig or PlanShape): a layer has the QKV and output projections and the two MLP matrices with
-    their biases, and two LayerNorms (scale and bias)."""
+    """(L, matmul parameters per layer, norm parameters per layer, parameters outside the layers) of a model shape
+    (GPTConfig or PlanShape). A layer's matmul parameters are its Q, K, V and output projections and its two (gated:
+    three) FFN matrices with the biases it has: they travel in the compute dtype. Its norms (two, or one with a
+    parallel residual; LayerNorm's gain and bias or RMSNorm's gain) and Q/K norms travel in float32, as do the
+    parameters outside the layers: the token table, a learned position table, the final norm and an untied head (and
+    its bias)."""
     s = as_shape(shape)
-    d, f, hd = s.d_model, s.d_ffn, s.n_heads * s.d_head
-    matmul = (d * 3 * hd + 3 * hd) + (hd * d + d) + (d * f + f) + (f * d + d)
-    rest = s.vocab_size * d + s.max_seq_len * d + 2 * d
-    return s.n_layers, matmul, 4 * d, rest
+    d, f, q, kv = s.d_model, s.d_ffn, s.q_width, s.kv_width
+    inputs = 2 if s.ffn_gated else 1
+    matmul = d * q + 2 * d * kv + q * d + (inputs + 1) * d * f
+    matmul += ((q + 2 * kv) if s.qkv_bias else 0) + (d if s.attn_out_bias else 0) + ((inputs * f + d) if s.mlp_bias else 0)
+    norms = (1 if s.parallel_residual else 2) * s.norm_params + (2 * s.d_head if s.qk_norm else 0)
+    V = s.vocab_size
+    rest = (V + (s.max_seq_len if s.learned_positions else 0)) * d + s.norm_params
+    rest += (0 if s.tied_embeddings else V * d) + (V if s.head_bias else 0)
+    return s.n_layers, matmul, norms, rest
 
 
 def streaming_link_bytes(shape, *, compute_bytes: int, accum: int = 1, host_update: bool = True) -> dict:

@@ -3,13 +3,14 @@
 
 The batch is split evenly over the devices (pure data parallelism; the slowest device, with ceil(B / n) sequences,
 sets the step). Each device's share runs in ``accum`` equal slices: the plan takes the fastest (accumulation, remat)
-whose memory fits in ``Device.usable_memory_bytes``, the fewest slices on a tie. Data mode chooses remat ``none`` or
-``full`` as the runtime does (recompute only when memory requires); streaming always recomputes each layer in its
-backward (the runtime's streaming mode does). ``auto`` is data mode when it fits, else streaming.
+whose memory fits in ``Device.usable_memory_bytes``, the fewest slices on a tie. Data mode chooses remat among
+``none``, ``dots`` and ``full``, as the runtime does (recompute only when memory requires); streaming always
+recomputes each layer in its backward (the runtime's streaming mode does). ``auto`` is data mode when it fits, else
+streaming.
 
 Memory per device (bytes). Data mode: the training state (float32 weights, gradients, two moments: 16 bytes per
-parameter) plus the activations a slice keeps (``wse.costs.wafer_bytes_per_sequence``: every value a layer stashes,
-or its input alone when recomputing, plus one layer's working set) plus one loss chunk's logits. Streaming: the
+parameter) plus the activations a slice keeps under its remat policy (``cost_model.MemoryModel``, the memory model
+the runtime's remat decision asks too) plus one loss chunk's logits. Streaming: the
 rest's weights and two layers' (running and prefetched, in wse.devices.hostlink's widths), their float32 gradients,
 the activations with recomputation, one loss chunk; in host memory every device's copy of the weights, moments and
 gradient accumulator.
@@ -21,8 +22,8 @@ import math
 from dataclasses import replace
 
 from wse.assumptions import PlanOptions
-from wse.costs import training_batch, wafer_bytes_per_sequence
-from wse.devices.cost_model import DeviceModel, assumption, model_assumptions
+from wse.costs import training_batch
+from wse.devices.cost_model import REMATS, DeviceModel, assumption, model_assumptions
 from wse.devices.specs import Device, device_assumptions
 from wse.errors import PlanError
 from wse.plans import DevicePlan
@@ -33,10 +34,9 @@ MODES = ("auto", "data", "streaming")
 def device_memory(model: DeviceModel, mode: str, seqs: int, remat: str, host_update: bool = True) -> dict:
     """Bytes on one device (``device_bytes`` and its parts) and in host memory (``host_bytes``) for ``mode`` with
     slices of ``seqs`` sequences under ``remat`` (see the module docstring)."""
-    s, d = model.shape, model.device
-    working, kept = wafer_bytes_per_sequence(model.layers, s.d_model, model.seq_len, model.width)
-    activations = seqs * (working + float(kept[remat == "full"].sum()))
-    logits = min(seqs * model.seq_len, assumption("loss_chunk_tokens")) * s.vocab_size * assumption("logit_bytes")
+    d, tokens = model.device, seqs * model.seq_len
+    activations = model.memory.activation_bytes(tokens, model.n_layers, remat)
+    logits = model.memory.logit_bytes(min(tokens, assumption("loss_chunk_tokens")))
     if mode == "data":
         weights = model.parameters * assumption("train_state_bytes_per_param")
         host = 0.0
@@ -62,7 +62,7 @@ def choose(model: DeviceModel, mode: str, per_device: int, host_update: bool) ->
     """The fastest (accum, remat) whose memory fits, the fewest slices on a tie: {accum, remat, parts, memory};
     None when not even one sequence per slice fits."""
     best = None
-    remats = ("none", "full") if mode == "data" else ("full",)
+    remats = REMATS if mode == "data" else ("full",)
     for accum in (a for a in range(1, per_device + 1) if per_device % a == 0):
         seqs = per_device // accum
         for remat in remats:

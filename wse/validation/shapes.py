@@ -1,18 +1,25 @@
 """The shapes of published models the simulator plans: the models of measured Cerebras runs and of Cerebras'
 inference service, as planning shapes (wse.shape.PlanShape), each with its source.
 
-``PLANNING_SHAPES`` are the names `wse plan --model` takes beside model.config's presets (GPT-J, LLaMA-7B, Llama 2 and
-3, Qwen, Llama 3.1, two GPT-2-style giants); ``CEREBRAS_GPT`` repeats the Cerebras-GPT presets' shapes (wse does not
-import model/; a test holds them equal to model.config's) so that the calibration and its fit (wse.validation.fit)
-need nothing outside wse; ``PROXIES`` stand in, for planning only, for non-GPT models of measured runs (encoders and a
-protein model, decoder-shaped with their widths, depths, vocabularies and sequence lengths).
+``PLANNING_SHAPES`` are the models the validation tables hold the simulator to (GPT-J, LLaMA-7B, Llama 2 and 3,
+Llama 3.1, Qwen2, GPT-3 20B) and two GPT-2-style giants. `wse plan --model` and `wse info` read model/'s presets
+first (runtime/planning.py): where a preset describes the same model (llama-7b, llama2-7b, llama3.1-8b/70b/405b) it
+is the one source `wse plan` reads and tests/wse/test_validation.py holds this copy equal to it (wse does not import
+model/); the other names here (llama3-8b, qwen2-72b, gpt2-small, gpt3-20b, gpt-1t, gpt-24t) are the planning-only
+names the command line adds. gptj-6b here is the shape of the measured ModelZoo runs (vocabulary 50257, biases
+counted on every projection), not the Hugging Face GPT-J of model/'s ``gptj-6b`` preset (vocabulary 50400, biases on
+the FFN only): 0.1% apart in parameters, kept as the calibration was fitted. ``CEREBRAS_GPT`` repeats the
+Cerebras-GPT presets' shapes (a test holds them equal to model.config's) so that the calibration and its fit
+(wse.validation.fit) need nothing outside wse; ``PROXIES`` stand in, for planning only, for non-GPT models of measured
+runs (encoders and a protein model, decoder-shaped with their widths, depths, vocabularies and sequence lengths).
 """
 
 from __future__ import annotations
 
 from wse.shape import PlanShape
 
-_LLAMA = dict(ffn_gated=True, tied_embeddings=False, learned_positions=False, biases=False)
+_LLAMA = dict(ffn_gated=True, tied_embeddings=False, learned_positions=False, norm="rmsnorm", qkv_bias=False,
+              attn_out_bias=False, mlp_bias=False)
 _HF = "V: the model's Hugging Face config.json"
 
 PLANNING_SHAPES: dict[str, tuple[PlanShape, str]] = {
@@ -33,11 +40,9 @@ PLANNING_SHAPES: dict[str, tuple[PlanShape, str]] = {
                      "V: Meta Llama 3.1 model card / config.json"),
     "llama3.1-405b": (PlanShape("llama3.1-405b", 126, 16384, 128, 128, 53248, 128256, 131072, n_kv_heads=8, **_LLAMA),
                       "V: Meta Llama 3.1 model card / config.json"),
-    # Qwen3-32B: 64 query heads of 128 (8,192 wide) on a 5,120-wide model; its Q/K norms (256 values a layer) are
-    # not counted
-    "qwen3-32b": (PlanShape("qwen3-32b", 64, 5120, 64, 128, 25600, 151936, 40960, n_kv_heads=8, **_LLAMA), _HF),
-    # Qwen2-72B has biases on Q, K and V only (not counted: 0.001% of its parameters)
-    "qwen2-72b": (PlanShape("qwen2-72b", 80, 8192, 64, 128, 29568, 152064, 32768, n_kv_heads=8, **_LLAMA), _HF),
+    # Qwen2-72B: Llama's architecture with biases on Q, K and V
+    "qwen2-72b": (PlanShape("qwen2-72b", 80, 8192, 64, 128, 29568, 152064, 32768, n_kv_heads=8,
+                            **{**_LLAMA, "qkv_bias": True}), _HF),
     "gpt2-small": (PlanShape("gpt2-small", 12, 768, 12, 64, 3072, 50257, 2048, n_kv_heads=12),
                    "V: Cerebras ModelZoo gpt2 small config (12 x 768, context 2048)"),
     "gpt3-20b": (PlanShape("gpt3-20b", 44, 6144, 64, 96, 24576, 50257, 2048, n_kv_heads=64),

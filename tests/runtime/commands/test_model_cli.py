@@ -13,6 +13,7 @@ from safetensors.numpy import load_file
 from model import gpt, hf
 from model.config import get_config
 from model.generate import generate
+from runtime.workflow import SAMPLING
 from model.tokenizer import get_tokenizer
 from runtime.cli import main
 
@@ -56,9 +57,14 @@ def test_generate_json_matches_library(dirs, capsys):
     assert {"prompt", "completion", "tokens", "tokens_per_s"} <= res.keys() and res["prompt"] == "Hello world"
     tok = get_tokenizer()
     cfg, params = hf.load_hf(dirs / "hf")
-    lib = generate(cfg, params, [tok.encode("Hello world")], 6, eot_id=tok.eot_id)
+    # the defaults are the tutorial's sampling (runtime.workflow.SAMPLING), its minimum capped at --max-new-tokens
+    lib = generate(cfg, params, [tok.encode("Hello world")], 6, eot_id=tok.eot_id, **{**SAMPLING, "min_new_tokens": 6})
     assert res["tokens"] == lib.tokens[0] and res["completion"] == tok.decode(lib.tokens[0])
     assert res["tokens_per_s"] > 0
+    rc, greedy, _ = wse(capsys, "generate", "--checkpoint", str(dirs / "ckpt"), "--prompt", "Hello world",
+                        "--max-new-tokens", "6", "--temperature", "0", "--repetition-penalty", "1", "--json")
+    lib = generate(cfg, params, [tok.encode("Hello world")], 6, eot_id=tok.eot_id, min_new_tokens=6)
+    assert rc == 0 and greedy["tokens"] == lib.tokens[0]
     rc, via_hf, _ = wse(capsys, "generate", "--hf", str(dirs / "hf"), "--prompt", "Hello world",
                         "--max-new-tokens", "6", "--json")
     assert rc == 0 and via_hf["tokens"] == res["tokens"]

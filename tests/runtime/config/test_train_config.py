@@ -2,7 +2,7 @@
 
 import pytest
 
-from runtime.config import load_config, parse_overrides, resume_conflicts
+from runtime.config import load_config, parse_overrides, resume_changes, resume_conflicts
 from runtime.config.recipes import RECIPE_WARMUP_TOKENS
 from runtime.errors import UserError
 
@@ -80,6 +80,22 @@ def test_cross_field_rules(items, fragment):
         load_config(None, items).resolve()
 
 
+@pytest.mark.parametrize("item, line", [
+    ("train.batch_size=0", "train.batch_size must be positive, got 0"),
+    ("train.seq_len=0", "train.seq_len must be positive, got 0"),
+    ("train.accum_steps=0", "train.accum_steps must be positive, got 0"),
+    ("train.lr=nan", "train.lr must be positive, got nan"),
+    ("train.grad_clip=-1", "train.grad_clip must not be negative, got -1.0"),
+    ("mesh.devices=0", "mesh.devices must be positive, got 0"),
+])
+def test_a_value_out_of_range_is_one_line_as_soon_as_it_is_parsed(item, line):
+    """Refused when parsed, before any default is derived from it (train.batch_size=0 was a ZeroDivisionError in the
+    warmup's derivation)."""
+    with pytest.raises(UserError) as err:
+        load_config(None, ["model=tiny", item])
+    assert str(err.value) == line
+
+
 def test_resume_conflicts_name_the_changed_setting():
     saved = load_config(None, ["model=tiny", "train.lr=1e-3"]).resolve()
     longer = load_config(None, ["model=tiny", "train.lr=1e-3", "mesh.devices=2", "execution.mode=streaming",
@@ -87,10 +103,16 @@ def test_resume_conflicts_name_the_changed_setting():
     # the derived warmup (10% of train.steps) continues as saved instead of moving with the longer run
     assert resume_conflicts(saved.model_dump(), longer.resolve(saved=saved.model_dump())) == []
     assert longer.resolve(saved=saved.model_dump()).train.warmup_steps == saved.train.warmup_steps == 10
-    # resolved without the checkpoint, both the derived warmup and the decay horizon would move with the longer run
-    assert resume_conflicts(saved.model_dump(), longer.resolve()) == ["train.warmup_steps", "train.decay_steps"]
+    # resolved without the checkpoint, both the derived warmup and the decay horizon would move with the longer run:
+    # the optimisation may change on resume, and the run names each change
+    assert resume_conflicts(saved.model_dump(), longer.resolve()) == []
+    assert resume_changes(saved.model_dump(), longer.resolve()) == {"train.warmup_steps": [10, 50],
+                                                                     "train.decay_steps": [100, 500]}
     other_lr = load_config(None, ["model=tiny", "train.lr=2e-3"]).resolve()
-    assert resume_conflicts(saved.model_dump(), other_lr) == ["train.lr"]
+    assert resume_changes(saved.model_dump(), other_lr) == {"train.lr": [1e-3, 2e-3]}
+    # the data settings decide which batches the run sees: changing them is a conflict
+    other_window = load_config(None, ["model=tiny", "train.lr=1e-3", "train.seq_len=64"]).resolve()
+    assert resume_conflicts(saved.model_dump(), other_window) == ["train.seq_len"]
 
 
 def test_batch_against_the_mesh_is_checked_when_resolved():
@@ -134,9 +156,10 @@ def test_extending_a_run_keeps_its_saved_schedule():
     old = first.model_dump()
     del old["train"]["decay_steps"]
     assert load_config(None, ["model=tiny", "train.steps=70"]).resolve(saved=old).train.decay_steps == 40
-    # a new decay horizon on resume would move the rate mid-run: a conflict the trainer names
+    # a new decay horizon on resume moves the rate mid-run: allowed when given, and named as a change
     moved = load_config(None, ["model=tiny", "train.steps=70", "train.decay_steps=70"]).resolve(saved=first.model_dump())
-    assert resume_conflicts(first.model_dump(), moved) == ["train.decay_steps"]
+    assert resume_conflicts(first.model_dump(), moved) == []
+    assert resume_changes(first.model_dump(), moved) == {"train.decay_steps": [40, 70]}
 
 
 def test_one_merge_of_defaults_in_the_documented_order():

@@ -184,10 +184,10 @@ BAD_INPUTS = [
     ({"j.jsonl": '{"text": "ok"}\n\n{broken\n'}, "j.jsonl", r"j\.jsonl:3 is not valid JSON"),
     ({"n.jsonl": '{"text": 5}\n'}, "n.jsonl", r"n\.jsonl:1 has an empty or non-string"),
     ({"arr.jsonl": '[1, 2]\n'}, "arr.jsonl", r"arr\.jsonl:1 is not a JSON object"),
-    ({"t.csv": "a,b\n"}, "t.csv", "not a .txt, .md, .jsonl, .parquet or .arrow"),
+    ({"t.csv": "a,b\n"}, "t.csv", r"is not a text \(.txt, .md, .rst, source code"),
     ({"x.txt": "fine"}, "missing.txt", "does not exist"),
-    ({"sub/x.bin": "no text files"}, "sub", "holds no .txt, .md, .jsonl, .parquet or .arrow"),
-    ({"one.txt": "a single document"}, "one.txt", "at least 2 documents.*--val-fraction 0"),
+    ({"sub/x.bin": "no text files"}, "sub", r"holds no text \(.txt"),
+    ({"sub/e.txt": "", "sub/b.md": b"\x00\x01"}, "sub", r"no readable text \(skipped 2 files.*1 binary, 1 empty"),
 ]
 
 
@@ -204,6 +204,48 @@ def test_bad_input_is_refused_and_nothing_is_touched(tmp_path, files, given, mes
         assert "\n" not in str(err.value)
         assert snapshot(out) == kept
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_one_file_is_split_by_size_so_a_validation_split_exists(tmp_path):
+    """One text file is one document: its last 5% (by characters, cut at a paragraph break) is the validation split,
+    and the two parts are the whole text."""
+    text = "\n\n".join(f"Paragraph {i}. " + "A sentence of the story. " * 8 for i in range(60))
+    write_tree(tmp_path, {"story.txt": text})
+    res = build_dataset([str(tmp_path / "story.txt")], tmp_path / "ds")
+    assert (res["train_documents"], res["val_documents"]) == (1, 1) and "validation split" in res["notes"][0]
+    tok = get_tokenizer()
+    head, tail = (tok.decode(TokenDataset(tmp_path / "ds", split).window(0, n)[:-1])
+                  for split, n in (("train", res["train_tokens"]), ("val", res["val_tokens"])))
+    assert head + tail == text and tail.startswith("Paragraph ") and head.endswith("\n\n")
+    assert 0.025 < len(tail) / len(text) < 0.075
+    assert build_dataset([str(tmp_path / "story.txt")], tmp_path / "all", val_fraction=0)["val_documents"] == 0
+
+
+@pytest.mark.parametrize("text, fraction", [("x", 0.5), ("ab", 0.05), ("no breaks at all here", 0.3),
+                                            ("line one\nline two\n", 0.5), ("a" * 1000 + "\n" + "b" * 10, 0.05)])
+def test_split_tail_keeps_every_character_and_both_parts(text, fraction):
+    from runtime.data.inputs import split_tail
+
+    if len(text) < 2:
+        return
+    head, tail = split_tail(text, fraction)
+    assert head + tail == text and head and tail
+
+
+def test_source_files_are_text_and_a_directory_skips_what_it_cannot_read(tmp_path):
+    """.py/.c/.js ... files are documents like .txt; inside a directory, empty, binary, mis-encoded and unreadable
+    files and files of other kinds are skipped and counted in one note (named on the command line they are refused)."""
+    write_tree(tmp_path / "src", {"a.py": "def f():\n    return 1\n", "b.c": "int main(void) { return 0; }\n",
+                                  "web/c.js": "export const x = 1;\n", "README.rst": "Title\n=====\n",
+                                  "empty.py": "", "blob.txt": b"\x00\x01\x02", "latin.md": b"caf\xe9",
+                                  "logo.png": b"\x89PNG"})
+    (tmp_path / "src" / "gone.txt").symlink_to(tmp_path / "nowhere.txt")  # listed, cannot be read
+    res = build_dataset([str(tmp_path / "src")], tmp_path / "ds", val_fraction=0.25)
+    meta = json.loads((tmp_path / "ds" / "meta.json").read_text())
+    assert sorted(s["kind"] for s in meta["sources"]) == ["c", "js", "py", "rst"]
+    assert res["train_documents"] + res["val_documents"] == 4 and len(res["skipped_files"]) == 5
+    assert res["notes"] == [f"skipped 5 files in the input directories: 1 binary, 1 empty, 1 not UTF-8, 1 unreadable, "
+                            f"1 of other kinds (.png) (e.g. {tmp_path / 'src' / 'logo.png'})"]
 
 
 def test_bad_options(small_input, tmp_path):

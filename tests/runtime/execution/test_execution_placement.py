@@ -149,11 +149,17 @@ def test_remat_is_a_plan_decision_by_memory():
     assert pipe["activation_bytes"]["none"] < 0.2 * gpipe["activation_bytes"]["none"]
 
 
-def test_remat_decided_from_the_first_batch_and_estimate_tracks_xla():
+# A Llama-family shape beside GPT-2's: RMSNorm, gated FFN, one K/V head for four query heads, untied head
+LLAMA_SMALL = get_config("mistral-tiny").replace(n_layers=8, d_model=256, n_heads=4, n_kv_heads=1, d_head=64,
+                                                 d_ffn=768, max_seq_len=512)
+
+
+@pytest.mark.parametrize("cfg", [get_config("small"), LLAMA_SMALL], ids=["small", "llama"])
+def test_remat_decided_from_the_first_batch_and_estimate_tracks_xla(cfg):
     """Without a batch size up front the plan decides when the step is first traced; the activation estimate of
-    each policy is within the band of what XLA's buffer assignment really keeps (the difference in temp bytes
-    between the compiled gradient under that policy and under "full")."""
-    cfg = get_config("small")
+    each policy (the device cost model's memory model) is within the band of what XLA's buffer assignment really
+    keeps (the difference in temp bytes between the compiled gradient under that policy and under "full"), for
+    GPT-2 and for a Llama shape (its third FFN matrix, its narrow K/V heads)."""
     mesh = meshlib.make_mesh({"data": 1}, jax.devices()[:1])
     B, T = 4, 256
     temps, plans = {}, {}
@@ -185,6 +191,30 @@ def test_attention_kernel_choice():
         planner.resolve_attention("cudnn", CFG, platform="cpu", dtype="bfloat16", seq_len=16)
     with pytest.raises(UserError, match="unknown execution.attention 'flash'"):
         planner.resolve_attention("flash", CFG, platform="cpu", dtype="bfloat16", seq_len=16)
+
+
+def test_cudnn_probe_asks_for_grouped_kv_heads(monkeypatch):
+    """The GPU decision path, run on CPU: the probe lowers the forward and backward of the attention with the shapes
+    the model hands the kernel (query heads, and the K/V heads unrepeated under grouped-query attention) and its
+    scale; with the library's XLA implementation standing in for cuDNN the probe passes and `auto` picks cudnn on a
+    GPU, and the library's own refusal (here: no cuDNN on CPU) becomes the reason for the XLA kernel."""
+    import jax
+
+    llama = get_config("llama-tiny").replace(n_layers=2, d_model=32, n_heads=4, n_kv_heads=1, d_head=8, d_ffn=64,
+                                             vocab_size=256, max_seq_len=64)
+    assert planner.cudnn_probe_shapes(llama, 64, "bfloat16") == ((1, 64, 4, 8), (1, 64, 1, 8))
+    assert planner.cudnn_attention_problem(llama, 64, "bfloat16")  # CPU: cuDNN refuses, the first line says why
+    real, seen = jax.nn.dot_product_attention, []
+
+    def stand_in(q, k, v, **kw):
+        seen.append((q.shape, k.shape, v.shape, kw["scale"], kw["implementation"]))
+        return real(q, k, v, scale=kw["scale"], is_causal=kw["is_causal"], implementation="xla")
+
+    monkeypatch.setattr(jax.nn, "dot_product_attention", stand_in)
+    assert planner.cudnn_attention_problem(llama, 64, "bfloat16") is None
+    assert seen[0] == ((1, 64, 4, 8), (1, 64, 1, 8), (1, 64, 1, 8), gpt.attention_scale(llama), "cudnn")
+    kernel, why = planner.resolve_attention("auto", llama, platform="gpu", dtype="bfloat16", seq_len=64)
+    assert (kernel, why) == ("cudnn", "NVIDIA GPU with bfloat16 compute: fused flash kernel")
 
 
 def test_schedule_warmup_and_decay_to_ten_percent():

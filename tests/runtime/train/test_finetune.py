@@ -175,6 +175,9 @@ def test_finetune_writes_a_new_run_dir_with_fine_tuning_defaults(source, tuned):
     assert result["train_examples"]["examples"] == len(RECORDS) and result["val_examples"] is None  # < 20: no holdout
     assert len(result["losses"]) == 3 and all(np.isfinite(result["losses"]))
     assert result["checkpoint_step"] == 3 and (run_dir / "loss.png").is_file()
+    # it says how many passes over its example windows its steps make
+    assert result["train_data"]["windows"] == result["train_examples"]["windows"]
+    assert result["epochs"] == pytest.approx(3 * result["batch_size"] / result["train_examples"]["windows"])
     cfg, _ = load_model(run_dir)
     assert cfg.n_layers == MICRO["n_layers"]
     saved = (run_dir / "config.yaml").read_text()
@@ -193,7 +196,7 @@ def test_finetune_resumes_in_its_run_dir(source, tuned, capsys):
         assert again["defaults_applied"][key] == result["defaults_applied"][key]
 
 
-@pytest.mark.parametrize("change, fragment", [("train.lr=0.5", "was trained with train.lr="),
+@pytest.mark.parametrize("change, fragment", [("train.seed=9", "was trained with train.seed=0"),
                                                ("train.seq_len=16", "was trained with train.seq_len=32")])
 def test_finetune_into_its_run_dir_with_other_settings_is_refused(source, tuned, capsys, change, fragment):
     """wse train's rule: an existing fine-tune dir resumes only when compatible; else one line, nothing changed."""

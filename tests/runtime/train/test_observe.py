@@ -145,9 +145,13 @@ def test_compile_cache_switch_and_directory(monkeypatch, tmp_path):
 
 def test_a_second_start_loads_its_compiled_programs_from_the_cache(world, tmp_path):  # noqa: F811
     """`wse train` twice in new processes with the default settings: the first writes the compiled programs to
-    <cache dir>/jax, the second finds them all there (it writes nothing new) and computes bitwise the same losses."""
+    <cache dir>/jax, the second finds them all there (it writes nothing new) and computes bitwise the same losses.
+    JAX caches only programs that took at least jax_persistent_cache_min_compile_time_secs to compile, so on a busy
+    machine the first start can cache a program that a faster second start compiles under the threshold and skips
+    (or the reverse): with the threshold at 0 every program is cached, whatever the machine's speed."""
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "WSE_COMPILE_CACHE", "JAX_COMPILATION_CACHE_DIR")}
     env["WSE_CACHE_DIR"] = str(tmp_path / "cache")
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     cache, outs, entries = tmp_path / "cache" / "jax", [], []
     for i in range(2):
         cmd = [sys.executable, "-m", "runtime.cli", "train", "--json",
