@@ -88,6 +88,15 @@ def _check_out(out: Path) -> None:
         raise UserError(f"--out {out} is a non-empty directory that is not a token dataset; give a new or empty directory")
 
 
+def _check_options(val_fraction: float, shard_tokens: int, num_threads: int | None) -> None:
+    if not 0 <= val_fraction < 1:
+        raise UserError(f"--val-fraction must be in [0, 1), got {val_fraction}; 0.05 holds out 5% of the documents")
+    if shard_tokens < 1:
+        raise UserError(f"--shard-tokens must be positive, got {shard_tokens}")
+    if num_threads is not None and num_threads < 1:
+        raise UserError(f"--threads must be at least 1, got {num_threads}")
+
+
 def build_dataset(inputs: list[str], out: str | os.PathLike, *, builtin: str | None = None,
                   val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0, tokenizer: str | None = None,
                   overwrite: bool = False, shard_tokens: int = DEFAULT_SHARD_TOKENS, num_threads: int | None = None,
@@ -102,12 +111,7 @@ def build_dataset(inputs: list[str], out: str | os.PathLike, *, builtin: str | N
     """
     from model.tokenizer import TokenizerError, get_tokenizer
 
-    if not 0 <= val_fraction < 1:
-        raise UserError(f"--val-fraction must be in [0, 1), got {val_fraction}; 0.05 holds out 5% of the documents")
-    if shard_tokens < 1:
-        raise UserError(f"--shard-tokens must be positive, got {shard_tokens}")
-    if num_threads is not None and num_threads < 1:
-        raise UserError(f"--threads must be at least 1, got {num_threads}")
+    _check_options(val_fraction, shard_tokens, num_threads)
     out = Path(out).expanduser()
     _check_out(out)
     _claim(out, wait)
