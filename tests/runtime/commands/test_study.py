@@ -16,7 +16,7 @@ from runtime.study.settings import describe, parse_settings
 from runtime.study.sweep import POINTS_DIR
 
 MICRO = ["batch_size=2", "seq_len=16", "eval_batches=2", "vocab=300", "d_head=16"]
-MUP = ["widths=16,32", "lrs=1e-3,4e-3,1.6e-2", "steps=3", "layers=1"]
+MUP = ["widths=16,32", "lrs=2e-3,1.6e-2,1e30", "steps=2", "layers=1"]  # 1e30: every model diverges at step 2
 SCALING = ["shapes=1x16,1x32,1x48,1x64", "tokens_per_param=0.05", "lr=4e-3"]
 
 
@@ -43,22 +43,27 @@ def test_mup_sweep_then_resume_reuses_finished_points(corpus, tmp_path, capsys):
     args = ["mup", "--quick", "--out", str(out), f"data={corpus}", *MICRO, *MUP]
     code, first, err = study(capsys, *args)
     assert code == 0, err
-    assert first["trained"] == 12 and first["reused"] == 0 and len(first["points"]) == 12
-    assert err.count("trained in") == 12 and "--quick: sized for 2 CPU cores" in err
-    assert sorted(p.name for p in (out / POINTS_DIR).iterdir())[:3] == ["mup-w16-lr0.001", "mup-w16-lr0.004",
-                                                                       "mup-w16-lr0.016"]
+    assert first["trained"] == 8 and first["diverged"] == 4 and first["reused"] == 0 and len(first["points"]) == 12
+    assert err.count("trained in") == 8 and "--quick: sized for 2 CPU cores" in err
+    assert err.count("diverged at step 2 (the loss is nan)") == 4  # recorded as the sweep's outcome, not an error
+    assert sorted(p.name for p in (out / POINTS_DIR).iterdir())[:2] == ["mup-w16-lr0.002", "mup-w16-lr0.016"]
+    diverged = json.loads((out / "diverged.json").read_text())
+    assert sorted(diverged) == ["mup-w16-lr1e+30", "mup-w32-lr1e+30", "sp-w16-lr1e+30", "sp-w32-lr1e+30"]
+    assert all(d["step"] == 2 and not (out / POINTS_DIR / name / "checkpoints").exists()  # nothing non-finite saved
+               for name, d in diverged.items())
     assert first["data"]["vocab_size"] == 300 and (out / "tokenizer.json").is_file()
     for param in ("sp", "mup"):
         best = first["summary"][param]["best"]
         assert set(best) == {"16", "32"} and first["summary"][param]["drift"] is not None
+        assert all(b["lr"] in (2e-3, 1.6e-2) for b in best.values())  # a diverged rate is never the best
     assert Path(first["figure"]).read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "study.json").read_text())["points"] == first["points"]
     assert {r["target"] for r in first["costs"]["rows"]} == {"1 CS-2", "Andromeda (16 CS-2)", "8 H100 (one node)"}
 
-    shutil.rmtree(out / POINTS_DIR / "sp-w32-lr0.004")  # one point lost: only it is trained again
+    shutil.rmtree(out / POINTS_DIR / "sp-w32-lr0.016")  # one point lost: only it is trained again
     code, again, err = study(capsys, *args)
     assert code == 0, err
-    assert again["reused"] == 11 and again["trained"] == 1 and "resuming wse study mup" in err
+    assert (again["reused"], again["trained"], again["diverged"]) == (7, 1, 4) and "resuming wse study mup" in err
     assert [p["val_loss"] for p in again["points"]] == pytest.approx([p["val_loss"] for p in first["points"]])
 
 
