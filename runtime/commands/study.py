@@ -17,7 +17,9 @@ QUICK_NOTE = ("--quick: sized for 2 CPU cores, about 10 minutes on an idle 2-cor
 
 
 def add_arguments(parser) -> None:
-    from runtime.study.settings import KINDS, MupSettings, ScalingSettings
+    import argparse
+
+    from runtime.study.settings import KINDS, MupSettings, ScalingSettings, preset_text
 
     parser.add_argument("kind", choices=KINDS, help="mup: learning rate x width in SP and muP; scaling: loss vs compute")
     parser.add_argument("--quick", action="store_true", help="the preset for 2 CPU cores (about 10 minutes)")
@@ -29,6 +31,10 @@ def add_arguments(parser) -> None:
                              f"{', '.join(k for k in MupSettings.model_fields if k not in shared)}; scaling "
                              f"{', '.join(k for k in ScalingSettings.model_fields if k not in shared)} "
                              "(lists comma-separated: widths=32,64,128)")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # the presets' lines as written
+    parser.epilog = "presets (KEY=VALUE changes any of them):\n" + "\n".join(
+        f"  {kind} {'--quick' if quick else '(GPU)'}: {preset_text(kind, quick)}" for kind in KINDS
+        for quick in (True, False)) + "\n" + QUICK_NOTE
 
 
 def run(args) -> dict:

@@ -9,6 +9,7 @@ here, once: ``wse study --help`` and the errors read it.
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Literal
 
 import pydantic
@@ -55,7 +56,8 @@ class MupSettings(StudySettings):
     widths: list[int] = Field(description="d_model of each model (at least 2)")
     layers: int = Field(description="transformer blocks of every model (the depth is held fixed)")
     d_head: int = Field(description="width of each attention head; heads = width / d_head")
-    lrs: list[float] = Field(description="peak learning rates (muP: the base rate, hidden matrices learn at lr / m_w)")
+    lrs: list[float] = Field(description="peak learning rates, numbers or powers of two (2^-9) (muP: the base rate, "
+                             "hidden matrices learn at lr / m_w)")
     params: list[Literal["sp", "mup"]] = Field(["sp", "mup"], description="parametrisations: sp, mup")
     steps: int = Field(description="training steps of every point")
 
@@ -129,6 +131,24 @@ PRESETS: dict[tuple[str, bool], dict] = {
 LIST_FIELDS = {"widths": int, "lrs": float, "params": str, "shapes": str}
 
 
+def power_of_two(value: float) -> str:
+    """``2^-7`` for 2**-7, else the number as Python writes it."""
+    k = math.log2(value)
+    return f"2^{int(k)}" if k.is_integer() else repr(value)
+
+
+def preset_text(kind: str, quick: bool) -> str:
+    """A preset as the KEY=VALUE words that would give it (rates as powers of two: ``lr=2^-7``)."""
+    words = []
+    for key, value in PRESETS[(kind, quick)].items():
+        if key in ("lr", "lrs"):
+            value = ",".join(power_of_two(v) for v in (value if isinstance(value, list) else [value]))
+        elif isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        words.append(f"{key}={value}")
+    return " ".join(words)
+
+
 def settings_class(kind: str) -> type[StudySettings]:
     return {"mup": MupSettings, "scaling": ScalingSettings}[kind]
 
@@ -154,6 +174,8 @@ def parse_settings(kind: str, quick: bool, overrides: list[str]) -> StudySetting
         e = err.errors()[0]
         where = ".".join(str(x) for x in e["loc"][:1] + tuple(x for x in e["loc"][1:] if isinstance(x, int)))
         msg = e["msg"].removeprefix("Value error, ")
+        if isinstance(e.get("input"), str):  # the word that did not parse
+            msg += f" (got {e['input']!r})"
         if where == "vocab":  # a union: pydantic reports each member's complaint
             msg = f"give a number of tokens (257 .. 65536) or 'data', got {values.get('vocab')!r}"
         raise UserError(f"bad setting for `wse study {kind}`: {where + ': ' if where else ''}{msg}") from None
@@ -163,8 +185,19 @@ def _value(key: str, raw: str):
     """A command-line value: a comma-separated list for list settings, else the text (pydantic converts it);
     'none' for an optional setting left unset."""
     if key in LIST_FIELDS:
-        return [part.strip() for part in raw.split(",") if part.strip()]
-    return None if raw.lower() in ("none", "null") else raw
+        return [_rate(key, part.strip()) for part in raw.split(",") if part.strip()]
+    return None if raw.lower() in ("none", "null") else _rate(key, raw)
+
+
+def _rate(key: str, text: str):
+    """A learning rate may be written as a power of two, ``2^-7``; anything else is left to pydantic."""
+    base, sep, exponent = text.partition("^")
+    if key in ("lr", "lrs") and sep and base.strip() == "2":
+        try:
+            return 2.0 ** int(exponent)
+        except ValueError:
+            pass
+    return text
 
 
 def describe(settings: StudySettings) -> dict:
