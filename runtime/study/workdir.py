@@ -82,8 +82,10 @@ def machine() -> dict:
 
 
 def accelerator() -> str:
-    """The device the points trained on, as JAX names it (after training: JAX is up)."""
+    """The device the points trained on, as JAX names it (after training: JAX is up): ``CPU`` or the accelerator's
+    kind (``NVIDIA H100 80GB HBM3``)."""
     import jax
 
     d = jax.devices()[0]
-    return f"{d.platform}: {getattr(d, 'device_kind', '') or d.platform}"
+    kind = getattr(d, "device_kind", "") or ""
+    return kind if kind and kind.lower() != d.platform else d.platform.upper()
