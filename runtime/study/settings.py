@@ -117,7 +117,9 @@ def _check_widths(widths: list[int], d_head: int, field: str) -> None:
 
 
 # Presets. GPU (the defaults): the same study at widths, steps and context a single accelerator trains in about an
-# hour. Quick: sized for two CPU cores in about 10 minutes each (runtime/study/__init__.py has the measurements).
+# hour (not yet timed on one). Quick: sized for two CPU cores in about 10 minutes each (docs/study.md: 11.1 and 7.7
+# CPU-minutes on a 2-core EPYC). The scaling family stays small so that its largest size sees the built-in corpus at
+# most ~4 times at 20 tokens per parameter (runtime.study.scaling.MAX_EPOCHS).
 PRESETS: dict[tuple[str, bool], dict] = {
     ("mup", False): dict(widths=[128, 256, 512, 1024, 2048], layers=2, d_head=64,
                          lrs=[2.0 ** k for k in range(-13, -4)], steps=1000, batch_size=32, seq_len=128),
