@@ -65,3 +65,23 @@ def test_every_full_path_in_the_docs_exists():
     gone = [f"{page.name}: {path}" for page in pages
             for path in sorted(set(FULL_PATH.findall(page.read_text(encoding="utf-8")))) if not (ROOT / path).exists()]
     assert not gone, "paths the docs name that do not exist: " + ", ".join(gone)
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading: lower case, punctuation other than '-' and '_' dropped, spaces to '-'."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_between_the_docs_lands_on_a_heading():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    anchors = {page.resolve(): {slug(line.lstrip("#")) for line in page.read_text(encoding="utf-8").splitlines()
+                                if re.match(r"#{1,6} ", line)} for page in pages}
+    broken = []
+    for page in pages:
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)#([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            dest = (page.parent / target).resolve() if target else page.resolve()
+            if dest not in anchors:
+                broken.append(f"{page.name}: {target}#{anchor} (no such page)")
+            elif anchor not in anchors[dest]:
+                broken.append(f"{page.name}: {target}#{anchor}")
+    assert not broken, "links to headings that do not exist: " + ", ".join(broken)
