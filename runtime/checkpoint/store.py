@@ -66,7 +66,7 @@ def save_model(directory: str | Path, cfg, params, step: int = 0) -> Path:
     """Write a model-only checkpoint (config + parameters) at ``step``; refuses to overwrite an existing one."""
     import orbax.checkpoint as ocp
 
-    from runtime.platform.storage import Finished, Temporary, clean_stale, install, live_writer, writing
+    from runtime.platform.storage import write_new_directory
 
     directory = Path(directory)
     if directory.exists() and any(directory.iterdir()):
@@ -74,29 +74,21 @@ def save_model(directory: str | Path, cfg, params, step: int = 0) -> Path:
     sums, bad = checksums_and_nonfinite(params)
     if bad:
         raise UserError(f"the weights are not finite (NaN or inf in '{bad[0]}'); nothing was written to '{directory}'")
-    with writing(directory, _tree_bytes(params), what="writing the checkpoint", fix="free space or choose another --out",
-                 readonly_fix="choose a writable --out"):
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        if live_writer(directory):
-            raise UserError(f"'{directory}' is being written by another process; wait for it or choose another --out")
-        clean_stale(directory)
-        # built in a hidden sibling and renamed into place: a killed or failed save leaves no half checkpoint at --out
-        with Temporary(directory, directory=True) as tmp:
-            mgr = manager(tmp.path, async_save=False)
-            try:
-                mgr.save(step, args=ocp.args.Composite(**{
-                    MODEL_ITEM: ocp.args.JsonSave(cfg.model_dump()),
-                    PARAMS_ITEM: ocp.args.StandardSave(params),
-                    INTEGRITY_ITEM: ocp.args.JsonSave({PARAMS_ITEM: sums}),
-                }))
-                mgr.wait_until_finished()
-            finally:
-                mgr.close()
-            try:
-                install(tmp.path, directory, overwrite=False)
-            except Finished:
-                raise UserError(f"output directory '{directory}' was filled by another process meanwhile; it is left "
-                                "as it is: choose a new --out directory") from None
+
+    def write(folder: Path) -> None:
+        mgr = manager(folder, async_save=False)
+        try:
+            mgr.save(step, args=ocp.args.Composite(**{
+                MODEL_ITEM: ocp.args.JsonSave(cfg.model_dump()),
+                PARAMS_ITEM: ocp.args.StandardSave(params),
+                INTEGRITY_ITEM: ocp.args.JsonSave({PARAMS_ITEM: sums}),
+            }))
+            mgr.wait_until_finished()
+        finally:
+            mgr.close()
+
+    # built in a hidden sibling and renamed into place: a killed or failed save leaves no half checkpoint at --out
+    write_new_directory(directory, write, _tree_bytes(params), what="writing the checkpoint")
     return directory
 
 

@@ -94,28 +94,9 @@ def run(args) -> dict:
 def export(out: str, write, need: int) -> dict:
     """``write(folder)`` into a held hidden sibling of ``out``, then renamed into place (never over a finished
     result); a full or read-only destination is one line (runtime.platform.storage)."""
-    from pathlib import Path
+    from runtime.platform.storage import write_new_directory
 
-    from runtime.errors import UserError
-    from runtime.platform.storage import Finished, Temporary, clean_stale, install, live_writer, writing
-
-    out_path = Path(out)
-    if out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
-        raise UserError(f"output directory '{out}' is not empty; choose a new --out directory")
-    with writing(out, need, what="writing the export", fix="free space or choose another --out",
-                 readonly_fix="choose a writable --out"):
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        if live_writer(out_path):
-            raise UserError(f"'{out}' is being written by another process; wait for it or choose another --out")
-        clean_stale(out_path)
-        with Temporary(out_path, directory=True) as tmp:
-            written = write(tmp.path)
-            try:
-                install(tmp.path, out_path, overwrite=False)
-            except Finished:
-                raise UserError(f"output directory '{out}' was filled by another process meanwhile; it is left as it "
-                                "is: choose a new --out directory") from None
-    return written
+    return write_new_directory(out, write, need, what="writing the export")
 
 
 def render(result: dict, console) -> None:

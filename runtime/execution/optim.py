@@ -10,14 +10,19 @@ scale); ``clip_norm``; and ``schedule``. Clipping needs the norm of *all* gradie
 labels are functions of the tree it is given, so weight streaming can apply it one layer at a time (the way MemoryX
 updates weights as they stream back) and get exactly what one update of the whole tree gives. ``Optimizer.chain`` is
 the same optimizer as a single optax transformation (clipping included), for code that wants plain optax.
+
+``build_optimizer(..., lr_in_state=True)`` holds the peak learning rate in the optimizer state (``PeakLRState``)
+instead of compiling it in as a constant: the compiled step is then the same program for every peak rate, so a
+learning-rate sweep (`wse study`) compiles once per model shape. The update is the same arithmetic.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from model import gpt
@@ -74,6 +79,30 @@ def lr_schedule(peak: float, total_steps: int, warmup_steps: int = 0, decay: str
     return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup_steps), tail], [warmup_steps])
 
 
+class PeakLRState(NamedTuple):
+    """State of ``scale_by_peak_lr``: the step count (as optax's schedule states) and the peak rate."""
+
+    count: jax.Array
+    peak: jax.Array
+
+
+def scale_by_peak_lr(unit_schedule: optax.Schedule, peak: float) -> optax.GradientTransformation:
+    """optax.scale_by_learning_rate(peak x unit_schedule) with ``peak`` held in the state as a float32 scalar (a traced
+    value in the compiled step, not a constant), so one compiled step serves every peak rate."""
+
+    def init(params):
+        del params
+        return PeakLRState(jnp.zeros([], jnp.int32), jnp.asarray(peak, jnp.float32))
+
+    def update(updates, state, params=None):
+        del params
+        rate = -state.peak * unit_schedule(state.count)
+        updates = jax.tree.map(lambda u: jnp.asarray(rate, u.dtype) * u, updates)
+        return updates, PeakLRState(optax.safe_increment(state.count), state.peak)
+
+    return optax.GradientTransformation(init, update)
+
+
 def _like(full, tree):
     """The part of ``full`` (a tree over all parameters) that ``tree`` (any sub-tree of the parameters, dict keys
     being parameter names) covers: lets masks and labels follow whatever sub-tree the optimizer is applied to."""
@@ -84,16 +113,24 @@ def _like(full, tree):
 
 def build_optimizer(cfg: GPTConfig, *, total_steps: int, lr: float | None = None, warmup_steps: int = 0,
                     decay: str | None = None, end_fraction: float = END_FRACTION, b1: float = 0.9, b2: float = 0.95,
-                    eps: float | None = None, weight_decay: float = 0.1, clip_norm: float | None = 1.0) -> Optimizer:
-    """The Cerebras-GPT AdamW for ``cfg``; lr, decay and eps default to the preset's published recipe."""
+                    eps: float | None = None, weight_decay: float = 0.1, clip_norm: float | None = 1.0,
+                    lr_in_state: bool = False) -> Optimizer:
+    """The Cerebras-GPT AdamW for ``cfg``; lr, decay and eps default to the preset's published recipe.
+    ``lr_in_state``: the peak rate lives in the optimizer state (``scale_by_peak_lr``); the optimizer then has no
+    ``schedule`` (its rate is not a function of the step alone), so the step reports no ``lr`` metric."""
     peak = cfg.learning_rate if lr is None else lr
-    schedule = lr_schedule(peak, total_steps, warmup_steps, decay or cfg.lr_decay, end_fraction)
+    decay = decay or cfg.lr_decay
+    if lr_in_state:
+        schedule, scale = None, scale_by_peak_lr(lr_schedule(1.0, total_steps, warmup_steps, decay, end_fraction), peak)
+    else:
+        schedule = lr_schedule(peak, total_steps, warmup_steps, decay, end_fraction)
+        scale = optax.scale_by_learning_rate(schedule)
     decay_mask_full = gpt.weight_decay_mask(cfg)
     labels_full = gpt.param_labels(cfg)
     parts = [
         optax.scale_by_adam(b1=b1, b2=b2, eps=cfg.adam_eps if eps is None else eps),
         optax.add_decayed_weights(weight_decay, mask=lambda params: _like(decay_mask_full, params)),
-        optax.scale_by_learning_rate(schedule),
+        scale,
     ]
     if cfg.mup and cfg.width_multiplier != 1.0:
         hidden_scale = 1.0 / cfg.width_multiplier

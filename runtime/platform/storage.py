@@ -249,3 +249,27 @@ def write_file(out: str | os.PathLike, write: Callable[[Path], object], *, overw
             write(tmp.path)
             install(tmp.path, out, overwrite=overwrite, what=what)
     return out
+
+
+def write_new_directory(out: str | os.PathLike, write: Callable[[Path], object], need: int | None, *,
+                        what: str) -> object:
+    """``write(folder)`` into a held hidden sibling of ``out``, renamed into place when done: the one way a command
+    writes a new output directory (`wse convert`'s export, a model-only checkpoint). Refused in one line (UserError)
+    when ``out`` is not empty, another process is writing it or finishes it meanwhile, or the disk is full or
+    read-only (naming ``what``, the free space and ``need`` bytes). Returns what ``write`` returned."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"output directory '{out}' is not empty; choose a new --out directory")
+    with writing(out, need, what=what, fix="free space or choose another --out", readonly_fix="choose a writable --out"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if live_writer(out):
+            raise UserError(f"'{out}' is being written by another process; wait for it or choose another --out")
+        clean_stale(out)
+        with Temporary(out, directory=True) as tmp:
+            written = write(tmp.path)
+            try:
+                install(tmp.path, out, overwrite=False)
+            except Finished:
+                raise UserError(f"output directory '{out}' was filled by another process meanwhile; it is left as it "
+                                "is: choose a new --out directory") from None
+    return written

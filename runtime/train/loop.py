@@ -47,7 +47,9 @@ class Trainer:
     ``init_params``: canonical parameters to start a fresh run from (a resumed run ignores them); ``observers``: more
     sinks for the loop's reports (runtime.train.observers.Observer); ``console``/``progress``: where progress goes
     (default: stderr when it is a terminal, plain lines when not; ``progress=False``: none); ``on_step``: called with
-    each step's record.
+    each step's record; ``lr_in_state``: the peak learning rate is held in the optimizer state, so that runs of one
+    process that differ only in it share one compiled step (a learning-rate sweep; runtime.train.state). A run dir
+    trained so must be resumed so: its checkpoints hold that state.
 
     After ``run``: ``result``, ``params()`` (canonical parameters), ``state``, ``executor``, ``run_config`` (the
     resolved config) and ``sources`` (where each of its settings came from).
@@ -55,8 +57,8 @@ class Trainer:
 
     def __init__(self, run: RunConfig, *, recipe: Recipe | None = None, data=None, init_params=None,
                  observers: list | None = None, console=None, progress: bool | None = None,
-                 on_step: Callable[[dict], None] | None = None):
-        self.requested, self.recipe = run, recipe
+                 on_step: Callable[[dict], None] | None = None, lr_in_state: bool = False):
+        self.requested, self.recipe, self.lr_in_state = run, recipe, lr_in_state
         self.run_config, self.sources = resolve(run, recipe)  # before the run dir is read; run() resolves once more
         self.gpt = self.run_config.gpt_config()
         self.run_dir = run_dir_of(run, recipe)
@@ -92,7 +94,7 @@ class Trainer:
                 opened = open_run(self.requested, ckpt, self.recipe)  # again under the lock: another run may have saved
                 self.run_config, self.sources, self.changes = opened.config, opened.sources, opened.changes
                 train_loader, val_loader = self.data.loaders(self.run_config, jax.process_index(), jax.process_count())
-                parts = compiled_for(self.run_config, self.gpt, mesh)
+                parts = compiled_for(self.run_config, self.gpt, mesh, self.lr_in_state)
                 state, start, run_key = self._initial_state(parts, ckpt, opened.resume_step, train_loader)
                 ctx = obs.RunContext(self.run_config, self.gpt, parts.executor, start, self.run_dir, lead=lead,
                                      state=state, data=data_facts(self.run_config, train_loader, val_loader))

@@ -12,45 +12,63 @@ from runtime.config import RunConfig
 
 
 class Compiled:
-    """What a run compiles: executor, optimizer, training step, evaluation loss."""
+    """What a run compiles: executor, optimizer, training step, evaluation loss. ``lr_in_state``: the peak learning
+    rate is part of the optimizer state rather than of the compiled step (runtime.execution.optim.scale_by_peak_lr)."""
 
-    def __init__(self, run: RunConfig, gpt, mesh):
+    def __init__(self, run: RunConfig, gpt, mesh, lr_in_state: bool = False):
         import jax
 
         from runtime.execution import build_executor
-        from runtime.execution.optim import build_optimizer
 
         x, t = run.execution, run.train
         self.executor = build_executor(x.mode, gpt, mesh, microbatches=x.microbatches, dtype=jax.numpy.dtype(t.dtype),
                                        remat=x.remat, attention=x.attention, fsdp=x.fsdp, schedule=x.schedule,
                                        layer_loop=x.layer_loop,
                                        batch_size=t.batch_size // t.accum_steps, seq_len=t.seq_len)
-        self.optimizer = build_optimizer(gpt, total_steps=t.decay_steps, lr=t.lr, warmup_steps=t.warmup_steps,
-                                         decay=t.decay, end_fraction=t.min_lr_ratio, weight_decay=t.weight_decay,
-                                         clip_norm=t.grad_clip)
+        self.optimizer = optimizer_for(run, gpt, lr_in_state)
         self.train_step = self.executor.make_train_step(self.optimizer, accum_steps=t.accum_steps)
         self.eval_loss = self.executor.eval_loss
+
+    def with_lr_of(self, run: RunConfig, gpt) -> "Compiled":
+        """These compiled programs with the optimizer of ``run``'s peak rate (lr_in_state only): its ``init`` puts
+        that rate in the state, which the shared step reads; the state's structure is the same for every rate."""
+        import copy
+
+        other = copy.copy(self)
+        other.optimizer = optimizer_for(run, gpt, lr_in_state=True)
+        return other
+
+
+def optimizer_for(run: RunConfig, gpt, lr_in_state: bool = False):
+    """The run's optimizer (runtime.execution.optim.build_optimizer) from its resolved ``train`` settings."""
+    from runtime.execution.optim import build_optimizer
+
+    t = run.train
+    return build_optimizer(gpt, total_steps=t.decay_steps, lr=t.lr, warmup_steps=t.warmup_steps, decay=t.decay,
+                           end_fraction=t.min_lr_ratio, weight_decay=t.weight_decay, clip_norm=t.grad_clip,
+                           lr_in_state=lr_in_state)
 
 
 # Runs in one process that compute the same thing (a resumed run, the tutorial's train-then-train-more, tests)
 # reuse the compiled step instead of compiling it again: XLA compilation is most of a short run's time on CPU.
+# With ``lr_in_state`` the peak rate is not part of the key, so runs that differ only in it share one compilation.
 _COMPILED: dict = {}
 COMPILED_KEEP = 4
 
 
-def compiled_for(run: RunConfig, gpt, mesh) -> Compiled:
+def compiled_for(run: RunConfig, gpt, mesh, lr_in_state: bool = False) -> Compiled:
     """The (cached) compiled pieces for a run: the key is everything that shapes the compiled programs."""
     t = run.train
     key = repr((gpt, tuple(d.id for d in mesh.devices.flat), tuple(mesh.devices.shape), run.execution,
-                (t.decay_steps, t.batch_size, t.seq_len, t.lr, t.warmup_steps, t.decay, t.min_lr_ratio,
-                 t.weight_decay, t.grad_clip, t.accum_steps, t.dtype)))
+                (t.decay_steps, t.batch_size, t.seq_len, None if lr_in_state else t.lr, t.warmup_steps, t.decay,
+                 t.min_lr_ratio, t.weight_decay, t.grad_clip, t.accum_steps, t.dtype), lr_in_state))
     if key not in _COMPILED:
         while len(_COMPILED) >= COMPILED_KEEP:
             _COMPILED.pop(next(iter(_COMPILED)))
-        _COMPILED[key] = Compiled(run, gpt, mesh)
+        _COMPILED[key] = Compiled(run, gpt, mesh, lr_in_state)
     else:
         _COMPILED[key] = _COMPILED.pop(key)  # most recently used last
-    return _COMPILED[key]
+    return _COMPILED[key].with_lr_of(run, gpt) if lr_in_state else _COMPILED[key]
 
 
 def save_state(ckpt, run: RunConfig, gpt, ex, state: dict, step: int, data_position: dict, run_key) -> None:
