@@ -354,7 +354,7 @@ def _decode(cfg, weights, state, lengths, knobs, *, dtype, penalise, sampler):
     (its ``out`` [B, N] has -1 after a row stopped, ``t`` is one past the last new-token index). The state is
     donated and returned whole, so the loop updates the KV cache in the caller's buffers."""
     B, N = state["out"].shape
-    S = jax.tree.leaves(state["cache"])[0].shape[-3]
+    S = jax.tree.leaves(state["cache"][1])[0].shape[-2]  # values [..., B K, S, D]
     P = S - N
     key_mask = _key_mask(lengths, P, S)
     rows = jnp.arange(B)
