@@ -2,7 +2,7 @@
 
 Shapes: queries [B, T, H, D], keys and values [B, S, K, D] with K dividing H; query head h reads K/V head h // (H/K)
 (contiguous groups, as transformers' ``repeat_kv`` and ``jax.nn.dot_product_attention`` pair them). K = H is plain
-multi-head attention and runs exactly the code it always ran.
+multi-head attention and runs exactly the code it always ran. The KV cache has its own layout (cached_attention).
 
 Kernels (``attention=`` of gpt.block / run_blocks / forward):
   "xla"    causal attention written as batched matmuls, any backend and dtype, with a backward pass that keeps only
