@@ -113,7 +113,9 @@ def copy_bandwidth(nbytes: int, device=None, repeats: int = 3) -> float:
 
 # Row length of the read measurement's matrix. A matrix-vector product streams a row-major matrix fastest with long
 # rows (XLA:CPU, 2-core EPYC, jax 0.10.2, [n, c] float32 far beyond the caches: ~15 GB/s at c = 256, ~20 at 768,
-# ~40 at 3072-4096), and it runs on every core where XLA:CPU reduces a flat sum on one.
+# ~40 at 3072-4096), faster than XLA:CPU's reductions. On XLA:CPU it is one single-threaded kernel (a jax.profiler
+# trace shows one thunk on one thread, and the HLO has no partitions), as are the decode step's batch-1 matmuls, so
+# the figure is one core's streaming read: the bandwidth those matmuls can reach, not necessarily the host's.
 READ_ROW = 4096
 
 

@@ -2,7 +2,7 @@
 
 Shapes: queries [B, T, H, D], keys and values [B, S, K, D] with K dividing H; query head h reads K/V head h // (H/K)
 (contiguous groups, as transformers' ``repeat_kv`` and ``jax.nn.dot_product_attention`` pair them). K = H is plain
-multi-head attention and runs exactly the code it always ran.
+multi-head attention and runs exactly the code it always ran. The KV cache has its own layout (cached_attention).
 
 Kernels (``attention=`` of gpt.block / run_blocks / forward):
   "xla"    causal attention written as batched matmuls, any backend and dtype, with a backward pass that keeps only
@@ -103,16 +103,34 @@ xla_causal_attention.defvjp(_xla_attention_fwd, _xla_attention_bwd)
 
 def cached_attention(q: jax.Array, k: jax.Array, v: jax.Array, cache: tuple, cache_index, key_mask, scale: float):
     """Attention of T new queries q [B, T, H, D] through a KV cache: the new keys/values k, v [B, T, K, D] are
-    written into ``cache`` = (keys, values) [B, S, K, D] at ``cache_index`` (a scalar, the same slot for every row),
-    and each query attends to the slots ``<= cache_index + t`` that ``key_mask`` ([B, S] bool, False for padding; None
-    = all) allows. Returns (output [B, T, H, D], new cache). K/V heads stay grouped (K of them) in the cache."""
+    written into ``cache`` = (keys [B K, D, S], values [B K, S, D]; row b K + j is row b's K/V head j) at slot
+    ``cache_index`` (a scalar, the same slot for every row), and each query attends to the slots ``<= cache_index +
+    t`` that ``key_mask`` ([B, S] bool, False for padding; None = all) allows. Returns (output [B, T, H, D], new
+    cache). K/V heads stay grouped (K of them).
+
+    The cache is stored as the two batched matmuls read it, so that XLA:CPU updates it in place and reads it without
+    a copy: one batch axis (XLA flattens batch axes, and a cache [B, K, ...] reshaped for the matmul got its update
+    fused twice, once per reader, with a copy of the whole cache each), keys position-minor for q.k and values
+    position-major for p.v (its canonical [batch, contracted, kept] right-hand side). Stored [B, S, K, D], XLA:CPU
+    transposed both before every decode step's matmuls (111M, batch 1: 20 copies a step, ~8% of the step). The
+    arithmetic is ``jax.nn.dot_product_attention``'s XLA path: float32 scores and softmax, masked scores at -0.7 x
+    float32 max, probabilities cast to the values' dtype."""
     ck, cv = cache
-    ck = jax.lax.dynamic_update_slice_in_dim(ck, k.astype(ck.dtype), cache_index, axis=1)
-    cv = jax.lax.dynamic_update_slice_in_dim(cv, v.astype(cv.dtype), cache_index, axis=1)
-    T, S = q.shape[1], ck.shape[1]
-    causal = jnp.arange(S)[None, :] <= (cache_index + jnp.arange(T))[:, None]  # [T, S]
-    mask = causal[None, None]
+    B, T, H, D = q.shape
+    K = k.shape[2]
+    G, S = H // K, cv.shape[1]
+    ck = jax.lax.dynamic_update_slice_in_dim(ck, k.transpose(0, 2, 3, 1).reshape(B * K, D, T).astype(ck.dtype),
+                                             cache_index, axis=2)
+    cv = jax.lax.dynamic_update_slice_in_dim(cv, v.transpose(0, 2, 1, 3).reshape(B * K, T, D).astype(cv.dtype),
+                                             cache_index, axis=1)
+    # The G query heads of one K/V head become G x T rows (row g T + t is position t), so K/V are never repeated.
+    qg = q.reshape(B, T, K, G, D).transpose(0, 2, 3, 1, 4).reshape(B * K, G * T, D)
+    scores = jnp.einsum("nrd,nds->nrs", qg, ck.astype(q.dtype), preferred_element_type=jnp.float32)
+    scores = scores.reshape(B, K, G * T, S) * jnp.asarray(scale, jnp.float32)
+    mask = (jnp.arange(S)[None, :] <= (cache_index + jnp.arange(G * T) % T)[:, None])[None, None]  # [1, 1, R, S]
     if key_mask is not None:
         mask = mask & key_mask[:, None, None, :]
-    out = jax.nn.dot_product_attention(q, ck.astype(q.dtype), cv.astype(q.dtype), scale=scale, mask=mask)
-    return out, (ck, cv)
+    scores = jnp.where(mask, scores, jnp.asarray(-0.7 * jnp.finfo(jnp.float32).max, jnp.float32))
+    probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype).reshape(B * K, G * T, S)
+    out = jnp.einsum("nrs,nsd->nrd", probs, cv.astype(q.dtype))
+    return out.reshape(B, K, G, T, D).transpose(0, 3, 1, 2, 4).reshape(B, T, H, D), (ck, cv)

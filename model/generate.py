@@ -156,11 +156,14 @@ def prepare_weights(cfg: GPTConfig, params, dtype=jnp.float32, layer_loop: str =
 
 
 def default_transpose_head(batch: int) -> bool:
-    """Whether ``prepare_weights`` stores the tied head [d, V] for decoding ``batch`` rows: on CPU at batch 1 only.
-    XLA:CPU runs a batch-1 head as a matrix-vector product, which streams [d, V] faster (rows of V, not d); from
-    batch 2 on it is a matrix product whose packing favours [V, d]. Per decode step, from each operation's fastest
-    run (2-core EPYC, jax 0.10.2, float32): 111M batch 1 19.9 ms [d, V] against 25.2 ms [V, d], batch 8 87.9 against
-    58.9; small batch 1 2.7 against 3.5, batch 8 17.3 against 15.8."""
+    """Whether ``prepare_weights`` stores the tied head [d, V] and each MLP down projection [d, f] (``kernel_t``) for
+    decoding ``batch`` rows: on CPU at batch 1 only. XLA:CPU runs a batch-1 matmul as a single-threaded
+    matrix-vector kernel that streams long rows fastest: the head as [d, V] (rows of V, not d), the down projection
+    as [d, f] (rows of f = 4 d, not d). From batch 2 on these are matrix products whose packing favours the stored
+    layouts. Per decode step, from each operation's fastest run (2-core EPYC, jax 0.10.2, float32): 111M batch 1
+    19.9 ms [d, V] against 25.2 ms [V, d], batch 8 87.9 against 58.9; small batch 1 2.7 against 3.5, batch 8 17.3
+    against 15.8. The 111M down projection [768, 3072] alone: 234-323 us against 481-649 us stored [f, d] (median of
+    ten matrices' fastest runs, two runs, load 11)."""
     return jax.default_backend() == "cpu" and batch == 1
 
 
@@ -290,6 +293,11 @@ def _prepare(cfg, params, *, dtype, layer_loop, transpose_head):
         head = dict(tree["lm_head"])
         head["weight_t"] = head.pop("weight").T
         tree["lm_head"] = head
+    if transpose_head:  # the MLP's down projection too: see default_transpose_head
+        mlp = dict(blocks["mlp"])
+        mlp["c_proj"] = {k: v for k, v in mlp["c_proj"].items() if k != "kernel"}
+        mlp["c_proj"]["kernel_t"] = jnp.swapaxes(blocks["mlp"]["c_proj"]["kernel"], -1, -2)
+        blocks = {**blocks, "mlp": mlp}
     tree["blocks"] = ([jax.tree.map(lambda a, i=i: a[i], blocks) for i in range(cfg.n_layers)]
                       if layer_loop == "unroll" else blocks)
     return tree
@@ -354,7 +362,7 @@ def _decode(cfg, weights, state, lengths, knobs, *, dtype, penalise, sampler):
     (its ``out`` [B, N] has -1 after a row stopped, ``t`` is one past the last new-token index). The state is
     donated and returned whole, so the loop updates the KV cache in the caller's buffers."""
     B, N = state["out"].shape
-    S = jax.tree.leaves(state["cache"])[0].shape[-3]
+    S = jax.tree.leaves(state["cache"][1])[0].shape[-2]  # values [..., B K, S, D]
     P = S - N
     key_mask = _key_mask(lengths, P, S)
     rows = jnp.arange(B)

@@ -120,9 +120,9 @@ def block(cfg: GPTConfig, p: Params, x: jax.Array, *, positions: jax.Array | Non
     mlp(ln_1(x)). ``positions`` [B, T] (rotary models; default 0 .. T-1) are each token's position.
     Without a cache: causal self-attention over the T positions with the ``attention`` kernel (ATTENTION_KERNELS),
     returns x.
-    With ``kv_cache=(k, v)`` of shape [B, S, K, D] (K = the model's K/V heads): the new keys/values (rotated when the
-    model is rotary) are written at ``cache_index`` (a scalar, the same slot for every row) and the T queries attend
-    to cache slots ``<= cache_index + t`` that ``key_mask`` ([B, S] bool, False for padding) allows; returns
+    With ``kv_cache=(k, v)``, keys [B K, D, S] and values [B K, S, D] (K = the model's K/V heads): the new
+    keys/values (rotated when the model is rotary) are written at ``cache_index`` (a scalar, the same slot for every
+    row) and the T queries attend to cache slots ``<= cache_index + t`` that ``key_mask`` ([B, S] bool, False for padding) allows; returns
     (x, (k, v)).
     """
     dtype = x.dtype
@@ -214,10 +214,11 @@ def loss_fn(cfg: GPTConfig, params: Params, tokens: jax.Array, targets: jax.Arra
 
 
 def init_kv_cache(cfg: GPTConfig, batch: int, length: int, dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
-    """An empty KV cache: keys and values [L, B, S, K, D], K the model's K/V heads (``n_kv_heads``, not ``n_heads``:
-    grouped-query attention caches H/K times fewer values per token)."""
-    shape = (cfg.n_layers, batch, length, cfg.kv_heads, cfg.d_head)
-    return jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)
+    """An empty KV cache: keys [L, B K, D, S] and values [L, B K, S, D] (S = ``length`` slots; row b K + j holds
+    sequence b's K/V head j), K the model's K/V heads (``n_kv_heads``, not ``n_heads``: grouped-query attention
+    caches H/K times fewer values per token); the layouts attention.cached_attention reads and updates in place."""
+    L, BK, D = cfg.n_layers, batch * cfg.kv_heads, cfg.d_head
+    return jnp.zeros((L, BK, D, length), dtype), jnp.zeros((L, BK, length, D), dtype)
 
 
 def forward_cached(cfg: GPTConfig, params: Params, tokens: jax.Array, positions: jax.Array, cache: tuple,
@@ -227,8 +228,8 @@ def forward_cached(cfg: GPTConfig, params: Params, tokens: jax.Array, positions:
     model/generate.py for prefill (T = prompt) and decode (T = 1); positions feed the position table or RoPE, so a
     left-padded row's first real token is position 0.
 
-    Two layer layouts: ``params["blocks"]`` stacked on a leading layers axis with ``cache`` = (k, v) [L, B, S, K, D]
-    runs the layers in a ``lax.scan``; ``params["blocks"]`` a list of per-layer dicts with ``cache`` = (list of L k,
+    Two layer layouts: ``params["blocks"]`` stacked on a leading layers axis with ``cache`` = (k, v) as
+    ``init_kv_cache`` makes them (leading axis L) runs the layers in a ``lax.scan``; ``params["blocks"]`` a list of per-layer dicts with ``cache`` = (list of L k,
     list of L v) runs them unrolled, each layer reading its own arrays (XLA:CPU copies a layer's weights out of a
     stacked array before its matmuls, scanned or unrolled, which at batch 1 costs more than the matmuls)."""
     x = embed(cfg, params, tokens, positions, dtype=dtype)

@@ -167,7 +167,8 @@ def mlp(cfg: GPTConfig, p: Params, h: jax.Array) -> jax.Array:
     """The FFN on normalised hidden states [B, T, d] -> [B, T, d], ``p`` one layer's ``mlp`` params.
 
     Plain: act(h W_fc + b) W_proj + b (``c_fc`` kernel [d, f]). Gated (``ffn_gated``): act(h W_gate) * (h W_up) W_proj,
-    the gate and up matrices stored as one ``c_fc`` kernel [d, 2, f] (index 0 the gate) so they are one matmul."""
+    the gate and up matrices stored as one ``c_fc`` kernel [d, 2, f] (index 0 the gate) so they are one matmul. The
+    down projection is ``c_proj`` kernel [f, d], or ``kernel_t`` [d, f] in model/generate.py's batch-1 CPU layout."""
     dtype = h.dtype
     act = ACTIVATIONS[cfg.activation]
     if cfg.ffn_gated:
@@ -180,7 +181,10 @@ def mlp(cfg: GPTConfig, p: Params, h: jax.Array) -> jax.Array:
         if cfg.mlp_bias:
             u = u + p["c_fc"]["bias"].astype(dtype)
         u = act(u)
-    out = u @ p["c_proj"]["kernel"].astype(dtype)
+    if "kernel_t" in p["c_proj"]:  # stored [d, f] for batch-1 decoding on CPU (model/generate.py)
+        out = jnp.einsum("btf,df->btd", u, p["c_proj"]["kernel_t"].astype(dtype))
+    else:
+        out = u @ p["c_proj"]["kernel"].astype(dtype)
     if cfg.mlp_bias:
         out = out + p["c_proj"]["bias"].astype(dtype)
     return out

@@ -173,7 +173,8 @@ def test_cache_holds_kv_heads_and_decoding_equals_the_full_pass(name):
     tokens = jax.random.randint(jax.random.key(4), (2, 13), 0, cfg.vocab_size)
     full = jax.jit(gpt.forward, static_argnums=0)(cfg, params, tokens)
     cache = gpt.init_kv_cache(cfg, 2, 16)
-    assert cache[0].shape == (cfg.n_layers, 2, 16, cfg.kv_heads, cfg.d_head)
+    assert cache[0].shape == (cfg.n_layers, 2 * cfg.kv_heads, cfg.d_head, 16)  # keys position-minor
+    assert cache[1].shape == (cfg.n_layers, 2 * cfg.kv_heads, 16, cfg.d_head)
     logits, cache = _cached(cfg, params, tokens[:, :8], jnp.broadcast_to(jnp.arange(8), (2, 8)), cache, 0)
     np.testing.assert_allclose(logits, full[:, :8], atol=1e-5)
     for t in range(8, 13):

@@ -172,13 +172,16 @@ def test_repetition_penalty_follows_transformers_and_min_new_tokens_bars_eot(par
 
 
 def test_every_decode_layout_gives_the_same_tokens(params):
-    """The layer loop scanned or unrolled, the head stored [V, d] or [d, V], weights prepared once and reused: the
-    same greedy tokens as the full recompute; a dtype that contradicts prepared weights is refused."""
+    """The layer loop scanned or unrolled, the head and the MLP down projection stored as trained or transposed,
+    weights prepared once and reused: the same greedy tokens as the full recompute; a dtype that contradicts prepared
+    weights is refused."""
     want = [_recompute_greedy(params, p, 6) for p in PROMPTS[:2]]
     for loop in G.LAYER_LOOPS:
         for head in (False, True):
             w = G.prepare_weights(CFG, params, layer_loop=loop, transpose_head=head)
             assert ("wte_t" in w.tree) == head and isinstance(w.tree["blocks"], list) == (loop == "unroll")
+            first = w.tree["blocks"][0] if loop == "unroll" else w.tree["blocks"]
+            assert ("kernel_t" in first["mlp"]["c_proj"]) == head  # the down projection [d, f] with the head
             assert G.generate(CFG, w, PROMPTS[:2], 6, eot_id=NEVER).tokens == want, (loop, head)
     assert G.default_transpose_head(8) is False  # batch >= 2 keeps [V, d] (a matrix product, not matrix-vector)
     with pytest.raises(G.GenerationError, match="dtype bfloat16 given with weights prepared in float32"):
