@@ -97,7 +97,8 @@ class Trainer:
                 parts = compiled_for(self.run_config, self.gpt, mesh, self.lr_in_state)
                 state, start, run_key = self._initial_state(parts, ckpt, opened.resume_step, train_loader)
                 ctx = obs.RunContext(self.run_config, self.gpt, parts.executor, start, self.run_dir, lead=lead,
-                                     state=state, data=data_facts(self.run_config, train_loader, val_loader))
+                                     state=state, data=data_facts(self.run_config, train_loader, val_loader),
+                                     from_weights=self.init_params is not None)
                 if ctx.lead:
                     write_config(self.run_dir, self.run_config)
                 with StopSignals() as signals:

@@ -44,6 +44,7 @@ class RunContext:
     finished: bool = False
     observers: list = field(default_factory=list)
     data: dict = field(default_factory=dict)  # what it trains on (runtime.train.summary.data_facts)
+    from_weights: bool = False  # a fresh run starts from given weights (fine-tuning), not from an initialisation
 
     @property
     def steps(self) -> int:

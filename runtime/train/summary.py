@@ -33,7 +33,8 @@ def start_lines(ctx) -> list[str]:
     t, gpt, data = ctx.run_config.train, ctx.gpt, ctx.data
     devices = list(ctx.executor.mesh.devices.flat)
     mesh = " x ".join(f"{k} {v}" for k, v in zip(ctx.executor.mesh.axis_names, ctx.executor.mesh.devices.shape))
-    verb = f"resuming at step {ctx.start} of {t.steps}" if ctx.start else f"{t.steps} steps from scratch"
+    fresh = f"{t.steps} steps from the given weights" if ctx.from_weights else f"{t.steps} steps from scratch"
+    verb = f"resuming at step {ctx.start} of {t.steps}" if ctx.start else fresh
     what = "example windows" if data.get("kind") == "packed-examples" else "training windows"
     lines = [f"training {gpt.name} ({gpt.parameters:,} parameters): {verb}, run dir {ctx.run_dir}"]
     if data:

@@ -16,7 +16,7 @@ def test_a_run_says_what_it_is_about_to_do(tmp_path):
                                plan={"remat": "none", "layer_loop": "unroll", "layer_loop_reason": "asked for"})
     ctx = SimpleNamespace(run_config=run, gpt=run.gpt_config(), executor=executor, start=0, run_dir=tmp_path / "r",
                           data={"source": "data/mine", "kind": "token-windows", "windows": 120, "tokens": 7_681,
-                                "val_windows": 3})
+                                "val_windows": 3}, from_weights=False)
     lines = start_lines(ctx)
     assert lines[0] == f"training tiny (8,052,096 parameters): 30 steps from scratch, run dir {tmp_path / 'r'}"
     assert lines[1] == ("  data: data/mine: 7,681 training tokens in 120 training windows of 64 + 1 tokens; "
@@ -26,6 +26,8 @@ def test_a_run_says_what_it_is_about_to_do(tmp_path):
     assert lines[3] == ("  mesh data 1 x stage 1 x model 1 on 1 CPU device, data mode, remat none, float32, layers "
                         "unrolled (asked for)")
     assert lines[4].startswith(f"  writes {tmp_path / 'r'}: checkpoints/ every 10 steps") and "tensorboard" not in lines[4]
+    ctx.from_weights = True  # fine-tuning: a fresh run from given weights
+    assert "30 steps from the given weights, run dir" in start_lines(ctx)[0]
     ctx.start = 12
     assert "resuming at step 12 of 30" in start_lines(ctx)[0]
 
