@@ -23,7 +23,7 @@ class PlanOptions:
         0.5, "fraction of a cell's peak FLOP/s its matmul kernels sustain in layer-pipelined mode and on device grids; "
         "unpublished for Cerebras, 0.5 is the usual achieved fraction for large dense training matmuls on accelerators "
         "(the fabric limit is modelled separately). Weight streaming and inference on a wafer use the kernel model "
-        "(wse.kernels) instead", ("pipelined",))
+        "(wse.wafer.kernels) instead", ("pipelined",))
     kernel_step_cycles: float = assumed(
         105.0, "D: the fixed cost of one wavefront step of a wafer matmul kernel in inference (receive, synchronise, "
         "start the vector work) and of one GEMV; fitted (python -m wse.validation.fit) so that LLaMA3-8B's prefill of "

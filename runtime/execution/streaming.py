@@ -20,7 +20,7 @@ The update runs where the state lives (``plan["host_update"]``): where the backe
 (``jax.experimental.compute_on("device_host")``; checked by compiling a probe once per platform), accumulation
 over slices, the global norm and AdamW run there and the optimizer state never crosses the link. Elsewhere the
 gradients are brought back layer by layer for the norm and the update, with weights and Adam moments (the fallback:
-more traffic, same numbers). wse/hostlink.py gives the bytes each way per step for both, and the test reads them
+more traffic, same numbers). wse/devices/hostlink.py gives the bytes each way per step for both, and the test reads them
 back from the traced step.
 
 Memory kinds: ``pinned_host`` where the backend offers it (GPU, TPU, and JAX's CPU backend). On CPU host and device
