@@ -11,9 +11,8 @@ found when Orbax reads it (its error text is a TensorStore spec, useless to a us
 
 Orbax reads and writes every array concurrently on its own event loop; when one fails, the others are abandoned and
 report later from background threads ("Event loop is closed", "Exception ignored in: <coroutine ...>", absl ERROR
-lines with tracebacks, asyncio's "Task exception was never retrieved"), after the one line that already said what
-went wrong. ``quiet_orbax`` keeps exactly those
-reports off stderr, for the rest of the process.
+lines with tracebacks, asyncio's "Task/Future exception was never retrieved"), after the one line that already said
+what went wrong. ``quiet_orbax`` keeps exactly those reports off stderr, for the rest of the process.
 """
 
 from __future__ import annotations
@@ -152,12 +151,15 @@ def _is_async_noise(unraisable) -> bool:
 
 
 class _DropAbandonedTasks:
-    """asyncio's "Task exception was never retrieved" for an Orbax write task abandoned after the first failure (the
-    same error, already reported), logged whenever the task is collected: after our one line, or never."""
+    """asyncio's "Task (or Future) exception was never retrieved" for an Orbax or TensorStore write abandoned after the
+    first failure (the same error, already reported), logged whenever it is collected: after our one line, or never.
+    A TensorStore write's Future names no Orbax frame, only the OCDBT database it was writing (inside Orbax's
+    ``*.orbax-checkpoint-tmp`` directory)."""
 
     def filter(self, record) -> bool:
         text = str(record.msg)
-        return not (text.startswith("Task exception was never retrieved") and "orbax" in text)
+        abandoned = text.startswith(("Task exception was never retrieved", "Future exception was never retrieved"))
+        return not (abandoned and any(lib in text for lib in ("orbax", "tensorstore", "OCDBT")))
 
 
 class _DropOrbaxNoise:
