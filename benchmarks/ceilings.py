@@ -179,7 +179,7 @@ def _median_fresh(fn, arg, repeats: int) -> float:
 def all_reduce_link(nbytes: int, devices, repeats: int = 3) -> float | None:
     """Bytes/s of one device's link as a ring all-reduce sees it: a jitted psum of ``nbytes`` of float32 per device
     over ``devices`` takes t, each device sends 2 (n - 1) / n x nbytes, so the link is that over t (the form
-    wse.devicemodel.ring_all_reduce_s reads back). None for fewer than two devices."""
+    wse.devices.cost_model.ring_all_reduce_s reads back). None for fewer than two devices."""
     import jax
     import jax.numpy as jnp
     import numpy as np

@@ -1,6 +1,6 @@
 """Prediction versus measurement: the simulator's cost models, run with the ceilings the benchmark measured.
 
-Every row: the device cost model (wse.devicemodel) over a device description built from the
+Every row: the device cost model (wse.devices.cost_model) over a device description built from the
 measured ceilings (``device_from_ceilings``: matmul FLOP/s at each dtype, the copy bandwidth as memory bandwidth, the
 all-reduce's link between devices, the pinned-host link each way, the host's AdamW rate, the dispatch cost as the
 step's fixed cost; on CPU the emulated devices share the host's cores and memory bus, so each gets the host's
@@ -8,10 +8,10 @@ figures divided by the device count), at the row's own split: its batch over the
 attention kernel, its accumulation, for streaming whether the update ran in host memory (``plan["host_update"]``,
 else True), for pipelined its stage split and microbatch count (DeviceModel.pipelined_step: the runtime's 1F1B in
 lockstep ticks). Nothing is fitted to the measurement: the planner's ``compute_efficiency`` (0.5) and the cost model's
-named figures (wse.devicemodel.ASSUMPTIONS) stay at their documented values.
+named figures (wse.devices.cost_model.ASSUMPTIONS) stay at their documented values.
 
 Every row also gets the bytes it moves over the host link per step (``link_bytes``): 0 for data and pipelined, for
-streaming wse.hostlink's figure at the row's compute dtype, accumulation and update placement.
+streaming wse.devices.hostlink's figure at the row's compute dtype, accumulation and update placement.
 """
 
 from __future__ import annotations
@@ -101,8 +101,8 @@ def predict_device_mode(cfg, row: dict, device, dtype: str) -> dict:
     if row["mode"] == "pipelined":
         S, M = row["mesh"]["stage"], row["plan"]["microbatches"]
         extra = {"bubble_fraction": (S - 1) / (M + S - 1), "ticks": parts.pop("ticks")}
-    return {**extra, "predicted_step_time_s": step, "planner": f"wse.devicemodel ({row['mode']} step)", "parts": parts,
-            "accum": accum, "remat": "full" if row["mode"] in ("streaming", "pipelined") else remat,
+    return {**extra, "predicted_step_time_s": step, "planner": f"wse.devices.cost_model ({row['mode']} step)",
+            "parts": parts, "accum": accum, "remat": "full" if row["mode"] in ("streaming", "pipelined") else remat,
             "host_update": host_update if row["mode"] == "streaming" else None,
             "compute_efficiency": model.options.compute_efficiency,
             "utilization": model.model_flops(row["batch_size"] * row["seq_len"]) / (
@@ -110,8 +110,8 @@ def predict_device_mode(cfg, row: dict, device, dtype: str) -> dict:
 
 
 def link_bytes(cfg, row: dict) -> dict:
-    """Bytes the row moves over the host link per step, each way: wse.hostlink's for streaming (the row's compute
-    dtype, accumulation and update placement), 0 for data and pipelined."""
+    """Bytes the row moves over the host link per step, each way: wse.devices.hostlink's for streaming (the row's
+    compute dtype, accumulation and update placement), 0 for data and pipelined."""
     if row["mode"] != "streaming":
         return {"to_device": 0, "to_host": 0}
     from wse.devices.hostlink import streaming_link_bytes

@@ -138,7 +138,7 @@ def training_section(result: dict) -> list[str]:
         "the Cerebras-GPT algorithmic count (attention at the run's sequence length and the logit matmul). "
         "predicted/measured: the wse cost models with the measured ceilings (benchmarks/predict.py: the device cost "
         "model for data and streaming, the pipeline stage formula for pipelined). Host link: bytes over the host link "
-        "per step (wse.hostlink; 0 for data and pipelined). "
+        "per step (wse.devices.hostlink; 0 for data and pipelined). "
         "Device peak est.: XLA memory_analysis argument + output + temp - alias, per device. remat: the policy by "
         "which the backward pass recomputed activations (none, dots, full; auto: the plan's choice by memory, with its "
         "reason in bench.json), and the attention kernel (xla, or cuDNN's flash kernel).",

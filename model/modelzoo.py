@@ -18,8 +18,8 @@ the three bias switches, ``use_bias_in_output``; ``name: gptj`` is GPT-J's paral
 ``mup_base_hidden_size`` / ``output_logits_scale``, ``embeddings_scale``, ``scale_qk_dot_by_d``. The ModelZoo rotates
 RoPE pairs interleaved (``rotate_every_two`` for every model; its HF Llama converter permutes Q/K rows to match), so
 a rotary ModelZoo model reads as ``rope_style: interleaved``. model/modelzoo_training.py reads the optimizer and
-schedule into a neutral recipe; runtime/modelzoo.py turns that into run-config keys. A field that would change the
-math and that our model does not have (ALiBi, a sliding window shorter than the context, YaRN scaling, NeoX's two
+schedule into a neutral recipe; runtime/config/modelzoo.py turns that into run-config keys. A field that would change
+the math and that our model does not have (ALiBi, a sliding window shorter than the context, YaRN scaling, NeoX's two
 norms, another nonlinearity, dropout ...) raises ModelZooError naming it. Every other field read nowhere is listed in
 ``ignored`` (dotted paths; a subtree read nowhere is listed once), never dropped unseen.
 

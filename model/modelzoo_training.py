@@ -76,7 +76,7 @@ def want(r: Reader, base: tuple, key: str, ok, need: str, default=None):
 
 def optimizer_recipe(r: Reader, base: tuple, model: dict, clip: tuple) -> dict:
     """Weight decay and clipping for the recipe, Adam's eps for the model; anything but AdamW at betas (0.9, 0.95)
-    with bias correction is refused (those are fixed in runtime/optim.py)."""
+    with bias correction is refused (those are fixed in runtime/execution/optim.py)."""
     recipe: dict = {}
     value = r.get(*clip, default=None)
     if value is not None:

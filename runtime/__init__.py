@@ -5,11 +5,11 @@ Kept import-light (no JAX at import time) so that the `wse` command line starts 
 on first use through the module ``__getattr__``.
 
 The root holds the entry points: ``cli`` (the `wse` command line), ``errors`` (the user-error type), ``workflow`` (the
-tutorial API), ``planning`` (a model as the simulator's shape, for `wse plan`) and ``sampling`` (generation settings
-checked at their edges, for `wse generate` and the tutorial). Every other job has a folder:
-``config/`` (the run config: schema, loading, the one merge of defaults, rules), ``platform/`` (devices, processes,
-the mesh, the compilation cache), ``data/``, ``execution/`` (the modes, placement, sharding, the optimizer),
-``train/`` (the loop, fine-tuning, evaluation), ``checkpoint/`` and ``commands/`` (one module per subcommand).
+tutorial API) and ``planning`` (a model as the simulator's shape, for `wse plan`). Every other job has a folder:
+``config/`` (the run config: schema, loading, the one merge of defaults, rules; generation settings at their edges),
+``platform/`` (devices, processes, the mesh, the compilation cache), ``data/``, ``execution/`` (the modes, placement,
+sharding, the optimizer), ``train/`` (the loop, fine-tuning, evaluation), ``checkpoint/`` and ``commands/`` (one
+module per subcommand).
 """
 
 _WORKFLOW = ("initialize_model", "load_pretrain_data", "load_task_data")

@@ -270,7 +270,7 @@ class Model:
         ``temperature=0``."""
         from model.generate import GenerationError, generate
         from model.tokenizer import TokenizerError, get_tokenizer
-        from runtime.sampling import sampling_settings
+        from runtime.config.sampling import sampling_settings
 
         tok = get_tokenizer()
         ids = tok.encode(prompt) or [tok.eot_id]

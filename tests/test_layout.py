@@ -22,8 +22,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("model", "wse", "runtime", "benchmarks")
-# Add "model" and "wse" when their floor plans merge: until then model/gpt.py is 594 lines, and model.config and
-# model.modelzoo, wse.hardware and wse.systemfile import each other.
 LAID_OUT = ("model", "wse", "runtime", "benchmarks")
 if os.environ.get("WSE_LAYOUT_PACKAGES"):
     LAID_OUT = tuple(os.environ["WSE_LAYOUT_PACKAGES"].split(","))

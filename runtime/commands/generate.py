@@ -43,7 +43,7 @@ def run(args) -> dict:
                                          start_ids)
     from runtime.errors import UserError
     from runtime.platform.compile_cache import use_compile_cache
-    from runtime.sampling import sampling_settings
+    from runtime.config.sampling import sampling_settings
 
     if args.min_new_tokens is None:
         from runtime.workflow import SAMPLING

@@ -13,7 +13,8 @@ a checkpoint records, so a resumed run can tell which settings it must keep.
   tutorial's short run, fine-tuning) and the settings a resumed run must keep;
 - ``rules``: what a resolved config keeps across its fields (the batch against the mesh, ...);
 - ``observe``: the ``observe`` section (TensorBoard, W&B, a profile window);
-- ``keys``: dotted keys over the nested tree (flatten, nest, merge).
+- ``keys``: dotted keys over the nested tree (flatten, nest, merge);
+- ``sampling``: generation settings at their numeric edges (``wse generate`` and the tutorial's ``generate_text``).
 
 Pure Python (pydantic + PyYAML): the command line parses and checks a config before it pays for a JAX import, and
 must do so to set the emulated CPU device count. The names below are the package's public API; import them from

@@ -130,7 +130,8 @@ class StreamingExecutor(Executor):
         self.link_bytes(1)
 
     def link_bytes(self, accum: int) -> dict:
-        """Bytes over the host link per training step of ``accum`` slices (wse.hostlink), also put in the plan."""
+        """Bytes over the host link per training step of ``accum`` slices (wse.devices.hostlink), also put in the
+        plan."""
         from wse.devices.hostlink import streaming_link_bytes
 
         width = jnp.dtype(self.dtype).itemsize if self.host_update else 4

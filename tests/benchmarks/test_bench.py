@@ -102,7 +102,7 @@ def test_training_row_has_every_field_and_a_finite_prediction(micro, small_ceili
     if mode == "pipelined":
         assert pred["bubble_fraction"] == pytest.approx(row["plan"]["bubble_fraction"])
         assert pred["link_bytes"] == {"to_device": 0, "to_host": 0}
-    else:  # the device cost model's parts, and wse.hostlink's bytes at the row's dtype and update placement
+    else:  # the device cost model's parts, and wse.devices.hostlink's bytes at the row's dtype and update placement
         from model.config import get_config
         from wse.devices.hostlink import streaming_link_bytes
 

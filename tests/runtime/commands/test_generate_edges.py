@@ -1,6 +1,6 @@
 """`wse generate` at the numeric edges of its settings (issue 28, item 5 of Build): what transformers' generate
 accepts behaves as it does there (top_k beyond the vocabulary keeps every token, top_p 0 keeps the most likely one,
-a huge temperature samples), the rest is one `error:` line (runtime/sampling.py)."""
+a huge temperature samples), the rest is one `error:` line (runtime/config/sampling.py)."""
 
 import json
 
