@@ -161,3 +161,11 @@ def test_remat_policies_give_the_same_gradients():
         assert _rel(grads[r], grads["none"]) < 1e-5, r
     with pytest.raises(ValueError, match="unknown remat policy"):
         gpt.remat_policy("sometimes")
+
+
+def test_the_planner_and_the_model_share_one_remat_vocabulary():
+    """wse/ may not import model/, so the planner keeps its own tuple of remat policies: it must be the model's."""
+    from model.remat import REMAT_POLICIES
+    from wse.devices.cost_model import REMATS
+
+    assert REMATS == REMAT_POLICIES

@@ -43,7 +43,7 @@ from wse.grid import device_grid
 from wse.shape import as_shape
 
 DTYPE_BYTES = {"bfloat16": 2, "float32": 4}
-REMATS = ("none", "dots", "full")
+REMATS = ("none", "dots", "full")  # model.remat.REMAT_POLICIES (wse/ may not import model/; a test holds them equal)
 
 # The model's own figures: name -> (value, "TAG: reason"). Listed in every device plan's assumptions.
 ASSUMPTIONS: dict[str, tuple[float, str]] = {
