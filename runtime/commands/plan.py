@@ -130,8 +130,8 @@ def _render_published(result: dict, console) -> None:
     from rich.table import Table
 
     fmt = lambda v: f"{v:,.4g}" if isinstance(v, float) else str(v)  # noqa: E731
-    titles = {"calibration": "calibration (python -m wse.validation.fit fits to C1-C4; the paper's relative figures "
-                             "are held, not fitted)",
+    titles = {"calibration": "calibration (python -m wse.validation.fit fits to C1-C4 and picks the training step "
+                             "cost by the paper's relative figures)",
               "validation": "validation (no parameter fitted to these)",
               "checks": "capacity checks (not throughput)"}
     for key, title in titles.items():

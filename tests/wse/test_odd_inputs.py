@@ -190,10 +190,25 @@ def test_odd_inputs_are_one_error_line(args, capsys):
     ["--model", "llama3-8b", "--system", "cs2", "--task", "generate", "--prompt-len", "4096", "--new-tokens", "4096"],
     ["--model", "qwen3-32b", "--system", "cs3", "--systems", "4", "--task", "decode"],
     ["--model", "gptj-6b", "--system", "cs2", "--systems", "2", "--batch-size", "120"],
+    ["--model", "llama3-8b", "--system", "cs2", "--task", "prefill", "--prompt-len", "4096"],  # brings its context
 ], ids=lambda a: " ".join(a[1:4]))
 def test_odd_but_plannable_inputs_plan(args, capsys):
     assert main(["plan", *args]) == 0
     assert "error" not in capsys.readouterr().err
+
+
+def test_a_prompt_longer_than_the_context_given_names_both_flags(capsys):
+    assert main(["plan", "--model", "llama3-8b", "--task", "prefill", "--prompt-len", "4096", "--seq-len", "2048"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: need 1 <= --prompt-len (4096) <= --seq-len (2048) <= the model's context (8192)")
+
+
+@pytest.mark.parametrize("command", ["plan", "info"])
+def test_an_unknown_model_is_told_the_planning_only_names_too(command, capsys):
+    assert main([command, "--model", "llama3-9b"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown model 'llama3-9b' (did you mean 'llama3-8b'?)") and err.count("\n") == 1
+    assert "gpt-1t" in err and err.count("llama3.1-8b") == 1
 
 
 def test_a_model_file_without_a_batch_says_where_its_batch_comes_from(tmp_path, capsys):

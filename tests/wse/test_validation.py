@@ -1,7 +1,7 @@
 """The simulator against published figures: calibration and validation kept apart (the fit reads only the
 calibration table and reproduces PlanOptions), the calibration outcomes within 15%, the paper's FLOP convention,
-trillion-parameter training on CS-3 with a large MemoryX, refusals whose advice is true when given, and the 90-plan
-sweep's speed."""
+trillion-parameter training on CS-3 with a large MemoryX, and refusals whose advice is true when given (the 90-plan
+sweep's speed is measured by `wse bench`, benchmarks/planner.py, not asserted here)."""
 
 import inspect
 

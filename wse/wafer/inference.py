@@ -211,18 +211,22 @@ def plan_inference(shape, system: System, *, wafers: int = 1, task: str = "decod
                    model_name: str | None = None) -> InferencePlan:
     """Decode or prefill ``batch_size`` requests of a model resident on up to ``wafers`` wafers of ``system``.
 
-    ``seq_len``: the context the KV cache holds per request (default 2048, capped at the model's); ``prompt_len``
+    ``seq_len``: the context the KV cache holds per request (default 2048 capped at the model's, or the prompt when it
+    is longer); ``prompt_len``
     (prefill): the prompt per request (default ``seq_len``). PlanError (one line, with advice that is true when
     followed) when the model does not fit or an input is out of range.
     """
     options = options or PlanOptions()
     s = as_shape(shape)
     model = model_name or s.name
-    context = min(2048, s.max_seq_len) if seq_len is None else seq_len
+    # a prompt longer than the default context brings its own (a 4,096-token prefill needs no --seq-len)
+    context = max(min(2048, s.max_seq_len), prompt_len or 0) if seq_len is None else seq_len
     prompt = context if prompt_len is None else prompt_len
-    if batch_size < 1 or wafers < 1 or not 1 <= prompt <= context <= s.max_seq_len:
-        raise PlanError(f"need batch >= 1, systems >= 1 and 1 <= prompt ({prompt}) <= context ({context}) <= "
-                        f"max_seq_len ({s.max_seq_len})")
+    if batch_size < 1 or wafers < 1:
+        raise PlanError(f"need batch >= 1 and systems >= 1, got {batch_size} and {wafers}")
+    if not 1 <= prompt <= context <= s.max_seq_len:
+        raise PlanError(f"need 1 <= --prompt-len ({prompt}) <= --seq-len ({context}) <= the model's context "
+                        f"({s.max_seq_len}); give a prompt within the context and a context within the model's")
     prefill = task == "prefill"
     layers = model_layers(s, context, attention_probs_stashed=False)
     placed = place(s, system, layers, options, wafers, batch_size, context, batch_size * prompt if prefill else 0)
