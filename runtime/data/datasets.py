@@ -233,9 +233,11 @@ def _summary(out: Path, meta: dict, *, reused: bool, seconds: float, inputs: Inp
     warnings = []
     val = splits["val"]["tokens"]
     if meta.get("val_fraction", DEFAULT_VAL_FRACTION) > 0 and val < MIN_VAL_TOKENS:
-        warnings.append(f"the validation split holds only {val:,} tokens ({splits['val']['documents']} document{'' if splits['val']['documents'] == 1 else 's'}): "
-                        f"fewer than one batch of 8 x 2048 ({MIN_VAL_TOKENS:,}), so evaluation at such shapes is "
-                        "skipped and small ones are noisy; raise --val-fraction or add documents")
+        docs = splits["val"]["documents"]
+        warnings.append(f"the validation split holds only {val:,} tokens ({docs} document{'' if docs == 1 else 's'}): "
+                        f"under one batch at the training defaults (8 x 2048, {MIN_VAL_TOKENS:,} tokens), so a run at "
+                        f"those shapes skips evaluation, and small shapes evaluate on few windows ({val // 129:,} of "
+                        "128 tokens); raise --val-fraction or add documents")
     for source in meta["sources"]:
         if source.get("skipped_rows"):
             n = source["skipped_rows"]
