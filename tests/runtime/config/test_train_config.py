@@ -184,3 +184,16 @@ def test_one_merge_of_defaults_in_the_documented_order():
     assert (fresh.train.warmup_steps, fresh_sources["train.warmup_steps"]) == (5, "derived")  # 10% of 50 steps
     assert fresh_sources["train.run_dir"] == "derived" and fresh.train.run_dir == "runs/tiny"
     assert (fresh.train.decay, fresh_sources["train.decay"]) == ("linear", "preset tiny")
+
+
+def test_fine_tuning_steps_come_from_the_data_when_not_given():
+    """The tutorial's fine_tune and `wse finetune` without steps: FINETUNE_EPOCHS passes over the packed windows
+    (issue 27: the tutorial once chose 2 steps whatever its data); a given length wins."""
+    from runtime.config.recipes import FINETUNE_EPOCHS, finetune_recipe
+
+    common = dict(source_lr=1e-3, seq_len=128, val_windows=50, saved_steps=None)
+    for windows, batch in ((1000, 8), (37, 4), (1, 16)):
+        values = finetune_recipe(batch_size=batch, windows=windows, steps=None, **common).values
+        assert values["train.steps"] == max(1, -(-FINETUNE_EPOCHS * windows // batch))
+        assert values["train.steps"] * batch >= FINETUNE_EPOCHS * windows  # every window seen that many times
+    assert finetune_recipe(batch_size=8, windows=1000, steps=7, **common).values["train.steps"] == 7
