@@ -117,3 +117,16 @@ def test_modelzoo_llama_and_gptj_files_plan_and_show(tmp_path, capsys):
         assert info["parameters"] == get_config(preset).parameters
         plan = _json(capsys, "plan", "--model", str(path), "--system", "cs3", "--seq-len", "512")
         assert plan["batch_size"] == 16 and "batch_note" not in plan["details"]
+
+
+def test_waferllms_figures_by_hand_as_the_reference_shows(tmp_path, capsys):
+    """docs/reference.md: C3 and C4 from the command line on a 720 x 720 WSE-2 system file."""
+    from wse.validation.published import CALIBRATION
+
+    published = {o.id: o.published for o in CALIBRATION if o.id in ("C3", "C4")}
+    path = tmp_path / "wse2-720.yaml"
+    path.write_text("name: WSE-2 720x720 (WaferLLM)\nbase: cs2\nchip: {grid_cols: 720, grid_rows: 720}\n")
+    for key, args in (("C3", ["--task", "generate", "--prompt-len", "4096", "--new-tokens", "4096"]),
+                      ("C4", ["--task", "prefill", "--prompt-len", "4096"])):
+        assert main(["plan", "--model", "llama3-8b", "--system", str(path), *args, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["tokens_per_s"] == pytest.approx(published[key], rel=0.01)
