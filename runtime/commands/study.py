@@ -12,9 +12,9 @@ from __future__ import annotations
 
 HELP = ("the Cerebras-GPT paper's results in miniature: muTransfer (study mup) and the compute scaling law (study "
         "scaling); --quick fits two CPU cores")
-QUICK_NOTE = ("--quick: sized for 2 CPU cores, about 10 minutes each (measured on a 2-core EPYC: mup 11.1, scaling 7.7 "
-              "CPU-minutes; docs/study.md); a loaded machine takes longer, and each point's time is printed; the "
-              "defaults are the full study for a GPU")
+QUICK_NOTE = ("--quick: sized for 2 CPU cores, about 10 minutes each (measured on an otherwise idle 2-core EPYC: mup "
+              "7.6, scaling 5.8 minutes; docs/study.md); a loaded machine takes longer, and each point's time is "
+              "printed; the defaults are the full study for a GPU")
 
 
 def add_arguments(parser) -> None:
