@@ -79,6 +79,7 @@ def test_mode_axes():
     assert mode_axes("streaming", 4, 2) == {"data": 4, "stage": 1, "model": 1}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["pipelined", "streaming"])  # data mode: test_reduced_run_json_contract
 def test_training_row_has_every_field_and_a_finite_prediction(micro, small_ceilings, mode):
     from benchmarks.predict import predict
@@ -111,6 +112,7 @@ def test_training_row_has_every_field_and_a_finite_prediction(micro, small_ceili
         assert pred["parts"]["compute_s"] > 0 and pred["remat"] == "full"
 
 
+@pytest.mark.slow
 def test_reduced_run_json_contract(micro, tmp_path, monkeypatch):
     """`wse bench --json` on the micro model, data mode only: the last stdout line holds the contract's keys."""
     from benchmarks import ceilings
@@ -168,6 +170,7 @@ def test_reduced_run_json_contract(micro, tmp_path, monkeypatch):
     assert main(["bench", "--quick", "--models", micro, "--modes", "data", "--out", str(out)]) == 2
 
 
+@pytest.mark.slow
 def test_a_llama_family_row_beside_its_pytorch_baseline(tmp_path, small_ceilings):
     """`wse bench --quick` adds one Llama-family row, in data mode only; a family model's row runs our model and its
     baseline transformers' class of the same architecture (LlamaForCausalLM) at the same shape."""
@@ -288,6 +291,7 @@ def test_settle_ceilings_takes_the_mean_of_the_two_readings():
     assert scaled["per_device"]["matmul_flops"]["float32"] == approx(80 ** 0.5 / 4)
 
 
+@pytest.mark.slow
 def test_torch_baseline_in_a_child_process():
     """The GPU baseline's child-process path, run on CPU: tiny, float32, eager, 1 warm-up + 1 timed step."""
     pytest.importorskip("torch")

@@ -101,6 +101,7 @@ def test_gptj_rotates_a_quarter_of_each_head_and_qwen3_heads_are_wider_than_the_
     assert get_config("llama3.1-8b").summary()["n_kv_heads"] == 8 and not get_config("llama3.1-8b").learned_positions
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("K", [1, 2, 4])
 def test_grouped_xla_attention_equals_jax_attention_and_its_autodiff(K):
     """Grouped K/V heads (MQA, GQA, MHA) in the hand-written kernel equal jax.nn.dot_product_attention's own GQA,
@@ -114,6 +115,7 @@ def test_grouped_xla_attention_equals_jax_attention_and_its_autodiff(K):
     assert _rel(ours, jax.grad(loss(lib), (0, 1, 2))(q, k, v)) < 1e-5
 
 
+@pytest.mark.slow
 def test_rms_norm_and_activation_backward_equal_autodiff():
     x = 3 * jax.random.normal(jax.random.key(0), (4, 8, 32))
     p = {"scale": jax.random.normal(jax.random.key(1), (32,))}
@@ -130,6 +132,7 @@ def test_rms_norm_and_activation_backward_equal_autodiff():
         assert _rel(act(ours), act(ref)) < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["gptj-tiny", "mistral-tiny"])
 @pytest.mark.parametrize("masked", [False, True])
 def test_chunked_loss_with_untied_head_equals_whole_logits(name, masked):
@@ -151,6 +154,7 @@ def test_chunked_loss_with_untied_head_equals_whole_logits(name, masked):
     assert float(jnp.abs(ga[0]["lm_head"]["weight"]).max()) > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["qwen3-tiny", "gptj-tiny"])
 def test_remat_policies_give_the_same_gradients(name):
     cfg = get_config(name, **SMALL)
@@ -164,6 +168,7 @@ def test_remat_policies_give_the_same_gradients(name):
 _cached = jax.jit(gpt.forward_cached, static_argnums=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
 def test_cache_holds_kv_heads_and_decoding_equals_the_full_pass(name):
     """Prefill + one-token decode through a cache of n_kv_heads heads (rotary positions applied to the cached keys)
@@ -182,6 +187,7 @@ def test_cache_holds_kv_heads_and_decoding_equals_the_full_pass(name):
         np.testing.assert_allclose(step[:, 0], full[:, t], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_bf16_compute_close_to_f32_for_a_gated_rotary_model():
     cfg = get_config("qwen3-tiny", **SMALL)
     params = gpt.initial_params(cfg, 7)
@@ -213,6 +219,7 @@ def test_outside_blocks_names_the_top_level_tensors():
     assert gpt.outside_blocks(get_config("gptj-tiny")) == ("wte", "ln_f", "lm_head")
 
 
+@pytest.mark.slow
 def test_init_gives_unit_norms_zero_biases_and_scaled_output_projections():
     cfg = get_config("gptj-tiny", n_layers=4)
     p = gpt.initial_params(cfg, 0)
@@ -224,6 +231,7 @@ def test_init_gives_unit_norms_zero_biases_and_scaled_output_projections():
     assert float(jnp.abs(q["blocks"]["attn"]["q_norm"]["scale"] - 1).max()) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["qwen3-tiny", "gptj-tiny"])
 def test_family_presets_learn(name):
     """A family's tiny shape (2 layers, a 97-token vocabulary) fits a repeated batch: 30 Adam steps lower the loss by

@@ -75,6 +75,7 @@ def test_sampling_is_seeded(params):
     assert a != G.generate(CFG, params, PROMPTS, 12, eot_id=NEVER).tokens  # not greedy at temperature 1
 
 
+@pytest.mark.slow
 def test_top_k_1_and_tiny_top_p_are_greedy(params):
     greedy = G.generate(CFG, params, PROMPTS, 8, eot_id=NEVER).tokens
     assert G.generate(CFG, params, PROMPTS, 8, temperature=1.5, top_k=1, seed=3, eot_id=NEVER).tokens == greedy
@@ -129,6 +130,7 @@ def test_prompt_filling_the_context_exactly(params):
     assert out.tokens[0] == _recompute_greedy(params, list(range(1, 60)), 5)
 
 
+@pytest.mark.slow
 def test_bfloat16_casts_weights_once_and_keeps_layernorm_float32():
     params = gpt.init_params(get_config("tiny"), jax.random.key(0))
     cast = G.cast_weights(params, jnp.bfloat16)
@@ -137,6 +139,7 @@ def test_bfloat16_casts_weights_once_and_keeps_layernorm_float32():
         assert x.dtype == (jnp.float32 if names & {"ln_1", "ln_2", "ln_f"} else jnp.bfloat16), path
 
 
+@pytest.mark.slow
 def test_bfloat16_generation_on_tiny_returns_tokens():
     cfg = get_config("tiny")
     params = gpt.init_params(cfg, jax.random.key(0))
@@ -145,6 +148,7 @@ def test_bfloat16_generation_on_tiny_returns_tokens():
     assert all(len(row) == 6 and all(0 <= t < cfg.vocab_size for t in row) for row in out.tokens)
 
 
+@pytest.mark.slow
 def test_repetition_penalty_follows_transformers_and_min_new_tokens_bars_eot(params):
     """The penalty divides positive and multiplies negative logits of every token already in the prompt or output
     (transformers' RepetitionPenaltyLogitsProcessor), so greedy decoding with it picks what the reference picks after
@@ -171,6 +175,7 @@ def test_repetition_penalty_follows_transformers_and_min_new_tokens_bars_eot(par
             G.generate(CFG, params, [prompt], 12, **bad)
 
 
+@pytest.mark.slow
 def test_every_decode_layout_gives_the_same_tokens(params):
     """The layer loop scanned or unrolled, the head and the MLP down projection stored as trained or transposed,
     weights prepared once and reused: the same greedy tokens as the full recompute; a dtype that contradicts prepared

@@ -58,6 +58,7 @@ def _ours(cfg, params, tokens):
     return np.asarray(_forward(architecture(cfg), params, jnp.asarray(tokens)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", SHAPES, ids=["4x16", "17x64", "3x32-ffn200"])
 def test_import_matches_transformers(tmp_path, shape):
     model = _hf_model(shape)
@@ -107,6 +108,7 @@ def _random_params(cfg, seed):
     return jax.tree_util.tree_map_with_path(leaf, shapes, is_leaf=lambda x: isinstance(x, tuple))
 
 
+@pytest.mark.slow
 def test_mup_export_folds_multipliers_for_transformers(tmp_path):
     """GPT-2 has no muP knobs: the export folds x10 embeddings, 1/d_head attention and 1/m_w logits into weights."""
     cfg = get_config("tiny").replace(n_layers=2, d_model=128, n_heads=2, d_head=64, d_ffn=512, vocab_size=200,

@@ -34,6 +34,7 @@ def test_nnx_module_carries_logical_axes():
     assert logits.shape == (2, 5, CFG.vocab_size) and logits.dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_init_std_rules_sp_and_mup():
     sp = gpt.init_params(CFG.replace(n_layers=4, d_model=256, n_heads=4, d_head=64, d_ffn=1024), jax.random.key(1))
     std = lambda x: float(jnp.std(x))  # noqa: E731
@@ -49,6 +50,7 @@ def test_init_std_rules_sp_and_mup():
     assert float(jnp.abs(mp["blocks"]["ln_1"]["scale"] - 1).max()) == 0 and float(jnp.abs(mp["blocks"]["attn"]["c_attn"]["bias"]).max()) == 0
 
 
+@pytest.mark.slow
 def test_mup_forward_multipliers():
     """muP: embeddings x10, 1/d_head attention, logits / m_w — checked against the SP forward on the same weights."""
     mcfg = CFG.replace(mup=True, d_model=512, n_heads=8, d_head=64, d_ffn=2048, mup_base_width=256)
@@ -71,6 +73,7 @@ def test_labels_and_decay_mask():
     assert not mask["ln_f"]["scale"] and not mask["blocks"]["mlp"]["c_fc"]["bias"]
 
 
+@pytest.mark.slow
 def test_cached_forward_equals_full_forward():
     params = gpt.init_params(CFG, jax.random.key(5))
     tokens = jax.random.randint(jax.random.key(6), (2, 9), 0, CFG.vocab_size)
@@ -102,6 +105,7 @@ def _small():
     return cfg, gpt.init_params(cfg, jax.random.key(0))
 
 
+@pytest.mark.slow
 def test_xla_attention_kernel_equals_library_attention_and_its_autodiff():
     """The hand-written backward (probabilities recomputed from the log-sum-exp) equals autodiff of
     jax.nn.dot_product_attention to float32 rounding."""
@@ -130,6 +134,7 @@ def test_layer_norm_and_gelu_backward_equal_autodiff():
     assert _rel(act(gpt.gelu), act(lambda x: jax.nn.gelu(x, approximate=False))) < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("masked", [False, True])
 def test_chunked_loss_equals_whole_logits(masked):
     """The loss computed chunk by chunk (with padding: 21 positions into chunks of 3 rows x 4) equals the loss of the
@@ -152,6 +157,7 @@ def test_chunked_loss_equals_whole_logits(masked):
     assert f"3x21x{cfg.vocab_size}x" not in hlo and f"3,21,{cfg.vocab_size}]" not in hlo
 
 
+@pytest.mark.slow
 def test_remat_policies_give_the_same_gradients():
     cfg, params = _small()
     tokens = jax.random.randint(jax.random.key(4), (2, 17), 0, cfg.vocab_size)

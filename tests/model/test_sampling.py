@@ -80,6 +80,7 @@ def test_filter_logits_with_traced_settings_matches_the_reference():
             np.testing.assert_array_equal(got, reference(row, k, p) > 0)
 
 
+@pytest.mark.slow
 def test_inverse_cdf_realises_the_weights():
     """A fine, even grid of u through inverse_cdf lands on each token in proportion to its weight (to 1/M), never on
     a zero weight; across block boundaries (V not a multiple of the 256-token block) and with empty blocks."""
@@ -124,6 +125,7 @@ def test_sampler_is_fixed_by_the_settings_kind_not_their_values():
     assert S.sampler_for(1.0, 40000, 1.0, 50257).top_k_cap == 50257
 
 
+@pytest.mark.slow
 def test_nucleus_cut_between_adjacent_floats():
     """The radix select resolves every bit: of two logits one float32 step apart (about equally likely), top-p 0.4
     keeps only the larger."""

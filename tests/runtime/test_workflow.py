@@ -45,6 +45,7 @@ def tutorial(tmp_path_factory):
     return root, model, trained, tuned, text, task_eval, corpus_eval
 
 
+@pytest.mark.slow
 def test_snippet_trains_fine_tunes_and_generates(tutorial):
     root, model, trained, tuned, text, _, _ = tutorial
     assert trained["run_dir"] == str(root / "pre") and trained["checkpoint_step"] == 2
@@ -55,6 +56,7 @@ def test_snippet_trains_fine_tunes_and_generates(tutorial):
     assert model.checkpoint == root / "pre-ft"
 
 
+@pytest.mark.slow
 def test_same_checkpoints_as_the_command_line(tutorial):
     """`wse generate` on the fine-tuning run dir, with the same sampling settings, continues the prompt exactly as
     generate_text did."""
@@ -73,6 +75,7 @@ def test_same_checkpoints_as_the_command_line(tutorial):
     assert "data: builtin\n" in (root / "pre" / "config.yaml").read_text()  # as `wse train data=builtin` records it
 
 
+@pytest.mark.slow
 def test_evaluate_and_plan(tutorial):
     _, model, trained, tuned, _, task_eval, corpus_eval = tutorial
     assert 0 < task_eval["val_loss"] < 12 and task_eval["val_perplexity"] > 1
@@ -99,6 +102,7 @@ def test_bad_arguments_fail_before_training(tmp_path):
         load_task_data(bad)
 
 
+@pytest.mark.slow
 def test_load_takes_another_run_dirs_weights(tutorial):
     """load() gives a fresh model the weights another run (or process) wrote: it then generates what the model that
     trained them does; a run dir of another shape is refused with a UserError that names both."""

@@ -111,6 +111,7 @@ def test_resuming_non_finite_weights_is_refused_with_the_previous_step(diverged_
         RunCheckpoints(diverged_run).restore(*state)
 
 
+@pytest.mark.slow
 def test_orbax_abandoned_work_stays_off_stderr(tmp_path, state):
     """After a failed read, a TensorStore read Orbax abandoned completes on its closed event loop: the
     "Event loop is closed" traceback it prints would follow the error line. Reproduced deterministically."""

@@ -20,6 +20,7 @@ def _wse(args, tmp_path_factory, cwd):
                           text=True, timeout=900)
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("demo")
     proc = _wse(["demo", "--steps", "2", "--finetune-steps", "1", "--out", "out", "--json"], tmp_path_factory, cwd)

@@ -105,6 +105,7 @@ def family(request, tmp_path_factory):
     return request.param, root, model, tok
 
 
+@pytest.mark.slow
 def test_convert_generate_and_eval_read_the_models_own_tokenizer(family, capsys):
     """--hf and the converted --checkpoint tokenise with the model's tokenizer.json (its <s> first), generate
     transformers' greedy tokens, score the same loss; --to-hf exports the family's class with the tokenizer, and
@@ -144,6 +145,7 @@ def test_convert_generate_and_eval_read_the_models_own_tokenizer(family, capsys)
         logits(model, probe)).max())
 
 
+@pytest.mark.slow
 def test_finetune_a_llama_then_generate_and_eval_from_its_run(tmp_path, capsys):
     """`wse finetune --hf DIR` tokenises the examples with the model's tokenizer and keeps it in the run dir, so the
     fine-tuned model generates and evaluates from `--checkpoint RUN` with it; the loss falls."""
@@ -189,6 +191,7 @@ def test_bad_input_is_one_error_line(tmp_path, capsys):
     one_error_line(rc, err, "came with its own tokenizer")
 
 
+@pytest.mark.slow
 def test_wse_data_with_a_models_tokenizer_then_train(tmp_path, capsys):
     """`wse data --tokenizer DIR` writes each document as <s> ids </s> in uint16; a vocabulary above 65,535 ids
     gets uint32 shards that read back exactly; a model too narrow for the data's ids is refused before training."""

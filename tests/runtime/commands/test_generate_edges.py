@@ -52,6 +52,7 @@ def test_settings_no_generator_can_use_are_one_line(capsys, model, extra, fragme
     assert err.startswith("error: ") and err.count("\n") == 1 and fragment in err, err
 
 
+@pytest.mark.slow
 def test_edges_transformers_accepts_behave_as_there(capsys, model):
     sampled = tokens(capsys, model, "--temperature", "1", "--seed", "3")
     # top_k at or beyond the vocabulary (even beyond int32) keeps every token: transformers clamps it to the vocabulary

@@ -50,6 +50,7 @@ def test_convert_both_ways_is_lossless(dirs, capsys):
         np.testing.assert_array_equal(a[k], b[k])
 
 
+@pytest.mark.slow
 def test_generate_json_matches_library(dirs, capsys):
     rc, res, _ = wse(capsys, "generate", "--checkpoint", str(dirs / "ckpt"), "--prompt", "Hello world",
                      "--max-new-tokens", "6", "--json")
@@ -73,6 +74,7 @@ def test_generate_json_matches_library(dirs, capsys):
     assert rc == 0 and len(sampled["tokens"]) <= 6
 
 
+@pytest.mark.slow
 def test_generate_fresh_model(capsys, tmp_path):
     """--model takes a preset or a model file (a small file here, to keep the test fast); weights from seed 0. Its
     vocabulary padded past the tokenizer's (nanoGPT's 50304) never yields an id the tokenizer lacks, even at a high
@@ -108,6 +110,7 @@ def _reference_loss(params, tokens, seq_len):
     return nll / count, count
 
 
+@pytest.mark.slow
 def test_eval_matches_definition(dirs, capsys, tmp_path):
     tok = get_tokenizer()
     text = "The quick brown fox jumps over the lazy dog."

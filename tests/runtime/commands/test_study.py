@@ -38,6 +38,7 @@ def study(capsys, *args) -> tuple[int, dict | None, str]:
     return code, result, captured.err
 
 
+@pytest.mark.slow
 def test_mup_sweep_then_resume_reuses_finished_points(corpus, tmp_path, capsys):
     out = tmp_path / "mup"
     args = ["mup", "--quick", "--out", str(out), f"data={corpus}", *MICRO, *MUP]
@@ -67,6 +68,7 @@ def test_mup_sweep_then_resume_reuses_finished_points(corpus, tmp_path, capsys):
     assert [p["val_loss"] for p in again["points"]] == pytest.approx([p["val_loss"] for p in first["points"]])
 
 
+@pytest.mark.slow
 def test_scaling_predicts_the_largest_size_before_training_it(corpus, tmp_path, capsys):
     out = tmp_path / "scaling"
     code, result, err = study(capsys, "scaling", "--quick", "--out", str(out), f"data={corpus}", *MICRO, *SCALING)

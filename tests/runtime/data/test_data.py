@@ -68,6 +68,7 @@ def small_input(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ corpus and tasks
 
+@pytest.mark.slow
 def test_builtin_corpus_is_real_prose(builtin_dir):
     docs = corpus.documents()
     assert len(docs) > 300 and sum(map(len, docs)) > 1_000_000

@@ -79,6 +79,7 @@ def test_one_that_finishes_second_never_replaces_the_first(tmp_path, capsys, mon
     assert TokenDataset(out).fingerprint == fingerprint and _leftovers(out) == []  # theirs, whole
 
 
+@pytest.mark.slow
 def test_a_killed_writer_leaves_nothing_after_the_next_run(tmp_path):
     out = tmp_path / "ds"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -100,6 +101,7 @@ def test_a_killed_writer_leaves_nothing_after_the_next_run(tmp_path):
     assert _leftovers(out) == [] and (out / "meta.json").is_file()
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_the_finished_dataset_stays(tmp_path):
     out = tmp_path / "ds"
     before = build_dataset([str(_docs(tmp_path / "a", "alpha"))], out)

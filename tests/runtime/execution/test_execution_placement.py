@@ -154,6 +154,7 @@ LLAMA_SMALL = get_config("mistral-tiny").replace(n_layers=8, d_model=256, n_head
                                                  d_ffn=768, max_seq_len=512)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cfg", [get_config("small"), LLAMA_SMALL], ids=["small", "llama"])
 def test_remat_decided_from_the_first_batch_and_estimate_tracks_xla(cfg):
     """Without a batch size up front the plan decides when the step is first traced; the activation estimate of
@@ -225,6 +226,7 @@ def test_schedule_warmup_and_decay_to_ten_percent():
     assert float(lr_schedule(1.0, 100, 10, "cosine")(55)) == pytest.approx(0.55, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_adamw_recipe_and_mup_rates():
     """One step from zero moments: Adam's first update is lr * sign(g); decay only where the mask says; muP hidden
     matrices move at lr / m_w. The optimizer applied to sub-trees equals it applied to the whole tree."""
@@ -269,6 +271,7 @@ def test_pipelined_layout_roundtrip_and_padding():
     jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, again), jax.tree.map(np.asarray, state))
 
 
+@pytest.mark.slow
 def test_streaming_keeps_state_on_host_and_reports_memory():
     mesh = meshlib.make_mesh({"data": 2, "model": 2}, jax.devices()[:4])
     ex = build_executor("streaming", CFG, mesh, compiler_options=FAST)
@@ -290,6 +293,7 @@ def test_streaming_keeps_state_on_host_and_reports_memory():
     assert mem["argument_size"] > 0 and mem["peak_estimate"] >= mem["temp_size"]
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_weights():
     """bf16 compute: the layers' matmuls run in bf16 inside the pipeline (not silently promoted to float32 by a
     float32 carry), the loss stays within bf16 rounding of float32's, and the gradients (master weights) stay float32."""
@@ -308,6 +312,7 @@ def test_bfloat16_compute_keeps_float32_weights():
     assert float(loss) == pytest.approx(f32, rel=1e-2)
 
 
+@pytest.mark.slow
 def test_1p3b_train_step_temporary_memory_without_remat():
     """The compiled training step of 1.3B at 8 x 2048 tokens, bfloat16, remat none, on one CPU device needs at most
     96 GiB of temporary memory (XLA's memory_analysis; it was 192.8 GiB with autodiff attention and whole logits).

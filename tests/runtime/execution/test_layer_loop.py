@@ -41,6 +41,7 @@ def train(cfg, loop: str, remat: str, steps: int = 3):
     return losses, jax.tree.map(np.asarray, ex.export_state(state)["params"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("remat", ["none", "dots", "full"])
 @pytest.mark.parametrize("family", sorted(MODELS))
 def test_unrolled_blocks_train_like_the_scanned_stack(family, remat):

@@ -54,6 +54,7 @@ def test_streaming_step_moves_what_the_design_says(dtype, accum, host_update, ax
     assert ex.plan["link_bytes_per_step"] == {"accum": accum, "to_device": want["to_device"], "to_host": want["to_host"]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cfg", [CFG, QWEN], ids=["gpt2", "qwen3"])
 def test_bf16_streaming_equals_data_mode(cfg):
     """bf16 compute: weights cast in host memory and widened on the device give data mode's loss and float32

@@ -69,6 +69,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_a_start_whose_peer_never_arrives_ends_naming_it(tmp_path):
     """A two-process run whose process 1 never starts: process 0 says what it waits for, then ends with one line
     naming process 1 after mesh.start_timeout (not JAX's abort five minutes later)."""

@@ -86,6 +86,7 @@ def checkpoint(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("way", ["--to-hf", "--from-hf"])
 def test_convert_on_a_full_or_read_only_disk_is_one_line_and_leaves_nothing(checkpoint, tmp_path, way):
     source = checkpoint / ("ckpt" if way == "--to-hf" else "hf")
@@ -119,6 +120,7 @@ def test_train_into_a_read_only_run_dir_is_one_line(world, tmp_path):  # noqa: F
     assert list(ro.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_during_a_run_is_one_line_and_loses_nothing(world, tmp_path):  # noqa: F811
     """The checkpoint of step 4 meets a full disk for real (TensorStore's writes fail): one line, no tracebacks from
     Orbax's threads, step 2 intact, no half-written step; the same command then resumes from step 2."""

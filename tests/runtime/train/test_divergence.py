@@ -40,6 +40,7 @@ def _run_command(line: str) -> int:
     return main([*argv[1:2], "--json", *argv[2:]])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keep", [1, 3])
 def test_a_non_finite_gradient_stops_the_run_before_anything_non_finite_is_saved(world, tmp_path, capsys, keep):  # noqa: F811
     run_dir = tmp_path / "run"
@@ -64,6 +65,7 @@ def test_a_non_finite_gradient_stops_the_run_before_anything_non_finite_is_saved
     assert all(np.isfinite(out["losses"]))
 
 
+@pytest.mark.slow
 def test_a_resumed_run_may_lower_its_learning_rate_and_says_so(world, tmp_path, capsys):  # noqa: F811
     run_dir = tmp_path / "run"
     assert main(["train", *overrides(world, run_dir, *ONE_DEVICE, "train.steps=4", "train.lr=0.003")]) == 0
@@ -76,6 +78,7 @@ def test_a_resumed_run_may_lower_its_learning_rate_and_says_so(world, tmp_path, 
     assert "was trained with train.seed=0" in _last_error(capsys)
 
 
+@pytest.mark.slow
 def test_the_weights_are_checked_before_every_save(tmp_path):
     """Finite loss and gradients but an update that overflowed: RunCheckpoints refuses to write the step."""
     import jax

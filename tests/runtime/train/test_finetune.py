@@ -164,6 +164,7 @@ def tuned(source, tmp_path_factory):
     return json.loads(out.getvalue().strip().splitlines()[-1]), data
 
 
+@pytest.mark.slow
 def test_finetune_writes_a_new_run_dir_with_fine_tuning_defaults(source, tuned):
     from runtime.checkpoint import load_model
     from runtime.config.recipes import FINETUNE_LR_FRACTION
@@ -184,6 +185,7 @@ def test_finetune_writes_a_new_run_dir_with_fine_tuning_defaults(source, tuned):
     assert str(data) in saved and "seq_len: 32" in saved
 
 
+@pytest.mark.slow
 def test_finetune_resumes_in_its_run_dir(source, tuned, capsys):
     result, data = tuned
     assert main(["finetune", "--json", "--from", str(source), "--data", str(data), "train.steps=5",
@@ -196,6 +198,7 @@ def test_finetune_resumes_in_its_run_dir(source, tuned, capsys):
         assert again["defaults_applied"][key] == result["defaults_applied"][key]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change, fragment", [("train.seed=9", "was trained with train.seed=0"),
                                                ("train.seq_len=16", "was trained with train.seq_len=32")])
 def test_finetune_into_its_run_dir_with_other_settings_is_refused(source, tuned, capsys, change, fragment):
@@ -209,6 +212,7 @@ def test_finetune_into_its_run_dir_with_other_settings_is_refused(source, tuned,
     assert _tree_hash(Path(result["run_dir"])) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["same", "inside", "around"])
 def test_never_writes_its_source(source, tuned, tmp_path, capsys, where):
     _, data = tuned
@@ -221,6 +225,7 @@ def test_never_writes_its_source(source, tuned, tmp_path, capsys, where):
     assert _tree_hash(source) == before
 
 
+@pytest.mark.slow
 def test_hf_source_is_read_and_never_written(source, tuned, tmp_path, capsys):
     """--hf: the model comes from a HuggingFace directory, with the same refusal to write into it."""
     from model.hf import save_hf
@@ -237,6 +242,7 @@ def test_hf_source_is_read_and_never_written(source, tuned, tmp_path, capsys):
     assert "drop the model= override" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_loss_ignores_prompt_and_padding_targets(source):
     """Through the training executor's loss: changing the targets where the mask is off (prompt tokens, padding)
     leaves the loss unchanged; changing one completion target changes it."""

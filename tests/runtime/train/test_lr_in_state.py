@@ -35,6 +35,7 @@ def compilations(monkeypatch):
     return built
 
 
+@pytest.mark.slow
 def test_rate_in_state_trains_as_a_compiled_rate_and_compiles_once(world, tmp_path, compilations):  # noqa: F811
     traced = [losses(world, tmp_path / f"in-state-{lr}", f"train.lr={lr}", lr_in_state=True) for lr in (1e-3, 4e-3)]
     assert len(compilations) == 1  # the second rate reused the first rate's programs
@@ -44,6 +45,7 @@ def test_rate_in_state_trains_as_a_compiled_rate_and_compiles_once(world, tmp_pa
     assert traced[0][-1] != pytest.approx(traced[1][-1])  # the rates did differ
 
 
+@pytest.mark.slow
 def test_rate_in_state_resumes_exactly(world, tmp_path):  # noqa: F811
     whole = losses(world, tmp_path / "whole", "train.lr=2e-3", "train.decay_steps=6", lr_in_state=True)
     first = losses(world, tmp_path / "split", "train.lr=2e-3", "train.decay_steps=6", "train.steps=4", lr_in_state=True)

@@ -64,6 +64,7 @@ class FakeWandb(types.ModuleType):
                                      finish=lambda exit_code: self.finished.append(exit_code))
 
 
+@pytest.mark.slow
 def test_tensorboard_wandb_and_a_profile_window_from_one_run(world, tmp_path, monkeypatch):  # noqa: F811
     fake = FakeWandb()
     monkeypatch.setitem(sys.modules, "wandb", fake)
@@ -143,6 +144,7 @@ def test_compile_cache_switch_and_directory(monkeypatch, tmp_path):
     assert use_compile_cache(True) is None and not (tmp_path / "mine").exists()
 
 
+@pytest.mark.slow
 def test_a_second_start_loads_its_compiled_programs_from_the_cache(world, tmp_path):  # noqa: F811
     """`wse train` twice in new processes with the default settings: the first writes the compiled programs to
     <cache dir>/jax, the second finds them all there (it writes nothing new) and computes bitwise the same losses.
