@@ -151,14 +151,17 @@ def _is_async_noise(unraisable) -> bool:
 
 
 class _DropAbandonedTasks:
-    """asyncio's "Task (or Future) exception was never retrieved" for an Orbax or TensorStore write abandoned after the
-    first failure (the same error, already reported), logged whenever it is collected: after our one line, or never.
-    A TensorStore write's Future names no Orbax frame, only the OCDBT database it was writing (inside Orbax's
-    ``*.orbax-checkpoint-tmp`` directory)."""
+    """asyncio's "<Task, Future, _GatheringFuture ...> exception was never retrieved" for an Orbax or TensorStore write
+    abandoned after the first failure (the same error, already reported), logged whenever it is collected: after our
+    one line, or never. A TensorStore write's future names no Orbax frame, only the OCDBT database it was writing
+    (inside Orbax's ``*.orbax-checkpoint-tmp`` directory)."""
 
     def filter(self, record) -> bool:
         text = str(record.msg)
-        abandoned = text.startswith(("Task exception was never retrieved", "Future exception was never retrieved"))
+        # "Task", "Future" or "_GatheringFuture exception was never retrieved": asyncio names the future's class; and
+        # a write task still pending when its loop is collected
+        first = text.split("\n", 1)[0]
+        abandoned = first.endswith("exception was never retrieved") or first.startswith("Task was destroyed but it is")
         return not (abandoned and any(lib in text for lib in ("orbax", "tensorstore", "OCDBT")))
 
 
