@@ -309,11 +309,11 @@ def get_config(name_or_path: str | Path, **overrides) -> GPTConfig:
         if "preset" in fields:
             preset = fields.pop("preset")
             if preset not in ALL_PRESETS:
-                raise ModelConfigError(_unknown_preset(str(preset)))
+                raise ModelConfigError(unknown_model(str(preset)))
             base = dict(ALL_PRESETS[preset])
         fields.setdefault("name", path.stem)
         return build_config({**base, **fields, **overrides})
-    raise ModelConfigError(_unknown_preset(key))
+    raise ModelConfigError(unknown_model(key))
 
 
 def _read_model_file(path: Path) -> dict:
@@ -337,7 +337,11 @@ def _read_model_file(path: Path) -> dict:
     return fields
 
 
-def _unknown_preset(key: str) -> str:
-    close = difflib.get_close_matches(key, list(ALL_PRESETS), n=1)
+def unknown_model(key: str, names=None, also: str = "") -> str:
+    """The refusal of an unknown model name: the closest of ``names`` (default: the presets) and all of them, plus
+    ``also`` (other inputs the caller takes), or a model file."""
+    names = list(ALL_PRESETS if names is None else names)
+    close = difflib.get_close_matches(key, names, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"unknown model '{key}'{hint}; give one of {', '.join(ALL_PRESETS)} or a YAML/JSON model file"
+    listed = ", ".join(names) + (f", {also}" if also else "")
+    return f"unknown model '{key}'{hint}; give one of {listed} or a YAML/JSON model file"

@@ -81,7 +81,8 @@ def load_model(model: str):
     gpt3-20b, gpt-1t ...), a HuggingFace model directory (its config.json; no batch) or a model file (GPTConfig
     fields, a ModelZoo config, or the legacy planning names of LEGACY_FIELDS). What `wse plan` and `wse info` both
     read. ModelConfigError/UserError for an unknown name or a bad file."""
-    from model.config import get_config
+    from model.config import get_config, unknown_model
+    from model.errors import ModelConfigError
     from model.presets import ALL_PRESETS
     from wse.validation.shapes import PLANNING_SHAPES
 
@@ -94,7 +95,11 @@ def load_model(model: str):
     if path.is_dir():
         return hf_directory_config(path), False
     if path.suffix.lower() not in (".yaml", ".yml", ".json") or not path.is_file():
-        return refuse_unknown(model, list(dict.fromkeys([*ALL_PRESETS, *PLANNING_SHAPES])))
+        if path.suffix.lower() in (".yaml", ".yml", ".json") or path.exists():
+            return get_config(model), True  # get_config's one-line refusal of the file
+        # an unknown name is told every name `wse plan` and `wse info` take: the presets and the planning-only shapes
+        raise ModelConfigError(unknown_model(model, dict.fromkeys([*ALL_PRESETS, *PLANNING_SHAPES]),
+                                             also="a HuggingFace model directory"))
     import yaml
 
     tree = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML
@@ -109,26 +114,6 @@ def load_model(model: str):
         cfg = build_config({**base, "name": path.stem, **fields})
     preset = tree.get("preset") if isinstance(tree, dict) else None
     return cfg, gives_batch(tree) or "batch_size" in ALL_PRESETS.get(str(preset), {})
-
-
-def refuse_unknown(model: str, names: list[str]):
-    """get_config's one-line refusal of a name or a missing file; an unknown name is told every name `wse plan` and
-    `wse info` take (the presets and the planning-only shapes), with the closest one. Always raises."""
-    import difflib
-
-    from model.config import get_config
-    from model.errors import ModelConfigError
-
-    try:
-        get_config(model)
-    except ModelConfigError as err:
-        if not str(err).startswith("unknown model"):
-            raise
-        close = difflib.get_close_matches(model, names, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ModelConfigError(f"unknown model '{model}'{hint}; give one of {', '.join(names)}, a HuggingFace model "
-                               "directory or a YAML/JSON model file") from None
-    raise AssertionError(f"{model!r} is neither a preset nor a file, yet get_config took it")
 
 
 def hf_directory_config(path: Path):
