@@ -212,9 +212,8 @@ def plan_inference(shape, system: System, *, wafers: int = 1, task: str = "decod
     """Decode or prefill ``batch_size`` requests of a model resident on up to ``wafers`` wafers of ``system``.
 
     ``seq_len``: the context the KV cache holds per request (default 2048 capped at the model's, or the prompt when it
-    is longer); ``prompt_len``
-    (prefill): the prompt per request (default ``seq_len``). PlanError (one line, with advice that is true when
-    followed) when the model does not fit or an input is out of range.
+    is longer); ``prompt_len`` (prefill): the prompt per request (default ``seq_len``). PlanError (one line, with
+    advice that is true when followed) when the model does not fit or an input is out of range.
     """
     options = options or PlanOptions()
     s = as_shape(shape)
