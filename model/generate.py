@@ -18,7 +18,9 @@ arrays (``prepare_weights`` lays them out once per call, or once for many calls 
 stack before its matmuls (111M, batch 1: ~100 ms a step against ~20 unrolled, 2-core EPYC, jax 0.10.2); on XLA:GPU
 each scan iteration is driven from the host (jax-ml/jax#2491), which unrolling removes at the price of a longer
 compile (issue 29: 1.3B 5.6 s -> 33.8 s on an H200), paid once with the persistent cache. On CPU at batch 1 the tied
-head is stored [d, V] (``default_transpose_head``), which XLA:CPU's matrix-vector product streams faster.
+head is stored [d, V] and the block matrices in layers.matvec_layout (``default_transpose_head``), which XLA:CPU's
+matrix-vector products stream faster. Greedy decoding takes the argmax as a max and a min of indices
+(sampling.greedy).
 
 Sampling follows the usual order: the repetition penalty (CTRL, Keskar et al. 2019, as transformers applies it: the
 logit of every token already in the prompt or the output is divided by the penalty when positive and multiplied by it
@@ -45,6 +47,7 @@ import numpy as np
 from model import gpt
 from model.config import EOT_TOKEN, GPTConfig
 from model.generation_checks import GenerationError, check_length, check_settings
+from model.layers import matvec_layout
 from model.sampling import Sampler, pick, sampler_for
 
 MIN_BUCKET = 16
@@ -135,8 +138,9 @@ def resolve_layer_loop(layer_loop: str = "auto") -> str:
 def prepare_weights(cfg: GPTConfig, params, dtype=jnp.float32, layer_loop: str = "auto",
                     transpose_head: bool | None = None, batch: int = 1) -> DecodeWeights:
     """``params`` (the canonical tree, float32, host or device) cast to ``dtype`` and laid out for ``layer_loop``, in
-    one compiled program on the default device. ``transpose_head`` stores the tied embedding [d, V] (gpt.unembed;
-    default: ``default_transpose_head(batch)``, for decoding ``batch`` rows). Costs one read and one write of the
+    one compiled program on the default device. ``transpose_head`` stores the tied embedding [d, V] (gpt.unembed)
+    and the block matrices in layers.matvec_layout (default: ``default_transpose_head(batch)``, for decoding
+    ``batch`` rows). Costs one read and one write of the
     weights (the unrolled layout and a cast both copy); pass the result to ``generate`` in place of ``params`` to pay
     that once for many calls."""
     cfg, loop, dtype = architecture(cfg), resolve_layer_loop(layer_loop), jnp.dtype(dtype)
@@ -156,14 +160,14 @@ def prepare_weights(cfg: GPTConfig, params, dtype=jnp.float32, layer_loop: str =
 
 
 def default_transpose_head(batch: int) -> bool:
-    """Whether ``prepare_weights`` stores the tied head [d, V] and each MLP down projection [d, f] (``kernel_t``) for
-    decoding ``batch`` rows: on CPU at batch 1 only. XLA:CPU runs a batch-1 matmul as a single-threaded
-    matrix-vector kernel that streams long rows fastest: the head as [d, V] (rows of V, not d), the down projection
-    as [d, f] (rows of f = 4 d, not d). From batch 2 on these are matrix products whose packing favours the stored
-    layouts. Per decode step, from each operation's fastest run (2-core EPYC, jax 0.10.2, float32): 111M batch 1
-    19.9 ms [d, V] against 25.2 ms [V, d], batch 8 87.9 against 58.9; small batch 1 2.7 against 3.5, batch 8 17.3
-    against 15.8. The 111M down projection [768, 3072] alone: 234-323 us against 481-649 us stored [f, d] (median of
-    ten matrices' fastest runs, two runs, load 11)."""
+    """Whether ``prepare_weights`` lays the weights out for matrix-vector products when decoding ``batch`` rows: the
+    tied head stored [d, V] and each block matrix in layers.matvec_layout (``kernel_t``: square and narrowing ones
+    transposed, large widening ones cut into 16 blocks that two cores read at once). On CPU at batch 1 only: XLA:CPU
+    runs a batch-1 matmul as a single-threaded matrix-vector kernel that streams long rows fastest, and runs more
+    than 8 independent ones on two threads (layers.MATVEC_BLOCKS). From batch 2 on these are matrix products whose
+    packing favours the stored layouts. The head, per decode step, from each operation's fastest run (2-core EPYC,
+    jax 0.10.2, float32): 111M batch 1 19.9 ms [d, V] against 25.2 ms [V, d], batch 8 87.9 against 58.9; small
+    batch 1 2.7 against 3.5, batch 8 17.3 against 15.8. The block matrices: layers.MATVEC_BLOCKS."""
     return jax.default_backend() == "cpu" and batch == 1
 
 
@@ -281,8 +285,8 @@ def cast_weights(params, dtype):
 
 @partial(jax.jit, static_argnames=("cfg", "dtype", "layer_loop", "transpose_head"))
 def _prepare(cfg, params, *, dtype, layer_loop, transpose_head):
-    """The decode layout of ``params`` (see DecodeWeights): cast, the head transposed or not, and for ``unroll`` one
-    array per layer."""
+    """The decode layout of ``params`` (see DecodeWeights): cast, the head and block matrices in the matrix-vector
+    layout or not, and for ``unroll`` one array per layer."""
     if jnp.dtype(dtype) != jnp.float32:
         params = cast_weights(params, dtype)
     tree = {k: params[k] for k in gpt.outside_blocks(cfg)}
@@ -293,14 +297,31 @@ def _prepare(cfg, params, *, dtype, layer_loop, transpose_head):
         head = dict(tree["lm_head"])
         head["weight_t"] = head.pop("weight").T
         tree["lm_head"] = head
-    if transpose_head:  # the MLP's down projection too: see default_transpose_head
-        mlp = dict(blocks["mlp"])
-        mlp["c_proj"] = {k: v for k, v in mlp["c_proj"].items() if k != "kernel"}
-        mlp["c_proj"]["kernel_t"] = jnp.swapaxes(blocks["mlp"]["c_proj"]["kernel"], -1, -2)
-        blocks = {**blocks, "mlp": mlp}
+    if transpose_head:  # every block matrix too: see default_transpose_head
+        blocks = {**blocks, "attn": _matvec_kernels(blocks["attn"]), "mlp": _matvec_kernels(blocks["mlp"])}
     tree["blocks"] = ([jax.tree.map(lambda a, i=i: a[i], blocks) for i in range(cfg.n_layers)]
                       if layer_loop == "unroll" else blocks)
     return tree
+
+
+# The block matrices in the matrix-vector layout at batch 1 on CPU, with how many of their leading axes are inputs
+# (the attention output projection's [H, D, d] contracts two).
+_MATVEC_INPUTS = {"c_attn": 1, "c_q": 1, "c_kv": 1, "c_fc": 1, "c_proj": None}
+
+
+def _matvec_kernels(module: dict) -> dict:
+    """One stacked module's params (``attn`` or ``mlp``) with each weight matrix's ``kernel`` replaced by
+    ``kernel_t``, its layers.matvec_layout (the attention output projection [L, H, D, d] has two input axes, the
+    MLP's [L, f, d] one)."""
+    out = dict(module)
+    for name, n_in in _MATVEC_INPUTS.items():
+        if name in module and "kernel" in module[name]:
+            kernel = module[name]["kernel"]
+            n_in = n_in or kernel.ndim - 2  # c_proj: every axis but the layer axis and the output axis
+            blocks = matvec_layout(kernel, n_in)
+            if blocks is not None:
+                out[name] = {**{k: v for k, v in module[name].items() if k != "kernel"}, "kernel_t": blocks}
+    return out
 
 
 def _empty_cache(cfg, weights, batch: int, length: int, dtype):

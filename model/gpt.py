@@ -26,7 +26,7 @@ from flax import nnx
 
 from model.attention import ATTENTION_KERNELS, cached_attention, causal_attention, xla_causal_attention
 from model.config import GPTConfig
-from model.layers import apply_rope, gelu, gelu_tanh, layer_norm, mlp, norm, rms_norm, rope_angles, silu
+from model.layers import apply_rope, gelu, gelu_tanh, layer_norm, matvec, mlp, norm, rms_norm, rope_angles, silu
 from model.loss import (LOSS_CHUNK_TOKENS, cross_entropy, head_nll_sum, head_weight, linear_cross_entropy,
                         linear_cross_entropy_with_bias, nll)
 from model.params import (check_params, init_params, initial_params, logical_axes, outside_blocks, param_labels,
@@ -81,12 +81,19 @@ def qkv(cfg: GPTConfig, p: Params, h: jax.Array) -> tuple[jax.Array, jax.Array, 
     ``attn`` params), before any Q/K norm or RoPE."""
     dtype = h.dtype
     if "c_attn" in p:
-        qkv_ = jnp.einsum("btd,dshk->btshk", h, p["c_attn"]["kernel"].astype(dtype))
+        if "kernel_t" in p["c_attn"]:  # the matrix-vector layout (layers.matvec_layout)
+            qkv_ = matvec(h, p["c_attn"]["kernel_t"], 1, (3, cfg.n_heads, cfg.d_head))
+        else:
+            qkv_ = jnp.einsum("btd,dshk->btshk", h, p["c_attn"]["kernel"].astype(dtype))
         if cfg.qkv_bias:
             qkv_ = qkv_ + p["c_attn"]["bias"].astype(dtype)
         return qkv_[:, :, 0], qkv_[:, :, 1], qkv_[:, :, 2]
-    q = jnp.einsum("btd,dhk->bthk", h, p["c_q"]["kernel"].astype(dtype))
-    kv = jnp.einsum("btd,dshk->btshk", h, p["c_kv"]["kernel"].astype(dtype))
+    if "kernel_t" in p["c_q"]:
+        q = matvec(h, p["c_q"]["kernel_t"], 1, (cfg.n_heads, cfg.d_head))
+        kv = matvec(h, p["c_kv"]["kernel_t"], 1, (2, cfg.kv_heads, cfg.d_head))
+    else:
+        q = jnp.einsum("btd,dhk->bthk", h, p["c_q"]["kernel"].astype(dtype))
+        kv = jnp.einsum("btd,dshk->btshk", h, p["c_kv"]["kernel"].astype(dtype))
     if cfg.qkv_bias:
         q, kv = q + p["c_q"]["bias"].astype(dtype), kv + p["c_kv"]["bias"].astype(dtype)
     return q, kv[:, :, 0], kv[:, :, 1]
@@ -109,6 +116,8 @@ def self_attention(cfg: GPTConfig, p: Params, h: jax.Array, positions=None, kv_c
         a, new_cache = causal_attention(q, k, v, scale, attention), None
     else:
         a, new_cache = cached_attention(q, k, v, kv_cache, cache_index, key_mask, scale)
+    if "kernel_t" in p["c_proj"]:
+        return matvec(a, p["c_proj"]["kernel_t"], 2, (cfg.d_model,)), new_cache
     return jnp.einsum("bthk,hkd->btd", a, p["c_proj"]["kernel"].astype(h.dtype)), new_cache
 
 

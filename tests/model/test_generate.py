@@ -193,3 +193,31 @@ def test_every_decode_layout_gives_the_same_tokens(params):
         G.generate(CFG, w, PROMPTS[:1], 2, dtype=jnp.bfloat16)
     with pytest.raises(G.GenerationError, match="unknown layer loop"):
         G.generate(CFG, params, PROMPTS[:1], 2, layer_loop="while")
+
+
+@pytest.mark.parametrize("name", ["tiny", "llama-tiny", "qwen3-tiny", "gptj-tiny"])
+def test_matvec_layout_decodes_the_same_tokens_in_every_family(name, monkeypatch):
+    """The batch-1 CPU layout (layers.matvec_layout: block matrices transposed, widening ones cut into
+    MATVEC_BLOCKS; here every widening one, the size floor lowered) gives each family's matrices (fused QKV or
+    separate Q and grouped K/V, the two-axis attention output, plain or gated FFN, parallel residual) the same
+    logits and greedy tokens as the trained layout."""
+    from model import layers
+
+    monkeypatch.setattr(layers, "MATVEC_SPLIT_BYTES", 0)
+    cfg = get_config(name, n_layers=2, vocab_size=101, max_seq_len=32)  # a shape no other test prepares
+    rng = np.random.default_rng(3)
+    params = jax.tree.map(lambda s: jnp.asarray(0.1 * rng.standard_normal(s), jnp.float32), gpt.param_shapes(cfg),
+                          is_leaf=lambda x: isinstance(x, tuple))
+    trained = G.prepare_weights(cfg, params, layer_loop="scan", transpose_head=False)
+    layout = G.prepare_weights(cfg, params, layer_loop="scan", transpose_head=True)
+    blocks = layout.tree["blocks"]
+    assert "kernel" not in blocks["mlp"]["c_fc"] and len(blocks["mlp"]["c_fc"]["kernel_t"]) == layers.MATVEC_BLOCKS
+    assert len(blocks["mlp"]["c_proj"]["kernel_t"]) == 1 and len(blocks["attn"]["c_proj"]["kernel_t"]) == 1
+    tokens = jnp.asarray([[5, 17, 3, 88, 42]])
+    run = jax.jit(gpt.forward_cached, static_argnums=0)
+    logits = [run(cfg, w.tree, tokens, jnp.arange(5)[None], gpt.init_kv_cache(cfg, 1, 8), 0)[0]
+              for w in (trained, layout)]
+    np.testing.assert_allclose(logits[1], logits[0], rtol=1e-5, atol=1e-5)
+    prompt = [[5, 17, 3, 88, 42]]
+    assert G.generate(cfg, layout, prompt, 8, eot_id=NEVER).tokens == \
+        G.generate(cfg, trained, prompt, 8, eot_id=NEVER).tokens
