@@ -19,8 +19,7 @@ stack before its matmuls (111M, batch 1: ~100 ms a step against ~20 unrolled, 2-
 each scan iteration is driven from the host (jax-ml/jax#2491), which unrolling removes at the price of a longer
 compile (issue 29: 1.3B 5.6 s -> 33.8 s on an H200), paid once with the persistent cache. On CPU at batch 1 the tied
 head is stored [d, V] and the block matrices in layers.matvec_layout (``default_transpose_head``), which XLA:CPU's
-matrix-vector products stream faster. Greedy decoding takes the argmax as a max and a min of indices
-(sampling.greedy).
+matrix-vector products stream faster.
 
 Sampling follows the usual order: the repetition penalty (CTRL, Keskar et al. 2019, as transformers applies it: the
 logit of every token already in the prompt or the output is divided by the penalty when positive and multiplied by it

@@ -135,19 +135,3 @@ def test_nucleus_cut_between_adjacent_floats():
     sampler = S.sampler_for(1.0, 0, 0.4, 300)
     w = np.asarray(S.filtered_weights(sampler, jnp.asarray(logits), jnp.int32(0), jnp.float32(0.4)))[0]
     assert np.flatnonzero(w).tolist() == [0]
-
-
-def test_greedy_is_argmax_with_its_ties_infinities_and_nans():
-    """sampling.greedy (a max and a min of indices) picks what jnp.argmax picks: the first of tied maxima, a finite
-    logit over -inf, the first NaN when there is one."""
-    rng = np.random.default_rng(5)
-    rows = rng.standard_normal((6, 50257)).astype(np.float32)
-    rows[1, [7, 300, 9000]] = 9.0  # a three-way tie: the first wins
-    rows[2, 1000:] = -np.inf
-    rows[3, [40, 41]] = np.nan
-    rows[4, :] = -np.inf
-    rows[4, 50256] = 0.0  # only the last id is allowed
-    rows[5, 0] = np.inf
-    want = np.asarray(jnp.argmax(jnp.asarray(rows), axis=-1))
-    got = np.asarray(jax.jit(S.greedy)(jnp.asarray(rows)))
-    assert got.dtype == np.int32 and got.tolist() == want.tolist() == [int(want[0]), 7, int(want[2]), 40, 50256, 0]
