@@ -152,7 +152,7 @@ def run_bench(*, quick: bool = False, devices: int | None = None, platform: str 
     if baseline and training and gpu_expected(platform):
         torch_gpu = gpu_baseline_first(sizes, dtype or "bfloat16", log)
     gpu_flags = apply_gpu_flags(xla_gpu_flags, platform)  # before JAX starts: XLA reads XLA_FLAGS once
-    n_devices, platform = _setup_devices(platform, devices)
+    n_devices, platform = _setup_devices(platform, devices, scaling)
 
     import jax
 
@@ -336,12 +336,17 @@ def cpu_default_devices() -> int:
     return max(2, min(DEFAULT_CPU_DEVICES, len(os.sched_getaffinity(0))))
 
 
-def _setup_devices(platform: str, devices: int | None) -> tuple[int, str]:
-    """Emulated CPU devices must be set before JAX starts; then pick the platform (auto: the accelerator if any)."""
+def _setup_devices(platform: str, devices: int | None, scaling: bool = False) -> tuple[int, str]:
+    """Emulated CPU devices must be set before JAX starts; then pick the platform (auto: the accelerator if any).
+
+    JAX's CPU backend gets the devices the run uses (``devices``, default ``cpu_default_devices``), or the scaling
+    study's 8 when it runs: emulated devices beyond the cores slow even work on one of them (111M batch-1 decoding
+    on device 0 of a 2-core EPYC: 15.7-16.0 ms a step with 8 devices against 12.6-14.0 with 1 or 2, alternating
+    processes)."""
     from runtime.errors import UserError
     from runtime.platform import backend_initialized, ensure_cpu_devices
 
-    want = max(devices or 1, max(SCALING_DEVICES))
+    want = max(devices or cpu_default_devices(), max(SCALING_DEVICES) if scaling else 1)
     if not backend_initialized():
         ensure_cpu_devices(want)
     import jax
