@@ -46,7 +46,7 @@ import numpy as np
 from model import gpt
 from model.config import EOT_TOKEN, GPTConfig
 from model.generation_checks import GenerationError, check_length, check_settings
-from model.layers import matvec_layout
+from model.layers import matvec_kernels
 from model.sampling import Sampler, pick, sampler_for
 
 MIN_BUCKET = 16
@@ -297,30 +297,10 @@ def _prepare(cfg, params, *, dtype, layer_loop, transpose_head):
         head["weight_t"] = head.pop("weight").T
         tree["lm_head"] = head
     if transpose_head:  # every block matrix too: see default_transpose_head
-        blocks = {**blocks, "attn": _matvec_kernels(blocks["attn"]), "mlp": _matvec_kernels(blocks["mlp"])}
+        blocks = {**blocks, "attn": matvec_kernels(blocks["attn"]), "mlp": matvec_kernels(blocks["mlp"])}
     tree["blocks"] = ([jax.tree.map(lambda a, i=i: a[i], blocks) for i in range(cfg.n_layers)]
                       if layer_loop == "unroll" else blocks)
     return tree
-
-
-# The block matrices in the matrix-vector layout at batch 1 on CPU, with how many of their leading axes are inputs
-# (the attention output projection's [H, D, d] contracts two).
-_MATVEC_INPUTS = {"c_attn": 1, "c_q": 1, "c_kv": 1, "c_fc": 1, "c_proj": None}
-
-
-def _matvec_kernels(module: dict) -> dict:
-    """One stacked module's params (``attn`` or ``mlp``) with each weight matrix's ``kernel`` replaced by
-    ``kernel_t``, its layers.matvec_layout (the attention output projection [L, H, D, d] has two input axes, the
-    MLP's [L, f, d] one)."""
-    out = dict(module)
-    for name, n_in in _MATVEC_INPUTS.items():
-        if name in module and "kernel" in module[name]:
-            kernel = module[name]["kernel"]
-            n_in = n_in or kernel.ndim - 2  # c_proj: every axis but the layer axis and the output axis
-            blocks = matvec_layout(kernel, n_in)
-            if blocks is not None:
-                out[name] = {**{k: v for k, v in module[name].items() if k != "kernel"}, "kernel_t": blocks}
-    return out
 
 
 def _empty_cache(cfg, weights, batch: int, length: int, dtype):

@@ -199,6 +199,26 @@ def matvec_layout(kernel: jax.Array, n_in: int) -> list[jax.Array] | None:
     return jnp.array_split(jnp.swapaxes(kernel.reshape(layers, n_i, n_o), 1, 2), blocks, axis=1)
 
 
+# The block matrices in the matrix-vector layout at batch 1 on CPU, with how many of their leading axes are inputs;
+# None for ``c_proj``, whose inputs are every axis but the output's (two for attention's [H, D, d], one for the MLP's).
+MATVEC_INPUTS = {"c_attn": 1, "c_q": 1, "c_kv": 1, "c_fc": 1, "c_proj": None}
+
+
+def matvec_kernels(module: dict) -> dict:
+    """One stacked module's params (``attn`` or ``mlp``) with each weight matrix's ``kernel`` replaced by
+    ``kernel_t``, its matvec_layout (the attention output projection [L, H, D, d] has two input axes, the
+    MLP's [L, f, d] one)."""
+    out = dict(module)
+    for name, n_in in MATVEC_INPUTS.items():
+        if name in module and "kernel" in module[name]:
+            kernel = module[name]["kernel"]
+            n_in = n_in or kernel.ndim - 2  # c_proj: every axis but the layer axis and the output axis
+            blocks = matvec_layout(kernel, n_in)
+            if blocks is not None:
+                out[name] = {**{k: v for k, v in module[name].items() if k != "kernel"}, "kernel_t": blocks}
+    return out
+
+
 def matvec(x: jax.Array, blocks: list[jax.Array], n_in: int, out_shape: tuple[int, ...]) -> jax.Array:
     """x [..., *in] (``n_in`` input axes) times one layer's kernel in the matrix-vector layout (``blocks``: a list of
     [out_i, in]) -> [..., *out_shape] in x's dtype: the same product as x times the kernel [*in, *out_shape]."""
