@@ -33,6 +33,8 @@ import functools
 import statistics
 import time
 
+from model.host_memory import back_with_huge_pages
+
 # Matrix size and copy buffer per platform and mode: large enough to reach the plateau of the rate (a 1024^3 matmul
 # is within a few % of 2048^3 on a 2-core CPU; a GPU needs >= 8192 to fill its tensor cores), small enough to time
 # in about a second.
@@ -107,6 +109,7 @@ def copy_bandwidth(nbytes: int, device=None, repeats: int = 3) -> float:
 
     device = device or jax.devices()[0]
     x = jax.device_put(jnp.zeros((nbytes // 4,), jnp.float32), device)
+    back_with_huge_pages(x)  # as the decode weights are (model/host_memory.py): the host's best, not its default
     f = jax.jit(lambda v: v + 1.0, donate_argnums=0)
     return 2.0 * (nbytes // 4) * 4 / _median_time(f, x, repeats=repeats, donate=True)
 
@@ -136,6 +139,7 @@ def read_probe(nbytes: int, device=None):
     rows = max(1, nbytes // 4 // READ_ROW)
     m = jax.device_put(jnp.full((rows, READ_ROW), 0.5, jnp.float32), device)  # not zeros: they can run faster
     v = jax.device_put(jnp.full((1, READ_ROW), 0.25, jnp.float32), device)
+    back_with_huge_pages(m)  # as the decode weights are (model/host_memory.py)
     f = jax.jit(lambda m, v: jnp.einsum("bi,oi->bo", v, m))
     return lambda repeats=1: rows * READ_ROW * 4 / _best_time(f, m, v, repeats=repeats)
 

@@ -46,6 +46,7 @@ import numpy as np
 from model import gpt
 from model.config import EOT_TOKEN, GPTConfig
 from model.generation_checks import GenerationError, check_length, check_settings
+from model.host_memory import back_with_huge_pages
 from model.layers import matvec_kernels
 from model.sampling import Sampler, pick, sampler_for
 
@@ -92,7 +93,8 @@ class DecodeWeights:
     (gpt.outside_blocks: the token embedding, learned positions, the final norm, an untied head), the head [d, V]
     when ``transposed_head`` (``wte_t`` for a tied model, ``lm_head/weight_t`` for an untied one; gpt.unembed), and
     ``blocks`` (a list of per-layer dicts for the ``unroll`` layer loop, the stacked dict for ``scan``), in compute
-    ``dtype``."""
+    ``dtype``. ``huge_page_bytes``: how many of their host bytes sit on transparent huge pages (model/host_memory.py;
+    0 on an accelerator)."""
 
     tree: dict
     dtype: str
@@ -100,6 +102,7 @@ class DecodeWeights:
     transposed_head: bool
     prepare_seconds: float = 0.0
     compile_seconds: float = 0.0
+    huge_page_bytes: int = 0
 
 
 # GPTConfig fields that do not change the computation (name, init and training recipe): normalised away so that two
@@ -140,8 +143,8 @@ def prepare_weights(cfg: GPTConfig, params, dtype=jnp.float32, layer_loop: str =
     one compiled program on the default device. ``transpose_head`` stores the tied embedding [d, V] (gpt.unembed)
     and the block matrices in layers.matvec_layout (default: ``default_transpose_head(batch)``, for decoding
     ``batch`` rows). Costs one read and one write of the
-    weights (the unrolled layout and a cast both copy); pass the result to ``generate`` in place of ``params`` to pay
-    that once for many calls."""
+    weights (the unrolled layout and a cast both copy; on the host, moving them onto huge pages another:
+    model/host_memory.py); pass the result to ``generate`` in place of ``params`` to pay that once for many calls."""
     cfg, loop, dtype = architecture(cfg), resolve_layer_loop(layer_loop), jnp.dtype(dtype)
     if transpose_head is None:
         transpose_head = default_transpose_head(batch)
@@ -155,7 +158,8 @@ def prepare_weights(cfg: GPTConfig, params, dtype=jnp.float32, layer_loop: str =
         compile_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     tree = jax.block_until_ready(_PREPARE[key](params))
-    return DecodeWeights(tree, dtype.name, loop, transpose_head, time.perf_counter() - t0, compile_seconds)
+    huge = back_with_huge_pages(tree)  # host arrays only: XLA:CPU's decode reads them faster (model/host_memory.py)
+    return DecodeWeights(tree, dtype.name, loop, transpose_head, time.perf_counter() - t0, compile_seconds, huge)
 
 
 def default_transpose_head(batch: int) -> bool:

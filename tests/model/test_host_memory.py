@@ -1,0 +1,67 @@
+"""Host arrays moved onto transparent huge pages (model/host_memory.py): values unchanged, the process's huge pages
+grow where the kernel can, and nothing happens (no error) where it cannot."""
+
+import platform
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from model import generate as G
+from model import gpt
+from model.config import get_config
+from model.host_memory import MIN_ARRAY_BYTES, back_with_huge_pages, huge_page_bytes
+
+
+def _anon_huge_kb() -> int:
+    with open("/proc/self/smaps_rollup") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("AnonHugePages:"))
+
+
+def _collapse_supported() -> bool:
+    """Linux with transparent huge pages not switched off and a kernel that has MADV_COLLAPSE (6.1+)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            if "[never]" in f.read():
+                return False
+    except OSError:
+        return False
+    release = tuple(int(p) for p in platform.release().split(".")[:2] if p.isdigit())
+    return release >= (6, 1)
+
+
+needs_collapse = pytest.mark.skipif(not _collapse_supported(), reason="needs Linux 6.1+ with transparent huge pages")
+
+
+@needs_collapse
+def test_a_large_host_array_moves_onto_huge_pages_with_its_values_unchanged():
+    values = np.arange(4 * huge_page_bytes() // 4, dtype=np.float32)  # four huge pages of float32
+    x = jnp.asarray(values)
+    before = _anon_huge_kb()
+    moved = back_with_huge_pages({"w": x, "small": jnp.ones(8)})
+    assert moved >= 3 * huge_page_bytes()  # every whole huge page inside the buffer, at least
+    assert _anon_huge_kb() - before >= moved // 1024 - huge_page_bytes() // 1024
+    np.testing.assert_array_equal(np.asarray(x), values)
+    assert float(jnp.sum(x[:10])) == 45.0  # XLA still reads it
+
+
+def test_small_arrays_and_plain_values_are_left_alone():
+    assert back_with_huge_pages({"b": jnp.ones(MIN_ARRAY_BYTES // 8), "n": 3, "s": "x", "a": np.ones(4)}) == 0
+    assert back_with_huge_pages([]) == 0
+
+
+@needs_collapse
+def test_prepared_decode_weights_say_how_much_sits_on_huge_pages_and_decode_the_same():
+    cfg = get_config("tiny").replace(n_layers=2, vocab_size=4096, max_seq_len=64)  # wte 4096 x d: over 256 KiB
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda s: jnp.asarray(0.1 * rng.standard_normal(s), jnp.float32), gpt.param_shapes(cfg),
+                          is_leaf=lambda x: isinstance(x, tuple))
+    w = G.prepare_weights(cfg, params, batch=1)
+    assert w.huge_page_bytes >= huge_page_bytes()
+    a = G.generate(cfg, w, [[1, 2, 3]], 8, eot_id=-1).tokens
+    b = G.generate(cfg, params, [[1, 2, 3]], 8, eot_id=-1).tokens
+    assert a == b
