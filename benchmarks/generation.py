@@ -15,7 +15,9 @@ the position table), plus each row's KV cache up to its position: bytes per step
 itemsize x (prompt + new / 2)); bytes per token = bytes per step / batch. The fastest step is those bytes over the
 device's memory bandwidth: the best of the bench's copy (read + write) and read ceilings (benchmarks/ceilings.py)
 and of read samples taken after each of our timed calls, so that a machine shared with other work is sampled under
-the load the steps saw. ``roofline_fraction`` is that time over the measured decode step (``step_s``: the prefill
+the load the steps saw. On a Linux host the probes' buffers sit on transparent huge pages, as the decode weights do
+(model/host_memory.py), so the roofline is the host's best bandwidth, not its default (4 KiB pages read ~10-40%
+slower on the 2-core EPYC of docs/performance.md). ``roofline_fraction`` is that time over the measured decode step (``step_s``: the prefill
 excluded, the best of the timed calls' mean step). ``busy_s``/``overhead_s`` split one more (traced) call's step
 into the device's operations and the rest, and ``fastest_step_s`` is its shortest step (benchmarks/decode_profile.py;
 ``fastest_roofline_fraction``: on a shared machine, what the step does when nothing else takes its cores).
@@ -111,7 +113,8 @@ def measure_generation(model: str, *, prompt_len: int, new_tokens: int, batches=
                        with_baseline: bool = True, seed: int = 0, dtype: str = "float32", probe=None,
                        profile: bool = True, layer_loop: str = "auto", transpose_head: bool | None = None) -> dict:
     """{"model", "dtype", "weight_bytes", "bandwidth_samples", "rows": [{"model", "batch", "tokens_per_s", "step_s",
-    "bytes_per_token", "busy_s", "overhead_s", "baseline_tokens_per_s", "ratio", "prepare_s", "transposed_head", ...}]}
+    "bytes_per_token", "busy_s", "overhead_s", "baseline_tokens_per_s", "ratio", "prepare_s", "transposed_head",
+    "huge_page_bytes" (of our weights: model/host_memory.py), ...}]}
     for each batch size; ``apply_roofline`` adds the roofline to the rows.
 
     ``dtype``: the compute dtype of both sides. ``probe``: a function of no arguments measuring the memory bandwidth
@@ -141,7 +144,7 @@ def measure_generation(model: str, *, prompt_len: int, new_tokens: int, batches=
         row = _measure_batch(cfg, weights, hf_model, b, prompt_len, new_tokens, repeats, sizes, profile,
                              lambda: samples.append(probe()) if probe else None)
         rows.append({"model": model, **row, "prepare_s": weights.prepare_seconds, "layer_loop": weights.layer_loop,
-                     "transposed_head": weights.transposed_head})
+                     "transposed_head": weights.transposed_head, "huge_page_bytes": weights.huge_page_bytes})
         del weights
     del params
     out = {"model": model, "device_kind": str(jax.devices()[0].device_kind), "dtype": dtype,
