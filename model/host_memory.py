@@ -48,16 +48,20 @@ def _host_buffers(tree) -> list[tuple[int, int]]:
         for shard in leaf.addressable_shards:
             if shard.device.platform != "cpu" or shard.data.nbytes < MIN_ARRAY_BYTES:
                 continue
-            out.append((shard.data.unsafe_buffer_pointer(), shard.data.nbytes))
+            try:
+                out.append((shard.data.unsafe_buffer_pointer(), shard.data.nbytes))
+            except RuntimeError:  # deleted or donated meanwhile: nothing to place
+                continue
     return out
 
 
 def back_with_huge_pages(tree) -> int:
     """Ask Linux to move the host memory behind the CPU jax arrays of ``tree`` (any pytree) onto transparent huge
     pages with ``MADV_COLLAPSE``, one huge page at a time over each buffer's range rounded out to whole huge pages
-    (the neighbouring bytes that share those pages move too, unchanged). Returns the bytes now on huge pages (0 where
-    nothing applies: not Linux, a kernel without MADV_COLLAPSE, transparent huge pages ``never``, no host arrays).
-    Never raises and never changes a value; costs about one copy of the collapsed bytes."""
+    (the neighbouring bytes that share those pages move too, unchanged; where a page held unused addresses, the
+    process's resident memory grows by up to one huge page). Returns the bytes now on huge pages (0 where nothing
+    applies: not Linux, a kernel without MADV_COLLAPSE, transparent huge pages ``never``, no host arrays). Never
+    raises and never changes a value; costs about one copy of the collapsed bytes."""
     if not sys.platform.startswith("linux"):
         return 0
     buffers = _host_buffers(tree)
