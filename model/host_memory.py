@@ -23,6 +23,9 @@ import sys
 MADV_COLLAPSE = 25
 # The huge page size when the kernel does not say (x86-64 and 4 KiB-page arm64: one page-table directory entry).
 DEFAULT_HUGE_PAGE_BYTES = 2 << 20
+# Larger huge pages are left alone (arm64 with 64 KiB base pages has 512 MiB ones): collapsing one would copy and
+# pin far more than the arrays it holds.
+MAX_HUGE_PAGE_BYTES = 32 << 20
 # Arrays smaller than this are left alone: a huge page would mostly hold other allocations (an eighth of one).
 MIN_ARRAY_BYTES = 256 << 10
 
@@ -60,7 +63,8 @@ def back_with_huge_pages(tree) -> int:
     pages with ``MADV_COLLAPSE``, one huge page at a time over each buffer's range rounded out to whole huge pages
     (the neighbouring bytes that share those pages move too, unchanged; where a page held unused addresses, the
     process's resident memory grows by up to one huge page). Returns the bytes now on huge pages (0 where nothing
-    applies: not Linux, a kernel without MADV_COLLAPSE, transparent huge pages ``never``, no host arrays). Never
+    applies: not Linux, a kernel without MADV_COLLAPSE, transparent huge pages ``never`` or over MAX_HUGE_PAGE_BYTES,
+    no host arrays). Never
     raises and never changes a value; costs about one copy of the collapsed bytes."""
     if not sys.platform.startswith("linux"):
         return 0
@@ -75,6 +79,8 @@ def back_with_huge_pages(tree) -> int:
     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     madvise.restype = ctypes.c_int
     page = huge_page_bytes()
+    if page > MAX_HUGE_PAGE_BYTES:
+        return 0
     pages = sorted({p for address, n in buffers for p in range(address // page, -(-(address + n) // page))})
     collapsed = 0
     for p in pages:

@@ -65,3 +65,10 @@ def test_prepared_decode_weights_say_how_much_sits_on_huge_pages_and_decode_the_
     a = G.generate(cfg, w, [[1, 2, 3]], 8, eot_id=-1).tokens
     b = G.generate(cfg, params, [[1, 2, 3]], 8, eot_id=-1).tokens
     assert a == b
+
+
+def test_huge_pages_larger_than_the_cap_are_not_used(monkeypatch):
+    from model import host_memory
+
+    monkeypatch.setattr(host_memory, "huge_page_bytes", lambda: 512 << 20)  # arm64 with 64 KiB base pages
+    assert back_with_huge_pages({"w": jnp.ones(4 << 20)}) == 0
