@@ -37,12 +37,34 @@ def _collapse_supported() -> bool:
 needs_collapse = pytest.mark.skipif(not _collapse_supported(), reason="needs Linux 6.1+ with transparent huge pages")
 
 
+def _kernel_collapses_now() -> bool:
+    """Whether the kernel collapses a fresh anonymous mapping right now (it refuses when no free huge page is left):
+    checked apart from model/host_memory.py, so that a skip never hides a fault of ours."""
+    import ctypes
+    import mmap
+
+    page = huge_page_bytes()
+    region = mmap.mmap(-1, 2 * page, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # as malloc's memory: not shmem
+    region.write(b"x" * (2 * page))
+    address = ctypes.addressof(ctypes.c_char.from_buffer(region))
+    start = -(-address // page) * page
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return libc.madvise(start, page, 25) == 0  # MADV_COLLAPSE on the whole huge page inside the region
+
+
+def _moved_or_skip(moved: int) -> int:
+    if moved == 0 and not _kernel_collapses_now():
+        pytest.skip("the kernel collapses no range now (no free huge page)")
+    return moved
+
+
 @needs_collapse
 def test_a_large_host_array_moves_onto_huge_pages_with_its_values_unchanged():
     values = np.arange(4 * huge_page_bytes() // 4, dtype=np.float32)  # four huge pages of float32
     x = jnp.asarray(values)
     before = _anon_huge_kb()
-    moved = back_with_huge_pages({"w": x, "small": jnp.ones(8)})
+    moved = _moved_or_skip(back_with_huge_pages({"w": x, "small": jnp.ones(8)}))
     assert moved >= 3 * huge_page_bytes()  # every whole huge page inside the buffer, at least
     assert _anon_huge_kb() - before >= moved // 1024 - huge_page_bytes() // 1024
     np.testing.assert_array_equal(np.asarray(x), values)
@@ -61,7 +83,7 @@ def test_prepared_decode_weights_say_how_much_sits_on_huge_pages_and_decode_the_
     params = jax.tree.map(lambda s: jnp.asarray(0.1 * rng.standard_normal(s), jnp.float32), gpt.param_shapes(cfg),
                           is_leaf=lambda x: isinstance(x, tuple))
     w = G.prepare_weights(cfg, params, batch=1)
-    assert w.huge_page_bytes >= huge_page_bytes()
+    assert _moved_or_skip(w.huge_page_bytes) >= huge_page_bytes()
     a = G.generate(cfg, w, [[1, 2, 3]], 8, eot_id=-1).tokens
     b = G.generate(cfg, params, [[1, 2, 3]], 8, eot_id=-1).tokens
     assert a == b
