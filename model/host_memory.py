@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import sys
 
 # linux/mman.h: collapse a range into transparent huge pages, synchronously (Linux 6.1+).
@@ -51,8 +52,8 @@ def _host_buffers(tree) -> list[tuple[int, int]]:
         for shard in leaf.addressable_shards:
             if shard.device.platform != "cpu" or shard.data.nbytes < MIN_ARRAY_BYTES:
                 continue
-            try:
-                out.append((shard.data.unsafe_buffer_pointer(), shard.data.nbytes))
+            try:  # written first: pages still being written by a copy in flight refuse to move (EAGAIN, EINVAL)
+                out.append((shard.data.block_until_ready().unsafe_buffer_pointer(), shard.data.nbytes))
             except RuntimeError:  # deleted or donated meanwhile: nothing to place
                 continue
     return out
@@ -83,9 +84,11 @@ def back_with_huge_pages(tree) -> int:
         return 0
     pages = sorted({p for address, n in buffers for p in range(address // page, -(-(address + n) // page))})
     collapsed = 0
-    for p in pages:
-        if madvise(p * page, page, MADV_COLLAPSE) == 0:
-            collapsed += page
-        elif ctypes.get_errno() == 22:  # EINVAL: this kernel has no MADV_COLLAPSE, or huge pages are off
-            break
+    for p in pages:  # a page that cannot move (EINVAL: not one anonymous mapping, or no MADV_COLLAPSE) is skipped
+        for _ in range(2):  # EAGAIN (a page busy just now) is worth one more try
+            if madvise(p * page, page, MADV_COLLAPSE) == 0:
+                collapsed += page
+                break
+            if ctypes.get_errno() != errno.EAGAIN:
+                break
     return collapsed
