@@ -17,8 +17,8 @@ device's memory bandwidth: the best of the bench's copy (read + write) and read 
 and of read samples taken after each of our timed calls, so that a machine shared with other work is sampled under
 the load the steps saw. On a Linux host the probes' buffers sit on transparent huge pages, as the decode weights do
 (model/host_memory.py), so the roofline is the host's best bandwidth, not its default (4 KiB pages read ~10-40%
-slower on the 2-core EPYC of docs/performance.md). ``roofline_fraction`` is that time over the measured decode step (``step_s``: the prefill
-excluded, the best of the timed calls' mean step). ``busy_s``/``overhead_s`` split one more (traced) call's step
+slower on the 2-core EPYC of docs/performance.md). ``roofline_fraction`` is that time over the measured decode step
+(``step_s``: the prefill excluded, the best of the timed calls' mean step). ``busy_s``/``overhead_s`` split one more (traced) call's step
 into the device's operations and the rest, and ``fastest_step_s`` is its shortest step (benchmarks/decode_profile.py;
 ``fastest_roofline_fraction``: on a shared machine, what the step does when nothing else takes its cores).
 """
