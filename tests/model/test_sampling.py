@@ -135,3 +135,19 @@ def test_nucleus_cut_between_adjacent_floats():
     sampler = S.sampler_for(1.0, 0, 0.4, 300)
     w = np.asarray(S.filtered_weights(sampler, jnp.asarray(logits), jnp.int32(0), jnp.float32(0.4)))[0]
     assert np.flatnonzero(w).tolist() == [0]
+
+
+def test_greedy_is_argmax_first_maximum_ties_nan_and_inf():
+    """``greedy`` (max, then the least index holding it, on CPU) chooses what jnp.argmax chooses: the first of tied
+    maxima, the first NaN when there is one, index 0 of a row that is all -inf, and any finite row."""
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((6, 50257)).astype(np.float32)
+    rows[1, [7, 900, 50000]] = 9.0  # tied maxima: the first wins
+    rows[2, [5, 40000]] = np.nan  # a NaN counts as the maximum: the first NaN
+    rows[3] = -np.inf
+    rows[4, -1] = 50.0  # the maximum in the last slot
+    rows[5, :] = 1.0  # all equal
+    got = np.asarray(jax.jit(S.greedy)(jnp.asarray(rows)))
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, np.asarray(jnp.argmax(jnp.asarray(rows), axis=-1)))
+    np.testing.assert_array_equal(got, [np.argmax(rows[0]), 7, 5, 0, 50256, 0])
