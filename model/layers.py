@@ -173,6 +173,8 @@ ACTIVATIONS = {"gelu": gelu, "gelu_tanh": gelu_tanh, "silu": silu}
 # [768, 3072] 25.2 -> 60.7 (16 blocks), [768, 768] 20.1 -> 26.5 and [3072, 768] 17.9 -> 27.7 (transposed);
 # [256, 1024] 18.8 as trained against 14.1 transposed, and in a whole decode step its 16 blocks of 64 KB cost more
 # in launches and the concatenation than they gained; 32 blocks were slower than 16 everywhere tried.
+# On a 2-core Xeon VM (AVX-512) whose two threads slow each other's reads, the layouts tie: 111M's decode step,
+# same process alternating, 19.6 ms in 16 blocks, 19.7 all transposed, 20.1 as trained (docs/performance.md).
 MATVEC_BLOCKS = 16
 MATVEC_SPLIT_BYTES = 4 << 20  # a widening matrix at least this large (in its dtype) is cut into MATVEC_BLOCKS
 
