@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from model import gpt
+from model.compile_options import compile_lowered, compiler_options
 from model.config import EOT_TOKEN, GPTConfig
 from model.generation_checks import GenerationError, check_length, check_settings
 from model.host_memory import back_with_huge_pages
@@ -235,40 +236,12 @@ def _programs(cfg, shape_key, args, static) -> tuple[tuple, float]:
         return _COMPILED[key], 0.0
     t0 = time.perf_counter()
     options = compiler_options()
-    prefill = _compile(_prefill.lower(cfg, *args, **static), options)
+    prefill = compile_lowered(_prefill.lower(cfg, *args, **static), options)
     state = jax.eval_shape(partial(_prefill, cfg, **static), *args)
-    decode = _compile(_decode.lower(cfg, args[0], state, args[2], args[3],
+    decode = compile_lowered(_decode.lower(cfg, args[0], state, args[2], args[3],
                                     **{k: v for k, v in static.items() if k != "new_bucket"}), options)
     _COMPILED[key] = (prefill, decode)
     return _COMPILED[key], time.perf_counter() - t0
-
-
-# XLA options for the generation programs on CPU. XLA:CPU has LLVM vectorise its loops 256 bits wide even on a CPU
-# with 512-bit registers (AVX-512: sparing older cores' clocks); the decode step is ~250 small operations a token
-# (norms, attention over the cache, the reductions over the vocabulary) between its matrix-vector products, and those
-# run faster 512 wide: small, batch 1, same process alternating programs, 2-core Xeon with AVX-512, jax 0.10.2:
-# 2.75 against 2.96 ms a step (best of 12), 2.88 against 3.17 (median). A CPU without AVX-512 vectorises as wide as
-# it can, as before. Prefill is built the same way, so that prefill and decode round alike.
-CPU_COMPILER_OPTIONS = {"xla_cpu_prefer_vector_width": 512}
-
-
-def compiler_options() -> dict:
-    """The XLA options the prefill and decode programs are compiled with on the default backend:
-    CPU_COMPILER_OPTIONS on CPU, none elsewhere."""
-    return dict(CPU_COMPILER_OPTIONS) if jax.default_backend() == "cpu" else {}
-
-
-def _compile(lowered, options: dict):
-    """``lowered.compile`` with ``options``; without them where this jaxlib does not know one (XLA's debug options
-    come and go between releases), so that an option only ever changes speed."""
-    if not options:
-        return lowered.compile()
-    try:
-        return lowered.compile(compiler_options=options)
-    except jax.errors.JaxRuntimeError as err:
-        if "compile option" not in str(err):
-            raise
-        return lowered.compile()
 
 
 def _rows(out: np.ndarray, eot_id: int) -> tuple[list[list[int]], list[str], int]:

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from model import compile_options
 from model import generate as G
 from model import gpt
 from model import sampling
@@ -226,9 +227,10 @@ def test_matvec_layout_decodes_the_same_tokens_in_every_family(name, monkeypatch
 def test_cpu_programs_get_the_vector_width_option_and_survive_an_unknown_one(params, monkeypatch):
     """On CPU the prefill and decode programs are compiled with CPU_COMPILER_OPTIONS (the same tokens as ever); an
     option this jaxlib does not know is dropped rather than failing the call."""
-    assert G.compiler_options() == ({"xla_cpu_prefer_vector_width": 512} if jax.default_backend() == "cpu" else {})
+    on_cpu = jax.default_backend() == "cpu"
+    assert compile_options.compiler_options() == ({"xla_cpu_prefer_vector_width": 512} if on_cpu else {})
     want = G.generate(CFG, params, PROMPTS[:1], 4, eot_id=NEVER).tokens
-    monkeypatch.setattr(G, "CPU_COMPILER_OPTIONS", {"xla_cpu_no_such_option_anywhere": True})
+    monkeypatch.setattr(compile_options, "CPU_COMPILER_OPTIONS", {"xla_cpu_no_such_option_anywhere": True})
     monkeypatch.setattr(G, "_COMPILED", {})
     jax.clear_caches()
     assert G.generate(CFG, params, PROMPTS[:1], 4, eot_id=NEVER).tokens == want

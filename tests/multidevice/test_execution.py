@@ -31,6 +31,11 @@ from runtime.execution.optim import build_optimizer
 from runtime.platform import make_mesh
 
 TOL = 1e-5
+# Parameters after STEPS AdamW steps: Adam divides each gradient component by its running RMS, so where a component
+# is near zero a float32 reordering (a sum split across stages or devices) moves its update by up to lr. Measured
+# worst case 1.04e-5 (llama pipe-stage4 on a 2-core Xeon with AVX-512, jax 0.10.2; 6.9e-6 the next case); the loss,
+# the gradients and every loss of the run stay at TOL.
+TRAINED_TOL = 2e-5
 STEPS = 5
 B, T = 16, 16
 BASE = get_config("tiny").replace(n_layers=8, d_model=32, n_heads=4, d_head=8, d_ffn=128, vocab_size=256,
@@ -174,6 +179,6 @@ def test_mode_equals_single_device(case):
         losses.append(float(metrics["loss"]))
     np.testing.assert_allclose(losses, ref["losses"], rtol=TOL)
     assert int(state["step"]) == STEPS
-    assert_tree_close(ex.canonical(state["params"]), ref["trained"])
+    assert_tree_close(ex.canonical(state["params"]), ref["trained"], TRAINED_TOL)
     exported = ex.export_state(state)
-    assert_tree_close(exported["params"], ref["trained"])
+    assert_tree_close(exported["params"], ref["trained"], TRAINED_TOL)
