@@ -3,7 +3,8 @@
 runs it once per variant.
 
 ``python -m benchmarks.decode_check --model 1.3B --dtype bfloat16 --layer-loop scan`` measures the device's memory
-bandwidth (the bench's read and copy ceilings, quick sizes), then benchmarks/generation.py's decode rows without the
+bandwidth (the bench's read and copy ceilings, quick sizes, and reads at the model's step size between the calls:
+benchmarks/generation.py ``memory_bandwidth``), then benchmarks/generation.py's decode rows without the
 transformers baseline (batch 1 and 8 by default: step time, roofline fraction, busy/overhead split, compile
 seconds), and prints one JSON object as its last stdout line, with the variant's settings, ``XLA_FLAGS`` and the JAX
 version. Compile seconds come from the persistent compilation cache when ``JAX_COMPILATION_CACHE_DIR`` names one that
@@ -35,7 +36,7 @@ def main(argv=None) -> int:
 
     import jax
 
-    from benchmarks.ceilings import SIZES, copy_bandwidth, describe_device, read_bandwidth, read_probe
+    from benchmarks.ceilings import SIZES, copy_bandwidth, describe_device, read_bandwidth
     from benchmarks.generation import apply_roofline, measure_generation, memory_bandwidth
     from runtime.platform.compile_cache import use_compile_cache
 
@@ -51,10 +52,10 @@ def main(argv=None) -> int:
         out.update(measure_generation(args.model, prompt_len=args.prompt, new_tokens=args.new_tokens,
                                       batches=tuple(int(b) for b in args.batches.split(",")), repeats=args.repeats,
                                       with_baseline=False, dtype=args.dtype, profile=not args.no_profile,
-                                      probe=read_probe(nbytes, device), layer_loop=args.layer_loop,
+                                      sample_bandwidth=True, layer_loop=args.layer_loop,
                                       transpose_head=head))
-        out["bandwidth_bytes_per_s"] = max([memory_bandwidth(ceilings)] + out["bandwidth_samples"])
-        apply_roofline(out["rows"], out["bandwidth_bytes_per_s"])
+        out["bandwidth_bytes_per_s"] = memory_bandwidth(ceilings, out["bandwidth_samples"])
+        apply_roofline(out["rows"], out["bandwidth_bytes_per_s"], ceilings["copy_bytes_per_s"])
     except Exception as err:  # noqa: BLE001 - the check goes on to its next variant; this one says why it failed
         from model.errors import describe_error
 

@@ -139,7 +139,8 @@ if bench.is_file():
     for t in res.get("targets", []):
         if "decode" in t["target"]:
             print(f"target: {t['target']}: {t['value']} met={t['met']} ({t['note']})")
-    print(f"bench bandwidth {gen.get('bandwidth_bytes_per_s', 0) / 1e9:,.0f} GB/s; device {res.get('device')}")
+    print("bench roofline bandwidth " + ", ".join(f"{g['model']} {g.get('bandwidth_bytes_per_s', 0) / 1e9:,.0f} GB/s"
+                                              for g in gen.get("per_model", [])) + f"; device {res.get('device')}")
 def train_table():
     runs = sorted(out.glob("train-*/bench.json"), key=lambda p: p.stat().st_mtime)  # in the order they ran
     if not runs:

@@ -187,9 +187,13 @@ def generation_section(result: dict) -> list[str]:
                    f"{_f(g['step_s'] * 1e3, '.2f')} ms | {_f((g.get('roofline_step_s') or math.nan) * 1e3, '.2f')} ms | "
                    f"{_f(_pct(g.get('roofline_fraction')), '.1f')}% | {fastest} | {split} | "
                    f"{_f(g['bytes_per_token'] / 1e6, '.1f')} | {_f(g['compile_s'], '.1f')} |")
+    bandwidths = ", ".join(f"{g['model']} {_f(g['bandwidth_bytes_per_s'] / 1e9)} GB/s"
+                           for g in gen.get("per_model", []) if g.get("bandwidth_bytes_per_s"))
+    if gen.get("bandwidth_bytes_per_s"):  # a bench.json from before the per-model roofline: one figure for all
+        bandwidths = f"{_f(gen['bandwidth_bytes_per_s'] / 1e9)} GB/s"
     out += ["", f"Roofline: a decode step reads the weights once ({gen.get('dtype', 'float32')}, LayerNorm float32) plus "
-            "each row's KV cache up to its position (mean over the decode), at "
-            f"{_f(gen['bandwidth_bytes_per_s'] / 1e9)} GB/s ({gen.get('bandwidth_source', 'measured')}); "
+            f"each row's KV cache up to its position (mean over the decode), at {bandwidths} "
+            f"({gen.get('bandwidth_source', 'measured')}); "
             "'of roofline' is that time over the measured decode step (prefill excluded, best of the timed calls' "
             "mean step). Tokens/s are timed from prompt to last token, prefill included, weights prepared once per "
             "model. Busy: the device's operations per step in one traced call (XLA:CPU thunks or GPU kernels), "
