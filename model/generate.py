@@ -210,6 +210,7 @@ def generate(cfg: GPTConfig, params, prompts: list[list[int]], max_new_tokens: i
              "penalty": jnp.float32(repetition_penalty), "min_new": jnp.int32(min_new_tokens)}
     args = (weights.tree, jnp.asarray(tokens), jnp.asarray(lengths, jnp.int32), knobs)
     static = {"new_bucket": N, "dtype": jnp.dtype(weights.dtype), "penalise": repetition_penalty != 1.0,
+              "bars": (vocab_limit is not None and vocab_limit < cfg.vocab_size) or min_new_tokens > 0,
               "sampler": sampler_for(temperature, top_k, top_p, cfg.vocab_size)}
     (prefill, decode), compile_seconds = _programs(cfg, (B, P, weights.layer_loop, weights.transposed_head), args,
                                                    static)
@@ -231,7 +232,8 @@ def generate(cfg: GPTConfig, params, prompts: list[list[int]], max_new_tokens: i
 def _programs(cfg, shape_key, args, static) -> tuple[tuple, float]:
     """The compiled (prefill, decode) pair for these shapes and static settings, and the seconds spent compiling it
     now (0 when this process already had it)."""
-    key = (cfg, *shape_key, static["new_bucket"], static["dtype"].name, static["penalise"], static["sampler"])
+    key = (cfg, *shape_key, static["new_bucket"], static["dtype"].name, static["penalise"], static["bars"],
+           static["sampler"])
     if key in _COMPILED:
         return _COMPILED[key], 0.0
     t0 = time.perf_counter()
@@ -317,19 +319,23 @@ def _empty_cache(cfg, weights, batch: int, length: int, dtype):
     return k, v
 
 
-def _next_token(sampler: Sampler, penalise: bool, logits, seen, t, knobs, beyond_vocab):
+def _next_token(sampler: Sampler, penalise: bool, bars: bool, logits, seen, t, knobs, beyond_vocab):
     """The next token per row (int32 [B]) from float logits [B, V] at new-token index t: the repetition penalty
-    (when ``penalise``), ``beyond_vocab`` ([V] float32, -inf at ids >= vocab_limit: _vocab_bar) and the end-of-text
-    bar before ``min_new``, then the sampler. Each is one pass over V at most: fused with the sampler's reduction, a
-    boolean mask over V cost XLA:CPU ~0.3 ms a step at batch 1, an added float vector ~0.05."""
+    (when ``penalise``), then (when ``bars``) ``beyond_vocab`` ([V] float32, -inf at ids >= vocab_limit: _vocab_bar)
+    and the end-of-text bar before ``min_new``, then the sampler. Each is one pass over V at most: fused with the
+    sampler's reduction, a boolean mask over V cost XLA:CPU ~0.3 ms a step at batch 1, an added float vector ~0.05.
+    ``bars`` is fixed when the program is built, as ``penalise`` is, so that a decode with neither bar (the whole
+    vocabulary, no ``min_new_tokens``: the common case) makes no pass for them: after ``small``'s head on XLA:CPU the
+    bar's add alone took 50-85 us of a ~2.5 ms step (jax.profiler, 2-core Xeon VM, jax 0.10.2; docs/performance.md)."""
     if penalise:
         penalty = knobs["penalty"]
         logits = jnp.where(seen, jnp.where(logits > 0, logits / penalty, logits * penalty), logits)
-    logits = logits + beyond_vocab[None, :]
-    eot = knobs["eot_id"]
-    column = jnp.where(eot >= 0, eot, logits.shape[-1])  # an id outside the vocabulary bars nothing (dropped)
-    held = jnp.where(t < knobs["min_new"], -jnp.inf, logits[:, jnp.clip(eot, 0, logits.shape[-1] - 1)])
-    logits = logits.at[:, column].set(held, mode="drop")
+    if bars:
+        logits = logits + beyond_vocab[None, :]
+        eot = knobs["eot_id"]
+        column = jnp.where(eot >= 0, eot, logits.shape[-1])  # an id outside the vocabulary bars nothing (dropped)
+        held = jnp.where(t < knobs["min_new"], -jnp.inf, logits[:, jnp.clip(eot, 0, logits.shape[-1] - 1)])
+        logits = logits.at[:, column].set(held, mode="drop")
     return pick(sampler, logits, jax.random.fold_in(knobs["key"], t), knobs["temperature"], knobs["top_k"],
                 knobs["top_p"])
 
@@ -344,8 +350,8 @@ def _key_mask(lengths, P: int, S: int):
     return jnp.arange(S)[None, :] >= (P - lengths)[:, None]
 
 
-@partial(jax.jit, static_argnames=("cfg", "new_bucket", "dtype", "penalise", "sampler"))
-def _prefill(cfg, weights, tokens, lengths, knobs, *, new_bucket, dtype, penalise, sampler):
+@partial(jax.jit, static_argnames=("cfg", "new_bucket", "dtype", "penalise", "bars", "sampler"))
+def _prefill(cfg, weights, tokens, lengths, knobs, *, new_bucket, dtype, penalise, bars, sampler):
     """Prefill the left-padded prompts [B, P] and pick the first new token; returns the decode state."""
     B, P = tokens.shape
     S = P + new_bucket
@@ -356,14 +362,14 @@ def _prefill(cfg, weights, tokens, lengths, knobs, *, new_bucket, dtype, penalis
                                        last_only=True)
     rows = jnp.arange(B)
     seen = jnp.zeros((B, cfg.vocab_size), bool).at[rows[:, None], tokens].max(key_mask[:, :P])  # not padding
-    first = _next_token(sampler, penalise, logits[:, 0].astype(jnp.float32), seen, 0, knobs,
+    first = _next_token(sampler, penalise, bars, logits[:, 0].astype(jnp.float32), seen, 0, knobs,
                         _vocab_bar(cfg.vocab_size, knobs))
     return {"t": jnp.int32(1), "prev": first, "cache": cache, "done": first == knobs["eot_id"],
             "out": jnp.full((B, new_bucket), -1, jnp.int32).at[:, 0].set(first), "seen": seen.at[rows, first].set(True)}
 
 
-@partial(jax.jit, static_argnames=("cfg", "dtype", "penalise", "sampler"), donate_argnames=("state",))
-def _decode(cfg, weights, state, lengths, knobs, *, dtype, penalise, sampler):
+@partial(jax.jit, static_argnames=("cfg", "dtype", "penalise", "bars", "sampler"), donate_argnames=("state",))
+def _decode(cfg, weights, state, lengths, knobs, *, dtype, penalise, bars, sampler):
     """Decode from the prefill's state until ``max_new`` tokens or every row's end-of-text; returns the final state
     (its ``out`` [B, N] has -1 after a row stopped, ``t`` is one past the last new-token index). The state is
     donated and returned whole, so the loop updates the KV cache in the caller's buffers."""
@@ -382,7 +388,8 @@ def _decode(cfg, weights, state, lengths, knobs, *, dtype, penalise, sampler):
         feed = jnp.where(s["done"], knobs["eot_id"], s["prev"])[:, None]  # stopped rows compute on a valid id
         logits, cache = gpt.forward_cached(cfg, weights, feed, (lengths + t - 1)[:, None], s["cache"], P + t - 1,
                                            key_mask, dtype=dtype)
-        new = _next_token(sampler, penalise, logits[:, 0].astype(jnp.float32), s["seen"], t, knobs, beyond_vocab)
+        new = _next_token(sampler, penalise, bars, logits[:, 0].astype(jnp.float32), s["seen"], t, knobs,
+                          beyond_vocab)
         seen = s["seen"].at[rows, new].set(True)
         new = jnp.where(s["done"], -1, new)
         out = jax.lax.dynamic_update_slice_in_dim(s["out"], new[:, None], t, axis=1)

@@ -176,6 +176,27 @@ def test_repetition_penalty_follows_transformers_and_min_new_tokens_bars_eot(par
             G.generate(CFG, params, [prompt], 12, **bad)
 
 
+def test_vocab_limit_bars_ids_and_a_decode_without_bars_builds_none(params):
+    """Ids at or above ``vocab_limit`` are never generated; a decode with neither that bar nor ``min_new_tokens``
+    is built without them (``bars`` is part of the program's key) and picks what the barred program picks when the
+    bars bar nothing."""
+    prompt = PROMPTS[2]
+    plain = G.generate(CFG, params, [prompt], 10, eot_id=NEVER).tokens[0]
+    limit = sorted(plain)[len(plain) // 2]  # below about half of what the unbarred decode picks
+    limited = G.generate(CFG, params, [prompt], 10, eot_id=NEVER, vocab_limit=limit).tokens[0]
+    assert max(plain) >= limit and max(limited) < limit
+    assert {k[-2] for k in G._COMPILED} >= {True, False}  # both programs were built
+    logits = jax.random.normal(jax.random.key(3), (4, CFG.vocab_size)).at[1, 7].set(jnp.inf).at[2, 5].set(jnp.nan)
+    knobs = {"key": jax.random.key(0), "temperature": jnp.float32(0), "top_k": jnp.int32(0),
+             "top_p": jnp.float32(1), "eot_id": jnp.int32(2), "min_new": jnp.int32(0),
+             "vocab_limit": jnp.int32(CFG.vocab_size)}
+    greedy = sampling.sampler_for(0.0, 0, 1.0, CFG.vocab_size)
+    pick = [G._next_token(greedy, False, bars, logits, None, 3, knobs, G._vocab_bar(CFG.vocab_size, knobs))
+            for bars in (True, False)]
+    np.testing.assert_array_equal(pick[0], pick[1])
+    np.testing.assert_array_equal(pick[1], jnp.argmax(logits, -1))
+
+
 @pytest.mark.slow
 def test_every_decode_layout_gives_the_same_tokens(params):
     """The layer loop scanned or unrolled, the head and the MLP down projection stored as trained or transposed,
