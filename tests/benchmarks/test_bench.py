@@ -168,6 +168,7 @@ def test_reduced_run_json_contract(micro, tmp_path, monkeypatch):
         assert (out / name).is_file(), name
     report = (out / "report.md").read_text()
     assert "## Training" in report and "host link MB/step" in report and "host AdamW" in report
+    assert "| of roofline | of the copy ceiling |" in report
     # the folder was written whole (from a hidden sibling) and is never replaced without --overwrite (issue 28)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert main(["bench", "--quick", "--models", micro, "--modes", "data", "--out", str(out)]) == 2
