@@ -219,14 +219,15 @@ def apply_roofline(rows: list[dict], bandwidth: float, copy_bandwidth: float | N
     itself; with ``copy_bandwidth`` (the copy ceiling, bytes/s) also ``copy_roofline_fraction``, the step against
     that figure."""
     for row in rows:
+        per_step = row["bytes_per_token"] * row["batch"]
         row["bandwidth_bytes_per_s"] = bandwidth
-        row["roofline_step_s"] = row["bytes_per_token"] * row["batch"] / bandwidth
+        row["roofline_step_s"] = per_step / bandwidth
         row["roofline_tokens_per_s"] = row["batch"] / row["roofline_step_s"]
         row["roofline_fraction"] = row["roofline_step_s"] / row["step_s"] if row["step_s"] else None
         if row.get("fastest_step_s"):
             row["fastest_roofline_fraction"] = row["roofline_step_s"] / row["fastest_step_s"]
         if copy_bandwidth and row["step_s"]:
-            row["copy_roofline_fraction"] = row["bytes_per_token"] * row["batch"] / copy_bandwidth / row["step_s"]
+            row["copy_roofline_fraction"] = per_step / copy_bandwidth / row["step_s"]
 
 
 def _to_device(hf_model, dtype: str):

@@ -189,10 +189,7 @@ def generation_section(result: dict) -> list[str]:
                    f"{_f(_pct(g.get('roofline_fraction')), '.1f')}% | "
                    f"{_f(_pct(g.get('copy_roofline_fraction')), '.1f')}% | {fastest} | {split} | "
                    f"{_f(g['bytes_per_token'] / 1e6, '.1f')} | {_f(g['compile_s'], '.1f')} |")
-    bandwidths = ", ".join(f"{g['model']} {_f(g['bandwidth_bytes_per_s'] / 1e9)} GB/s"
-                           for g in gen.get("per_model", []) if g.get("bandwidth_bytes_per_s"))
-    if gen.get("bandwidth_bytes_per_s"):  # a bench.json from before the per-model roofline: one figure for all
-        bandwidths = f"{_f(gen['bandwidth_bytes_per_s'] / 1e9)} GB/s"
+    bandwidths = ", ".join(f"{g['model']} {_f(g['bandwidth_bytes_per_s'] / 1e9)} GB/s" for g in gen["per_model"])
     out += ["", f"Roofline: a decode step reads the weights once ({gen.get('dtype', 'float32')}, LayerNorm float32) plus "
             f"each row's KV cache up to its position (mean over the decode), at {bandwidths} "
             f"({gen.get('bandwidth_source', 'measured')}; a step only reads, and the copy ceiling, read + write, "

@@ -141,7 +141,7 @@ def decode_roofline_targets(platform: str | None, gen: dict) -> list[dict]:
         out.append(_target(name, round(row["roofline_fraction"], 3), row["roofline_fraction"] >= CPU_DECODE_ROOFLINE,
                            f"step {row['step_s'] * 1e3:.2f} ms against {row['roofline_step_s'] * 1e3:.2f} ms "
                            f"({row['bytes_per_token'] / 1e6:.1f} MB at "
-                           f"{row.get('bandwidth_bytes_per_s', gen.get('bandwidth_bytes_per_s', 0)) / 1e9:.1f} GB/s)"))
+                           f"{row['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s)"))
     return out
 
 
@@ -209,7 +209,7 @@ def _gpu_issue10(result: dict, runs: list[dict], base: dict) -> list[dict]:
         out.append(_target(name, round(one["roofline_fraction"], 3), one["roofline_fraction"] >= GPU_GENERATION_ROOFLINE,
                            f"step {one['step_s'] * 1e3:.3f} ms against {one['roofline_step_s'] * 1e3:.3f} ms "
                            f"({gen.get('dtype')}, "
-                           f"{one.get('bandwidth_bytes_per_s', gen.get('bandwidth_bytes_per_s', 0)) / 1e9:,.0f} GB/s measured)"))
+                           f"{one['bandwidth_bytes_per_s'] / 1e9:,.0f} GB/s measured)"))
     else:
         out.append(_target(name, None, None, "not measured: needs --gen-model 1.3B on the GPU"))
     return out

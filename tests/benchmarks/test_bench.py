@@ -242,11 +242,11 @@ def test_targets_follow_the_figures():
         return {"runs": [data, pipe], "peak_matmul_flops": 2e9, "platform": "cpu", "device": "cpu",
                 "baseline": {"available": True, "rows": [{"model": "111M", "ratio": 1.2, "tokens_per_s": 10.0,
                                                           "ours_data_tokens_per_s": 12.0, "batch_size": 8, "seq_len": 128}]},
-                "generation": {"models": ["111M"], "dtype": "float32", "bandwidth_bytes_per_s": 2e10,
+                "generation": {"models": ["111M"], "dtype": "float32",
                                "rows": [{"model": "111M", "batch": 1, "ratio": 0.8, "tokens_per_s": 8.0,
                                          "baseline_tokens_per_s": 10.0, "roofline_fraction": roofline,
                                          "step_s": 0.03, "roofline_step_s": 0.03 * roofline,
-                                         "bytes_per_token": 4.5e8}]}}
+                                         "bytes_per_token": 4.5e8, "bandwidth_bytes_per_s": 2e10}]}}
 
     def met(targets, prefix):
         return next(t["met"] for t in targets if t["target"].startswith(prefix))
@@ -368,9 +368,9 @@ def test_gpu_targets_of_issue_10():
     # issue 29: 1.3B batch-1 decode against the bandwidth roofline
     assert met(good, "1.3B batch-1 decode") is None  # not decoded in this result
     decoded = _gpu_result(50000.0, 40e9, 6e14)
-    decoded["generation"] = {"models": ["1.3B"], "dtype": "bfloat16", "bandwidth_bytes_per_s": 4.3e12,
+    decoded["generation"] = {"models": ["1.3B"], "dtype": "bfloat16",
                              "rows": [{"model": "1.3B", "batch": 1, "step_s": 1e-3, "roofline_step_s": 0.7e-3,
-                                       "roofline_fraction": 0.7}]}
+                                       "roofline_fraction": 0.7, "bandwidth_bytes_per_s": 4.3e12}]}
     assert met(evaluate_targets(decoded), "1.3B batch-1 decode") is True
     lines = "\n".join(baseline_table(_gpu_result(50000.0, 40e9, 6e14)))
     assert "| 1.3B | eager |" in lines and "| 1.3B | compile |" in lines and "57,983" in lines  # 60.8e9 B in MiB
